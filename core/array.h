@@ -1,0 +1,35 @@
+/* array.h -- the one in-memory tensor type of the project: float32, C order.
+ *
+ * Feature sequences are [T, C] (ndim 2) or [B, T, C] (ndim 3). Labels are read as
+ * float32 too (0 = background). `data` is owned by the array unless said otherwise:
+ * free it with sola_array_free. */
+#ifndef SOLA_ARRAY_H
+#define SOLA_ARRAY_H
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define SOLA_MAXDIM 4
+
+typedef struct sola_array {
+    float *data;
+    int ndim;
+    int64_t shape[SOLA_MAXDIM];
+} sola_array;
+
+static inline size_t sola_array_numel(const sola_array *a)
+{
+    size_t n = 1;
+    for (int i = 0; i < a->ndim; i++)
+        n *= (size_t)a->shape[i];
+    return n;
+}
+
+static inline void sola_array_free(sola_array *a)
+{
+    free(a->data);
+    a->data = NULL;
+    a->ndim = 0;
+}
+
+#endif

@@ -1,0 +1,225 @@
+/* fsutil.c -- file maps and the atomic write protocol (see fsutil.h). */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int io_code(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? SOLA_ENOSPC : SOLA_EIO;
+}
+
+int sola_map_file(const char *path, sola_map *m, sola_err *e)
+{
+    m->data = NULL;
+    m->len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO, "%s: %s", path,
+                         strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return sola_errf(e, SOLA_EIO, "%s: %s", path, strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return sola_errf(e, SOLA_EIO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return 0;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED)
+        return sola_errf(e, SOLA_EIO, "%s: mmap: %s", path, strerror(err));
+    m->data = p;
+    m->len = (size_t)st.st_size;
+    return 0;
+}
+
+void sola_unmap(sola_map *m)
+{
+    if (m->data)
+        munmap(m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
+int sola_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static atomic_uint tmp_counter;
+
+int sola_afile_open(sola_afile *a, const char *path, sola_err *e)
+{
+    memset(a, 0, sizeof *a);
+    char *dup = strdup(path);
+    if (!dup)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
+    const char *base = path + dirlen;
+    size_t n = strlen(path) + 64;
+    char *tmp = malloc(n);
+    if (!tmp) {
+        free(dup);
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(tmp, n, "%.*s.%s.tmp.%ld.%u", (int)dirlen, path, base, (long)getpid(),
+             atomic_fetch_add(&tmp_counter, 1));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int err = errno;
+        free(tmp);
+        free(dup);
+        return sola_errf(e, io_code(err), "%s: cannot create temporary file: %s", path,
+                         strerror(err));
+    }
+    a->fp = fdopen(fd, "wb");
+    if (!a->fp) {
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        free(dup);
+        return sola_errf(e, SOLA_ENOMEM, "%s: fdopen failed", path);
+    }
+    a->tmp = tmp;
+    a->path = dup;
+    return 0;
+}
+
+int sola_afile_write(sola_afile *a, const void *buf, size_t len, sola_err *e)
+{
+    if (a->failed)
+        return sola_errf(e, SOLA_EIO, "%s: earlier write failed", a->path);
+    if (len && fwrite(buf, 1, len, a->fp) != len) {
+        int err = errno;
+        a->failed = 1;
+        return sola_errf(e, io_code(err), "%s: write failed: %s", a->path, strerror(err));
+    }
+    return 0;
+}
+
+static void afile_release(sola_afile *a)
+{
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    a->fp = NULL;
+}
+
+int sola_afile_commit(sola_afile *a, sola_err *e)
+{
+    int err = 0;
+    if (a->failed)
+        err = EIO;
+    if (!err && fflush(a->fp) != 0)
+        err = errno;
+    if (!err && fsync(fileno(a->fp)) != 0)
+        err = errno;
+    if (fclose(a->fp) != 0 && !err)
+        err = errno;
+    a->fp = NULL;
+    if (!err && rename(a->tmp, a->path) != 0)
+        err = errno;
+    if (err) {
+        unlink(a->tmp);
+        int rc = sola_errf(e, io_code(err), "%s: %s", a->path, strerror(err));
+        afile_release(a);
+        return rc;
+    }
+    char *d = strdup(a->path);
+    if (d) {
+        sola_fsync_dir(dirname(d));
+        free(d);
+    }
+    afile_release(a);
+    return 0;
+}
+
+void sola_afile_abort(sola_afile *a)
+{
+    if (a->fp)
+        fclose(a->fp);
+    if (a->tmp)
+        unlink(a->tmp);
+    afile_release(a);
+}
+
+int sola_write_atomic(const char *path, const void *buf, size_t len, sola_err *e)
+{
+    sola_afile a;
+    int rc = sola_afile_open(&a, path, e);
+    if (rc)
+        return rc;
+    rc = sola_afile_write(&a, buf, len, e);
+    if (rc) {
+        sola_afile_abort(&a);
+        return rc;
+    }
+    return sola_afile_commit(&a, e);
+}
+
+int sola_mkdirs(const char *path, int mode, sola_err *e)
+{
+    char *p = strdup(path);
+    if (!p)
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
+            int err = errno;
+            int rc = sola_errf(e, io_code(err), "%s: cannot create directory: %s", p,
+                               strerror(err));
+            free(p);
+            return rc;
+        }
+        *s = '/';
+    }
+    int rc = 0;
+    if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
+        rc = sola_errf(e, io_code(errno), "%s: cannot create directory: %s", p,
+                       strerror(errno));
+    free(p);
+    return rc;
+}
+
+void sola_stem(const char *path, char *out, size_t n)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    const char *dot = strrchr(b, '.');
+    size_t len = dot && dot != b ? (size_t)(dot - b) : strlen(b);
+    if (n == 0)
+        return;
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, b, len);
+    out[len] = 0;
+}
+
+int sola_has_ext(const char *path, const char *ext)
+{
+    size_t a = strlen(path), b = strlen(ext);
+    return a >= b && strcmp(path + a - b, ext) == 0;
+}

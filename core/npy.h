@@ -1,0 +1,47 @@
+/* npy.h -- NumPy .npy reading and writing.
+ *
+ * Reads format versions 1.0, 2.0 and 3.0; dtypes f2/f4/f8 in either byte order
+ * ('<', '>', '|' or '=' where meaningful), C or Fortran order; converts to float32
+ * C order. With SOLA_NPY_LABELS also integer (i1..i8, u1..u8) and bool ('|b1')
+ * arrays, for label files. Everything else (object arrays, structured dtypes,
+ * strings, complex) is refused with a message. Every read is bounded by `len`; the
+ * header is limited to SOLA_NPY_MAX_HEADER bytes; shape products are
+ * overflow-checked and must match the data size exactly (trailing bytes refused).
+ * Writes are always '<f4', C order, version 1.0 (2.0 if the header would not fit). */
+#ifndef SOLA_NPY_H
+#define SOLA_NPY_H
+
+#include <stddef.h>
+
+#include "array.h"
+#include "err.h"
+
+#define SOLA_NPY_MAX_HEADER (64 * 1024)
+
+enum {
+    SOLA_NPY_LABELS = 1, /* accept integer and bool dtypes too */
+};
+
+/* Parses a whole .npy image. `name` (file name or "request body") prefixes errors.
+ * out->data is newly allocated (caller frees with sola_array_free). Accepts ndim
+ * 1..SOLA_MAXDIM; callers check the shape they need. */
+int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
+                   sola_array *out, sola_err *e);
+
+/* Validates the header only: fills ndim/shape (data NULL) and *data_off, *data_len
+ * (bytes of payload it describes). For streaming checks of uploaded files. */
+int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *shape_out,
+                  size_t *data_off, size_t *data_len, sola_err *e);
+
+/* Maps and parses a file. */
+int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e);
+
+/* Encodes float32 data of the given shape as a malloc'd .npy image. */
+int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **buf,
+                    size_t *len, sola_err *e);
+
+/* Writes a .npy file atomically (temporary + fsync + rename). */
+int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *shape,
+                  sola_err *e);
+
+#endif

@@ -1,0 +1,102 @@
+/* test_fsutil.c -- atomic writes and file maps. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+#include "fsutil.h"
+#include "testutil.h"
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+START_TEST(atomic_write_replaces_and_leaves_no_temp)
+{
+    char *dir = tu_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/a.bin", dir);
+    sola_err e = {0};
+    ck_assert_int_eq(sola_write_atomic(path, "old", 3, &e), 0);
+    ck_assert_int_eq(sola_write_atomic(path, "newer", 5, &e), 0);
+    size_t n;
+    char *buf = tu_read(path, &n);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_mem_eq(buf, "newer", 5);
+    ck_assert_int_eq(count_entries(dir), 1);
+    free(buf);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(aborted_write_keeps_old_file)
+{
+    char *dir = tu_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/a.bin", dir);
+    sola_err e = {0};
+    ck_assert_int_eq(sola_write_atomic(path, "old", 3, &e), 0);
+    sola_afile a;
+    ck_assert_int_eq(sola_afile_open(&a, path, &e), 0);
+    ck_assert_int_eq(sola_afile_write(&a, "partial", 7, &e), 0);
+    sola_afile_abort(&a);
+    size_t n;
+    char *buf = tu_read(path, &n);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(buf, "old", 3);
+    ck_assert_int_eq(count_entries(dir), 1);
+    free(buf);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(write_into_missing_dir_names_path)
+{
+    sola_err e = {0};
+    int rc = sola_write_atomic("/nonexistent-dir-xyz/a.bin", "x", 1, &e);
+    ck_assert_int_eq(rc, SOLA_EIO);
+    ck_assert_ptr_nonnull(strstr(e.msg, "/nonexistent-dir-xyz/a.bin"));
+}
+END_TEST
+
+START_TEST(map_missing_file_is_notfound)
+{
+    sola_map m;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_map_file("/nonexistent-file-xyz", &m, &e), SOLA_ENOTFOUND);
+    ck_assert_ptr_nonnull(strstr(e.msg, "nonexistent-file-xyz"));
+}
+END_TEST
+
+START_TEST(stem_and_ext)
+{
+    char s[64];
+    sola_stem("/a/b/v_test.npy", s, sizeof s);
+    ck_assert_str_eq(s, "v_test");
+    ck_assert(sola_has_ext("x.npz", ".npz"));
+    ck_assert(!sola_has_ext("x.npz", ".npy"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("fsutil");
+    TCase *tc = tcase_create("fsutil");
+    tcase_add_test(tc, atomic_write_replaces_and_leaves_no_temp);
+    tcase_add_test(tc, aborted_write_keeps_old_file);
+    tcase_add_test(tc, write_into_missing_dir_names_path);
+    tcase_add_test(tc, map_missing_file_is_notfound);
+    tcase_add_test(tc, stem_and_ext);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
