@@ -93,6 +93,11 @@ const sola_tensor *sola_model_extra(const sola_model *m, const char *name);
 int sola_model_put_extra(sola_model *m, const char *name, int ndim, const int64_t *shape,
                          const float *data, sola_err *e);
 
+/* Element count of an extra tensor. */
+size_t sola_tensor_numel(const sola_tensor *t);
+/* 1 if name is one of the PyTorch names of the parameters above (module or head). */
+int sola_model_is_param_name(const char *name);
+
 /* Load from a safetensors file or buffer (shapes define C, H, k1, k2, P; dilations
  * from metadata). Any dtype F32/F16/BF16/F64 is converted. The result is packed.
  * `name` is used in messages. */

@@ -1,0 +1,385 @@
+/* model.c -- the SoLa module's parameters: allocation, PyTorch-default init, the
+ * packed GEMM layout, metadata and extra tensors. The safetensors file form (load and
+ * save) lives in model_io.c.
+ *
+ * Everything trainable sits in one float buffer laid out by sola_model_layout, so a
+ * gradient or an AdamW moment is "another buffer of nparams floats" with the same
+ * offsets. The head, when present, comes after the module so that adding or dropping
+ * it never moves a module parameter. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+void sola_model_layout(int C, int H, int k1, int k2, int P, sola_layout *l)
+{
+    size_t c = (size_t)C, h = (size_t)H, p = (size_t)(P > 0 ? P : 0);
+    size_t o = 0;
+    l->w0 = o, o += h * c * (size_t)k1;
+    l->b0 = o, o += h;
+    l->w2 = o, o += h * h * (size_t)k2;
+    l->b2 = o, o += h;
+    l->w4 = o, o += c * h;
+    l->b4 = o, o += c;
+    l->alpha = o, o += 1;
+    l->module_total = o;
+    l->hw0 = o, o += p * c;
+    l->hb0 = o, o += p;
+    l->hw2 = o, o += c * p;
+    l->hb2 = o, o += c;
+    if (p == 0)
+        o = l->module_total;
+    l->total = o;
+}
+
+/* Total parameter count with overflow checks (the layout itself trusts its input). */
+static int count_params(int C, int H, int k1, int k2, int P, size_t *out)
+{
+    size_t c = (size_t)C, h = (size_t)H, p = (size_t)P, t, s = 0;
+    size_t terms[][3] = {{h, c, (size_t)k1}, {h, h, (size_t)k2}, {c, h, 1}, {p, c, 1},
+                         {c, p, 1}};
+    for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++) {
+        if (sola_mul_size(terms[i][0], terms[i][1], &t) || sola_mul_size(t, terms[i][2], &t) ||
+            sola_add_size(s, t, &s))
+            return -1;
+    }
+    /* biases, alpha, head biases */
+    if (sola_add_size(s, 2 * h + 2 * c + 1 + p, &s))
+        return -1;
+    /* every packed copy and workspace row is indexed with int-sized strides */
+    if (s > (size_t)1 << 40)
+        return -1;
+    *out = s;
+    return 0;
+}
+
+static void set_ptrs(sola_model *m)
+{
+    sola_layout l;
+    sola_model_layout(m->C, m->H, m->k1, m->k2, m->P, &l);
+    float *p = m->params;
+    m->nparams = l.total;
+    m->w0 = p + l.w0;
+    m->b0 = p + l.b0;
+    m->w2 = p + l.w2;
+    m->b2 = p + l.b2;
+    m->w4 = p + l.w4;
+    m->b4 = p + l.b4;
+    m->alpha = p + l.alpha;
+    if (m->P > 0) {
+        m->hw0 = p + l.hw0;
+        m->hb0 = p + l.hb0;
+        m->hw2 = p + l.hw2;
+        m->hb2 = p + l.hb2;
+    } else {
+        m->hw0 = m->hb0 = m->hw2 = m->hb2 = NULL;
+    }
+}
+
+sola_model *sola_model_new(int C, int H, int k1, int k2, int P, sola_err *e)
+{
+    if (C < 1 || H < 1 || P < 0) {
+        sola_errf(e, SOLA_EINVAL, "model shape C=%d H=%d P=%d: dimensions must be positive",
+                  C, H, P);
+        return NULL;
+    }
+    if (k1 < 1 || k2 < 1 || k1 % 2 == 0 || k2 % 2 == 0) {
+        sola_errf(e, SOLA_EINVAL, "model kernels k1=%d k2=%d: kernels must be odd and >= 1",
+                  k1, k2);
+        return NULL;
+    }
+    size_t n;
+    if (count_params(C, H, k1, k2, P, &n)) {
+        sola_errf(e, SOLA_ETOOBIG, "model shape C=%d H=%d k1=%d k2=%d P=%d is too large", C, H,
+                  k1, k2, P);
+        return NULL;
+    }
+    sola_model *m = calloc(1, sizeof *m);
+    if (!m)
+        goto nomem;
+    m->C = C, m->H = H, m->k1 = k1, m->k2 = k2, m->P = P, m->d1 = 1, m->d2 = 1;
+    m->params = calloc(n, sizeof(float));
+    if (!m->params)
+        goto nomem;
+    set_ptrs(m);
+    return m;
+nomem:
+    sola_model_free(m);
+    sola_errf(e, SOLA_ENOMEM, "model C=%d H=%d: out of memory for %zu parameters", C, H, n);
+    return NULL;
+}
+
+static void free_extra(sola_tensor *t)
+{
+    free(t->name);
+    free(t->data);
+}
+
+void sola_model_free(sola_model *m)
+{
+    if (!m)
+        return;
+    free(m->params);
+    free(m->w0p);
+    free(m->w2p);
+    for (int i = 0; i < m->nmeta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].val);
+    }
+    free(m->meta);
+    for (int i = 0; i < m->nextra; i++)
+        free_extra(&m->extra[i]);
+    free(m->extra);
+    free(m);
+}
+
+static size_t tensor_numel(int ndim, const int64_t *shape)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)shape[i];
+    return n;
+}
+
+sola_model *sola_model_clone(const sola_model *m, sola_err *e)
+{
+    sola_model *c = sola_model_new(m->C, m->H, m->k1, m->k2, m->P, e);
+    if (!c)
+        return NULL;
+    c->d1 = m->d1, c->d2 = m->d2;
+    memcpy(c->params, m->params, m->nparams * sizeof(float));
+    for (int i = 0; i < m->nmeta; i++)
+        if (sola_model_set_meta(c, m->meta[i].key, m->meta[i].val))
+            goto nomem;
+    for (int i = 0; i < m->nextra; i++) {
+        const sola_tensor *t = &m->extra[i];
+        if (sola_model_put_extra(c, t->name, t->ndim, t->shape, t->data, e))
+            goto err;
+    }
+    /* A clone of a packed model is packed, so it can serve at once. */
+    if (m->w0p && sola_model_pack(c, e))
+        goto err;
+    return c;
+nomem:
+    sola_errf(e, SOLA_ENOMEM, "model clone: out of memory");
+err:
+    sola_model_free(c);
+    return NULL;
+}
+
+/* U(-bound, bound) as torch.nn.init.uniform_ draws it, rounded to float. */
+static void fill_uniform(float *w, size_t n, double bound, sola_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)((2.0 * sola_rng_uniform(r) - 1.0) * bound);
+}
+
+/* nn.Conv1d / nn.Linear reset_parameters(): kaiming_uniform_(a=sqrt(5)) gives a weight
+ * bound of gain*sqrt(3/fan_in) with gain = sqrt(2/(1+5)), i.e. exactly 1/sqrt(fan_in);
+ * the bias bound is 1/sqrt(fan_in) too. */
+static void init_layer(float *w, size_t nw, float *b, size_t nb, size_t fan_in, sola_rng *r)
+{
+    double bound = 1.0 / sqrt((double)fan_in);
+    fill_uniform(w, nw, bound, r);
+    fill_uniform(b, nb, bound, r);
+}
+
+static void init_head(sola_model *m, sola_rng *r)
+{
+    size_t C = (size_t)m->C, P = (size_t)m->P;
+    if (P == 0)
+        return;
+    init_layer(m->hw0, P * C, m->hb0, P, C, r);
+    init_layer(m->hw2, C * P, m->hb2, C, P, r);
+}
+
+void sola_model_init(sola_model *m, uint64_t seed)
+{
+    sola_rng r;
+    sola_rng_seed(&r, seed);
+    size_t C = (size_t)m->C, H = (size_t)m->H;
+    init_layer(m->w0, H * C * (size_t)m->k1, m->b0, H, C * (size_t)m->k1, &r);
+    init_layer(m->w2, H * H * (size_t)m->k2, m->b2, H, H * (size_t)m->k2, &r);
+    init_layer(m->w4, C * H, m->b4, C, H, &r);
+    m->alpha[0] = 0.0f; /* tanh(0) = 0: a fresh model is the identity */
+    init_head(m, &r);   /* drawn after the module: module values do not depend on P */
+    /* Stale packs would silently serve the old weights. */
+    free(m->w0p);
+    free(m->w2p);
+    m->w0p = m->w2p = NULL;
+}
+
+void sola_model_init_head(sola_model *m, uint64_t seed)
+{
+    sola_rng r;
+    sola_rng_seed(&r, seed);
+    init_head(m, &r);
+}
+
+int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
+{
+    if (P < 1)
+        return sola_errf(e, SOLA_EINVAL, "dissimilarity head width P=%d must be >= 1", P);
+    size_t n;
+    if (count_params(m->C, m->H, m->k1, m->k2, P, &n))
+        return sola_errf(e, SOLA_ETOOBIG, "head width P=%d is too large", P);
+    sola_layout l;
+    sola_model_layout(m->C, m->H, m->k1, m->k2, 0, &l);
+    float *p = calloc(n, sizeof(float));
+    if (!p)
+        return sola_errf(e, SOLA_ENOMEM, "head width P=%d: out of memory", P);
+    memcpy(p, m->params, l.module_total * sizeof(float));
+    free(m->params);
+    m->params = p;
+    m->P = P;
+    set_ptrs(m);
+    sola_model_init_head(m, seed);
+    return 0;
+}
+
+/* Packs w [Cout, Cin, k] into wp [Cin, k*Cout] with wp[c, j*Cout + o] = w[o, c, j], so
+ * one GEMM X[T, Cin] . wp gives every tap's contribution side by side. */
+static float *pack_conv(const float *w, int Cout, int Cin, int k)
+{
+    size_t n = (size_t)Cout * (size_t)Cin * (size_t)k;
+    float *wp = malloc(n * sizeof(float));
+    if (!wp)
+        return NULL;
+    size_t row = (size_t)k * (size_t)Cout;
+    for (size_t o = 0; o < (size_t)Cout; o++)
+        for (size_t c = 0; c < (size_t)Cin; c++) {
+            const float *src = w + (o * (size_t)Cin + c) * (size_t)k;
+            float *dst = wp + c * row + o;
+            for (size_t j = 0; j < (size_t)k; j++)
+                dst[j * (size_t)Cout] = src[j];
+        }
+    return wp;
+}
+
+int sola_model_pack(sola_model *m, sola_err *e)
+{
+    float *a = pack_conv(m->w0, m->H, m->C, m->k1);
+    float *b = pack_conv(m->w2, m->H, m->H, m->k2);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return sola_errf(e, SOLA_ENOMEM, "model C=%d H=%d: out of memory packing weights",
+                         m->C, m->H);
+    }
+    free(m->w0p);
+    free(m->w2p);
+    m->w0p = a;
+    m->w2p = b;
+    return 0;
+}
+
+const char *sola_model_meta(const sola_model *m, const char *key)
+{
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta[i].key, key))
+            return m->meta[i].val;
+    return NULL;
+}
+
+int sola_model_set_meta(sola_model *m, const char *key, const char *val)
+{
+    char *v = strdup(val);
+    if (!v)
+        return SOLA_ENOMEM;
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta[i].key, key)) {
+            free(m->meta[i].val);
+            m->meta[i].val = v;
+            return 0;
+        }
+    char *k = strdup(key);
+    sola_kv *kv = realloc(m->meta, (size_t)(m->nmeta + 1) * sizeof *kv);
+    if (!k || !kv) {
+        free(k);
+        free(v);
+        if (kv)
+            m->meta = kv;
+        return SOLA_ENOMEM;
+    }
+    m->meta = kv;
+    kv[m->nmeta].key = k;
+    kv[m->nmeta].val = v;
+    m->nmeta++;
+    return 0;
+}
+
+const sola_tensor *sola_model_extra(const sola_model *m, const char *name)
+{
+    for (int i = 0; i < m->nextra; i++)
+        if (!strcmp(m->extra[i].name, name))
+            return &m->extra[i];
+    return NULL;
+}
+
+int sola_model_put_extra(sola_model *m, const char *name, int ndim, const int64_t *shape,
+                         const float *data, sola_err *e)
+{
+    if (ndim < 0 || ndim > 4)
+        return sola_errf(e, SOLA_EINVAL, "extra tensor %s: %d dimensions (at most 4)", name,
+                         ndim);
+    if (sola_model_is_param_name(name))
+        return sola_errf(e, SOLA_EINVAL,
+                         "extra tensor %s: the name belongs to a model parameter", name);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || sola_mul_size(n, (size_t)shape[i], &n))
+            return sola_errf(e, SOLA_EINVAL, "extra tensor %s: bad shape", name);
+    }
+    size_t bytes;
+    if (sola_mul_size(n, sizeof(float), &bytes))
+        return sola_errf(e, SOLA_ETOOBIG, "extra tensor %s is too large", name);
+    sola_tensor t = {0};
+    t.name = strdup(name);
+    t.data = malloc(bytes ? bytes : 1);
+    if (!t.name || !t.data) {
+        free_extra(&t);
+        return sola_errf(e, SOLA_ENOMEM, "extra tensor %s: out of memory", name);
+    }
+    t.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t.shape[i] = shape[i];
+    if (bytes)
+        memcpy(t.data, data, bytes);
+    for (int i = 0; i < m->nextra; i++)
+        if (!strcmp(m->extra[i].name, name)) {
+            free_extra(&m->extra[i]);
+            m->extra[i] = t;
+            return 0;
+        }
+    sola_tensor *x = realloc(m->extra, (size_t)(m->nextra + 1) * sizeof *x);
+    if (!x) {
+        free_extra(&t);
+        return sola_errf(e, SOLA_ENOMEM, "extra tensor %s: out of memory", name);
+    }
+    m->extra = x;
+    x[m->nextra++] = t;
+    return 0;
+}
+
+size_t sola_tensor_numel(const sola_tensor *t)
+{
+    return tensor_numel(t->ndim, t->shape);
+}
+
+static const char *const param_names[] = {
+    "conv_network.0.weight",       "conv_network.0.bias",         "conv_network.2.weight",
+    "conv_network.2.bias",         "conv_network.4.weight",       "conv_network.4.bias",
+    "alpha",                       "dissim_head.network.0.weight", "dissim_head.network.0.bias",
+    "dissim_head.network.2.weight", "dissim_head.network.2.bias",
+};
+
+int sola_model_is_param_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof param_names / sizeof param_names[0]; i++)
+        if (!strcmp(param_names[i], name))
+            return 1;
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* tsm.c -- temporal self-similarity map (SPEC 3):
+ *     S[i,j] = (y_i . y_j) / (|y_i| |y_j| + 1e-8)
+ * The Gram matrix is one ssyrk (half the FLOPs of a GEMM, and S comes out exactly
+ * symmetric); the norms are float32 like torch.linalg.norm's result, with the same
+ * order of operations in the division, so we match a torch reference to rounding. */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "refine.h"
+
+int sola_tsm(const float *y, int T, int C, float *S, sola_err *e)
+{
+    if (T < 1 || C < 1)
+        return sola_errf(e, SOLA_ESHAPE, "tsm: shape [%d, %d] (both must be >= 1)", T, C);
+    if (!y || !S)
+        return sola_errf(e, SOLA_EINVAL, "tsm: need input and output buffers");
+    size_t t = (size_t)T, c = (size_t)C, tt;
+    if (sola_mul_size(t, t, &tt))
+        return sola_errf(e, SOLA_ETOOBIG, "tsm: %d x %d map is too large", T, T);
+    float *n = malloc(t * sizeof(float));
+    if (!n)
+        return sola_errf(e, SOLA_ENOMEM, "tsm: out of memory for %d norms", T);
+    for (size_t i = 0; i < t; i++) {
+        /* double accumulation then one rounding: the float32 norm, correctly rounded
+         * for any C we see */
+        const float *yi = y + i * c;
+        double s = 0;
+        for (size_t k = 0; k < c; k++)
+            s += (double)yi[k] * yi[k];
+        n[i] = (float)sqrt(s);
+    }
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, T, C, 1.0f, y, C, 0.0f, S, T);
+    for (size_t i = 0; i < t; i++) {
+        for (size_t j = i; j < t; j++) {
+            float den = n[i] * n[j] + 1e-8f;
+            float v = S[i * t + j] / den;
+            /* rounding can leave |v| a few ulp above 1; the map is documented in [-1, 1] */
+            v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
+            S[i * t + j] = v;
+            S[j * t + i] = v;
+        }
+    }
+    free(n);
+    return 0;
+}
