@@ -44,4 +44,8 @@ int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **bu
 int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *shape,
                   sola_err *e);
 
+/* IEEE 754 half (binary16) bits to float32, subnormals, infinities and NaN
+ * included. Shared with the safetensors reader. */
+float sola_half_to_float(uint16_t h);
+
 #endif

@@ -27,6 +27,7 @@ typedef struct sola_npz {
     int n;
     void *map_; /* internal: owned mapping when opened from a file */
     size_t maplen_;
+    char *name_; /* internal: owned copy of the archive name, for messages */
 } sola_npz;
 
 /* Parses the directory of an archive image held by the caller (buf must outlive z). */

@@ -1,0 +1,604 @@
+/* npy.c -- the NumPy .npy format (see npy.h).
+ *
+ * The header is a Python dict literal; we do not evaluate Python, we parse the one
+ * form NumPy writes ({'descr': STR, 'fortran_order': BOOL, 'shape': TUPLE}, keys in
+ * any order, trailing comma allowed, whitespace padding) with a small bounded
+ * recursive-free scanner, and refuse anything else. Data is converted to float32 in
+ * file order first (one tight loop per dtype), then transposed if Fortran-ordered. */
+#include "npy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "fsutil.h"
+
+static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+
+/* ---- little helpers ---------------------------------------------------- */
+
+static int host_is_le(void)
+{
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+float sola_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Loads an unsigned integer of `size` bytes in the given byte order. */
+static uint64_t load_uint(const unsigned char *p, size_t size, int big)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < size; i++)
+        v |= (uint64_t)p[big ? size - 1 - i : i] << (8 * i);
+    return v;
+}
+
+/* ---- header scanner ---------------------------------------------------- */
+
+typedef struct scan {
+    const char *p, *end;
+} scan;
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int eat(scan *s, char c)
+{
+    skip_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A quoted Python string without escapes (NumPy never writes escapes in these
+ * fields); copies at most n-1 bytes into out. Returns 0, or -1 if malformed or too
+ * long. */
+static int scan_str(scan *s, char *out, size_t n)
+{
+    skip_ws(s);
+    if (s->p >= s->end || (*s->p != '\'' && *s->p != '"'))
+        return -1;
+    char q = *s->p++;
+    size_t k = 0;
+    while (s->p < s->end && *s->p != q) {
+        if (*s->p == '\\' || *s->p == '\n' || k + 1 >= n)
+            return -1;
+        out[k++] = *s->p++;
+    }
+    if (s->p >= s->end)
+        return -1;
+    s->p++;
+    out[k] = 0;
+    return 0;
+}
+
+static int scan_word(scan *s, const char *w)
+{
+    skip_ws(s);
+    size_t n = strlen(w);
+    if ((size_t)(s->end - s->p) >= n && memcmp(s->p, w, n) == 0) {
+        s->p += n;
+        return 1;
+    }
+    return 0;
+}
+
+/* Describes the token at the scan position for error messages. */
+static const char *where(const scan *s, char *buf, size_t n)
+{
+    if (s->p >= s->end)
+        return "end of header";
+    size_t k = 0;
+    const char *q = s->p;
+    while (q < s->end && k + 1 < n && k < 12 && *q >= 0x20 && *q < 0x7f)
+        buf[k++] = *q++;
+    buf[k] = 0;
+    return k ? buf : "a control byte";
+}
+
+/* Parses a dtype descr ("<f4", "|b1", ...) into kind/size/byte order. */
+static int parse_descr(const char *d, const char *name, int flags, char *kind, size_t *size,
+                       int *big, sola_err *e)
+{
+    if (strcmp(d, "|O") == 0 || strcmp(d, "O") == 0)
+        return sola_errf(e, SOLA_EUNSUP,
+                         "%s: object arrays ('|O') are not supported: save plain numeric "
+                         "arrays (np.save(f, x.astype(np.float32)))",
+                         name);
+    char bo = d[0];
+    if (bo != '<' && bo != '>' && bo != '|' && bo != '=')
+        return sola_errf(e, SOLA_EUNSUP, "%s: dtype '%s' is not supported (expected e.g. '<f4')",
+                         name, d);
+    char k = d[1];
+    if (!k)
+        return sola_errf(e, SOLA_EFORMAT, "%s: empty dtype '%s'", name, d);
+    char *endp = NULL;
+    long sz = 0;
+    if (d[2] >= '0' && d[2] <= '9')
+        sz = strtol(d + 2, &endp, 10);
+    if (!endp || *endp)
+        return sola_errf(e, SOLA_EUNSUP, "%s: dtype '%s' is not supported (expected e.g. '<f4')",
+                         name, d);
+    int ok_float = k == 'f' && (sz == 2 || sz == 4 || sz == 8);
+    int ok_int = (k == 'i' || k == 'u') && (sz == 1 || sz == 2 || sz == 4 || sz == 8);
+    int ok_bool = k == 'b' && sz == 1;
+    if (!ok_float && !ok_int && !ok_bool)
+        return sola_errf(e, SOLA_EUNSUP,
+                         "%s: dtype '%s' is not supported (float16/32/64%s only)", name, d,
+                         (flags & SOLA_NPY_LABELS) ? ", integer or bool" : "");
+    if (!ok_float && !(flags & SOLA_NPY_LABELS))
+        return sola_errf(e, SOLA_EUNSUP,
+                         "%s: dtype '%s' is an integer/bool array; features must be float16, "
+                         "float32 or float64",
+                         name, d);
+    /* '|' means "byte order not applicable"; NumPy itself reads '|f4' as native. */
+    *big = bo == '>' || ((bo == '=' || bo == '|') && !host_is_le());
+    if (sz == 1)
+        *big = 0;
+    *kind = k;
+    *size = (size_t)sz;
+    return 0;
+}
+
+/* The header fields, parsed. */
+typedef struct npy_hdr {
+    int major;
+    char descr[32];
+    char kind;
+    size_t itemsize;
+    int big, fortran;
+    int ndim;
+    int64_t shape[SOLA_MAXDIM];
+    size_t numel, data_off, data_len;
+} npy_hdr;
+
+static int parse_shape(scan *s, const char *name, npy_hdr *h, sola_err *e)
+{
+    char wb[16];
+    if (!eat(s, '('))
+        return sola_errf(e, SOLA_EFORMAT, "%s: header 'shape' must be a tuple, found %s", name,
+                         where(s, wb, sizeof wb));
+    int nd = 0;
+    int64_t dims[SOLA_MAXDIM];
+    for (;;) {
+        skip_ws(s);
+        if (eat(s, ')'))
+            break;
+        if (s->p < s->end && *s->p == '-')
+            return sola_errf(e, SOLA_EFORMAT, "%s: header 'shape' has a negative dimension",
+                             name);
+        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+            return sola_errf(e, SOLA_EFORMAT,
+                             "%s: header 'shape' must hold non-negative integers, found %s",
+                             name, where(s, wb, sizeof wb));
+        int64_t v = 0;
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+            if (v > (INT64_MAX - 9) / 10)
+                return sola_errf(e, SOLA_EFORMAT, "%s: header 'shape' dimension overflows",
+                                 name);
+            v = v * 10 + (*s->p++ - '0');
+        }
+        if (s->p < s->end && *s->p == 'L') /* Python 2 long literal */
+            s->p++;
+        if (nd >= SOLA_MAXDIM)
+            return sola_errf(e, SOLA_ESHAPE, "%s: arrays of more than %d dimensions are not "
+                             "supported", name, SOLA_MAXDIM);
+        dims[nd++] = v;
+        if (eat(s, ','))
+            continue;
+        if (eat(s, ')'))
+            break;
+        return sola_errf(e, SOLA_EFORMAT, "%s: header 'shape': expected ',' or ')', found %s",
+                         name, where(s, wb, sizeof wb));
+    }
+    h->ndim = nd;
+    memcpy(h->shape, dims, sizeof(int64_t) * (size_t)nd);
+    return 0;
+}
+
+/* Parses magic, version, header length and the dict. Checks only what the header
+ * says (and that it fits in len); the caller checks the payload size. */
+static int parse_header(const unsigned char *b, size_t len, const char *name, int flags,
+                        npy_hdr *h, sola_err *e)
+{
+    memset(h, 0, sizeof *h);
+    if (len < 10 || memcmp(b, npy_magic, 6) != 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy file (bad magic; expected "
+                         "\\x93NUMPY)", name);
+    int major = b[6], minor = b[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return sola_errf(e, SOLA_EUNSUP, "%s: .npy format version %d.%d is not supported "
+                         "(1.0, 2.0 and 3.0 are)", name, major, minor);
+    size_t pre = major == 1 ? 10 : 12;
+    if (len < pre)
+        return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header", name);
+    size_t hlen = major == 1 ? (size_t)load_uint(b + 8, 2, 0) : (size_t)load_uint(b + 8, 4, 0);
+    if (hlen > SOLA_NPY_MAX_HEADER)
+        return sola_errf(e, SOLA_ETOOBIG, "%s: .npy header length %zu exceeds the limit of %d "
+                         "bytes", name, hlen, SOLA_NPY_MAX_HEADER);
+    if (hlen > len - pre)
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy header length %zu runs past the end of "
+                         "the file (%zu bytes)", name, hlen, len);
+    h->major = major;
+    scan s = {(const char *)b + pre, (const char *)b + pre + hlen};
+    char wb[16];
+    if (!eat(&s, '{'))
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy header is not a Python dict (found %s)",
+                         name, where(&s, wb, sizeof wb));
+    int have_descr = 0, have_fo = 0, have_shape = 0;
+    for (;;) {
+        if (eat(&s, '}'))
+            break;
+        char key[32];
+        if (scan_str(&s, key, sizeof key) != 0)
+            return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: expected a quoted key, found "
+                             "%s", name, where(&s, wb, sizeof wb));
+        if (!eat(&s, ':'))
+            return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: expected ':' after '%s'", name,
+                             key);
+        int rc;
+        if (strcmp(key, "descr") == 0 && !have_descr) {
+            skip_ws(&s);
+            if (s.p < s.end && *s.p == '[')
+                return sola_errf(e, SOLA_EUNSUP, "%s: structured dtypes are not supported "
+                                 "(save a plain float array)", name);
+            if (scan_str(&s, h->descr, sizeof h->descr) != 0)
+                return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: 'descr' must be a dtype "
+                                 "string", name);
+            have_descr = 1;
+        } else if (strcmp(key, "fortran_order") == 0 && !have_fo) {
+            if (scan_word(&s, "True"))
+                h->fortran = 1;
+            else if (scan_word(&s, "False"))
+                h->fortran = 0;
+            else
+                return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: 'fortran_order' must be "
+                                 "True or False", name);
+            have_fo = 1;
+        } else if (strcmp(key, "shape") == 0 && !have_shape) {
+            if ((rc = parse_shape(&s, name, h, e)) != 0)
+                return rc;
+            have_shape = 1;
+        } else {
+            return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: unexpected or repeated key '%s' "
+                             "(expected 'descr', 'fortran_order', 'shape')", name, key);
+        }
+        if (eat(&s, ','))
+            continue;
+        if (eat(&s, '}'))
+            break;
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: expected ',' or '}', found %s",
+                         name, where(&s, wb, sizeof wb));
+    }
+    skip_ws(&s);
+    if (s.p != s.end)
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy header: unexpected %s after the dict", name,
+                         where(&s, wb, sizeof wb));
+    if (!have_descr || !have_fo || !have_shape)
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy header lacks the key '%s'", name,
+                         !have_descr ? "descr" : !have_fo ? "fortran_order" : "shape");
+    int rc = parse_descr(h->descr, name, flags, &h->kind, &h->itemsize, &h->big, e);
+    if (rc)
+        return rc;
+    if (h->ndim < 1)
+        return sola_errf(e, SOLA_ESHAPE, "%s: 0-dimensional (scalar) arrays are not supported",
+                         name);
+    size_t n = 1;
+    for (int i = 0; i < h->ndim; i++)
+        if (sola_mul_size(n, (size_t)h->shape[i], &n) != 0)
+            return sola_errf(e, SOLA_EFORMAT, "%s: .npy shape overflows the address space",
+                             name);
+    h->numel = n;
+    if (sola_mul_size(n, h->itemsize, &h->data_len) != 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: .npy shape overflows the address space", name);
+    h->data_off = pre + hlen;
+    return 0;
+}
+
+static void shape_str(const npy_hdr *h, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < h->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %lld" : "%lld", (long long)h->shape[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, h->ndim == 1 ? ",)" : ")");
+}
+
+/* Converts numel items of the header's dtype at src (file order) to float32. */
+static void convert(const npy_hdr *h, const unsigned char *src, float *dst)
+{
+    size_t n = h->numel, sz = h->itemsize;
+    int swap = h->big != !host_is_le();
+    if (h->kind == 'f' && sz == 4 && !swap) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++, src += sz) {
+        uint64_t v = load_uint(src, sz, h->big);
+        float f;
+        if (h->kind == 'f') {
+            if (sz == 2) {
+                f = sola_half_to_float((uint16_t)v);
+            } else if (sz == 4) {
+                uint32_t u = (uint32_t)v;
+                memcpy(&f, &u, 4);
+            } else {
+                double d;
+                memcpy(&d, &v, 8);
+                f = (float)d;
+            }
+        } else if (h->kind == 'b') {
+            f = v != 0;
+        } else if (h->kind == 'i') {
+            int64_t s = sz == 8 ? (int64_t)v : (int64_t)(v << (64 - 8 * sz)) >> (64 - 8 * sz);
+            f = (float)s;
+        } else {
+            f = (float)v;
+        }
+        dst[i] = f;
+    }
+}
+
+/* Fortran-ordered src (dims shape[0..nd-1], first index fastest) to C order. */
+static void fortran_to_c(const float *src, float *dst, int nd, const int64_t *shape,
+                         size_t numel)
+{
+    size_t stride[SOLA_MAXDIM];
+    size_t st = 1;
+    for (int k = 0; k < nd; k++) {
+        stride[k] = st;
+        st *= (size_t)shape[k];
+    }
+    size_t idx[SOLA_MAXDIM] = {0};
+    size_t off = 0;
+    for (size_t i = 0; i < numel; i++) {
+        dst[i] = src[off];
+        /* advance the C-order odometer (last index fastest), tracking the F offset */
+        for (int k = nd - 1; k >= 0; k--) {
+            idx[k]++;
+            off += stride[k];
+            if (idx[k] < (size_t)shape[k])
+                break;
+            off -= stride[k] * idx[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *shape_out,
+                  size_t *data_off, size_t *data_len, sola_err *e)
+{
+    npy_hdr h;
+    int rc = parse_header(buf, len, name, 0, &h, e);
+    if (rc)
+        return rc;
+    if (shape_out) {
+        shape_out->data = NULL;
+        shape_out->ndim = h.ndim;
+        memcpy(shape_out->shape, h.shape, sizeof h.shape);
+    }
+    if (data_off)
+        *data_off = h.data_off;
+    if (data_len)
+        *data_len = h.data_len;
+    return 0;
+}
+
+int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
+                   sola_array *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    npy_hdr h;
+    int rc = parse_header(buf, len, name, flags, &h, e);
+    if (rc)
+        return rc;
+    size_t have = len - h.data_off;
+    if (have != h.data_len) {
+        char sh[96];
+        shape_str(&h, sh, sizeof sh);
+        if (have < h.data_len)
+            return sola_errf(e, SOLA_EFORMAT, "%s: truncated: header declares shape %s of '%s' "
+                             "(%zu bytes of data) but the file holds %zu", name, sh, h.descr,
+                             h.data_len, have);
+        return sola_errf(e, SOLA_EFORMAT, "%s: header declares shape %s of '%s' (%zu bytes of "
+                         "data) but %zu bytes follow the header (%zu trailing)", name, sh,
+                         h.descr, h.data_len, have, have - h.data_len);
+    }
+    size_t nb = 0;
+    if (sola_mul_size(h.numel, sizeof(float), &nb) != 0)
+        return sola_errf(e, SOLA_ETOOBIG, "%s: array too large", name);
+    float *data = malloc(nb ? nb : 1);
+    if (!data)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", name, nb);
+    const unsigned char *src = (const unsigned char *)buf + h.data_off;
+    if (h.fortran && h.ndim > 1) {
+        float *tmp = malloc(nb ? nb : 1);
+        if (!tmp) {
+            free(data);
+            return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", name, nb);
+        }
+        convert(&h, src, tmp);
+        fortran_to_c(tmp, data, h.ndim, h.shape, h.numel);
+        free(tmp);
+    } else {
+        convert(&h, src, data);
+    }
+    out->data = data;
+    out->ndim = h.ndim;
+    memcpy(out->shape, h.shape, sizeof h.shape);
+    return 0;
+}
+
+int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    sola_map m;
+    int rc = sola_map_file(path, &m, e);
+    if (rc)
+        return rc;
+    rc = sola_npy_parse(m.data, m.len, path, flags, out, e);
+    sola_unmap(&m);
+    return rc;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Builds magic + length + dict + padding for '<f4' C order into hdr (size cap);
+ * returns its length or 0 on error. NumPy pads with spaces and a final '\n' so
+ * the data starts on a 64-byte boundary. */
+static size_t build_header(int ndim, const int64_t *shape, unsigned char *hdr, size_t cap)
+{
+    char dict[256];
+    size_t k = (size_t)snprintf(dict, sizeof dict,
+                                "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (int i = 0; i < ndim; i++)
+        k += (size_t)snprintf(dict + k, sizeof dict - k, i ? ", %lld" : "%lld",
+                              (long long)shape[i]);
+    k += (size_t)snprintf(dict + k, sizeof dict - k, ndim == 1 ? ",), }" : "), }");
+    if (k >= sizeof dict)
+        return 0;
+    int major = 1;
+    size_t pre = 10;
+    size_t total = (pre + k + 1 + 63) / 64 * 64;
+    if (total - pre > 65535) {
+        major = 2;
+        pre = 12;
+        total = (pre + k + 1 + 63) / 64 * 64;
+    }
+    if (total > cap)
+        return 0;
+    size_t hlen = total - pre;
+    memcpy(hdr, npy_magic, 6);
+    hdr[6] = (unsigned char)major;
+    hdr[7] = 0;
+    for (size_t i = 0; i < pre - 8; i++)
+        hdr[8 + i] = (unsigned char)(hlen >> (8 * i));
+    memcpy(hdr + pre, dict, k);
+    memset(hdr + pre + k, ' ', hlen - k - 1);
+    hdr[total - 1] = '\n';
+    return total;
+}
+
+static int check_out_shape(int ndim, const int64_t *shape, size_t *nbytes, sola_err *e)
+{
+    if (ndim < 1 || ndim > SOLA_MAXDIM)
+        return sola_errf(e, SOLA_EINVAL, "npy: cannot write %d dimensions (1..%d)", ndim,
+                         SOLA_MAXDIM);
+    size_t n = sizeof(float);
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return sola_errf(e, SOLA_EINVAL, "npy: negative dimension %lld",
+                             (long long)shape[i]);
+        if (sola_mul_size(n, (size_t)shape[i], &n) != 0)
+            return sola_errf(e, SOLA_ETOOBIG, "npy: shape overflows the address space");
+    }
+    *nbytes = n;
+    return 0;
+}
+
+/* Copies n floats as little-endian bytes. */
+static void store_le_f32(unsigned char *dst, const float *src, size_t n)
+{
+    if (host_is_le()) {
+        memcpy(dst, src, n * 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        for (int b = 0; b < 4; b++)
+            dst[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
+    }
+}
+
+int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **buf,
+                    size_t *len, sola_err *e)
+{
+    *buf = NULL;
+    *len = 0;
+    size_t nb = 0, total;
+    int rc = check_out_shape(ndim, shape, &nb, e);
+    if (rc)
+        return rc;
+    unsigned char hdr[512];
+    size_t hl = build_header(ndim, shape, hdr, sizeof hdr);
+    if (!hl)
+        return sola_errf(e, SOLA_EINVAL, "npy: header does not fit");
+    if (sola_add_size(hl, nb, &total) != 0)
+        return sola_errf(e, SOLA_ETOOBIG, "npy: array too large");
+    unsigned char *out = malloc(total);
+    if (!out)
+        return sola_errf(e, SOLA_ENOMEM, "npy: out of memory for %zu bytes", total);
+    memcpy(out, hdr, hl);
+    store_le_f32(out + hl, data, nb / 4);
+    *buf = out;
+    *len = total;
+    return 0;
+}
+
+int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *shape,
+                  sola_err *e)
+{
+    size_t nb = 0;
+    sola_err se = {0};
+    int rc = check_out_shape(ndim, shape, &nb, &se);
+    if (rc)
+        return sola_errf(e, rc, "%s: %s", path, se.msg);
+    unsigned char hdr[512];
+    size_t hl = build_header(ndim, shape, hdr, sizeof hdr);
+    if (!hl)
+        return sola_errf(e, SOLA_EINVAL, "%s: npy header does not fit", path);
+    sola_afile a;
+    if ((rc = sola_afile_open(&a, path, e)) != 0)
+        return rc;
+    if ((rc = sola_afile_write(&a, hdr, hl, e)) != 0)
+        goto err;
+    if (host_is_le()) {
+        rc = sola_afile_write(&a, data, nb, e);
+    } else {
+        unsigned char chunk[4096];
+        for (size_t i = 0; i < nb / 4 && !rc; i += sizeof chunk / 4) {
+            size_t m = nb / 4 - i < sizeof chunk / 4 ? nb / 4 - i : sizeof chunk / 4;
+            store_le_f32(chunk, data + i, m);
+            rc = sola_afile_write(&a, chunk, m * 4, e);
+        }
+    }
+    if (rc)
+        goto err;
+    return sola_afile_commit(&a, e);
+err:
+    sola_afile_abort(&a);
+    return rc;
+}

@@ -1,0 +1,707 @@
+/* npz.c -- .npz archives: the zip container, read and written (see npz.h).
+ *
+ * Reading trusts the central directory (numpy writes every local header with
+ * ZIP64 placeholder sizes, and streamed writers put sizes in data descriptors), but
+ * checks that each local header agrees on the name and that every member's bytes
+ * lie inside the archive, before the central directory, and do not overlap another
+ * member. Writing produces plain (non-ZIP64) archives and refuses beyond 4 GiB. */
+#include "npz.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "fsutil.h"
+#include "npy.h"
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_EOCD64 0x06064b50u
+#define SIG_LOC64 0x07064b50u
+#define EOCD_LEN 22
+#define CEN_LEN 46
+#define LOC_LEN 30
+#define U32_SAT 0xffffffffu
+#define U16_SAT 0xffffu
+/* Deflate cannot expand by more than ~1032:1; a larger declared size is a lie (or
+ * a bomb) and is refused before any allocation. */
+#define MAX_DEFLATE_RATIO 1100
+
+static uint64_t rd(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void wr(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static const char *zname(const sola_npz *z)
+{
+    return z->name_ ? z->name_ : "archive";
+}
+
+void sola_npz_close(sola_npz *z)
+{
+    for (int i = 0; i < z->n; i++)
+        free(z->entries[i].name);
+    free(z->entries);
+    free(z->name_);
+    if (z->map_) {
+        sola_map m = {z->map_, z->maplen_};
+        sola_unmap(&m);
+    }
+    memset(z, 0, sizeof *z);
+}
+
+/* ---- directory parsing ------------------------------------------------- */
+
+typedef struct span {
+    size_t begin, end; /* local header .. end of compressed data */
+    int idx;
+} span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    const sola_npz_entry *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+static const char *method_name(int m)
+{
+    switch (m) {
+    case 1: return "shrink";
+    case 6: return "implode";
+    case 9: return "deflate64";
+    case 12: return "bzip2";
+    case 14: return "lzma";
+    case 93: return "zstd";
+    case 95: return "xz";
+    case 99: return "AES encryption";
+    default: return "unknown";
+    }
+}
+
+/* Locates the end-of-central-directory record (and the ZIP64 one if present) and
+ * returns the central directory's extent and entry count. */
+static int find_directory(const unsigned char *b, size_t len, const char *name,
+                          size_t *cd_off, size_t *cd_size, uint64_t *count, sola_err *e)
+{
+    if (len < EOCD_LEN)
+        return sola_errf(e, SOLA_EFORMAT, "%s: not a .npz (zip) archive: %zu bytes is too short",
+                         name, len);
+    size_t lo = len - EOCD_LEN > 65535 ? len - EOCD_LEN - 65535 : 0;
+    size_t eocd = SIZE_MAX;
+    for (size_t off = len - EOCD_LEN + 1; off-- > lo;) {
+        if (rd(b + off, 4) == SIG_EOCD && off + EOCD_LEN + rd(b + off + 20, 2) == len) {
+            eocd = off;
+            break;
+        }
+    }
+    if (eocd == SIZE_MAX)
+        return sola_errf(e, SOLA_EFORMAT, "%s: not a .npz (zip) archive, or truncated: no "
+                         "end-of-central-directory record", name);
+    const unsigned char *r = b + eocd;
+    uint64_t disk = rd(r + 4, 2), cdisk = rd(r + 6, 2), n_here = rd(r + 8, 2),
+             n = rd(r + 10, 2), size = rd(r + 12, 4), off = rd(r + 16, 4);
+    size_t limit = eocd; /* the directory must end before this */
+    if (eocd >= 20 && rd(b + eocd - 20, 4) == SIG_LOC64) {
+        const unsigned char *l = b + eocd - 20;
+        uint64_t z64 = rd(l + 8, 8);
+        if (rd(l + 4, 4) != 0 || rd(l + 16, 4) > 1)
+            return sola_errf(e, SOLA_EUNSUP, "%s: multi-disk zip archives are not supported",
+                             name);
+        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || rd(b + z64, 4) != SIG_EOCD64)
+            return sola_errf(e, SOLA_EFORMAT, "%s: ZIP64 end-of-central-directory record is "
+                             "missing or out of bounds", name);
+        const unsigned char *q = b + z64;
+        disk = rd(q + 16, 4);
+        cdisk = rd(q + 20, 4);
+        n_here = rd(q + 24, 8);
+        n = rd(q + 32, 8);
+        size = rd(q + 40, 8);
+        off = rd(q + 48, 8);
+        limit = (size_t)z64;
+    } else if (n == U16_SAT || size == U32_SAT || off == U32_SAT) {
+        return sola_errf(e, SOLA_EFORMAT, "%s: zip end record needs ZIP64 values but the ZIP64 "
+                         "locator is missing", name);
+    }
+    if (disk != 0 || cdisk != 0 || n_here != n)
+        return sola_errf(e, SOLA_EUNSUP, "%s: multi-disk zip archives are not supported", name);
+    if (off > limit || size > limit - off)
+        return sola_errf(e, SOLA_EFORMAT, "%s: central directory (offset %llu, %llu bytes) lies "
+                         "outside the archive", name, (unsigned long long)off,
+                         (unsigned long long)size);
+    if (n > size / CEN_LEN)
+        return sola_errf(e, SOLA_EFORMAT, "%s: central directory claims %llu entries but holds "
+                         "%llu bytes", name, (unsigned long long)n, (unsigned long long)size);
+    if (n > INT32_MAX)
+        return sola_errf(e, SOLA_ETOOBIG, "%s: %llu members are more than supported", name,
+                         (unsigned long long)n);
+    *cd_off = (size_t)off;
+    *cd_size = (size_t)size;
+    *count = n;
+    return 0;
+}
+
+/* Applies the ZIP64 extended-information extra field (id 1) of a central entry: it
+ * holds, in order, only those of usize/csize/offset whose 32-bit field is saturated. */
+static int apply_zip64(const unsigned char *x, size_t xlen, uint64_t *usize, uint64_t *csize,
+                       uint64_t *loff, const char *name, const char *mname, sola_err *e)
+{
+    size_t p = 0;
+    while (p + 4 <= xlen) {
+        unsigned id = (unsigned)rd(x + p, 2);
+        size_t sz = (size_t)rd(x + p + 2, 2);
+        if (sz > xlen - p - 4)
+            return sola_errf(e, SOLA_EFORMAT, "%s: member '%s': extra field runs past its "
+                             "header", name, mname);
+        if (id == 1) {
+            const unsigned char *f = x + p + 4;
+            size_t k = 0;
+            uint64_t *vals[3] = {usize, csize, loff};
+            for (int i = 0; i < 3; i++) {
+                if (*vals[i] != U32_SAT)
+                    continue;
+                if (k + 8 > sz)
+                    return sola_errf(e, SOLA_EFORMAT, "%s: member '%s': ZIP64 extra field is "
+                                     "too short", name, mname);
+                *vals[i] = rd(f + k, 8);
+                k += 8;
+            }
+        }
+        p += 4 + sz;
+    }
+    return 0;
+}
+
+int sola_npz_parse(const void *buf, size_t len, const char *name, sola_npz *z, sola_err *e)
+{
+    memset(z, 0, sizeof *z);
+    const unsigned char *b = buf;
+    span *spans = NULL;
+    sola_npz_entry **sorted = NULL;
+    int rc;
+    if (!name)
+        name = "archive";
+    z->buf = b;
+    z->len = len;
+    if (!(z->name_ = strdup(name)))
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", name);
+    size_t cd_off = 0, cd_size = 0;
+    uint64_t n = 0;
+    if ((rc = find_directory(b, len, name, &cd_off, &cd_size, &n, e)) != 0)
+        goto err;
+    z->entries = calloc(n ? (size_t)n : 1, sizeof *z->entries);
+    spans = calloc(n ? (size_t)n : 1, sizeof *spans);
+    if (!z->entries || !spans) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", name);
+        goto err;
+    }
+    size_t p = cd_off, cd_end = cd_off + cd_size;
+    for (uint64_t i = 0; i < n; i++) {
+        if (cd_end - p < CEN_LEN || rd(b + p, 4) != SIG_CENTRAL) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: central directory entry %llu is corrupt", name,
+                           (unsigned long long)i);
+            goto err;
+        }
+        const unsigned char *c = b + p;
+        unsigned flags = (unsigned)rd(c + 8, 2);
+        int method = (int)rd(c + 10, 2);
+        uint64_t crc = rd(c + 16, 4), csize = rd(c + 20, 4), usize = rd(c + 24, 4);
+        size_t nlen = (size_t)rd(c + 28, 2), xlen = (size_t)rd(c + 30, 2),
+               clen = (size_t)rd(c + 32, 2);
+        uint64_t disk = rd(c + 34, 2), loff = rd(c + 42, 4);
+        if (cd_end - p - CEN_LEN < nlen + xlen + clen) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: central directory entry %llu runs past the "
+                           "directory", name, (unsigned long long)i);
+            goto err;
+        }
+        const char *nm = (const char *)c + CEN_LEN;
+        if (memchr(nm, 0, nlen)) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: member name %llu contains a NUL byte", name,
+                           (unsigned long long)i);
+            goto err;
+        }
+        sola_npz_entry *en = &z->entries[i];
+        size_t keep = nlen >= 4 && memcmp(nm + nlen - 4, ".npy", 4) == 0 ? nlen - 4 : nlen;
+        if (!(en->name = malloc(keep + 1))) {
+            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", name);
+            goto err;
+        }
+        memcpy(en->name, nm, keep);
+        en->name[keep] = 0;
+        z->n = (int)i + 1;
+        if ((rc = apply_zip64(c + CEN_LEN + nlen, xlen, &usize, &csize, &loff, name, en->name,
+                              e)) != 0)
+            goto err;
+        if (disk != 0 && disk != U16_SAT) {
+            rc = sola_errf(e, SOLA_EUNSUP, "%s: multi-disk zip archives are not supported",
+                           name);
+            goto err;
+        }
+        if (flags & 0x41) {
+            rc = sola_errf(e, SOLA_EUNSUP, "%s: member '%s' is encrypted; encrypted archives "
+                           "are not supported", name, en->name);
+            goto err;
+        }
+        if (method != 0 && method != 8) {
+            rc = sola_errf(e, SOLA_EUNSUP, "%s: member '%s' uses compression method %d (%s); "
+                           "only stored and deflated members are supported", name, en->name,
+                           method, method_name(method));
+            goto err;
+        }
+        if (method == 0 && csize != usize) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: stored member '%s' declares %llu compressed "
+                           "but %llu uncompressed bytes", name, en->name,
+                           (unsigned long long)csize, (unsigned long long)usize);
+            goto err;
+        }
+        if (method == 8 && usize / MAX_DEFLATE_RATIO > csize) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: member '%s' declares %llu bytes from %llu "
+                           "compressed, beyond what deflate can produce", name, en->name,
+                           (unsigned long long)usize, (unsigned long long)csize);
+            goto err;
+        }
+        /* The local header: inside the archive, same name, data before the directory. */
+        if (loff > cd_off || cd_off - loff < LOC_LEN || rd(b + loff, 4) != SIG_LOCAL) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: member '%s': local header at offset %llu is "
+                           "missing or out of bounds", name, en->name, (unsigned long long)loff);
+            goto err;
+        }
+        const unsigned char *l = b + loff;
+        size_t lnlen = (size_t)rd(l + 26, 2), lxlen = (size_t)rd(l + 28, 2);
+        size_t dstart = (size_t)loff + LOC_LEN + lnlen + lxlen;
+        if (lnlen != nlen || dstart > cd_off || memcmp(l + LOC_LEN, nm, nlen) != 0) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: member '%s': local header does not match the "
+                           "central directory", name, en->name);
+            goto err;
+        }
+        if (rd(l + 6, 2) & 0x41) {
+            rc = sola_errf(e, SOLA_EUNSUP, "%s: member '%s' is encrypted; encrypted archives "
+                           "are not supported", name, en->name);
+            goto err;
+        }
+        if (csize > cd_off - dstart) {
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: member '%s' (%llu bytes at offset %zu) runs past "
+                           "the end of its data area; the archive is truncated or corrupt",
+                           name, en->name, (unsigned long long)csize, dstart);
+            goto err;
+        }
+        en->offset = (size_t)loff;
+        en->csize = (size_t)csize;
+        en->usize = (size_t)usize;
+        if ((uint64_t)en->usize != usize) {
+            rc = sola_errf(e, SOLA_ETOOBIG, "%s: member '%s' is too large", name, en->name);
+            goto err;
+        }
+        en->method = method;
+        en->crc = (unsigned)crc;
+        spans[i].begin = (size_t)loff;
+        spans[i].end = dstart + (size_t)csize;
+        spans[i].idx = (int)i;
+        p += CEN_LEN + nlen + xlen + clen;
+    }
+    if (n > 1) {
+        qsort(spans, (size_t)n, sizeof *spans, cmp_span);
+        for (uint64_t i = 1; i < n; i++)
+            if (spans[i].begin < spans[i - 1].end) {
+                rc = sola_errf(e, SOLA_EFORMAT, "%s: members '%s' and '%s' overlap", name,
+                               z->entries[spans[i - 1].idx].name, z->entries[spans[i].idx].name);
+                goto err;
+            }
+        if (!(sorted = malloc((size_t)n * sizeof *sorted))) {
+            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", name);
+            goto err;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            sorted[i] = &z->entries[i];
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
+        for (uint64_t i = 1; i < n; i++)
+            if (strcmp(sorted[i]->name, sorted[i - 1]->name) == 0) {
+                rc = sola_errf(e, SOLA_EFORMAT, "%s: member '%s' appears twice", name,
+                               sorted[i]->name);
+                goto err;
+            }
+    }
+    free(spans);
+    free(sorted);
+    return 0;
+err:
+    free(spans);
+    free(sorted);
+    z->map_ = NULL; /* the caller's buffer is not ours */
+    sola_npz_close(z);
+    return rc;
+}
+
+int sola_npz_open(const char *path, sola_npz *z, sola_err *e)
+{
+    memset(z, 0, sizeof *z);
+    sola_map m;
+    int rc = sola_map_file(path, &m, e);
+    if (rc)
+        return rc;
+    if ((rc = sola_npz_parse(m.data, m.len, path, z, e)) != 0) {
+        sola_unmap(&m);
+        return rc;
+    }
+    z->map_ = m.data;
+    z->maplen_ = m.len;
+    return 0;
+}
+
+int sola_npz_find(const sola_npz *z, const char *name)
+{
+    for (int i = 0; i < z->n; i++)
+        if (strcmp(z->entries[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int sola_npz_pick(const sola_npz *z, const char *name, sola_err *e)
+{
+    if (!name)
+        name = zname(z);
+    int i = sola_npz_find(z, "feats");
+    if (i >= 0)
+        return i;
+    if (z->n == 1)
+        return 0;
+    if (z->n == 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: the archive is empty", name);
+    return sola_errf(e, SOLA_EFORMAT, "%s: %d members and none named 'feats': cannot tell which "
+                     "one is the sequence (name it 'feats' or store one member)", name, z->n);
+}
+
+/* ---- reading one member ------------------------------------------------ */
+
+static uint32_t crc_of(const unsigned char *p, size_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+/* Raw-inflates src[csize] into dst[usize]; the stream must end exactly there. */
+static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *dst,
+                         size_t usize, const char *what, sola_err *e)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    if (inflateInit2(&s, -MAX_WBITS) != Z_OK)
+        return sola_errf(e, SOLA_ENOMEM, "%s: cannot initialise zlib", what);
+    size_t in_left = csize, out_left = usize;
+    int zr = Z_OK;
+    s.next_in = (Bytef *)src;
+    s.next_out = dst;
+    while (zr == Z_OK) {
+        if (s.avail_in == 0 && in_left) {
+            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+            in_left -= s.avail_in;
+        }
+        if (s.avail_out == 0 && out_left) {
+            s.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
+            out_left -= s.avail_out;
+        }
+        uInt ai = s.avail_in, ao = s.avail_out;
+        zr = inflate(&s, Z_NO_FLUSH);
+        if (zr == Z_BUF_ERROR || (zr == Z_OK && ai == s.avail_in && ao == s.avail_out))
+            break; /* no progress: input exhausted or output full */
+    }
+    int rc = 0;
+    if (zr == Z_STREAM_END) {
+        if (s.total_out != usize)
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates to %lu bytes but %zu were declared",
+                           what, (unsigned long)s.total_out, usize);
+    } else if (zr == Z_DATA_ERROR || zr == Z_NEED_DICT) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: corrupt deflate data (%s)", what,
+                       s.msg ? s.msg : "invalid stream");
+    } else if (s.avail_out == 0 && out_left == 0) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates to more than the declared %zu bytes",
+                       what, usize);
+    } else {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: deflate data ends early (truncated member)", what);
+    }
+    inflateEnd(&s);
+    return rc;
+}
+
+int sola_npz_read(const sola_npz *z, int i, int npy_flags, sola_array *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    if (i < 0 || i >= z->n)
+        return sola_errf(e, SOLA_EINVAL, "%s: no member %d", zname(z), i);
+    const sola_npz_entry *en = &z->entries[i];
+    char what[512];
+    snprintf(what, sizeof what, "%s: member '%s'", zname(z), en->name);
+    const unsigned char *l = z->buf + en->offset; /* validated by sola_npz_parse */
+    const unsigned char *src = l + LOC_LEN + rd(l + 26, 2) + rd(l + 28, 2);
+    unsigned char *tmp = NULL;
+    const unsigned char *npy = src;
+    int rc;
+    if (en->method == 8) {
+        if (!(tmp = malloc(en->usize ? en->usize : 1)))
+            return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", what,
+                             en->usize);
+        if ((rc = inflate_exact(src, en->csize, tmp, en->usize, what, e)) != 0)
+            goto done;
+        npy = tmp;
+    }
+    uint32_t crc = crc_of(npy, en->usize);
+    if (crc != en->crc) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
+                       "archive is corrupt", what, en->crc, crc);
+        goto done;
+    }
+    rc = sola_npy_parse(npy, en->usize, what, npy_flags, out, e);
+done:
+    free(tmp);
+    return rc;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Output goes either to memory or to an atomic file; pos counts bytes either way. */
+typedef struct sink {
+    sola_afile *af;
+    unsigned char *buf;
+    size_t cap, pos;
+} sink;
+
+static int sink_put(sink *s, const void *p, size_t n, sola_err *e)
+{
+    if (s->af) {
+        int rc = sola_afile_write(s->af, p, n, e);
+        if (rc)
+            return rc;
+    } else {
+        if (n > s->cap - s->pos) {
+            size_t cap = s->cap ? s->cap : 4096;
+            while (n > cap - s->pos) {
+                if (cap > SIZE_MAX / 2)
+                    return sola_errf(e, SOLA_ENOMEM, "npz: archive too large");
+                cap *= 2;
+            }
+            unsigned char *nb = realloc(s->buf, cap);
+            if (!nb)
+                return sola_errf(e, SOLA_ENOMEM, "npz: out of memory for %zu bytes", cap);
+            s->buf = nb;
+            s->cap = cap;
+        }
+        memcpy(s->buf + s->pos, p, n);
+    }
+    s->pos += n;
+    return 0;
+}
+
+typedef struct cdrec {
+    size_t off, csize, usize, nlen;
+    uint32_t crc;
+    int method, utf8;
+} cdrec;
+
+/* Raw-deflates src[n] into a malloc'd buffer. */
+static int deflate_raw(const unsigned char *src, size_t n, unsigned char **out, size_t *olen,
+                       sola_err *e)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    if (deflateInit2(&s, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return sola_errf(e, SOLA_ENOMEM, "npz: cannot initialise zlib");
+    size_t cap = (size_t)deflateBound(&s, (uLong)n) + 64;
+    unsigned char *buf = malloc(cap);
+    if (!buf) {
+        deflateEnd(&s);
+        return sola_errf(e, SOLA_ENOMEM, "npz: out of memory for %zu bytes", cap);
+    }
+    size_t in_left = n, out_left = cap;
+    int zr = Z_OK;
+    s.next_in = (Bytef *)src;
+    s.next_out = buf;
+    while (zr == Z_OK || zr == Z_BUF_ERROR) {
+        if (s.avail_in == 0 && in_left) {
+            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+            in_left -= s.avail_in;
+        }
+        if (s.avail_out == 0 && out_left) {
+            s.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
+            out_left -= s.avail_out;
+        }
+        if (s.avail_out == 0)
+            break;
+        zr = deflate(&s, in_left ? Z_NO_FLUSH : Z_FINISH);
+    }
+    if (zr != Z_STREAM_END) {
+        deflateEnd(&s);
+        free(buf);
+        return sola_errf(e, SOLA_EIO, "npz: deflate failed");
+    }
+    *olen = (size_t)s.total_out;
+    *out = buf;
+    deflateEnd(&s);
+    return 0;
+}
+
+static int too_big(const char *what, sola_err *e)
+{
+    return sola_errf(e, SOLA_ETOOBIG, "%s: archive would exceed 4 GiB or 65535 members, which "
+                     "needs ZIP64 (not written); split it into several files", what);
+}
+
+static int npz_write(sink *s, const char *what, const char *const *names,
+                     const sola_array *arrays, int n, int deflate, sola_err *e)
+{
+    if (n < 0 || n >= (int)U16_SAT)
+        return too_big(what, e);
+    for (int i = 0; i < n; i++) {
+        size_t k = names[i] ? strlen(names[i]) : 0;
+        if (k == 0 || k > 65535 - 4)
+            return sola_errf(e, SOLA_EINVAL, "%s: member %d has an empty or too long name", what,
+                             i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(names[i], names[j]) == 0)
+                return sola_errf(e, SOLA_EINVAL, "%s: member name '%s' is used twice", what,
+                                 names[i]);
+    }
+    cdrec *cd = calloc(n ? (size_t)n : 1, sizeof *cd);
+    if (!cd)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", what);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        void *npy = NULL;
+        unsigned char *zbuf = NULL;
+        size_t nlen, zlen = 0;
+        sola_err se = {0};
+        if ((rc = sola_npy_encode(arrays[i].data, arrays[i].ndim, arrays[i].shape, &npy, &nlen,
+                                  &se)) != 0) {
+            rc = sola_errf(e, rc, "%s: member '%s': %s", what, names[i], se.msg);
+            break;
+        }
+        if (deflate && (rc = deflate_raw(npy, nlen, &zbuf, &zlen, e)) != 0) {
+            free(npy);
+            break;
+        }
+        cdrec *r = &cd[i];
+        r->off = s->pos;
+        r->usize = nlen;
+        r->csize = deflate ? zlen : nlen;
+        r->crc = crc_of(npy, nlen);
+        r->method = deflate ? 8 : 0;
+        r->nlen = strlen(names[i]) + 4;
+        r->utf8 = 0;
+        for (const unsigned char *q = (const unsigned char *)names[i]; *q; q++)
+            r->utf8 |= *q >= 0x80;
+        if (r->off >= U32_SAT || r->usize >= U32_SAT || r->csize >= U32_SAT) {
+            rc = too_big(what, e);
+        } else {
+            unsigned char h[LOC_LEN];
+            wr(h, SIG_LOCAL, 4);
+            wr(h + 4, 20, 2);
+            wr(h + 6, r->utf8 ? 0x800 : 0, 2);
+            wr(h + 8, (uint64_t)r->method, 2);
+            wr(h + 10, 0, 2);      /* time 00:00:00 */
+            wr(h + 12, 0x21, 2);   /* date 1980-01-01: reproducible output */
+            wr(h + 14, r->crc, 4);
+            wr(h + 18, r->csize, 4);
+            wr(h + 22, r->usize, 4);
+            wr(h + 26, r->nlen, 2);
+            wr(h + 28, 0, 2);
+            if (!(rc = sink_put(s, h, sizeof h, e)) && !(rc = sink_put(s, names[i], r->nlen - 4, e)) &&
+                !(rc = sink_put(s, ".npy", 4, e)))
+                rc = sink_put(s, deflate ? zbuf : npy, r->csize, e);
+        }
+        free(npy);
+        free(zbuf);
+    }
+    size_t cd_start = s->pos;
+    for (int i = 0; i < n && !rc; i++) {
+        const cdrec *r = &cd[i];
+        unsigned char h[CEN_LEN];
+        wr(h, SIG_CENTRAL, 4);
+        wr(h + 4, 0x0314, 2); /* made by: Unix, spec 2.0 */
+        wr(h + 6, 20, 2);
+        wr(h + 8, r->utf8 ? 0x800 : 0, 2);
+        wr(h + 10, (uint64_t)r->method, 2);
+        wr(h + 12, 0, 2);
+        wr(h + 14, 0x21, 2);
+        wr(h + 16, r->crc, 4);
+        wr(h + 20, r->csize, 4);
+        wr(h + 24, r->usize, 4);
+        wr(h + 28, r->nlen, 2);
+        wr(h + 30, 0, 2);
+        wr(h + 32, 0, 2);
+        wr(h + 34, 0, 2);
+        wr(h + 36, 0, 2);
+        wr(h + 38, (uint64_t)0100644 << 16, 4); /* regular file, rw-r--r-- */
+        wr(h + 42, r->off, 4);
+        if (!(rc = sink_put(s, h, sizeof h, e)) &&
+            !(rc = sink_put(s, names[i], r->nlen - 4, e)))
+            rc = sink_put(s, ".npy", 4, e);
+    }
+    if (!rc) {
+        size_t cd_size = s->pos - cd_start;
+        if (cd_start >= U32_SAT || cd_size >= U32_SAT) {
+            rc = too_big(what, e);
+        } else {
+            unsigned char h[EOCD_LEN] = {0};
+            wr(h, SIG_EOCD, 4);
+            wr(h + 8, (uint64_t)n, 2);
+            wr(h + 10, (uint64_t)n, 2);
+            wr(h + 12, cd_size, 4);
+            wr(h + 16, cd_start, 4);
+            rc = sink_put(s, h, sizeof h, e);
+        }
+    }
+    free(cd);
+    return rc;
+}
+
+int sola_npz_encode(const char *const *names, const sola_array *arrays, int n, int deflate,
+                    void **buf, size_t *len, sola_err *e)
+{
+    *buf = NULL;
+    *len = 0;
+    sink s = {0};
+    int rc = npz_write(&s, "npz", names, arrays, n, deflate, e);
+    if (rc) {
+        free(s.buf);
+        return rc;
+    }
+    *buf = s.buf;
+    *len = s.pos;
+    return 0;
+}
+
+int sola_npz_save(const char *path, const char *const *names, const sola_array *arrays,
+                  int n, int deflate, sola_err *e)
+{
+    sola_afile a;
+    int rc = sola_afile_open(&a, path, e);
+    if (rc)
+        return rc;
+    sink s = {.af = &a};
+    if ((rc = npz_write(&s, path, names, arrays, n, deflate, e)) != 0) {
+        sola_afile_abort(&a);
+        return rc;
+    }
+    return sola_afile_commit(&a, e);
+}
