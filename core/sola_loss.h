@@ -1,0 +1,74 @@
+/* sola_loss.h -- the `sola` similarity-matching objective (SPEC 4): loss and
+ * gradients of a batch of windows, and the AdamW optimizer (adamw.h).
+ *
+ * Each window [W, C] goes through the module as a sequence of length W (zero padded
+ * at its ends), N positions idx = start + step*i are kept, z = normalize(refined[idx]),
+ * the dissimilarity head g(z) = Linear(P->C)(relu(Linear(C->P)(z))) is compared with
+ * sg(z) by cosine, p = clamp((1 + c)/2, 1e-5, 1 - 1e-5), and the loss is the mean BCE
+ * against t[i,j] = 1 (i == j) or sigmoid(K / (i - j)^2).
+ *
+ * Only the kept positions reach the loss, so by default the step computes conv 4,
+ * conv 2 and the residual at those N rows of each window, and conv 0 only at the rows
+ * conv 2 reads (its receptive field; the input needs no gradient): the same numbers as
+ * running the whole window, for a fraction of the FLOPs. sola_trainctx_set_full(c, 1)
+ * selects the whole-window path, kept as the reference the fast one is tested
+ * against.
+ *
+ * Gradients are laid out exactly as m->params (module, then head), so AdamW is one
+ * flat loop over params, grads and its moments.
+ *
+ * Thread rules: a context belongs to one thread at a time; the model is only read.
+ * The GEMMs use OpenBLAS's threads (openblas_set_num_threads bounds them). */
+#ifndef SOLA_LOSS_H
+#define SOLA_LOSS_H
+
+#include <stddef.h>
+
+#include "adamw.h"
+#include "err.h"
+#include "model.h"
+
+typedef struct sola_train_cfg {
+    int W;     /* window length in snippets */
+    int N;     /* kept positions per window */
+    int start; /* first kept position */
+    int step;  /* distance between kept positions */
+    int P;     /* head width when a head is created; the loss uses the model's */
+    float K;   /* target sharpness: sigmoid(K / (i - j)^2) */
+} sola_train_cfg;
+
+/* W=23 N=8 start=4 step=2 P=512 K=16 (the authors' recipe). */
+void sola_train_cfg_default(sola_train_cfg *c);
+/* 0 if the window geometry is usable (kept positions inside [0, W), N >= 1 ...),
+ * else SOLA_EINVAL with a message naming the field. */
+int sola_train_cfg_check(const sola_train_cfg *c, sola_err *e);
+
+typedef struct sola_trainctx sola_trainctx;
+
+/* Workspace for batches of up to B windows of model m's shape (C, H, k1, k2,
+ * dilations, P; m needs a head, m->P > 0). Returns NULL on a bad config or no
+ * memory, with the reason in e. Free with sola_trainctx_free (NULL is fine). */
+sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg, int B,
+                                 sola_err *e);
+void sola_trainctx_free(sola_trainctx *c);
+
+/* full = 1: compute the module on all W rows of each window (reference path);
+ * 0 (default): only the rows the loss reads. Needs more memory when 1 (allocated on
+ * the next call). */
+void sola_trainctx_set_full(sola_trainctx *c, int full);
+
+/* windows [B, W, C] float32. Computes the mean loss and writes d loss / d params
+ * into grads (same layout and length as m->params, i.e. m->nparams; overwritten, not
+ * accumulated). m must have the head and the shape the context was made for;
+ * 1 <= B <= the B given at creation. Returns 0 or a negative SOLA_E* code. */
+int sola_loss_grad(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+                   float *loss, float *grads, sola_err *e);
+/* Loss only (no backward), same maths. */
+int sola_loss(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+              float *loss, sola_err *e);
+
+/* FLOPs (multiply-add = 2) of one sola_loss_grad on B windows with the context's
+ * current path, GEMMs only (the elementwise work is a small fraction). */
+double sola_loss_grad_flops(const sola_trainctx *c, int B);
+
+#endif
