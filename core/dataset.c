@@ -1,0 +1,484 @@
+/* dataset.c -- scanning a folder of feature files and streaming windows out of it
+ * (see dataset.h). */
+#include "dataset.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fsutil.h"
+#include "npy.h"
+#include "npz.h"
+
+/* ---- one opened item: where its float payload is ---------------------------------- */
+
+typedef struct payload {
+    sola_map map; /* .npy file */
+    sola_npz z;   /* .npz archive */
+    int is_npz, zopen;
+    const unsigned char *img; /* the .npy image (file, or stored member); NULL if deflated */
+    size_t imglen;
+    sola_array full; /* whole item when loaded (deflated member, or slow path) */
+    const float *f4; /* little-endian f4 C-order payload inside the map, or NULL */
+    int64_t T;
+    int C;
+} payload;
+
+/* [T, C], or [1, T, C] as some extractors save a single video. */
+static int shape_tc(const sola_array *a, const char *path, int64_t *T, int *C, sola_err *e)
+{
+    int64_t t, c;
+    if (a->ndim == 2) {
+        t = a->shape[0];
+        c = a->shape[1];
+    } else if (a->ndim == 3 && a->shape[0] == 1) {
+        t = a->shape[1];
+        c = a->shape[2];
+    } else {
+        char s[96] = "";
+        size_t k = 0;
+        for (int i = 0; i < a->ndim && k < sizeof s - 24; i++)
+            k += (size_t)snprintf(s + k, sizeof s - k, i ? ", %lld" : "%lld",
+                                  (long long)a->shape[i]);
+        return sola_errf(e, SOLA_ESHAPE,
+                         "%s: expected a [T, C] feature matrix (one video), got shape (%s)",
+                         path, s);
+    }
+    if (c < 1 || c > INT_MAX)
+        return sola_errf(e, SOLA_ESHAPE, "%s: channel count %lld is out of range", path,
+                         (long long)c);
+    *T = t;
+    *C = (int)c;
+    return 0;
+}
+
+/* Finds the value of key in a .npy header dict: skips the quoted key, blanks and the
+ * colon. Bounded by n. Returns a pointer to the value or NULL. */
+static const char *dict_value(const char *h, size_t n, const char *key, size_t *rest)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i + kl + 2 <= n; i++) {
+        if ((h[i] != '\'' && h[i] != '"') || memcmp(h + i + 1, key, kl) || h[i + 1 + kl] != h[i])
+            continue;
+        size_t j = i + kl + 2;
+        while (j < n && (h[j] == ' ' || h[j] == ':'))
+            j++;
+        *rest = n - j;
+        return h + j;
+    }
+    return NULL;
+}
+
+/* 1 when the header says little-endian (or native) f4 in C order, so the payload can
+ * be copied as is. Anything unusual answers 0 and takes the converting path. */
+static int header_is_f4c(const unsigned char *img, size_t data_off)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (data_off < 10)
+        return 0;
+    const char *h = (const char *)img + 8;
+    size_t n = data_off - 8, r;
+    const char *v = dict_value(h, n, "descr", &r);
+    if (!v || r < 5 || (v[0] != '\'' && v[0] != '"') || (v[1] != '<' && v[1] != '=') ||
+        v[2] != 'f' || v[3] != '4' || v[4] != v[0])
+        return 0;
+    v = dict_value(h, n, "fortran_order", &r);
+    return v && r >= 5 && !memcmp(v, "False", 5);
+#else
+    (void)img;
+    (void)data_off;
+    return 0;
+#endif
+}
+
+static uint16_t rd16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* Locates the bytes of a stored (uncompressed) member through its local header. */
+static int stored_member(const sola_npz *z, int i, const char *path,
+                         const unsigned char **img, size_t *len, sola_err *e)
+{
+    const sola_npz_entry *en = &z->entries[i];
+    size_t off = en->offset, end;
+    if (off > z->len || z->len - off < 30 || rd16(z->buf + off) != 0x4b50 ||
+        rd16(z->buf + off + 2) != 0x0403)
+        return sola_errf(e, SOLA_EFORMAT, "%s: member '%s': bad local header", path, en->name);
+    off += 30 + (size_t)rd16(z->buf + off + 26) + rd16(z->buf + off + 28);
+    if (en->csize != en->usize || sola_add_size(off, en->csize, &end) || end > z->len)
+        return sola_errf(e, SOLA_EFORMAT, "%s: member '%s' is truncated", path, en->name);
+    *img = z->buf + off;
+    *len = en->csize;
+    return 0;
+}
+
+static void payload_close(payload *p)
+{
+    if (p->zopen)
+        sola_npz_close(&p->z);
+    sola_unmap(&p->map);
+    sola_array_free(&p->full);
+    memset(p, 0, sizeof *p);
+}
+
+/* Opens an item and reads its shape; loads it whole only when the payload is not
+ * directly usable (deflated npz member). */
+static int payload_open(const char *path, int is_npz, payload *p, sola_err *e)
+{
+    int rc;
+    memset(p, 0, sizeof *p);
+    p->is_npz = is_npz;
+    if (is_npz) {
+        if ((rc = sola_npz_open(path, &p->z, e)))
+            return rc;
+        p->zopen = 1;
+        int m = sola_npz_pick(&p->z, path, e);
+        if (m < 0) {
+            rc = e && e->code < 0 ? e->code : SOLA_EFORMAT;
+            goto err;
+        }
+        if (p->z.entries[m].method == 0) {
+            if ((rc = stored_member(&p->z, m, path, &p->img, &p->imglen, e)))
+                goto err;
+        } else {
+            if ((rc = sola_npz_read(&p->z, m, 0, &p->full, e)))
+                goto err;
+            if ((rc = shape_tc(&p->full, path, &p->T, &p->C, e)))
+                goto err;
+            return 0;
+        }
+    } else {
+        if ((rc = sola_map_file(path, &p->map, e)))
+            return rc;
+        p->img = p->map.data;
+        p->imglen = p->map.len;
+    }
+    sola_array shp = {0};
+    size_t off, dlen, end;
+    if ((rc = sola_npy_peek(p->img, p->imglen, path, &shp, &off, &dlen, e)))
+        goto err;
+    if ((rc = shape_tc(&shp, path, &p->T, &p->C, e)))
+        goto err;
+    if (sola_add_size(off, dlen, &end) || end != p->imglen) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: header declares %zu bytes of data but %zu follow",
+                       path, dlen, off <= p->imglen ? p->imglen - off : 0);
+        goto err;
+    }
+    size_t want;
+    if (sola_mul_size((size_t)p->T, (size_t)p->C, &want) || sola_mul_size(want, 4, &want)) {
+        rc = sola_errf(e, SOLA_ETOOBIG, "%s: shape is too large", path);
+        goto err;
+    }
+    /* Map offsets are page aligned and numpy pads headers to 64 bytes, so the payload
+     * is float aligned; check anyway before handing out a float pointer. */
+    if (dlen == want && header_is_f4c(p->img, off) &&
+        (((uintptr_t)(p->img + off)) & 3) == 0)
+        p->f4 = (const float *)(const void *)(p->img + off);
+    return 0;
+err:
+    payload_close(p);
+    return rc;
+}
+
+/* Makes p->full hold the whole item as float32 (slow path). */
+static int payload_full(payload *p, const char *path, sola_err *e)
+{
+    if (p->full.ndim)
+        return 0;
+    return sola_npy_parse(p->img, p->imglen, path, 0, &p->full, e);
+}
+
+/* ---- scan ---------------------------------------------------------------------------- */
+
+static int item_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sola_dataset_item *)a)->name, ((const sola_dataset_item *)b)->name);
+}
+
+void sola_dataset_free(sola_dataset *d)
+{
+    if (!d)
+        return;
+    for (int i = 0; i < d->n; i++) {
+        free(d->items[i].name);
+        free(d->items[i].file);
+    }
+    free(d->items);
+    free(d->dir);
+    free(d);
+}
+
+static char *join(const char *dir, const char *file)
+{
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}
+
+/* Lists the candidate files (sorted items with name/file/npz set, T unknown). */
+static int list_dir(sola_dataset *d, sola_err *e)
+{
+    DIR *dh = opendir(d->dir);
+    if (!dh)
+        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO, "%s: %s", d->dir,
+                         strerror(errno));
+    int cap = 0, rc = 0;
+    struct dirent *de;
+    while ((de = readdir(dh))) {
+        const char *f = de->d_name;
+        int is_npz = sola_has_ext(f, ".npz");
+        if (f[0] == '.' || (!is_npz && !sola_has_ext(f, ".npy")))
+            continue;
+        char *full = join(d->dir, f);
+        struct stat st;
+        int skip = !full || stat(full, &st) != 0 || !S_ISREG(st.st_mode);
+        free(full);
+        if (skip)
+            continue;
+        if (d->n == cap) {
+            int nc = cap ? cap * 2 : 64;
+            sola_dataset_item *ni = nc > cap ? realloc(d->items, (size_t)nc * sizeof *ni) : NULL;
+            if (!ni) {
+                rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory listing files", d->dir);
+                break;
+            }
+            d->items = ni;
+            cap = nc;
+        }
+        sola_dataset_item *it = &d->items[d->n];
+        memset(it, 0, sizeof *it);
+        it->file = strdup(f);
+        it->name = strdup(f);
+        if (!it->file || !it->name) {
+            free(it->file);
+            free(it->name);
+            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory listing files", d->dir);
+            break;
+        }
+        it->name[strlen(f) - 4] = 0;
+        it->npz = is_npz;
+        d->n++;
+    }
+    closedir(dh);
+    if (rc)
+        return rc;
+    if (d->n == 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: no .npy or .npz files", d->dir);
+    qsort(d->items, (size_t)d->n, sizeof *d->items, item_cmp);
+    for (int i = 1; i < d->n; i++)
+        if (!strcmp(d->items[i - 1].name, d->items[i].name))
+            return sola_errf(e, SOLA_EFORMAT, "%s: %s and %s are both item '%s'; keep one",
+                             d->dir, d->items[i - 1].file, d->items[i].file, d->items[i].name);
+    return 0;
+}
+
+/* Files disagree on C: name the majority and the odd ones (at most 5). */
+static int report_mixed_c(const sola_dataset *d, const int *cs, sola_err *e)
+{
+    int best = cs[0], bestn = 0;
+    for (int i = 0; i < d->n; i++) {
+        int k = 0;
+        for (int j = 0; j < d->n; j++)
+            k += cs[j] == cs[i];
+        if (k > bestn || (k == bestn && cs[i] < best)) {
+            best = cs[i];
+            bestn = k;
+        }
+        if (bestn * 2 > d->n)
+            break;
+    }
+    char list[300] = "";
+    size_t len = 0;
+    int shown = 0, odd = 0;
+    for (int i = 0; i < d->n; i++) {
+        if (cs[i] == best)
+            continue;
+        odd++;
+        if (shown < 5 && len < sizeof list - 1) {
+            int w = snprintf(list + len, sizeof list - len, "%s%s (C=%d)", shown ? ", " : "",
+                             d->items[i].file, cs[i]);
+            len = w > 0 && (size_t)w < sizeof list - len ? len + (size_t)w : sizeof list - 1;
+            shown++;
+        }
+    }
+    char more[48] = "";
+    if (odd > shown)
+        snprintf(more, sizeof more, " and %d more", odd - shown);
+    return sola_errf(e, SOLA_ESHAPE,
+                     "%s: files disagree on the channel count: %d of %d have C=%d; "
+                     "different: %s%s",
+                     d->dir, bestn, d->n, best, list, more);
+}
+
+int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e)
+{
+    *out = NULL;
+    int rc = 0;
+    int *cs = NULL;
+    sola_dataset *d = calloc(1, sizeof *d);
+    if (!d)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/')
+        dl--; /* "data/" and "data" name the same folder in messages */
+    d->dir = strndup(dir, dl);
+    if (!d->dir) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
+        goto err;
+    }
+    if ((rc = list_dir(d, e)))
+        goto err;
+    cs = calloc((size_t)d->n, sizeof *cs);
+    if (!cs) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
+        goto err;
+    }
+    int mixed = 0;
+    for (int i = 0; i < d->n; i++) {
+        char *path = join(d->dir, d->items[i].file);
+        if (!path) {
+            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
+            goto err;
+        }
+        payload p;
+        rc = payload_open(path, d->items[i].npz, &p, e);
+        free(path);
+        if (rc)
+            goto err;
+        d->items[i].T = p.T;
+        cs[i] = p.C;
+        mixed |= p.C != cs[0];
+        d->total_T += p.T;
+        payload_close(&p);
+    }
+    if (mixed) {
+        rc = report_mixed_c(d, cs, e);
+        goto err;
+    }
+    d->C = cs[0];
+    free(cs);
+    *out = d;
+    return 0;
+err:
+    free(cs);
+    sola_dataset_free(d);
+    return rc;
+}
+
+int sola_dataset_find(const sola_dataset *d, const char *name)
+{
+    int lo = 0, hi = d->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(d->items[mid].name, name);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n)
+{
+    int w = snprintf(buf, n, "%s/%s", d->dir, d->items[i].file);
+    return w >= 0 && (size_t)w < n ? buf : NULL;
+}
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+/* Opens item i and checks it still has the shape seen by the scan. */
+static int open_item(const sola_dataset *d, int i, char *path, size_t pn, payload *p,
+                     sola_err *e)
+{
+    if (i < 0 || i >= d->n)
+        return sola_errf(e, SOLA_EINVAL, "%s: item %d out of range (%d items)", d->dir, i, d->n);
+    if (!sola_dataset_path(d, i, path, pn))
+        return sola_errf(e, SOLA_EINVAL, "%s: path too long", d->dir);
+    int rc = payload_open(path, d->items[i].npz, p, e);
+    if (rc)
+        return rc;
+    if (p->T != d->items[i].T || p->C != d->C) {
+        rc = sola_errf(e, SOLA_ESHAPE,
+                       "%s: changed since the dataset was opened (now [%lld, %d], was [%lld, %d])",
+                       path, (long long)p->T, p->C, (long long)d->items[i].T, d->C);
+        payload_close(p);
+    }
+    return rc;
+}
+
+int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, float *out,
+                        sola_err *e)
+{
+    char path[4096];
+    if (i >= 0 && i < d->n && (W < 1 || start < 0 || start > d->items[i].T - W))
+        return sola_errf(e, SOLA_EINVAL, "%s/%s: window [%lld, %lld) outside its %lld snippets",
+                         d->dir, d->items[i].file, (long long)start, (long long)start + W,
+                         (long long)d->items[i].T);
+    payload p;
+    int rc = open_item(d, i, path, sizeof path, &p, e);
+    if (rc)
+        return rc;
+    size_t n = (size_t)W * (size_t)d->C, off = (size_t)start * (size_t)d->C;
+    if (p.f4) {
+        memcpy(out, p.f4 + off, n * sizeof *out);
+    } else if ((rc = payload_full(&p, path, e)) == 0) {
+        memcpy(out, p.full.data + off, n * sizeof *out);
+    }
+    payload_close(&p);
+    return rc;
+}
+
+int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e)
+{
+    char path[4096];
+    memset(out, 0, sizeof *out);
+    payload p;
+    int rc = open_item(d, i, path, sizeof path, &p, e);
+    if (rc)
+        return rc;
+    size_t n = (size_t)p.T * (size_t)p.C; /* checked by payload_open */
+    if (p.f4) {
+        out->data = malloc(n ? n * sizeof(float) : 1);
+        if (!out->data) {
+            payload_close(&p);
+            return sola_errf(e, SOLA_ENOMEM, "%s: out of memory loading %zu floats", path, n);
+        }
+        memcpy(out->data, p.f4, n * sizeof(float));
+    } else {
+        if ((rc = payload_full(&p, path, e))) {
+            payload_close(&p);
+            return rc;
+        }
+        out->data = p.full.data; /* take ownership */
+        p.full.data = NULL;
+    }
+    out->ndim = 2;
+    out->shape[0] = p.T;
+    out->shape[1] = p.C;
+    payload_close(&p);
+    return 0;
+}
+
+int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e)
+{
+    int is_npz = sola_has_ext(path, ".npz");
+    if (!is_npz && !sola_has_ext(path, ".npy"))
+        return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy or .npz file", path);
+    payload p;
+    int rc = payload_open(path, is_npz, &p, e);
+    if (rc)
+        return rc;
+    *T = p.T;
+    *C = p.C;
+    payload_close(&p);
+    return 0;
+}

@@ -1,0 +1,70 @@
+/* dataset.h -- a folder of feature sequences, streamed.
+ *
+ * A dataset is a directory of NAME.npy / NAME.npz files, one video each (SPEC 2): the
+ * layout of ActionFormer, G-TAD and the SoLa authors, and of the daemon's store
+ * (datasets/NAME/ITEM.npy). Opening it scans the folder once and reads only headers,
+ * so a dataset of tens of thousands of files costs a few hundred bytes per item and
+ * no feature data. Reading a window maps one file, converts just that slice (a
+ * memcpy for little-endian f4 C-order .npy, and for .npz members stored uncompressed)
+ * and unmaps it; other encodings load that one item, copy the slice and free it.
+ * Memory therefore stays constant whatever the size of the dataset.
+ *
+ * Items are sorted by name (bytewise) so that every run sees the same order. Hidden
+ * files (".x", e.g. the temporaries of atomic writes) and other extensions are
+ * ignored; subdirectories are not entered.
+ *
+ * Thread rules: an opened dataset is immutable; sola_dataset_window/_load may run on
+ * any number of threads at once (each call maps its own view of the file). */
+#ifndef SOLA_DATASET_H
+#define SOLA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "array.h"
+#include "err.h"
+
+typedef struct sola_dataset_item {
+    char *name;  /* stem ("video_001"), owned */
+    char *file;  /* file name inside the folder ("video_001.npy"), owned */
+    int64_t T;   /* snippets */
+    int npz;     /* 1 for .npz */
+} sola_dataset_item;
+
+typedef struct sola_dataset {
+    char *dir;               /* owned copy of the folder path */
+    sola_dataset_item *items; /* n items, sorted by name */
+    int n;
+    int C;                   /* channels, common to all items */
+    int64_t total_T;         /* sum of T */
+} sola_dataset;
+
+/* Scans dir. Errors (message names the folder or file):
+ *   SOLA_ENOTFOUND  folder missing;            SOLA_EIO  unreadable folder/file
+ *   SOLA_EFORMAT    "DIR: no .npy or .npz files", or a corrupt file (named)
+ *   SOLA_ESHAPE     a file is not [T, C], or files disagree on C (the odd files are
+ *                   listed with their C, and the majority C is given)
+ * *out is NULL on failure; free with sola_dataset_free. */
+int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e);
+void sola_dataset_free(sola_dataset *d);
+
+/* Index of the item named `name` (stem), or -1. Binary search. */
+int sola_dataset_find(const sola_dataset *d, const char *name);
+
+/* Full path of item i into buf (size n); returns buf, or NULL if it does not fit. */
+char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n);
+
+/* Copies rows [start, start+W) of item i into out [W, C] as float32.
+ * SOLA_EINVAL if the window is outside [0, T); a file changed on disk since the scan
+ * (other T or C, or now corrupt) gives SOLA_ESHAPE / SOLA_EFORMAT naming it. */
+int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, float *out,
+                        sola_err *e);
+
+/* Loads item i whole as [T, C] float32 (out->data newly allocated). */
+int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e);
+
+/* Validates one file as a dataset item (the daemon's upload check): fills *T, *C.
+ * Same checks as the scan. */
+int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e);
+
+#endif
