@@ -1,0 +1,237 @@
+/* test_cli.c -- the `sola` command as a user runs it: exit codes, messages, and
+ * outputs read back with the core readers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "npy.h"
+#include "npz.h"
+#include "refine.h"
+#include "testutil.h"
+
+static char *dir;
+static char sola[4096];
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    snprintf(sola, sizeof sola, "%s/sola", tu_bin());
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Runs sola with stderr captured into DIR/err.txt; returns the exit code. */
+#define RUN(...) tu_system("cd %s && %s " __VA_ARGS__ " 2>err.txt >out.txt", dir, sola)
+
+static char *slurp(const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    char *s = tu_read(p, NULL);
+    return s ? s : strdup("");
+}
+
+static void assert_stderr_has(const char *needle)
+{
+    char *s = slurp("err.txt");
+    if (!strstr(s, needle))
+        ck_abort_msg("stderr lacks '%s'; it was: %s", needle, s);
+    free(s);
+}
+
+static void write_seq(const char *name, int T, int C, float scale)
+{
+    float *x = malloc(sizeof(float) * (size_t)T * C);
+    for (int i = 0; i < T * C; i++)
+        x[i] = scale * (float)((i * 7919) % 101 - 50) / 50.0f;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int64_t shape[2] = {T, C};
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npy_save(p, x, 2, shape, &e), 0);
+    free(x);
+}
+
+static sola_array load(const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    sola_array a = {0};
+    sola_err e = {0};
+    if (sola_npy_load(p, 0, &a, &e))
+        ck_abort_msg("%s", e.msg);
+    return a;
+}
+
+START_TEST(init_then_refine_matches_library)
+{
+    ck_assert_int_eq(RUN("init --dim 24 --hidden 12 --kernel 3 --seed 5 -o m.safetensors"), 0);
+    /* give it a non-zero alpha so that refine is not the identity */
+    char p[4096];
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(p, &e);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(m->k1, 3);
+    m->alpha[0] = 0.7f;
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    write_seq("x.npy", 33, 24, 1.0f);
+    ck_assert_int_eq(RUN("refine -m m.safetensors x.npy -o y.npy"), 0);
+    sola_array x = load("x.npy"), y = load("y.npy");
+    ck_assert_int_eq(y.ndim, 2);
+    ck_assert_int_eq(y.shape[0], 33);
+    float *want = malloc(sizeof(float) * 33 * 24);
+    sola_ws *ws = sola_ws_new();
+    ck_assert_int_eq(sola_refine(m, x.data, 33, want, ws, &e), 0);
+    ck_assert_mem_eq(want, y.data, sizeof(float) * 33 * 24);
+    ck_assert(memcmp(x.data, y.data, sizeof(float) * 33 * 24) != 0);
+    free(want);
+    sola_ws_free(ws);
+    sola_array_free(&x);
+    sola_array_free(&y);
+    sola_model_free(m);
+}
+END_TEST
+
+START_TEST(refine_folder_keeps_names_and_reports_bad_files)
+{
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 -o m.safetensors"), 0);
+    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
+    write_seq("in/v_a.npy", 5, 8, 1.0f);
+    write_seq("in/v_b.npy", 40, 8, 2.0f);
+    ck_assert_int_eq(tu_system("echo garbage > %s/in/v_bad.npy", dir), 0);
+    ck_assert_int_eq(RUN("refine -m m.safetensors in -o out"), 1);
+    assert_stderr_has("v_bad.npy");
+    sola_array a = load("out/v_a.npy"), b = load("out/v_b.npy");
+    ck_assert_int_eq(a.shape[0], 5);
+    ck_assert_int_eq(b.shape[0], 40);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/out/v_bad.npy", dir);
+    ck_assert_ptr_null(tu_read(p, NULL));
+    sola_array_free(&a);
+    sola_array_free(&b);
+}
+END_TEST
+
+START_TEST(npz_in_npz_out_keeps_members)
+{
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 -o m.safetensors"), 0);
+    float x1[3 * 8], x2[6 * 8];
+    for (int i = 0; i < 24; i++)
+        x1[i] = (float)i;
+    for (int i = 0; i < 48; i++)
+        x2[i] = (float)-i;
+    sola_array arr[2] = {{x1, 2, {3, 8}}, {x2, 2, {6, 8}}};
+    const char *names[2] = {"feats", "extra"};
+    char p[4096];
+    snprintf(p, sizeof p, "%s/in.npz", dir);
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npz_save(p, names, arr, 2, 1, &e), 0);
+    ck_assert_int_eq(RUN("refine -m m.safetensors in.npz -o out.npz"), 0);
+    ck_assert_int_eq(RUN("refine -m m.safetensors in.npz -o out.npy"), 0);
+    sola_array y = load("out.npy");
+    ck_assert_int_eq(y.shape[0], 3); /* the "feats" member */
+    sola_array_free(&y);
+    sola_npz z;
+    snprintf(p, sizeof p, "%s/out.npz", dir);
+    ck_assert_int_eq(sola_npz_open(p, &z, &e), 0);
+    ck_assert_int_eq(z.n, 2);
+    ck_assert_int_ge(sola_npz_find(&z, "extra"), 0);
+    sola_npz_close(&z);
+}
+END_TEST
+
+START_TEST(wrong_dimension_names_file_and_both_dims)
+{
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 -o m.safetensors"), 0);
+    write_seq("x.npy", 5, 9, 1.0f);
+    ck_assert_int_eq(RUN("refine -m m.safetensors x.npy -o y.npy"), 1);
+    assert_stderr_has("x.npy");
+    assert_stderr_has("C = 9");
+    assert_stderr_has("C = 8");
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2)
+{
+    ck_assert_int_eq(RUN("init -o m.safetensors"), 2);
+    assert_stderr_has("--dim");
+    ck_assert_int_eq(RUN("init --dim 8 --kernel 4 -o m.safetensors"), 2);
+    assert_stderr_has("odd");
+    ck_assert_int_eq(RUN("refine x.npy -o y.npy"), 2);
+    ck_assert_int_eq(RUN("frobnicate"), 2);
+    ck_assert_int_eq(RUN("tsm x.npy -o y.txt"), 2);
+    ck_assert_int_eq(RUN("init --dim 8 --seed -3 -o m.safetensors"), 2);
+}
+END_TEST
+
+START_TEST(missing_and_corrupt_files_exit_1_with_name)
+{
+    ck_assert_int_eq(RUN("refine -m nope.safetensors x.npy -o y.npy"), 1);
+    assert_stderr_has("nope.safetensors");
+    ck_assert_int_eq(tu_system("printf 'PK\\003\\004junk' > %s/bad.npz", dir), 0);
+    ck_assert_int_eq(RUN("info bad.npz"), 1);
+    assert_stderr_has("bad.npz");
+}
+END_TEST
+
+START_TEST(tsm_npy_and_png)
+{
+    write_seq("x.npy", 12, 8, 1.0f);
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 -o m.safetensors"), 0);
+    ck_assert_int_eq(RUN("tsm x.npy -o t.npy"), 0);
+    sola_array t = load("t.npy");
+    ck_assert_int_eq(t.ndim, 2);
+    ck_assert_int_eq(t.shape[0], 12);
+    for (int i = 0; i < 12; i++) /* self-similarity on the diagonal */
+        ck_assert_float_eq_tol(t.data[i * 12 + i], 1.0f, 1e-5f);
+    sola_array_free(&t);
+    ck_assert_int_eq(RUN("tsm -m m.safetensors --both x.npy -o t2.npy"), 0);
+    t = load("t2.npy");
+    ck_assert_int_eq(t.ndim, 3);
+    ck_assert_int_eq(t.shape[0], 2);
+    /* identity model: refined TSM equals raw TSM */
+    ck_assert_mem_eq(t.data, t.data + 144, 144 * sizeof(float));
+    sola_array_free(&t);
+    ck_assert_int_eq(RUN("tsm -m m.safetensors --both x.npy -o t.png"), 0);
+    char *png = slurp("t.png");
+    ck_assert_mem_eq(png, "\x89PNG", 4);
+    free(png);
+}
+END_TEST
+
+START_TEST(info_prints_shapes_and_metadata)
+{
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 --head 6 -o m.safetensors"), 0);
+    ck_assert_int_eq(RUN("info m.safetensors"), 0);
+    char *out = slurp("out.txt");
+    ck_assert_ptr_nonnull(strstr(out, "conv_network.0.weight"));
+    ck_assert_ptr_nonnull(strstr(out, "[4, 8, 5]"));
+    ck_assert_ptr_nonnull(strstr(out, "dissim_head.network.0.weight"));
+    ck_assert_ptr_nonnull(strstr(out, "format: sola"));
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, init_then_refine_matches_library);
+    tcase_add_test(tc, refine_folder_keeps_names_and_reports_bad_files);
+    tcase_add_test(tc, npz_in_npz_out_keeps_members);
+    tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
+    tcase_add_test(tc, usage_errors_exit_2);
+    tcase_add_test(tc, missing_and_corrupt_files_exit_1_with_name);
+    tcase_add_test(tc, tsm_npy_and_png);
+    tcase_add_test(tc, info_prints_shapes_and_metadata);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
