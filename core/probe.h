@@ -1,0 +1,65 @@
+/* probe.h -- the linear foreground/background probe of the SoLa authors (SPEC 7).
+ *
+ * Protocol: every snippet feature is L2-normalised (eps 1e-12, as
+ * torch.nn.functional.normalize) and a linear layer C -> 2 classes is trained with
+ * cross-entropy, SGD lr 0.01 momentum 0.9 (PyTorch semantics: buf = mu*buf + g,
+ * p -= lr*buf), batch 256, 16 epochs, snippets shuffled each epoch. Videos, not
+ * snippets, are split into train and validation by the seed, so no video is seen on
+ * both sides. Reported: validation accuracy over all validation snippets, accuracy
+ * per class, and accuracy on boundary snippets (within +-2 of a fg/bg transition,
+ * where temporal smoothing could hurt and temporal sensitivity should help).
+ *
+ * With a model, features are refined (sola_refine, whole video at once) before the
+ * normalisation, so the same probe measures raw and refined features.
+ *
+ * Memory: the probe holds all snippets of the labelled set (N x C floats); it is an
+ * evaluation tool for labelled sets, not a streaming one. */
+#ifndef SOLA_PROBE_H
+#define SOLA_PROBE_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+
+typedef struct sola_probe_opts {
+    uint64_t seed;         /* 0: split, init and shuffles */
+    int epochs;            /* 16 */
+    int batch;             /* 256 */
+    float lr, momentum;    /* 0.01, 0.9 */
+    float val_frac;        /* 0.2 of the videos (at least one video each side) */
+    int radius;            /* 2: boundary = within +-radius of a transition */
+    const sola_model *model; /* NULL: raw features; else refined (must be packed) */
+    /* Called after each epoch with the epoch's mean training loss (may be NULL). */
+    void (*progress)(int epoch, int epochs, double loss, void *ud);
+    void *ud;
+} sola_probe_opts;
+
+void sola_probe_default(sola_probe_opts *o);
+
+typedef struct sola_probe_result {
+    int videos_train, videos_val;
+    long train_n, train_fg, val_n, val_fg; /* snippets; fg = action */
+    double accuracy;        /* validation, all snippets */
+    double acc_fg, acc_bg;  /* validation accuracy on action / background snippets */
+    long boundary_n;        /* validation snippets near a transition */
+    double boundary_accuracy;
+    double majority;        /* accuracy of always answering the majority class (val) */
+    double train_loss;      /* mean loss of the last epoch */
+} sola_probe_result;
+
+/* features_dir: a dataset folder (see dataset.h); labels_dir/NAME.npy for every
+ * item: integer or bool [T] (or [T, 1]), nonzero = action. Errors name the file:
+ * a missing label file (SOLA_ENOTFOUND), a label length other than T (SOLA_ESHAPE),
+ * a model whose C differs from the features' (SOLA_ESHAPE), fewer than 2 videos. */
+int sola_probe_run(const char *features_dir, const char *labels_dir,
+                   const sola_probe_opts *o, sola_probe_result *r, sola_err *e);
+
+/* The training/evaluation core on in-memory data, for tests and other callers.
+ * x [n, C] L2-normalised rows, y [n] in {0,1}; train rows are those with
+ * is_val[i] == 0; boundary[i] marks boundary rows (may be NULL). */
+int sola_probe_fit(const float *x, const uint8_t *y, const uint8_t *is_val,
+                   const uint8_t *boundary, long n, int C, const sola_probe_opts *o,
+                   sola_probe_result *r, sola_err *e);
+
+#endif

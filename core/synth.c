@@ -1,0 +1,207 @@
+/* synth.c -- the synthetic labelled dataset of `sola synth` (see synth.h). */
+#include "synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "npy.h"
+#include "rng.h"
+
+void sola_synth_default(sola_synth_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->videos = 64;
+    o->C = 256;
+    o->T = 200;
+    o->seed = 0;
+    o->classes = 4;
+    o->noise = 0.9f;
+    o->bg_level = 0.5f;
+    o->video_offset = 0.5f;
+    o->seg_min = 8;
+    o->seg_max = 40;
+    o->gap_min = 8;
+    o->gap_max = 48;
+}
+
+static int check_opts(const sola_synth_opts *o, sola_err *e)
+{
+    if (o->videos < 1 || o->C < 1 || o->T < 2 || o->classes < 1 || o->classes > 255)
+        return sola_errf(e, SOLA_EINVAL,
+                         "synth: need videos >= 1, dim >= 1, length >= 2, 1..255 classes");
+    if (o->C > (1 << 20) || o->T > (1 << 24))
+        return sola_errf(e, SOLA_EINVAL, "synth: dim %d or length %d is too large", o->C, o->T);
+    if (o->seg_min < 1 || o->seg_max < o->seg_min || o->gap_min < 1 || o->gap_max < o->gap_min)
+        return sola_errf(e, SOLA_EINVAL, "synth: segment/gap ranges must be 1 <= min <= max");
+    if (!(o->noise >= 0) || !(o->bg_level >= 0) || !(o->video_offset >= 0))
+        return sola_errf(e, SOLA_EINVAL, "synth: noise, background and offset must be >= 0");
+    return 0;
+}
+
+/* A random unit vector (Gaussian, normalised). */
+static void unit_vector(sola_rng *r, float *u, int C)
+{
+    double n2 = 0;
+    for (int c = 0; c < C; c++) {
+        u[c] = (float)sola_rng_normal(r);
+        n2 += (double)u[c] * u[c];
+    }
+    float s = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.f;
+    for (int c = 0; c < C; c++)
+        u[c] *= s;
+}
+
+float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
+{
+    if (check_opts(o, e))
+        return NULL;
+    size_t n = (size_t)(o->classes + 1) * (size_t)o->C;
+    float *d = malloc(n * sizeof *d);
+    if (!d) {
+        sola_errf(e, SOLA_ENOMEM, "synth: out of memory");
+        return NULL;
+    }
+    sola_rng r;
+    sola_rng_seed(&r, o->seed);
+    for (int k = 0; k <= o->classes; k++)
+        unit_vector(&r, d + (size_t)k * o->C, o->C);
+    return d;
+}
+
+static int uniform_int(sola_rng *r, int lo, int hi)
+{
+    return lo + (int)sola_rng_below(r, (uint64_t)(hi - lo + 1));
+}
+
+int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float **xp,
+                     uint8_t **lp, int *Tp, sola_err *e)
+{
+    *xp = NULL;
+    *lp = NULL;
+    int rc = check_opts(o, e);
+    if (rc)
+        return rc;
+    sola_rng r;
+    /* Video i's stream depends on (seed, i) only; the odd multiplier keeps it apart
+     * from the stream of the directions (seed alone). */
+    sola_rng_seed(&r, o->seed ^ (0xd1b54a32d192ed03ull * (uint64_t)(i + 1)));
+    int C = o->C, T = uniform_int(&r, o->T / 2 > 0 ? o->T / 2 : 1, o->T + o->T / 2);
+    float *x = malloc((size_t)T * (size_t)C * sizeof *x);
+    uint8_t *lab = calloc((size_t)T, 1);
+    float *off = malloc((size_t)C * sizeof *off);
+    if (!x || !lab || !off) {
+        rc = sola_errf(e, SOLA_ENOMEM, "synth: out of memory for a video of %d x %d", T, C);
+        goto err;
+    }
+    /* Segments: alternate gap, action, gap, action... from a random phase. */
+    int t = uniform_int(&r, 0, o->gap_max);
+    while (t < T) {
+        int len = uniform_int(&r, o->seg_min, o->seg_max);
+        int k = 1 + (int)sola_rng_below(&r, (uint64_t)o->classes);
+        for (int s = t; s < t + len && s < T; s++)
+            lab[s] = (uint8_t)k;
+        t += len + uniform_int(&r, o->gap_min, o->gap_max);
+    }
+    unit_vector(&r, off, C);
+    for (int c = 0; c < C; c++)
+        off[c] *= o->video_offset;
+    /* Amplitude jitter per segment so that classes are not one point each. */
+    float amp = 1.f;
+    for (int s = 0; s < T; s++) {
+        if (lab[s] && (s == 0 || lab[s - 1] != lab[s]))
+            amp = 0.75f + 0.5f * (float)sola_rng_uniform(&r);
+        const float *u = dirs + (size_t)(lab[s] ? lab[s] - 1 : o->classes) * C;
+        float a = lab[s] ? amp : o->bg_level;
+        float *row = x + (size_t)s * C;
+        for (int c = 0; c < C; c++)
+            row[c] = a * u[c] + off[c] + o->noise * (float)sola_rng_normal(&r);
+    }
+    free(off);
+    *xp = x;
+    *lp = lab;
+    *Tp = T;
+    return 0;
+err:
+    free(x);
+    free(lab);
+    free(off);
+    return rc;
+}
+
+int sola_synth_encode_labels(const uint8_t *labels, int64_t T, void **bufp, size_t *lenp,
+                             sola_err *e)
+{
+    char dict[128];
+    int dl = snprintf(dict, sizeof dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (%lld,), }",
+                      (long long)T);
+    if (dl < 0 || (size_t)dl >= sizeof dict || T < 0)
+        return sola_errf(e, SOLA_EINVAL, "labels: bad length %lld", (long long)T);
+    /* NumPy pads magic + length + dict + '\n' to a multiple of 64 bytes. */
+    size_t hl = 10 + (size_t)dl + 1, pad = (64 - hl % 64) % 64, total;
+    hl += pad;
+    if (sola_add_size(hl, (size_t)T, &total))
+        return sola_errf(e, SOLA_ETOOBIG, "labels: too long");
+    unsigned char *b = malloc(total);
+    if (!b)
+        return sola_errf(e, SOLA_ENOMEM, "labels: out of memory");
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)((hl - 10) & 0xff);
+    b[9] = (unsigned char)((hl - 10) >> 8);
+    memcpy(b + 10, dict, (size_t)dl);
+    memset(b + 10 + dl, ' ', pad);
+    b[hl - 1] = '\n';
+    if (T)
+        memcpy(b + hl, labels, (size_t)T);
+    *bufp = b;
+    *lenp = total;
+    return 0;
+}
+
+int sola_synth_write(const char *dir, const sola_synth_opts *o,
+                     void (*progress)(int done, int total, void *ud), void *ud, sola_err *e)
+{
+    int rc = check_opts(o, e);
+    if (rc)
+        return rc;
+    char fdir[4096], ldir[4096], path[4200];
+    if ((size_t)snprintf(fdir, sizeof fdir, "%s/features", dir) >= sizeof fdir ||
+        (size_t)snprintf(ldir, sizeof ldir, "%s/labels", dir) >= sizeof ldir)
+        return sola_errf(e, SOLA_EINVAL, "%s: path too long", dir);
+    if ((rc = sola_mkdirs(fdir, 0755, e)) || (rc = sola_mkdirs(ldir, 0755, e)))
+        return rc;
+    float *dirs = sola_synth_directions(o, e);
+    if (!dirs)
+        return e ? e->code : SOLA_ENOMEM;
+    int width = o->videos > 10000 ? 6 : 4;
+    for (int i = 0; i < o->videos && !rc; i++) {
+        float *x;
+        uint8_t *lab;
+        int T;
+        if ((rc = sola_synth_video(o, dirs, i, &x, &lab, &T, e)))
+            break;
+        int64_t shape[2] = {T, o->C};
+        snprintf(path, sizeof path, "%s/video_%0*d.npy", fdir, width, i);
+        rc = sola_npy_save(path, x, 2, shape, e);
+        if (!rc) {
+            void *buf;
+            size_t len;
+            snprintf(path, sizeof path, "%s/video_%0*d.npy", ldir, width, i);
+            for (int t = 0; t < T; t++)
+                lab[t] = lab[t] != 0; /* files say action or not; classes stay internal */
+            rc = sola_synth_encode_labels(lab, T, &buf, &len, e);
+            if (!rc) {
+                rc = sola_write_atomic(path, buf, len, e);
+                free(buf);
+            }
+        }
+        free(x);
+        free(lab);
+        if (!rc && progress)
+            progress(i + 1, o->videos, ud);
+    }
+    free(dirs);
+    return rc;
+}
