@@ -234,16 +234,20 @@ static int parse_header(const unsigned char *b, size_t len, const char *name, in
                         npy_hdr *h, sola_err *e)
 {
     memset(h, 0, sizeof *h);
-    if (len < 10 || memcmp(b, npy_magic, 6) != 0)
+    if (len == 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: empty file, not a .npy array", name);
+    if (memcmp(b, npy_magic, len < 6 ? len : 6) != 0)
         return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy file (bad magic; expected "
                          "\\x93NUMPY)", name);
+    if (len < 10)
+        return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header (%zu bytes)", name, len);
     int major = b[6], minor = b[7];
     if (major < 1 || major > 3 || minor != 0)
         return sola_errf(e, SOLA_EUNSUP, "%s: .npy format version %d.%d is not supported "
                          "(1.0, 2.0 and 3.0 are)", name, major, minor);
     size_t pre = major == 1 ? 10 : 12;
     if (len < pre)
-        return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header", name);
+        return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header (%zu bytes)", name, len);
     size_t hlen = major == 1 ? (size_t)load_uint(b + 8, 2, 0) : (size_t)load_uint(b + 8, 4, 0);
     if (hlen > SOLA_NPY_MAX_HEADER)
         return sola_errf(e, SOLA_ETOOBIG, "%s: .npy header length %zu exceeds the limit of %d "

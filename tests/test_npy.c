@@ -1,0 +1,300 @@
+/* test_npy.c -- .npy reading (files written by numpy), the malformed corpus, our
+ * writer's layout, and numpy reading what we write. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include "fmtcheck.h"
+#include "fsutil.h"
+#include "npy.h"
+
+/* Every .npy fixture numpy wrote loads to the shape and float32 values numpy says. */
+START_TEST(numpy_fixtures_load_exactly)
+{
+    json_t *ex = fc_expected();
+    const char *name;
+    json_t *v;
+    int seen = 0;
+    json_object_foreach(ex, name, v) {
+        if (!sola_has_ext(name, ".npy"))
+            continue;
+        int labels = json_is_true(json_object_get(v, "labels"));
+        char *p = fc_fmt(name);
+        sola_array a;
+        sola_err e = {0};
+        int rc = sola_npy_load(p, labels ? SOLA_NPY_LABELS : 0, &a, &e);
+        ck_assert_msg(rc == 0, "%s: %s", name, e.msg);
+        fc_check_shape(name, a.ndim, a.shape, json_object_get(v, "shape"));
+        fc_check_values(name, a.data, sola_array_numel(&a), json_object_get(v, "values"));
+        sola_array_free(&a);
+        if (labels) { /* the same file is refused as features */
+            rc = sola_npy_load(p, 0, &a, &e);
+            ck_assert_int_eq(rc, SOLA_EUNSUP);
+            ck_assert_ptr_nonnull(strstr(e.msg, name));
+        }
+        free(p);
+        seen++;
+    }
+    ck_assert_int_ge(seen, 15);
+    json_decref(ex);
+}
+END_TEST
+
+/* The conversions, spelled out for the values a user would check by eye. */
+START_TEST(conversion_values)
+{
+    sola_array a;
+    sola_err e = {0};
+    char *p = fc_fmt("f2_be.npy"); /* [2,4] big-endian half with specials */
+    ck_assert_int_eq(sola_npy_load(p, 0, &a, &e), 0);
+    ck_assert_int_eq(a.ndim, 2);
+    ck_assert(a.data[0] == 1.0f && a.data[1] == -2.5f && a.data[2] == 65504.0f);
+    ck_assert(a.data[3] == 5.960464477539063e-08f); /* smallest half subnormal */
+    ck_assert(isinf(a.data[5]) && a.data[5] > 0 && isinf(a.data[6]) && a.data[6] < 0);
+    sola_array_free(&a);
+    free(p);
+    p = fc_fmt("f8_le.npy");
+    ck_assert_int_eq(sola_npy_load(p, 0, &a, &e), 0);
+    ck_assert(a.data[0] == (float)(1.0 / 3.0));
+    ck_assert(isinf(a.data[2])); /* 1e39 overflows float32, as numpy's astype */
+    ck_assert(a.data[4] == 0.0f && signbit(a.data[4]));
+    sola_array_free(&a);
+    free(p);
+    p = fc_fmt("labels_i2_be.npy");
+    ck_assert_int_eq(sola_npy_load(p, SOLA_NPY_LABELS, &a, &e), 0);
+    ck_assert(a.data[1] == -300.0f && a.data[2] == 7.0f);
+    sola_array_free(&a);
+    free(p);
+}
+END_TEST
+
+/* Fortran-ordered files come out in C order: same values as the C-order file. */
+START_TEST(fortran_order_is_transposed)
+{
+    sola_array c, f, f3, c3;
+    sola_err e = {0};
+    char *pc = fc_fmt("f4_le_c.npy"), *pf = fc_fmt("f4_le_fortran.npy");
+    char *pf3 = fc_fmt("f8_be_fortran_3d.npy"), *pc3 = fc_fmt("f4_v2_btc.npy");
+    ck_assert_int_eq(sola_npy_load(pc, 0, &c, &e), 0);
+    ck_assert_int_eq(sola_npy_load(pf, 0, &f, &e), 0);
+    ck_assert_int_eq(f.shape[0], 3);
+    ck_assert_int_eq(f.shape[1], 4);
+    ck_assert_mem_eq(c.data, f.data, 12 * sizeof(float));
+    /* [B,T,C] = [2,3,4]: element [1][2][3] is 23/7 in both */
+    ck_assert_int_eq(sola_npy_load(pf3, 0, &f3, &e), 0);
+    ck_assert_int_eq(sola_npy_load(pc3, 0, &c3, &e), 0);
+    ck_assert_int_eq(f3.ndim, 3);
+    ck_assert_mem_eq(f3.data, c3.data, 24 * sizeof(float));
+    ck_assert(c3.data[1 * 12 + 2 * 4 + 3] == 23.0f / 7.0f);
+    sola_array_free(&c);
+    sola_array_free(&f);
+    sola_array_free(&f3);
+    sola_array_free(&c3);
+    free(pc);
+    free(pf);
+    free(pf3);
+    free(pc3);
+}
+END_TEST
+
+/* Each malformed file is refused with the right code and a message naming the file
+ * and the problem. */
+START_TEST(malformed_corpus_refused)
+{
+    int n;
+    fc_case *cs = fc_manifest("npy", &n);
+    ck_assert_int_ge(n, 25);
+    for (int i = 0; i < n; i++) {
+        char *p = fc_bad(cs[i].file);
+        sola_array a = {0};
+        sola_err e = {0};
+        int rc = sola_npy_load(p, 0, &a, &e);
+        fc_check_error(&cs[i], rc, &e);
+        ck_assert_ptr_null(a.data);
+        free(p);
+    }
+    free(cs);
+}
+END_TEST
+
+/* Our header: v1.0, '<f4', C order, padded with spaces and '\n' to 64 bytes. */
+START_TEST(encode_layout_and_roundtrip)
+{
+    int64_t shapes[4][4] = {{5}, {3, 4}, {2, 3, 4}, {1, 2, 3, 2}};
+    for (int nd = 1; nd <= 4; nd++) {
+        size_t n = 1;
+        for (int i = 0; i < nd; i++)
+            n *= (size_t)shapes[nd - 1][i];
+        float *x = malloc(n * sizeof *x);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)i * 0.5f - 1.0f;
+        void *buf;
+        size_t len;
+        sola_err e = {0};
+        ck_assert_int_eq(sola_npy_encode(x, nd, shapes[nd - 1], &buf, &len, &e), 0);
+        const unsigned char *b = buf;
+        ck_assert_mem_eq(b, "\x93NUMPY\x01\x00", 8);
+        size_t hl = (size_t)b[8] | (size_t)b[9] << 8;
+        ck_assert_uint_eq((10 + hl) % 64, 0);
+        ck_assert_int_eq(b[10 + hl - 1], '\n');
+        ck_assert_uint_eq(len, 10 + hl + n * 4);
+        ck_assert_ptr_nonnull(memmem(b + 10, hl, "'descr': '<f4'", 14));
+        ck_assert_ptr_nonnull(memmem(b + 10, hl, "'fortran_order': False", 22));
+        sola_array a;
+        ck_assert_int_eq(sola_npy_parse(buf, len, "mem", 0, &a, &e), 0);
+        ck_assert_int_eq(a.ndim, nd);
+        for (int i = 0; i < nd; i++)
+            ck_assert_int_eq(a.shape[i], shapes[nd - 1][i]);
+        ck_assert_mem_eq(a.data, x, n * sizeof *x);
+        /* peek reports where the payload is */
+        sola_array sh;
+        size_t off, dl;
+        ck_assert_int_eq(sola_npy_peek(buf, 10 + hl, "mem", &sh, &off, &dl, &e), 0);
+        ck_assert_uint_eq(off, 10 + hl);
+        ck_assert_uint_eq(dl, n * 4);
+        ck_assert_ptr_null(sh.data);
+        sola_array_free(&a);
+        free(buf);
+        free(x);
+    }
+}
+END_TEST
+
+START_TEST(save_is_atomic_and_loads)
+{
+    char *dir = tu_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out.npy", dir);
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    int64_t sh[2] = {2, 3};
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npy_save(path, x, 2, sh, &e), 0);
+    int64_t sh2[2] = {3, 2};
+    ck_assert_int_eq(sola_npy_save(path, x, 2, sh2, &e), 0); /* replaces */
+    sola_array a;
+    ck_assert_int_eq(sola_npy_load(path, 0, &a, &e), 0);
+    ck_assert_int_eq(a.shape[0], 3);
+    ck_assert_mem_eq(a.data, x, sizeof x);
+    sola_array_free(&a);
+    /* a bad shape writes nothing and names the path */
+    int64_t neg[2] = {-1, 3};
+    char p2[4096];
+    snprintf(p2, sizeof p2, "%s/neg.npy", dir);
+    ck_assert_int_eq(sola_npy_save(p2, x, 2, neg, &e), SOLA_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "neg.npy"));
+    ck_assert_int_ne(access(p2, F_OK), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* A header-only prefix is enough for peek (streamed uploads); parse wants it all. */
+START_TEST(peek_on_header_prefix)
+{
+    /* 100000 x 2048 halves (400 MB) declared; only the 128-byte header is given */
+    sola_err e = {0};
+    unsigned char hdr[128];
+    const char *dict = "{'descr': '<f2', 'fortran_order': False, 'shape': (100000, 2048), }";
+    memset(hdr, ' ', sizeof hdr);
+    memcpy(hdr, "\x93NUMPY\x01\x00\x76\x00", 10);
+    memcpy(hdr + 10, dict, strlen(dict));
+    hdr[127] = '\n';
+    sola_array s;
+    size_t off, dl;
+    ck_assert_int_eq(sola_npy_peek(hdr, sizeof hdr, "upload", &s, &off, &dl, &e), 0);
+    ck_assert_int_eq(s.shape[0], 100000);
+    ck_assert_int_eq(s.shape[1], 2048);
+    ck_assert_uint_eq(off, 128);
+    ck_assert_uint_eq(dl, (size_t)100000 * 2048 * 2);
+    sola_array a;
+    ck_assert_int_eq(sola_npy_parse(hdr, sizeof hdr, "upload", 0, &a, &e), SOLA_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "upload: truncated"));
+}
+END_TEST
+
+/* Every prefix of a valid file is refused (never read past the given length: this
+ * runs under ASan with exactly-sized copies). */
+START_TEST(every_prefix_refused)
+{
+    char *p = fc_fmt("f4_v3.npy");
+    size_t len;
+    unsigned char *full = tu_read(p, &len);
+    ck_assert_ptr_nonnull(full);
+    for (size_t k = 0; k < len; k++) {
+        unsigned char *cut = malloc(k ? k : 1);
+        memcpy(cut, full, k);
+        sola_array a;
+        sola_err e = {0};
+        int rc = sola_npy_parse(cut, k, "cut.npy", 0, &a, &e);
+        ck_assert_msg(rc != 0, "prefix of %zu bytes accepted", k);
+        ck_assert_ptr_nonnull(strstr(e.msg, "cut.npy: "));
+        free(cut);
+    }
+    free(full);
+    free(p);
+}
+END_TEST
+
+/* numpy reads what we write: dtype float32, C order, version 1.0, same values. */
+START_TEST(numpy_reads_our_files)
+{
+    if (!fc_have_numpy(".npy output"))
+        return;
+    char *dir = tu_tmpdir();
+    int64_t shapes[3][3] = {{7}, {3, 5}, {2, 3, 4}};
+    for (int nd = 1; nd <= 3; nd++) {
+        size_t n = 1;
+        for (int i = 0; i < nd; i++)
+            n *= (size_t)shapes[nd - 1][i];
+        float *x = malloc(n * sizeof *x);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (float)i * 0.5f - 1.0f;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/a%d.npy", dir, nd);
+        sola_err e = {0};
+        ck_assert_int_eq(sola_npy_save(path, x, nd, shapes[nd - 1], &e), 0);
+        char shape[64] = "";
+        for (int i = 0; i < nd; i++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%lld,",
+                     (long long)shapes[nd - 1][i]);
+        int rc = tu_system(
+            "/usr/bin/python3 -c \"\n"
+            "import sys, numpy as np\n"
+            "p = sys.argv[1]\n"
+            "a = np.load(p)\n"
+            "f = open(p, 'rb')\n"
+            "assert np.lib.format.read_magic(f) == (1, 0)\n"
+            "shape, fortran, dt = np.lib.format.read_array_header_1_0(f)\n"
+            "assert f.tell() %% 64 == 0, f.tell()\n"
+            "assert dt == np.dtype('<f4') and not fortran\n"
+            "want = (np.arange(a.size, dtype=np.float32) * 0.5 - 1).reshape((%s))\n"
+            "assert a.shape == want.shape, a.shape\n"
+            "assert np.array_equal(a, want)\n"
+            "\" %s",
+            shape, path);
+        ck_assert_msg(rc == 0, "numpy refused or misread %s (exit %d)", path, rc);
+        free(x);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("npy");
+    TCase *tc = tcase_create("npy");
+    tcase_add_test(tc, numpy_fixtures_load_exactly);
+    tcase_add_test(tc, conversion_values);
+    tcase_add_test(tc, fortran_order_is_transposed);
+    tcase_add_test(tc, malformed_corpus_refused);
+    tcase_add_test(tc, encode_layout_and_roundtrip);
+    tcase_add_test(tc, save_is_atomic_and_loads);
+    tcase_add_test(tc, peek_on_header_prefix);
+    tcase_add_test(tc, every_prefix_refused);
+    tcase_add_test(tc, numpy_reads_our_files);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
