@@ -1,0 +1,93 @@
+# syntax=docker/dockerfile:1
+#
+# Multi-stage Debian 12 (bookworm) build of solad (and the sola CLI).
+#   build:   docker build -t solad:dev .
+#   run:     docker run -d --name solad -p 8080:8080 -v solad-data:/data solad:dev
+#   flags:   anything after the image name is appended to the entrypoint, e.g.
+#            docker run ... solad:dev --workers 2 --threads 1 --token-file /run/secrets/token
+# See docs/deploy.md. The runtime stage carries only the shared libraries solad links
+# against, curl for the HEALTHCHECK, and runs as an unprivileged numeric user so that
+# Kubernetes' runAsNonRoot can verify it.
+
+ARG DEBIAN_TAG=bookworm-slim
+
+############################################################ build stage
+FROM debian:${DEBIAN_TAG} AS build
+
+# check + libcurl are required by CMakeLists.txt (the test executables) even when only
+# solad is built, so the configure step needs their pkg-config files.
+# libopenblas-pthread-dev (not the libopenblas-dev metapackage) pins the pthread flavour
+# that the runtime stage installs as libopenblas0-pthread.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config \
+      libopenblas-pthread-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
+      libpng-dev zlib1g-dev check libcurl4-openssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . .
+
+# RUN_TESTS=1 also builds and runs the unit tests in the build stage (slower; the
+# integration tests that need curl/python/nginx are skipped or fail here, so the
+# default is off and CI runs scripts/test.sh on a full machine instead).
+ARG RUN_TESTS=0
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+ && if [ "$RUN_TESTS" = 1 ]; then \
+      cmake --build /build -j"$(nproc)" && (cd /build && ctest --output-on-failure); \
+    else \
+      cmake --build /build -j"$(nproc)" --target solad sola; \
+    fi \
+ && install -D -m 0755 /build/solad /out/usr/local/bin/solad \
+ && install -D -m 0755 /build/sola /out/usr/local/bin/sola
+
+############################################################ runtime stage
+FROM debian:${DEBIAN_TAG}
+
+# Runtime shared libraries only (Debian 12 names; checked with apt-cache policy):
+#   libopenblas0-pthread  cblas_sgemm (its postinst registers libopenblas.so.0)
+#   libmicrohttpd12       HTTP server
+#   libjansson4           JSON
+#   libuv1                event loop + worker pool
+#   libpng16-16, zlib1g   PNG heatmaps, .npz
+#   curl                  HEALTHCHECK only
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libopenblas0-pthread libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g curl \
+ && rm -rf /var/lib/apt/lists/*
+
+# Fixed numeric uid/gid 10001: the same ids as deploy/k8s (runAsUser/fsGroup), so a
+# shared volume written by one replica is readable by the others.
+RUN groupadd --system --gid 10001 solad \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin solad \
+ && mkdir -p /data \
+ && chown 10001:10001 /data \
+ && chmod 0750 /data
+
+COPY --from=build /out/ /
+
+# Fail fast at build time if a runtime library is missing (ldd prints "not found").
+RUN ! ldd /usr/local/bin/solad | grep -q 'not found' \
+ && ! ldd /usr/local/bin/sola | grep -q 'not found'
+
+# solad sets its own BLAS threads from --threads; this default only stops OpenBLAS
+# from spawning one thread per host core before the flag is applied.
+ENV OPENBLAS_NUM_THREADS=1
+
+VOLUME ["/data"]
+WORKDIR /data
+USER 10001:10001
+EXPOSE 8080
+
+# Liveness only: /readyz would mark the container unhealthy while it drains or loads.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD curl -fsS -o /dev/null http://127.0.0.1:8080/livez || exit 1
+
+# solad handles SIGTERM itself: readiness 503, in-flight requests finish, a running
+# training job checkpoints, exit 0 within --drain-timeout. Give `docker stop` a
+# matching timeout: docker stop -t 40 (default drain timeout 30 s + margin).
+STOPSIGNAL SIGTERM
+
+ENTRYPOINT ["/usr/local/bin/solad", "--listen", "0.0.0.0:8080", "--data", "/data"]
+CMD []

@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""Structural checks of the deployment files (Dockerfile, systemd, nginx, Kubernetes).
+
+Usage: check_manifests.py ROOT [RENDERED.yaml]
+  ROOT          repository root (or a copy of it)
+  RENDERED.yaml output of `kubectl kustomize ROOT/deploy/k8s`; without it the raw
+                files under deploy/k8s/base are read and the kustomize generators
+                (ConfigMap from solad.env, Secret) are emulated well enough to check
+                names and keys.
+Prints one line per problem ("FAIL: file: what is wrong") and exits 1 if there is any.
+Needs PyYAML (Debian: python3-yaml).
+"""
+import os
+import re
+import sys
+
+import yaml
+
+problems = []
+
+
+def fail(where, msg):
+    problems.append(f"FAIL: {where}: {msg}")
+
+
+def read(root, rel):
+    with open(os.path.join(root, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------- flags everywhere
+def flag_value(text, flag):
+    """Value after `--flag` (space or = separated) in a command-line-ish text."""
+    m = re.search(r"--%s(?:\s+|=)(\S+)" % re.escape(flag), text)
+    return m.group(1) if m else None
+
+
+def parse_size(s):
+    """nginx size ("256m", "1g", "4096") or plain bytes -> bytes."""
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", s.strip())
+    if not m:
+        return None
+    mult = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    return int(m.group(1)) * mult
+
+
+# ---------------------------------------------------------------- Dockerfile
+def check_dockerfile(root):
+    where = "Dockerfile"
+    try:
+        text = read(root, "Dockerfile")
+    except OSError as e:
+        fail(where, f"cannot read: {e}")
+        return
+    # Join continuation lines so that one instruction is one line.
+    lines = re.sub(r"\\\n", " ", text).splitlines()
+    instr = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    froms = [ln for ln in instr if ln.upper().startswith("FROM ")]
+    if len(froms) < 2:
+        fail(where, "expected a multi-stage build (a build stage and a runtime stage)")
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
+    for ln in froms:
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), ln.split()[1])
+        if not image.startswith("debian:bookworm"):
+            fail(where, f"'{ln}' is not a Debian 12 (debian:bookworm*) image")
+    # Runtime stage = everything after the last FROM.
+    last = max(i for i, ln in enumerate(instr) if ln.upper().startswith("FROM "))
+    runtime = instr[last:]
+    rt_text = "\n".join(runtime)
+    for pkg in ("libopenblas0-pthread", "libmicrohttpd12", "libjansson4", "libuv1",
+                "libpng16-16", "zlib1g", "curl"):
+        if not re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(pkg), rt_text):
+            fail(where, f"runtime stage does not install {pkg}")
+    if re.search(r"-dev\b", rt_text):
+        fail(where, "runtime stage installs a -dev package (build-only)")
+    user = [ln for ln in runtime if ln.upper().startswith("USER ")]
+    if not user:
+        fail(where, "runtime stage has no USER (would run as root)")
+    else:
+        uid = user[-1].split()[1].split(":")[0]
+        if uid in ("0", "root"):
+            fail(where, "runtime USER is root")
+        elif not uid.isdigit():
+            fail(where, "USER should be numeric so Kubernetes runAsNonRoot can verify it")
+    hc = [ln for ln in runtime if ln.upper().startswith("HEALTHCHECK ")]
+    if not hc or "/livez" not in hc[-1]:
+        fail(where, "HEALTHCHECK must probe /livez")
+    if not any(re.fullmatch(r"STOPSIGNAL\s+SIGTERM", ln) for ln in runtime):
+        fail(where, "STOPSIGNAL SIGTERM missing")
+    if not any(re.match(r"EXPOSE\s+8080\b", ln) for ln in runtime):
+        fail(where, "EXPOSE 8080 missing")
+    if not any(ln.startswith("VOLUME") and "/data" in ln for ln in runtime):
+        fail(where, "VOLUME /data missing")
+    ep = [ln for ln in runtime if ln.upper().startswith("ENTRYPOINT ")]
+    if not ep:
+        fail(where, "no ENTRYPOINT")
+    else:
+        e = ep[-1]
+        if "solad" not in e or "0.0.0.0:8080" not in e or "/data" not in e:
+            fail(where, f"ENTRYPOINT should run solad --listen 0.0.0.0:8080 --data /data: {e}")
+        if not e.split(None, 1)[1].lstrip().startswith("["):
+            fail(where, "ENTRYPOINT must be exec form so solad is PID 1 and gets SIGTERM")
+
+
+# ---------------------------------------------------------------- systemd
+def parse_unit(text):
+    """{section: [(key, value)]} with continuation lines joined."""
+    out, sec = {}, None
+    for ln in re.sub(r"\\\n", " ", text).splitlines():
+        s = ln.strip()
+        if not s or s[0] in "#;":
+            continue
+        if s.startswith("[") and s.endswith("]"):
+            sec = s[1:-1]
+            out.setdefault(sec, [])
+        elif "=" in s and sec:
+            k, v = s.split("=", 1)
+            out[sec].append((k.strip(), v.strip()))
+    return out
+
+
+def check_systemd(root, unit_rel, default_opts):
+    where = unit_rel
+    try:
+        u = parse_unit(read(root, unit_rel))
+    except OSError as e:
+        fail(where, f"cannot read: {e}")
+        return None
+    svc = dict()
+    for k, v in u.get("Service", []):
+        svc.setdefault(k, []).append(v)
+    one = {k: v[-1] for k, v in svc.items()}
+    want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
+            "ProtectHome": "yes", "KillSignal": "SIGTERM"}
+    for k, v in want.items():
+        if one.get(k) != v:
+            fail(where, f"{k}={v} expected, found {one.get(k)!r}")
+    if "User" not in one and one.get("DynamicUser") != "yes":
+        fail(where, "neither User= nor DynamicUser=yes: would run as root")
+    if not one.get("StateDirectory"):
+        fail(where, "StateDirectory= missing (the data directory)")
+    if not one.get("Restart") or one.get("Restart") == "no":
+        fail(where, "no Restart= policy")
+    envs = " ".join(svc.get("Environment", []))
+    if "OPENBLAS_NUM_THREADS=" not in envs:
+        fail(where, "Environment=OPENBLAS_NUM_THREADS missing")
+    start = one.get("ExecStart", "")
+    data = flag_value(start, "data")
+    if not data:
+        fail(where, "ExecStart has no --data")
+    else:
+        rw = " ".join(svc.get("ReadWritePaths", []))
+        if data not in rw.split():
+            fail(where, f"--data {data} is not in ReadWritePaths ({rw or 'none'})")
+    drain = flag_value(start, "drain-timeout") or flag_value(default_opts, "drain-timeout")
+    tss = one.get("TimeoutStopSec", "")
+    m = re.fullmatch(r"(\d+)s?", tss)
+    if not drain:
+        fail(where, "ExecStart sets no --drain-timeout, so TimeoutStopSec cannot be checked")
+    elif not m:
+        fail(where, f"TimeoutStopSec must be plain seconds, found {tss!r}")
+    elif int(m.group(1)) <= int(drain):
+        fail(where, f"TimeoutStopSec={tss} must exceed --drain-timeout {drain} "
+                    "(else systemd kills solad mid-drain)")
+    if "--token-file" in start and not svc.get("LoadCredential") and "%d" in start:
+        fail(where, "--token-file uses %d but no LoadCredential=")
+    return svc
+
+
+# ---------------------------------------------------------------- nginx
+def nginx_blocks(text):
+    """Crude parser: list of (context path, directive, args) for every directive."""
+    text = re.sub(r"#[^\n]*", "", text)
+    tokens = re.findall(r'"[^"]*"|\'[^\']*\'|[{};]|[^\s{};]+', text)
+    out, stack, cur = [], [], []
+    for t in tokens:
+        if t == "{":
+            stack.append(" ".join(cur))
+            cur = []
+        elif t == "}":
+            stack.pop()
+            cur = []
+        elif t == ";":
+            if cur:
+                out.append((tuple(stack), cur[0], cur[1:]))
+            cur = []
+        else:
+            cur.append(t)
+    return out
+
+
+def check_nginx(root, max_body):
+    where = "deploy/nginx/solad.conf"
+    try:
+        d = nginx_blocks(read(root, where))
+    except OSError as e:
+        fail(where, f"cannot read: {e}")
+        return
+    servers = [a for ctx, k, a in d if k == "server" and ctx and ctx[-1].startswith("upstream")]
+    if len(servers) < 2:
+        fail(where, "upstream needs several replicas")
+    for a in servers:
+        if not any(x.startswith("max_fails=") for x in a) or not any(x.startswith("fail_timeout=") for x in a):
+            fail(where, f"upstream server {a[0]} lacks max_fails/fail_timeout (passive health checks)")
+    if not any(k == "keepalive" and ctx and ctx[-1].startswith("upstream") for ctx, k, a in d):
+        fail(where, "no keepalive to the upstreams")
+    body = [a for ctx, k, a in d if k == "client_max_body_size"]
+    if not body:
+        fail(where, "client_max_body_size missing (nginx default 1m would reject big bodies)")
+    elif max_body is not None and parse_size(body[-1][0]) != max_body:
+        fail(where, f"client_max_body_size {body[-1][0]} != solad --max-body {max_body}")
+    for ctx, k, a in d:
+        if k == "proxy_next_upstream" and "non_idempotent" in a:
+            loc = ctx[-1] if ctx else ""
+            if loc not in ("location = /refine", "location = /tsm"):
+                fail(where, f"non_idempotent retries outside /refine and /tsm (in '{loc or 'top'}')")
+    sse = [ctx for ctx, k, a in d if ctx and "events" in ctx[-1] and ctx[-1].startswith("location")]
+    if not sse:
+        fail(where, "no location for /jobs/ID/events (server-sent events)")
+    else:
+        loc = sse[0]
+        ds = {k: a for ctx, k, a in d if ctx == loc}
+        if ds.get("proxy_buffering") != ["off"]:
+            fail(where, "SSE location must set proxy_buffering off")
+        rt = ds.get("proxy_read_timeout", ["60s"])[0]
+        m = re.fullmatch(r"(\d+)([smhd]?)", rt)
+        secs = int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else 0
+        if secs < 600:
+            fail(where, f"SSE proxy_read_timeout {rt} is too short for a training job's stream")
+    named = {ctx[-1] for ctx, k, a in d if ctx and ctx[-1].startswith("location @")}
+    for loc in named:
+        ds = {k: a for ctx, k, a in d if ctx and ctx[-1] == loc}
+        if ds.get("proxy_next_upstream") != ["off"]:
+            fail(where, f"{loc} (PUT/DELETE) must set proxy_next_upstream off")
+    if ("proxy_http_version", ["1.1"]) not in [(k, a) for ctx, k, a in d]:
+        fail(where, "proxy_http_version 1.1 needed for upstream keepalive")
+
+
+# ---------------------------------------------------------------- Kubernetes
+def k8s_docs(root, rendered):
+    if rendered:
+        with open(rendered, encoding="utf-8") as f:
+            return [x for x in yaml.safe_load_all(f) if x], True
+    base = os.path.join(root, "deploy/k8s/base")
+    kz = yaml.safe_load(read(root, "deploy/k8s/base/kustomization.yaml"))
+    docs = []
+    for rel in kz.get("resources", []):
+        with open(os.path.join(base, rel), encoding="utf-8") as f:
+            docs += [x for x in yaml.safe_load_all(f) if x]
+    # Emulate the generators: names without the hash suffix, keys from the sources.
+    for g in kz.get("configMapGenerator", []):
+        data = {}
+        for env in g.get("envs", []):
+            for ln in read(root, os.path.join("deploy/k8s/base", env)).splitlines():
+                ln = ln.strip()
+                if ln and not ln.startswith("#") and "=" in ln:
+                    k, v = ln.split("=", 1)
+                    data[k] = v
+        for lit in g.get("literals", []):
+            k, v = lit.split("=", 1)
+            data[k] = v
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]}, "data": data})
+    for g in kz.get("secretGenerator", []):
+        data = {lit.split("=", 1)[0]: "" for lit in g.get("literals", [])}
+        data.update({f.split("=", 1)[0]: "" for f in g.get("files", [])})
+        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": g["name"]}, "data": data})
+    return docs, False
+
+
+def check_k8s(root, rendered, max_body_nginx):
+    docs, is_rendered = k8s_docs(root, rendered)
+    where = rendered if is_rendered else "deploy/k8s/base"
+    by_kind = {}
+    for x in docs:
+        by_kind.setdefault(x.get("kind"), []).append(x)
+    names = lambda kind: {x["metadata"]["name"] for x in by_kind.get(kind, [])}
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
+                 "ConfigMap", "Secret"):
+        if not by_kind.get(kind):
+            fail(where, f"no {kind}")
+    if problems:
+        return
+    dep = by_kind["Deployment"][0]
+    dname = dep["metadata"]["name"]
+    spec = dep["spec"]
+    tmpl = spec["template"]
+    tlabels = tmpl["metadata"].get("labels", {})
+    sel = spec["selector"]["matchLabels"]
+    if any(tlabels.get(k) != v for k, v in sel.items()):
+        fail(where, f"Deployment selector {sel} does not match the pod labels {tlabels}")
+    pod = tmpl["spec"]
+    c = pod["containers"][0]
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    port_ok = lambda p: p in ports or p in ports.values()
+    probes = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
+    for probe, path in probes.items():
+        pr = c.get(probe)
+        if not pr:
+            fail(where, f"container {c['name']} has no {probe}")
+            continue
+        hg = pr.get("httpGet", {})
+        if hg.get("path") != path:
+            fail(where, f"{probe} path {hg.get('path')!r}, expected {path}")
+        if not port_ok(hg.get("port")):
+            fail(where, f"{probe} port {hg.get('port')!r} is not a container port {ports}")
+    # Service -> pods
+    for svc in by_kind["Service"]:
+        ssel = svc["spec"].get("selector", {})
+        if any(tlabels.get(k) != v for k, v in ssel.items()):
+            fail(where, f"Service {svc['metadata']['name']} selector {ssel} matches no pod label")
+        for p in svc["spec"]["ports"]:
+            if not port_ok(p.get("targetPort", p.get("port"))):
+                fail(where, f"Service port targetPort {p.get('targetPort')!r} is not a container port {ports}")
+    # Environment: every $(VAR) in args/command must be defined.
+    env_names = {e["name"] for e in c.get("env", [])}
+    cm_keys = {}
+    for cm in by_kind["ConfigMap"]:
+        cm_keys[cm["metadata"]["name"]] = set((cm.get("data") or {}).keys())
+    for ef in c.get("envFrom", []):
+        ref = ef.get("configMapRef", {}).get("name")
+        if ref is not None:
+            if ref not in cm_keys:
+                fail(where, f"envFrom references ConfigMap {ref!r}, which does not exist")
+            else:
+                env_names |= cm_keys[ref]
+    argv = [str(a) for a in c.get("command", []) + c.get("args", [])]
+    for a in argv:
+        for v in re.findall(r"\$\((\w+)\)", a):
+            if v not in env_names:
+                fail(where, f"args use $({v}) but no env var or ConfigMap key defines it")
+    env = {e["name"]: e for e in c.get("env", [])}
+    ob = env.get("OPENBLAS_NUM_THREADS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
+    if ob.get("resource") != "limits.cpu":
+        fail(where, "OPENBLAS_NUM_THREADS must come from resourceFieldRef limits.cpu")
+    res = c.get("resources", {})
+    for k in ("requests", "limits"):
+        if not {"cpu", "memory"} <= set(res.get(k, {})):
+            fail(where, f"resources.{k} needs cpu and memory")
+    # Values passed by flag: resolve $(VAR) through the ConfigMap for the checks below.
+    cm_all = {}
+    for cm in by_kind["ConfigMap"]:
+        cm_all.update(cm.get("data") or {})
+    resolved = " ".join(re.sub(r"\$\((\w+)\)", lambda m: str(cm_all.get(m.group(1), m.group(0))), a) for a in argv)
+    drain = flag_value(resolved, "drain-timeout")
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    pre = c.get("lifecycle", {}).get("preStop", {})
+    pre_s = 0
+    cmd = pre.get("exec", {}).get("command", [])
+    if len(cmd) == 2 and cmd[0] == "sleep" and str(cmd[1]).isdigit():
+        pre_s = int(cmd[1])
+    elif "sleep" in pre:
+        pre_s = int(pre["sleep"].get("seconds", 0))
+    if not pre:
+        fail(where, "no preStop hook: endpoints may still route to a pod that is draining")
+    if not drain:
+        fail(where, "solad gets no --drain-timeout, terminationGracePeriodSeconds unchecked")
+    elif not str(drain).isdigit():
+        fail(where, f"--drain-timeout {drain!r} does not resolve to seconds")
+    elif grace <= int(drain) + pre_s:
+        fail(where, f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + drain {drain}s")
+    mb = flag_value(resolved, "max-body")
+    if max_body_nginx is not None and mb is not None and mb.isdigit() and int(mb) != max_body_nginx:
+        fail(where, f"--max-body {mb} differs from nginx client_max_body_size ({max_body_nginx} bytes)")
+    # Security context.
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+        fail(where, "runAsNonRoot not set")
+    if not csc.get("readOnlyRootFilesystem"):
+        fail(where, "readOnlyRootFilesystem not set")
+    if csc.get("allowPrivilegeEscalation") is not False:
+        fail(where, "allowPrivilegeEscalation must be false")
+    # Volumes: /data from an existing RWX claim; the token from an existing Secret at
+    # the directory of --token-file.
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    dv = vols.get(mounts.get("/data"), {})
+    claim = dv.get("persistentVolumeClaim", {}).get("claimName")
+    if not claim:
+        fail(where, "/data is not mounted from a PersistentVolumeClaim")
+    elif claim not in names("PersistentVolumeClaim"):
+        fail(where, f"/data claim {claim!r} does not exist")
+    else:
+        pvc = [x for x in by_kind["PersistentVolumeClaim"] if x["metadata"]["name"] == claim][0]
+        if "ReadWriteMany" not in pvc["spec"].get("accessModes", []):
+            fail(where, f"PVC {claim} must be ReadWriteMany (replicas on several nodes share it)")
+    tf = flag_value(resolved, "token-file")
+    if not tf:
+        fail(where, "solad gets no --token-file")
+    else:
+        tdir, tbase = os.path.split(tf)
+        tv = vols.get(mounts.get(tdir), {})
+        sname = tv.get("secret", {}).get("secretName")
+        if not sname:
+            fail(where, f"--token-file {tf}: {tdir} is not a Secret volume")
+        elif sname not in names("Secret"):
+            fail(where, f"Secret {sname!r} (token) does not exist")
+        else:
+            items = tv["secret"].get("items")
+            sec = [x for x in by_kind["Secret"] if x["metadata"]["name"] == sname][0]
+            keys = set((sec.get("data") or {}).keys()) | set((sec.get("stringData") or {}).keys())
+            if items:
+                paths = {i["path"]: i["key"] for i in items}
+                if tbase not in paths:
+                    fail(where, f"--token-file {tf}: no item with path {tbase} in the Secret volume")
+                elif paths[tbase] not in keys:
+                    fail(where, f"Secret {sname} has no key {paths[tbase]}")
+            elif tbase not in keys:
+                fail(where, f"Secret {sname} has no key {tbase}")
+    # HPA
+    for h in by_kind["HorizontalPodAutoscaler"]:
+        if h.get("apiVersion") != "autoscaling/v2":
+            fail(where, f"HPA apiVersion {h.get('apiVersion')} (want autoscaling/v2)")
+        ref = h["spec"]["scaleTargetRef"]
+        if ref.get("kind") != "Deployment" or ref.get("name") != dname:
+            fail(where, f"HPA targets {ref}, not Deployment {dname}")
+        if not any(m.get("resource", {}).get("name") == "cpu" for m in h["spec"].get("metrics", [])):
+            fail(where, "HPA does not scale on CPU")
+        if h["spec"].get("minReplicas", 1) < 2:
+            fail(where, "HPA minReplicas < 2: a single replica cannot drain without downtime")
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        print(__doc__, file=sys.stderr)
+        return 2
+    root = sys.argv[1]
+    rendered = sys.argv[2] if len(sys.argv) == 3 else None
+    check_dockerfile(root)
+    opts = ""
+    try:
+        # The value of SOLAD_OPTS= (comments mention flags too).
+        for ln in read(root, "deploy/systemd/solad.default").splitlines():
+            if ln.startswith("SOLAD_OPTS="):
+                opts = ln.split("=", 1)[1]
+    except OSError as e:
+        fail("deploy/systemd/solad.default", f"cannot read: {e}")
+    for unit in ("deploy/systemd/solad.service", "deploy/systemd/solad@.service"):
+        check_systemd(root, unit, opts)
+    mb = flag_value(opts, "max-body")
+    max_body = int(mb) if mb and mb.isdigit() else None
+    if max_body is None:
+        fail("deploy/systemd/solad.default", "SOLAD_OPTS sets no numeric --max-body")
+    check_nginx(root, max_body)
+    check_k8s(root, rendered, max_body)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

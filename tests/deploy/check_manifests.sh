@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Offline validation of the deployment files: Dockerfile, deploy/systemd, deploy/nginx,
+# deploy/k8s. Uses the real tools when they are installed (kubectl kustomize,
+# systemd-analyze verify, nginx -t, hadolint, shellcheck) and says SKIP when one is
+# not; the structural checks (probe paths, ports, env names, limits that must agree
+# across files) always run, in check_manifests.py (needs python3-yaml).
+# Usage: tests/deploy/check_manifests.sh [ROOT]     (ROOT defaults to this checkout)
+# Env:   SOLAD=path/to/solad  also checks that the Dockerfile's runtime stage installs
+#        the Debian package of every library that binary links against.
+# Exit status: 0 all checks passed (some maybe skipped), 1 a check failed.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "${1:-$here/../..}" && pwd)"
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/solad-manifests.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+fail() { echo "FAIL: $*"; failed=1; }
+ok()   { echo "ok:   $*"; }
+skip() { echo "SKIP: $*"; }
+
+# ---------------------------------------------------------------- python + PyYAML
+py=""
+for cand in python3 /usr/bin/python3; do
+  if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import yaml' 2>/dev/null; then
+    py=$cand; break
+  fi
+done
+if [ -z "$py" ]; then
+  fail "no python3 with PyYAML (Debian: apt-get install python3-yaml); structural checks not run"
+else
+  if "$py" "$here/check_manifests.py" "$root"; then
+    ok "structure of Dockerfile, systemd units, nginx config, k8s base (raw YAML)"
+  else
+    failed=1
+  fi
+fi
+
+# ---------------------------------------------------------------- kustomize
+if command -v kubectl >/dev/null 2>&1; then
+  if kubectl kustomize "$root/deploy/k8s" > "$tmp/base.yaml" 2> "$tmp/kz.err"; then
+    ok "kubectl kustomize deploy/k8s"
+    if [ -n "$py" ]; then
+      "$py" "$here/check_manifests.py" "$root" "$tmp/base.yaml" && ok "structure of the rendered base" || failed=1
+    fi
+  else
+    fail "kubectl kustomize deploy/k8s: $(cat "$tmp/kz.err")"
+  fi
+  # The overlay needs the git-ignored token file: render a copy with a dummy one.
+  for ov in "$root"/deploy/k8s/overlays/*/; do
+    [ -f "$ov/kustomization.yaml" ] || continue
+    name=$(basename "$ov")
+    rm -rf "$tmp/k8s" && cp -r "$root/deploy/k8s" "$tmp/k8s"
+    [ -e "$tmp/k8s/overlays/$name/token" ] || printf 'dummy-token-for-rendering' > "$tmp/k8s/overlays/$name/token"
+    if kubectl kustomize "$tmp/k8s/overlays/$name" > "$tmp/ov.yaml" 2> "$tmp/kz.err"; then
+      ok "kubectl kustomize deploy/k8s/overlays/$name"
+      if [ -n "$py" ]; then
+        "$py" "$here/check_manifests.py" "$root" "$tmp/ov.yaml" && ok "structure of overlay $name" || failed=1
+      fi
+      if grep -q 'REPLACE-ME' "$tmp/ov.yaml"; then
+        fail "overlay $name still renders the base's placeholder token"
+      fi
+    else
+      fail "kubectl kustomize overlays/$name: $(cat "$tmp/kz.err")"
+    fi
+  done
+else
+  skip "kubectl not installed: kustomize rendering not checked (the raw YAML was checked above)"
+fi
+
+# ---------------------------------------------------------------- systemd
+if command -v systemd-analyze >/dev/null 2>&1; then
+  # verify insists that ExecStart's binary exists: point it at a stub, nothing else changes.
+  mkdir -p "$tmp/units"
+  printf '#!/bin/sh\nexit 0\n' > "$tmp/units/solad" && chmod +x "$tmp/units/solad"
+  for u in "$root"/deploy/systemd/*.service; do
+    b=$(basename "$u"); b=${b/@./@8081.}     # a template is verified as one instance
+    sed "s#/usr/local/bin/solad#$tmp/units/solad#g" "$u" > "$tmp/units/$b"
+  done
+  # verify exits 0 even on unknown keys or bad values: any output is a problem.
+  out=$(cd "$tmp/units" && systemd-analyze verify --man=no ./*.service 2>&1)
+  if [ -n "$out" ]; then fail "systemd-analyze verify: $out"; else ok "systemd-analyze verify deploy/systemd/*.service"; fi
+else
+  skip "systemd-analyze not installed: units not verified by systemd"
+fi
+
+# ---------------------------------------------------------------- nginx
+if command -v nginx >/dev/null 2>&1; then
+  # As shipped (listen 80, upstreams 8081..8083) inside a minimal main config...
+  mkdir -p "$tmp/ngx/logs" "$tmp/ngx/temp"
+  cat > "$tmp/ngx/shipped.conf" <<CONF
+pid $tmp/ngx/nginx.pid;
+error_log $tmp/ngx/logs/error.log;
+events {}
+http {
+    client_body_temp_path $tmp/ngx/temp/body;
+    proxy_temp_path $tmp/ngx/temp/proxy;
+    fastcgi_temp_path $tmp/ngx/temp/fastcgi;
+    uwsgi_temp_path $tmp/ngx/temp/uwsgi;
+    scgi_temp_path $tmp/ngx/temp/scgi;
+    include $root/deploy/nginx/solad.conf;
+}
+CONF
+  # access_log names /var/log/nginx: -t opens it, so only test the shipped form when
+  # that directory is writable; the generated form below checks everything else.
+  if [ -w /var/log/nginx ]; then
+    if out=$(nginx -t -p "$tmp/ngx" -c "$tmp/ngx/shipped.conf" 2>&1); then
+      ok "nginx -t deploy/nginx/solad.conf (as shipped)"
+    else
+      fail "nginx -t deploy/nginx/solad.conf: $out"
+    fi
+  else
+    skip "/var/log/nginx not writable: shipped nginx config not opened as is"
+  fi
+  # ... and as the replica test generates it.
+  if "$here/nginx_conf.sh" "$tmp/gen" 18080 18081 18082 18083 \
+     && out=$(nginx -t -p "$tmp/gen" -c "$tmp/gen/nginx.conf" 2>&1); then
+    ok "nginx -t on the generated test config"
+  else
+    fail "nginx -t on the generated test config: ${out:-nginx_conf.sh failed}"
+  fi
+else
+  skip "nginx not installed (Debian: apt-get install nginx): nginx config not checked by nginx"
+fi
+
+# ---------------------------------------------------------------- linters (optional)
+if command -v hadolint >/dev/null 2>&1; then
+  hadolint "$root/Dockerfile" && ok "hadolint Dockerfile" || fail "hadolint Dockerfile"
+else
+  skip "hadolint not installed: Dockerfile checked structurally only (no Docker engine needed)"
+fi
+for s in "$here"/*.sh; do
+  bash -n "$s" || fail "bash -n $s"
+done
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck -S warning "$here"/*.sh && ok "shellcheck tests/deploy" || fail "shellcheck tests/deploy"
+fi
+
+# ---------------------------------------------------------------- runtime libraries
+# Every library solad links against directly must come from a package the runtime
+# stage installs (or libc6, which every Debian image has).
+if [ -n "${SOLAD:-}" ] && [ -x "${SOLAD}" ] && command -v dpkg >/dev/null 2>&1 \
+   && command -v readelf >/dev/null 2>&1; then
+  runtime=$(awk '/^FROM /{n++} n>=2' "$root/Dockerfile")
+  missing=""
+  for lib in $(readelf -d "$SOLAD" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    path=$(ldd "$SOLAD" | awk -v l="$lib" '$1 == l { print $3 }')
+    [ -n "$path" ] || { missing+=" $lib(unresolved)"; continue; }
+    # dpkg knows a file by the path its package installed (merged /usr and the
+    # alternatives system make ldd's path and the real path differ): ask for both.
+    pkg=$( (dpkg -S "$path" || dpkg -S "$(readlink -f "$path")") 2>/dev/null | head -1 | cut -d: -f1)
+    case "$pkg" in
+      libc6|"") [ -n "$pkg" ] || missing+=" $lib(no package)";;
+      *) grep -qE "(^|[[:space:]])$pkg([[:space:]]|\$)" <<<"$runtime" || missing+=" $lib($pkg)";;
+    esac
+  done
+  if [ -n "$missing" ]; then
+    fail "Dockerfile runtime stage lacks the packages of:$missing"
+  else
+    ok "Dockerfile runtime stage installs every library $SOLAD needs"
+  fi
+else
+  skip "SOLAD not set to a built solad (or no dpkg/readelf): runtime libraries not matched to packages"
+fi
+
+exit $failed
