@@ -32,6 +32,8 @@ struct sola_trainctx {
     int alias2; /* conv 2 reads h1 row for row (k2 == 1, S == O): no im2col */
     double *target; /* [N, N] */
     double *cache;  /* [Bmax, N, N, 4] loss terms kept for the backward */
+    int freeze;     /* 0 off, 1 capture sg(z) on the next call, 2 use the captured */
+    float *zsg;     /* (Bmax*N, C) the captured sg(z) */
 
     /* activations; shapes per batch of B windows */
     float *xcol;  /* (B*nS, C*k1) im2col of the windows */
@@ -103,6 +105,8 @@ static void free_plan(sola_trainctx *c)
     free(c->src0);
     free(c->src2);
     free(c->cache);
+    free(c->zsg);
+    c->zsg = NULL;
     c->sel = c->src0 = c->src2 = NULL;
     c->cache = NULL;
     c->planned = -1;
@@ -295,6 +299,11 @@ void sola_trainctx_set_full(sola_trainctx *c, int full)
     c->full = full ? 1 : 0;
 }
 
+void sola_trainctx_freeze_sg(sola_trainctx *c, int on)
+{
+    c->freeze = on ? 1 : 0;
+}
+
 static int check_call(sola_trainctx *c, const sola_model *m, const float *windows, int B,
                       sola_err *e)
 {
@@ -351,7 +360,16 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
     sola_linear_forward(c->a1, c->z, m->hw0, m->hb0, rN, C, P);
     sola_relu_forward(c->a1, (size_t)rN * P);
     sola_linear_forward(c->g, c->a1, m->hw2, m->hb2, rN, P, C);
-    return sola_simbce_forward(c->cache, c->z, c->g, c->target, B, N, C,
+    if (c->freeze == 1) {
+        free(c->zsg);
+        c->zsg = malloc((size_t)rN * C * sizeof *c->zsg);
+        if (c->zsg) {
+            memcpy(c->zsg, c->z, (size_t)rN * C * sizeof *c->zsg);
+            c->freeze = 2;
+        }
+    }
+    const float *zsg = c->freeze == 2 && c->zsg ? c->zsg : c->z;
+    return sola_simbce_forward(c->cache, zsg, c->g, c->target, B, N, C,
                                1.0 / ((double)B * N * N));
 }
 
@@ -361,7 +379,8 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
     const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
     float *gr = grads;
 #define G(name) (gr + (m->name - m->params))
-    sola_simbce_backward(c->dg, c->cache, c->z, c->g, B, N, C);
+    sola_simbce_backward(c->dg, c->cache, c->freeze == 2 && c->zsg ? c->zsg : c->z, c->g, B, N,
+                         C);
     // head
     sola_linear_backward(c->da1, G(hw2), G(hb2), c->dg, c->a1, m->hw2, rN, P, C);
     sola_relu_backward(c->da1, c->da1, c->a1, (size_t)rN * P);

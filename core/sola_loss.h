@@ -57,6 +57,13 @@ void sola_trainctx_free(sola_trainctx *c);
  * the next call). */
 void sola_trainctx_set_full(sola_trainctx *c, int full);
 
+/* For finite-difference checks. The gradient of this objective is not the derivative
+ * of the loss: sg(z) is a constant to autograd, but moves when a module weight moves.
+ * With on = 1 the next call computes sg(z) and later calls keep using those values
+ * (same windows, same B), which makes the loss a function whose plain derivative is
+ * the gradient the step computes. on = 0 returns to normal. */
+void sola_trainctx_freeze_sg(sola_trainctx *c, int on);
+
 /* windows [B, W, C] float32. Computes the mean loss and writes d loss / d params
  * into grads (same layout and length as m->params, i.e. m->nparams; overwritten, not
  * accumulated). m must have the head and the shape the context was made for;
