@@ -18,10 +18,10 @@ int sola_adamw_init(sola_adamw *o, size_t n, float lr, sola_err *e)
     }
     o->n = n;
     o->lr = lr;
-    o->beta1 = 0.9f;
-    o->beta2 = 0.999f;
-    o->eps = 1e-8f;
-    o->wd = 0.01f;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->eps = 1e-8;
+    o->wd = 0.01;
     return 0;
 }
 
@@ -30,13 +30,13 @@ void sola_adamw_step(sola_adamw *o, float *params, const float *grads)
     o->t++;
     /* The scalars are computed in double and rounded once, as PyTorch does with its
      * Python-float hyper-parameters before the float32 kernels see them. */
-    double bc1 = 1.0 - pow((double)o->beta1, (double)o->t);
-    double bc2 = 1.0 - pow((double)o->beta2, (double)o->t);
-    const float decay = (float)(1.0 - (double)o->lr * (double)o->wd);
-    const float step = (float)((double)o->lr / bc1);
+    double bc1 = 1.0 - pow(o->beta1, (double)o->t);
+    double bc2 = 1.0 - pow(o->beta2, (double)o->t);
+    const float decay = (float)(1.0 - o->lr * o->wd);
+    const float step = (float)(o->lr / bc1);
     const float bc2s = (float)sqrt(bc2);
-    const float b1 = o->beta1, b2 = o->beta2, a1 = (float)(1.0 - (double)o->beta1),
-                a2 = (float)(1.0 - (double)o->beta2), eps = o->eps;
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, a1 = (float)(1.0 - o->beta1),
+                a2 = (float)(1.0 - o->beta2), eps = (float)o->eps;
     float *m = o->m, *v = o->v;
     for (size_t i = 0; i < o->n; i++) {
         float g = grads[i];

@@ -14,7 +14,9 @@
 #include "err.h"
 
 typedef struct sola_adamw {
-    float lr, beta1, beta2, eps, wd;
+    /* double, as PyTorch's Python-float hyper-parameters: 1 - beta2 must be 1e-3, not
+     * 1 - (float)0.999 (which is 1.3e-5 off, visible in v after one step) */
+    double lr, beta1, beta2, eps, wd;
     long t;       /* steps taken so far (restore it, with m and v, to resume) */
     size_t n;     /* floats in params, grads, m, v */
     float *m, *v; /* owned, zeroed by init */
