@@ -509,7 +509,7 @@ static int read_cases(fixture_case *cs, int max)
 static char *case_path(const char *name, const char *suffix)
 {
     char rel[1024];
-    snprintf(rel, sizeof rel, "tests/data/train_ref/%s%s", name, suffix);
+    snprintf(rel, sizeof rel, "tests/data/train_ref/%.200s%.64s", name, suffix);
     return tu_path(rel);
 }
 
@@ -538,7 +538,7 @@ START_TEST(matches_pytorch)
         float *g = falloc(m->nparams), loss;
         for (int full = 0; full < 2; full++) {
             char label[160];
-            snprintf(label, sizeof label, "%s (%s path)", cs[k].name, full ? "full" : "trimmed");
+            snprintf(label, sizeof label, "%.63s (%s path)", cs[k].name, full ? "full" : "trimmed");
             sola_trainctx_set_full(c, full);
             ck_assert_msg(sola_loss_grad(c, m, w.data, B, &loss, g, &e) == 0, "%s", e.msg);
             compare_grads(label, m, g, gp, loss, &f);
