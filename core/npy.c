@@ -115,17 +115,20 @@ static int scan_word(scan *s, const char *w)
     return 0;
 }
 
-/* Describes the token at the scan position for error messages. */
+/* Describes the token at the scan position for error messages: "'xyz'" (up to 12
+ * printable characters), "end of header" or "a control byte". */
 static const char *where(const scan *s, char *buf, size_t n)
 {
     if (s->p >= s->end)
         return "end of header";
     size_t k = 0;
     const char *q = s->p;
-    while (q < s->end && k + 1 < n && k < 12 && *q >= 0x20 && *q < 0x7f)
+    buf[k++] = '\'';
+    while (q < s->end && k + 2 < n && k <= 12 && *q > 0x20 && *q < 0x7f)
         buf[k++] = *q++;
+    buf[k++] = '\'';
     buf[k] = 0;
-    return k ? buf : "a control byte";
+    return k > 2 ? buf : "a control byte";
 }
 
 /* Parses a dtype descr ("<f4", "|b1", ...) into kind/size/byte order. */
@@ -417,6 +420,25 @@ int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *sha
         *data_off = h.data_off;
     if (data_len)
         *data_len = h.data_len;
+    return 0;
+}
+
+int sola_npy_inspect(const void *buf, size_t len, const char *name, int flags,
+                     sola_npy_info *info, sola_err *e)
+{
+    npy_hdr h;
+    memset(info, 0, sizeof *info);
+    int rc = parse_header(buf, len, name, flags, &h, e);
+    if (rc)
+        return rc;
+    info->major = h.major;
+    memcpy(info->descr, h.descr, sizeof info->descr);
+    info->itemsize = h.itemsize;
+    info->fortran = h.fortran;
+    info->ndim = h.ndim;
+    memcpy(info->shape, h.shape, sizeof h.shape);
+    info->data_off = h.data_off;
+    info->data_len = h.data_len;
     return 0;
 }
 

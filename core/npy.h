@@ -33,6 +33,22 @@ int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
 int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *shape_out,
                   size_t *data_off, size_t *data_len, sola_err *e);
 
+/* What a header says, for `sola info` and callers that want the dtype as written. */
+typedef struct sola_npy_info {
+    int major;          /* format version 1, 2 or 3 */
+    char descr[32];     /* dtype as written ("<f4", ">f8", "|b1") */
+    size_t itemsize;
+    int fortran;        /* 1 if Fortran-ordered in the file */
+    int ndim;
+    int64_t shape[SOLA_MAXDIM];
+    size_t data_off, data_len; /* payload position and size in bytes */
+} sola_npy_info;
+
+/* Like sola_npy_peek, with flags (SOLA_NPY_LABELS accepts integer/bool dtypes) and
+ * the dtype/order/version reported. Validates the header only. */
+int sola_npy_inspect(const void *buf, size_t len, const char *name, int flags,
+                     sola_npy_info *info, sola_err *e);
+
 /* Maps and parses a file. */
 int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e);
 

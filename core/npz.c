@@ -488,6 +488,8 @@ typedef struct sink {
 
 static int sink_put(sink *s, const void *p, size_t n, sola_err *e)
 {
+    if (n == 0)
+        return 0;
     if (s->af) {
         int rc = sola_afile_write(s->af, p, n, e);
         if (rc)

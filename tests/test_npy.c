@@ -214,6 +214,43 @@ START_TEST(peek_on_header_prefix)
 }
 END_TEST
 
+/* inspect reports the header as written (for `sola info`). */
+START_TEST(inspect_reports_dtype_order_version)
+{
+    static const struct {
+        const char *file;
+        int flags, major, fortran;
+        const char *descr;
+        size_t itemsize;
+    } c[] = {
+        {"f4_le_fortran.npy", 0, 1, 1, "<f4", 4},
+        {"f4_v3.npy", 0, 3, 0, "<f4", 4},
+        {"f4_v2_btc.npy", 0, 2, 0, "<f4", 4},
+        {"f2_be.npy", 0, 1, 0, ">f2", 2},
+        {"labels_bool.npy", SOLA_NPY_LABELS, 1, 0, "|b1", 1},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char *p = fc_fmt(c[i].file);
+        size_t len;
+        void *buf = tu_read(p, &len);
+        sola_npy_info info;
+        sola_err e = {0};
+        ck_assert_msg(sola_npy_inspect(buf, len, p, c[i].flags, &info, &e) == 0, "%s", e.msg);
+        ck_assert_int_eq(info.major, c[i].major);
+        ck_assert_int_eq(info.fortran, c[i].fortran);
+        ck_assert_str_eq(info.descr, c[i].descr);
+        ck_assert_uint_eq(info.itemsize, c[i].itemsize);
+        ck_assert_uint_eq(info.data_off + info.data_len, len);
+        if (c[i].flags) {
+            ck_assert_int_eq(sola_npy_inspect(buf, len, p, 0, &info, &e), SOLA_EUNSUP);
+            ck_assert_ptr_nonnull(strstr(e.msg, c[i].file));
+        }
+        free(buf);
+        free(p);
+    }
+}
+END_TEST
+
 /* Every prefix of a valid file is refused (never read past the given length: this
  * runs under ASan with exactly-sized copies). */
 START_TEST(every_prefix_refused)
@@ -293,6 +330,7 @@ int main(void)
     tcase_add_test(tc, encode_layout_and_roundtrip);
     tcase_add_test(tc, save_is_atomic_and_loads);
     tcase_add_test(tc, peek_on_header_prefix);
+    tcase_add_test(tc, inspect_reports_dtype_order_version);
     tcase_add_test(tc, every_prefix_refused);
     tcase_add_test(tc, numpy_reads_our_files);
     suite_add_tcase(s, tc);
