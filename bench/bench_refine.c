@@ -2,12 +2,19 @@
  * sgemm peak measured in the same run (DESIGN.md "Compute").
  *
  *   bench_refine [--threads N] [--C 2048] [--H 512] [--k1 5] [--k2 1]
- *                [--T 16,100,1000,2304] [--budget SECONDS]
+ *                [--T 16,100,1000,2304] [--budget SECONDS] [--serve]
  *
  * Prints one line per T: median ms per sola_refine call, GFLOPS (sola_refine_flops /
  * time) and the fraction of the peak, where the peak is the best of several
  * cblas_sgemm 2048x2048x2048 runs with the same thread count. bench/bench_torch.py
- * runs the same shapes in PyTorch (and, given --ours, this program) for comparison. *
+ * runs the same shapes in PyTorch (and, given --ours, this program) for comparison.
+ *
+ * --serve: instead of the table, answer requests on stdin, one per line, so that
+ * bench_torch.py can interleave our calls with torch's in time (the machine is
+ * shared; load that comes and goes then hits both sides alike):
+ *     refine T N   ->  "T MEDIAN_MS MIN_MS"   (N timed calls after one warm-up)
+ *     peak N       ->  "BEST_GFLOPS"          (N sgemm 2048^3 calls)
+ *     info         ->  "CORE THREADS" *
  * OpenBLAS picks its kernels at load time from the CPU, unless OPENBLAS_CORETYPE says
  * otherwise; the first line printed names the kernel set, so runs are comparable. */
 #include <cblas.h>
@@ -67,13 +74,92 @@ static double sgemm_peak(int n, int reps)
     return 2.0 * n * (double)n * n / best * 1e-9;
 }
 
+typedef struct bench {
+    sola_model *m;
+    sola_ws *ws;
+    int C;
+    /* inputs/outputs by T, kept so that repeated requests do not re-fault pages */
+    int Ts[32];
+    float *xs[32], *ys[32];
+    int n;
+} bench;
+
+static int get_io(bench *b, int T, float **x, float **y)
+{
+    for (int i = 0; i < b->n; i++)
+        if (b->Ts[i] == T) {
+            *x = b->xs[i], *y = b->ys[i];
+            return 0;
+        }
+    if (b->n == 32)
+        return -1;
+    size_t n = (size_t)T * (size_t)b->C;
+    b->Ts[b->n] = T;
+    b->xs[b->n] = randn(n, (uint64_t)T);
+    b->ys[b->n] = malloc(n * sizeof(float));
+    if (!b->ys[b->n])
+        return -1;
+    *x = b->xs[b->n], *y = b->ys[b->n];
+    b->n++;
+    return 0;
+}
+
+/* Median and minimum seconds of `reps` calls after one warm-up call. */
+static int time_refine(bench *b, int T, int reps, double *med, double *min)
+{
+    float *x, *y;
+    sola_err e = {0};
+    if (get_io(b, T, &x, &y) || sola_refine(b->m, x, T, y, b->ws, &e)) {
+        fprintf(stderr, "bench_refine: T=%d: %s\n", T, e.msg[0] ? e.msg : "out of memory");
+        return -1;
+    }
+    double *ts = malloc((size_t)reps * sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        sola_refine(b->m, x, T, y, b->ws, &e);
+        ts[r] = now() - t;
+    }
+    qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+    *med = ts[reps / 2];
+    *min = ts[0];
+    free(ts);
+    return 0;
+}
+
+static int serve(bench *b)
+{
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        int T, n;
+        double med, min;
+        if (sscanf(line, "refine %d %d", &T, &n) == 2 && T >= 1 && n >= 1) {
+            if (time_refine(b, T, n, &med, &min))
+                return 1;
+            printf("%d %.6f %.6f\n", T, med * 1e3, min * 1e3);
+        } else if (sscanf(line, "peak %d", &n) == 1 && n >= 1) {
+            printf("%.3f\n", sgemm_peak(2048, n));
+        } else if (!strncmp(line, "info", 4)) {
+            printf("%s %d\n", openblas_get_corename(), openblas_get_num_threads());
+        } else {
+            fprintf(stderr, "bench_refine --serve: cannot read '%s'\n", line);
+            return 2;
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 2, C = 2048, H = 512, k1 = 5, k2 = 1;
+    int threads = 2, C = 2048, H = 512, k1 = 5, k2 = 1, serve_mode = 0;
     double budget = 2.0; /* seconds of timed calls per T, roughly */
     char tlist[256] = "16,100,1000,2304";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--serve")) {
+            serve_mode = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "bench_refine: %s needs a value\n", a);
             return 2;
@@ -94,7 +180,7 @@ int main(int argc, char **argv)
             budget = atof(v);
         else {
             fprintf(stderr, "usage: bench_refine [--threads N] [--C C] [--H H] [--k1 K] "
-                            "[--k2 K] [--T 16,100,...] [--budget SECONDS]\n");
+                            "[--k2 K] [--T 16,100,...] [--budget SECONDS] [--serve]\n");
             return 2;
         }
         i++;
@@ -104,16 +190,24 @@ int main(int argc, char **argv)
     openblas_set_num_threads(threads);
 
     sola_err e = {0};
-    sola_model *m = sola_model_new(C, H, k1, k2, 0, &e);
-    if (!m) {
+    bench b = {0};
+    b.C = C;
+    b.m = sola_model_new(C, H, k1, k2, 0, &e);
+    if (!b.m) {
         fprintf(stderr, "bench_refine: %s\n", e.msg);
         return 1;
     }
-    sola_model_init(m, 1);
-    m->alpha[0] = 0.5f; /* alpha = 0 would take the identity shortcut */
-    if (sola_model_pack(m, &e)) {
+    sola_model_init(b.m, 1);
+    b.m->alpha[0] = 0.5f; /* alpha = 0 would take the identity shortcut */
+    b.ws = sola_ws_new();
+    if (!b.ws || sola_model_pack(b.m, &e)) {
         fprintf(stderr, "bench_refine: %s\n", e.msg);
         return 1;
+    }
+    int rc = 0;
+    if (serve_mode) {
+        rc = serve(&b);
+        goto done;
     }
 
     double peak = sgemm_peak(2048, 5);
@@ -122,39 +216,32 @@ int main(int argc, char **argv)
     printf("# sgemm peak (2048^3, best of 5): %.1f GFLOPS\n", peak);
     printf("# model C=%d H=%d k1=%d k2=%d\n", C, H, k1, k2);
     printf("%6s %10s %9s %8s %5s\n", "T", "ms/call", "GFLOPS", "%peak", "reps");
-
-    sola_ws *ws = sola_ws_new();
     for (char *tok = strtok(tlist, ","); tok; tok = strtok(NULL, ",")) {
         int T = atoi(tok);
+        double med, min;
         if (T < 1)
             continue;
-        size_t n = (size_t)T * (size_t)C;
-        float *x = randn(n, (uint64_t)T), *y = malloc(n * sizeof(float));
-        /* warm-up: grows the workspace, faults the pages in, starts the BLAS threads */
-        double t0 = now();
-        if (sola_refine(m, x, T, y, ws, &e)) {
-            fprintf(stderr, "bench_refine: %s\n", e.msg);
-            return 1;
+        /* a short probe sizes the run to the budget */
+        if (time_refine(&b, T, 2, &med, &min)) {
+            rc = 1;
+            break;
         }
-        sola_refine(m, x, T, y, ws, &e);
-        double one = (now() - t0) / 2;
-        int reps = (int)(budget / (one > 1e-6 ? one : 1e-6));
+        int reps = (int)(budget / (med > 1e-6 ? med : 1e-6));
         reps = reps < 5 ? 5 : reps > 201 ? 201 : reps;
-        double *ts = malloc((size_t)reps * sizeof(double));
-        for (int r = 0; r < reps; r++) {
-            double t = now();
-            sola_refine(m, x, T, y, ws, &e);
-            ts[r] = now() - t;
+        if (time_refine(&b, T, reps, &med, &min)) {
+            rc = 1;
+            break;
         }
-        qsort(ts, (size_t)reps, sizeof(double), cmp_double);
-        double med = ts[reps / 2], gf = sola_refine_flops(m, T) / med * 1e-9;
+        double gf = sola_refine_flops(b.m, T) / med * 1e-9;
         printf("%6d %10.3f %9.1f %7.1f%% %5d\n", T, med * 1e3, gf, 100 * gf / peak, reps);
         fflush(stdout);
-        free(ts);
-        free(x);
-        free(y);
     }
-    sola_ws_free(ws);
-    sola_model_free(m);
-    return 0;
+done:
+    for (int i = 0; i < b.n; i++) {
+        free(b.xs[i]);
+        free(b.ys[i]);
+    }
+    sola_ws_free(b.ws);
+    sola_model_free(b.m);
+    return rc;
 }
