@@ -569,6 +569,11 @@ static int too_big(const char *what, sola_err *e)
                      "needs ZIP64 (not written); split it into several files", what);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int npz_write(sink *s, const char *what, const char *const *names,
                      const sola_array *arrays, int n, int deflate, sola_err *e)
 {
@@ -579,15 +584,21 @@ static int npz_write(sink *s, const char *what, const char *const *names,
         if (k == 0 || k > 65535 - 4)
             return sola_errf(e, SOLA_EINVAL, "%s: member %d has an empty or too long name", what,
                              i);
-        for (int j = 0; j < i; j++)
-            if (strcmp(names[i], names[j]) == 0)
-                return sola_errf(e, SOLA_EINVAL, "%s: member name '%s' is used twice", what,
-                                 names[i]);
     }
     cdrec *cd = calloc(n ? (size_t)n : 1, sizeof *cd);
-    if (!cd)
+    const char **sorted = malloc((n ? (size_t)n : 1) * sizeof *sorted);
+    if (!cd || !sorted) {
+        free(cd);
+        free(sorted);
         return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", what);
+    }
     int rc = 0;
+    memcpy(sorted, names, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
+    for (int i = 1; i < n && !rc; i++)
+        if (strcmp(sorted[i], sorted[i - 1]) == 0)
+            rc = sola_errf(e, SOLA_EINVAL, "%s: member name '%s' is used twice", what, sorted[i]);
+    free(sorted);
     for (int i = 0; i < n && !rc; i++) {
         void *npy = NULL;
         unsigned char *zbuf = NULL;

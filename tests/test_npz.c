@@ -235,6 +235,15 @@ START_TEST(writer_refuses_bad_names_and_saves_atomically)
     const char *dup[2] = {"x", "x"};
     ck_assert_int_eq(sola_npz_encode(dup, a, 2, 0, &buf, &len, &e), SOLA_EINVAL);
     ck_assert_ptr_nonnull(strstr(e.msg, "'x' is used twice"));
+    /* 65535 members would need ZIP64: refused up front, nothing encoded */
+    int many = 65535;
+    const char **mn = calloc((size_t)many, sizeof *mn);
+    sola_array *ma = calloc((size_t)many, sizeof *ma);
+    ck_assert_int_eq(sola_npz_encode(mn, ma, many, 0, &buf, &len, &e), SOLA_ETOOBIG);
+    ck_assert_ptr_nonnull(strstr(e.msg, "ZIP64"));
+    ck_assert_ptr_null(buf);
+    free(mn);
+    free(ma);
     const char *empty[1] = {""};
     ck_assert_int_eq(sola_npz_encode(empty, a, 1, 0, &buf, &len, &e), SOLA_EINVAL);
     char *dir = tu_tmpdir();
