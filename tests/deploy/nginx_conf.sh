@@ -4,6 +4,7 @@
 # substituted, and every pid/log/temp path inside DIR, so that
 # `nginx -p DIR -c DIR/nginx.conf` runs without root and touches nothing outside DIR.
 # Usage: tests/deploy/nginx_conf.sh DIR LISTEN_PORT REPLICA_PORT...
+# Env:   SOLA_DEPLOY_ROOT=DIR reads DIR/deploy/nginx/solad.conf instead of this checkout's.
 # Exit 2 on usage errors, 1 if solad.conf does not have the expected shape.
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -11,7 +12,8 @@ if [ $# -lt 3 ]; then
   exit 2
 fi
 dir=$1; listen=$2; shift 2
-src="$(cd "$(dirname "$0")/../.." && pwd)/deploy/nginx/solad.conf"
+root="${SOLA_DEPLOY_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
+src="$root/deploy/nginx/solad.conf"
 [ -r "$src" ] || { echo "nginx_conf.sh: cannot read $src" >&2; exit 1; }
 mkdir -p "$dir/temp" "$dir/logs"
 
