@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sola_layers.h"
 
@@ -52,7 +53,41 @@ struct sola_trainctx {
     float *dh2;                /* (B*nO, H) */
     float *dh1col;             /* (B*nO, H*k2), or == dh1 */
     float *dh1;                /* (B*nS, H) */
+
+    double phase[SOLA_PHASES]; /* seconds of the last call, see phase_names */
+    double tmark;
 };
+
+static const char *const phase_names[SOLA_PHASES] = {
+    "fwd im2col",        "fwd conv0",      "fwd conv2+conv4", "fwd residual+normalize",
+    "fwd head",          "fwd loss",       "bwd loss",        "bwd head",
+    "bwd normalize+alpha", "bwd conv4+conv2", "bwd conv0",    "other",
+};
+
+const char *sola_trainctx_phase_name(int i)
+{
+    return i >= 0 && i < SOLA_PHASES ? phase_names[i] : NULL;
+}
+
+void sola_trainctx_phases(const sola_trainctx *c, double t[SOLA_PHASES])
+{
+    memcpy(t, c->phase, sizeof c->phase);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Charges the time since the previous mark to phase i. */
+static void mark(sola_trainctx *c, int i)
+{
+    double t = now_s();
+    c->phase[i] += t - c->tmark;
+    c->tmark = t;
+}
 
 void sola_train_cfg_default(sola_train_cfg *c)
 {
@@ -335,16 +370,21 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
 {
     const int C = c->C, H = c->H, P = c->P, N = c->cfg.N, W = c->cfg.W;
     const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
+    memset(c->phase, 0, sizeof c->phase);
+    c->tmark = now_s();
     // x is (B*W, C); conv 0 at the S rows
     sola_im2col(c->xcol, x, c->src0, rS, C, c->k1);
+    mark(c, 0);
     sola_linear_forward(c->h1, c->xcol, m->w0, m->b0, rS, C * c->k1, H);
     sola_relu_forward(c->h1, (size_t)rS * H);
+    mark(c, 1);
     // conv 2 and conv 4 at the O rows
     if (!c->alias2)
         sola_im2col(c->h1col, c->h1, c->src2, rO, H, c->k2);
     sola_linear_forward(c->h2, c->h1col, m->w2, m->b2, rO, H * c->k2, H);
     sola_relu_forward(c->h2, (size_t)rO * H);
     sola_linear_forward(c->hh, c->h2, m->w4, m->b4, rO, H, C);
+    mark(c, 2);
     // refined = x + tanh(alpha) h at the kept rows
     const float ta = tanhf(m->alpha[0]);
     for (int b = 0; b < B; b++)
@@ -356,10 +396,12 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
                 ri[k] = xi[k] + ta * hi[k];
         }
     sola_normalize_forward(c->z, c->zn, c->r, rN, C, 1e-12f);
+    mark(c, 3);
     // head
     sola_linear_forward(c->a1, c->z, m->hw0, m->hb0, rN, C, P);
     sola_relu_forward(c->a1, (size_t)rN * P);
     sola_linear_forward(c->g, c->a1, m->hw2, m->hb2, rN, P, C);
+    mark(c, 4);
     if (c->freeze == 1) {
         free(c->zsg);
         c->zsg = malloc((size_t)rN * C * sizeof *c->zsg);
@@ -369,8 +411,10 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
         }
     }
     const float *zsg = c->freeze == 2 && c->zsg ? c->zsg : c->z;
-    return sola_simbce_forward(c->cache, zsg, c->g, c->target, B, N, C,
-                               1.0 / ((double)B * N * N));
+    double loss = sola_simbce_forward(c->cache, zsg, c->g, c->target, B, N, C,
+                                      1.0 / ((double)B * N * N));
+    mark(c, 5);
+    return loss;
 }
 
 static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
@@ -381,10 +425,12 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
 #define G(name) (gr + (m->name - m->params))
     sola_simbce_backward(c->dg, c->cache, c->freeze == 2 && c->zsg ? c->zsg : c->z, c->g, B, N,
                          C);
+    mark(c, 6);
     // head
     sola_linear_backward(c->da1, G(hw2), G(hb2), c->dg, c->a1, m->hw2, rN, P, C);
     sola_relu_backward(c->da1, c->da1, c->a1, (size_t)rN * P);
     sola_linear_backward(c->dz, G(hw0), G(hb0), c->da1, c->z, m->hw0, rN, C, P);
+    mark(c, 7);
     sola_normalize_backward(c->dr, c->dz, c->z, c->zn, rN, C, 1e-12f);
     // refined = x + tanh(alpha) h: d alpha = (1 - tanh^2) sum dr . h; dh = tanh(alpha) dr
     const float ta = tanhf(m->alpha[0]);
@@ -412,6 +458,7 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
                     h[k] = ta * d[k];
             }
     }
+    mark(c, 8);
     // conv 4, conv 2
     sola_linear_backward(c->dh2, G(w4), G(b4), c->dhh, c->h2, m->w4, rO, H, C);
     sola_relu_backward(c->dh2, c->dh2, c->h2, (size_t)rO * H);
@@ -420,9 +467,11 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
         memset(c->dh1, 0, (size_t)rS * H * sizeof *c->dh1);
         sola_col2im_add(c->dh1, c->dh1col, c->src2, rO, H, c->k2);
     }
+    mark(c, 9);
     // conv 0: weights only, the input needs no gradient
     sola_relu_backward(c->dh1, c->dh1, c->h1, (size_t)rS * H);
     sola_linear_backward(NULL, G(w0), G(b0), c->dh1, c->xcol, m->w0, rS, C * c->k1, H);
+    mark(c, 10);
 #undef G
 }
 

@@ -78,4 +78,11 @@ int sola_loss(sola_trainctx *c, const sola_model *m, const float *windows, int B
  * current path, GEMMs only (the elementwise work is a small fraction). */
 double sola_loss_grad_flops(const sola_trainctx *c, int B);
 
+/* Where the time of the last sola_loss / sola_loss_grad call went, in seconds per
+ * phase (for benchmarks). Phase names from sola_trainctx_phase_name (NULL past the
+ * end). */
+enum { SOLA_PHASES = 12 };
+const char *sola_trainctx_phase_name(int i);
+void sola_trainctx_phases(const sola_trainctx *c, double t[SOLA_PHASES]);
+
 #endif
