@@ -18,28 +18,6 @@ static void print_shape(int ndim, const int64_t *shape)
     putchar(']');
 }
 
-/* The raw header dict of an .npy image, for the dtype and order as written. */
-static void print_npy_header(const unsigned char *p, size_t len)
-{
-    if (len < 10)
-        return;
-    size_t hl, off;
-    if (p[6] == 1) {
-        hl = (size_t)p[8] | (size_t)p[9] << 8;
-        off = 10;
-    } else {
-        if (len < 12)
-            return;
-        hl = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24;
-        off = 12;
-    }
-    if (hl > len - off)
-        return;
-    while (hl && (p[off + hl - 1] == ' ' || p[off + hl - 1] == '\n'))
-        hl--;
-    printf("  header %.*s\n", (int)hl, (const char *)p + off);
-}
-
 static int info_npy(const char *path)
 {
     sola_map m;
@@ -48,19 +26,17 @@ static int info_npy(const char *path)
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
     }
-    sola_array a = {0};
-    size_t off, dlen;
-    int rc = sola_npy_peek(m.data, m.len, path, &a, &off, &dlen, &e);
+    sola_npy_info in;
+    int rc = sola_npy_inspect(m.data, m.len, path, SOLA_NPY_LABELS, &in, &e);
+    sola_unmap(&m);
     if (rc) {
         cli_errorf("%s", e.msg);
-        sola_unmap(&m);
         return EXIT_RUNTIME;
     }
-    printf("%s: npy v%d, shape ", path, ((unsigned char *)m.data)[6]);
-    print_shape(a.ndim, a.shape);
-    printf(", %zu bytes of data\n", dlen);
-    print_npy_header(m.data, m.len);
-    sola_unmap(&m);
+    printf("%s: npy v%d, dtype %s, %s order, shape ", path, in.major, in.descr,
+           in.fortran ? "Fortran" : "C");
+    print_shape(in.ndim, in.shape);
+    printf(", %zu bytes of data\n", in.data_len);
     return EXIT_OK;
 }
 

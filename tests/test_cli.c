@@ -215,6 +215,24 @@ START_TEST(info_prints_shapes_and_metadata)
     ck_assert_ptr_nonnull(strstr(out, "dissim_head.network.0.weight"));
     ck_assert_ptr_nonnull(strstr(out, "format: sola"));
     free(out);
+    /* label files (bool/int) are described too, with their dtype as written */
+    static const unsigned char lab[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }";
+    char p[4096];
+    snprintf(p, sizeof p, "%s/lab.npy", dir);
+    unsigned char buf[256];
+    size_t hl = sizeof lab - 1;
+    memcpy(buf, lab, hl);
+    memset(buf + hl, ' ', 128 - 1 - hl);
+    buf[127] = '\n';
+    buf[128] = 1;
+    buf[129] = 0;
+    buf[130] = 1;
+    ck_assert_int_eq(tu_write(p, buf, 131), 0);
+    ck_assert_int_eq(RUN("info lab.npy"), 0);
+    out = slurp("out.txt");
+    ck_assert_ptr_nonnull(strstr(out, "|b1"));
+    ck_assert_ptr_nonnull(strstr(out, "[3]"));
+    free(out);
 }
 END_TEST
 
