@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 #include "npy.h"
@@ -56,41 +58,14 @@ static int shape_tc(const sola_array *a, const char *path, int64_t *T, int *C, s
     return 0;
 }
 
-/* Finds the value of key in a .npy header dict: skips the quoted key, blanks and the
- * colon. Bounded by n. Returns a pointer to the value or NULL. */
-static const char *dict_value(const char *h, size_t n, const char *key, size_t *rest)
-{
-    size_t kl = strlen(key);
-    for (size_t i = 0; i + kl + 2 <= n; i++) {
-        if ((h[i] != '\'' && h[i] != '"') || memcmp(h + i + 1, key, kl) || h[i + 1 + kl] != h[i])
-            continue;
-        size_t j = i + kl + 2;
-        while (j < n && (h[j] == ' ' || h[j] == ':'))
-            j++;
-        *rest = n - j;
-        return h + j;
-    }
-    return NULL;
-}
-
-/* 1 when the header says little-endian (or native) f4 in C order, so the payload can
- * be copied as is. Anything unusual answers 0 and takes the converting path. */
-static int header_is_f4c(const unsigned char *img, size_t data_off)
+/* 1 when the payload is little-endian f4 in C order, so it can be copied as is.
+ * Anything else takes the converting path. */
+static int info_is_f4c(const sola_npy_info *in)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (data_off < 10)
-        return 0;
-    const char *h = (const char *)img + 8;
-    size_t n = data_off - 8, r;
-    const char *v = dict_value(h, n, "descr", &r);
-    if (!v || r < 5 || (v[0] != '\'' && v[0] != '"') || (v[1] != '<' && v[1] != '=') ||
-        v[2] != 'f' || v[3] != '4' || v[4] != v[0])
-        return 0;
-    v = dict_value(h, n, "fortran_order", &r);
-    return v && r >= 5 && !memcmp(v, "False", 5);
+    return !in->fortran && (!strcmp(in->descr, "<f4") || !strcmp(in->descr, "=f4"));
 #else
-    (void)img;
-    (void)data_off;
+    (void)in;
     return 0;
 #endif
 }
@@ -158,10 +133,12 @@ static int payload_open(const char *path, int is_npz, payload *p, sola_err *e)
         p->img = p->map.data;
         p->imglen = p->map.len;
     }
-    sola_array shp = {0};
-    size_t off, dlen, end;
-    if ((rc = sola_npy_peek(p->img, p->imglen, path, &shp, &off, &dlen, e)))
+    sola_npy_info info;
+    if ((rc = sola_npy_inspect(p->img, p->imglen, path, 0, &info, e)))
         goto err;
+    sola_array shp = {.ndim = info.ndim};
+    memcpy(shp.shape, info.shape, sizeof shp.shape);
+    size_t off = info.data_off, dlen = info.data_len, end;
     if ((rc = shape_tc(&shp, path, &p->T, &p->C, e)))
         goto err;
     if (sola_add_size(off, dlen, &end) || end != p->imglen) {
@@ -176,7 +153,7 @@ static int payload_open(const char *path, int is_npz, payload *p, sola_err *e)
     }
     /* Map offsets are page aligned and numpy pads headers to 64 bytes, so the payload
      * is float aligned; check anyway before handing out a float pointer. */
-    if (dlen == want && header_is_f4c(p->img, off) &&
+    if (dlen == want && info_is_f4c(&info) &&
         (((uintptr_t)(p->img + off)) & 3) == 0)
         p->f4 = (const float *)(const void *)(p->img + off);
     return 0;
@@ -415,6 +392,43 @@ static int open_item(const sola_dataset *d, int i, char *path, size_t pn, payloa
     return rc;
 }
 
+/* The common case without a map: a .npy of little-endian f4 in C order whose header
+ * fits the first 4 KiB. Reads the header and then just the window with pread.
+ * Returns 1 if it did the read; 0 to let the general path do it (and report any
+ * error with its full message). */
+static int window_pread(const sola_dataset *d, const char *path, int i, int64_t start, int W,
+                        float *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    unsigned char hb[4096];
+    struct stat st;
+    sola_npy_info info;
+    int ok = 0;
+    size_t end;
+    ssize_t n = pread(fd, hb, sizeof hb, 0);
+    if (n > 0 && fstat(fd, &st) == 0 &&
+        sola_npy_inspect(hb, (size_t)n, path, 0, &info, NULL) == 0 && info_is_f4c(&info) &&
+        !sola_add_size(info.data_off, info.data_len, &end) && end == (size_t)st.st_size &&
+        (info.ndim == 2 || (info.ndim == 3 && info.shape[0] == 1))) {
+        int64_t T = info.shape[info.ndim - 2], C = info.shape[info.ndim - 1];
+        if (T == d->items[i].T && C == d->C) {
+            size_t want = (size_t)W * (size_t)C * sizeof *out, got = 0;
+            off_t pos = (off_t)(info.data_off + (size_t)start * (size_t)C * sizeof *out);
+            while (got < want) {
+                ssize_t r = pread(fd, (char *)out + got, want - got, pos + (off_t)got);
+                if (r <= 0)
+                    break;
+                got += (size_t)r;
+            }
+            ok = got == want;
+        }
+    }
+    close(fd);
+    return ok;
+}
+
 int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, float *out,
                         sola_err *e)
 {
@@ -423,6 +437,9 @@ int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, floa
         return sola_errf(e, SOLA_EINVAL, "%s/%s: window [%lld, %lld) outside its %lld snippets",
                          d->dir, d->items[i].file, (long long)start, (long long)start + W,
                          (long long)d->items[i].T);
+    if (i >= 0 && i < d->n && !d->items[i].npz && sola_dataset_path(d, i, path, sizeof path) &&
+        window_pread(d, path, i, start, W, out))
+        return 0;
     payload p;
     int rc = open_item(d, i, path, sizeof path, &p, e);
     if (rc)

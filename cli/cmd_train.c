@@ -1,0 +1,326 @@
+/* cmd_train.c -- `sola train`: train the SoLa module on a dataset folder
+ * (core/trainer.h), with progress, checkpoints, Ctrl-C and --resume. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "model.h"
+#include "trainer.h"
+
+static const char usage[] =
+    "sola train (-m INIT.safetensors | --dim C) DATASET_DIR -o OUT.safetensors\n"
+    "           [--objective sola] [--epochs E=150] [--batch B=256] [--lr LR=1e-4] [--seed S=0]\n"
+    "           [--threads N] [--resume] [--checkpoint PATH] [--checkpoint-every N=10]\n"
+    "           [--hidden H=512] [--kernel K=5] [--head P=512] [--window W=23]\n"
+    "           [--positions N=8] [--start S=4] [--step D=2] [--sharpness K=16]";
+
+static const char help[] =
+    "Trains the SoLa module on unlabeled feature sequences (DATASET_DIR/NAME.npy|.npz,\n"
+    "[T, C] each) with the authors' similarity-matching objective and AdamW.\n"
+    "\n"
+    "  -m INIT           start from this model (e.g. from 'sola init' or a previous run)\n"
+    "  --dim C           or start from a fresh model of C channels (--hidden, --kernel)\n"
+    "  -o OUT            the trained model; it keeps the head and optimizer state\n"
+    "  --checkpoint PATH written every --checkpoint-every epochs and on Ctrl-C/SIGTERM\n"
+    "                    (default OUT with .ckpt.safetensors; removed after success)\n"
+    "  --resume          continue from the checkpoint (or from OUT, to add epochs) with\n"
+    "                    its hyper-parameters; a resumed run ends with the same weights\n"
+    "                    as an uninterrupted one\n"
+    "  --threads N       BLAS threads; the same seed and threads give the same weights\n"
+    "  --objective       sola (cycle and sola+cycle are not available yet)\n";
+
+static atomic_int stop_flag;
+
+/* First signal: ask the trainer to checkpoint and stop after the current step.
+ * Second: the default action, for a user who does not want to wait. */
+static void on_signal(int sig)
+{
+    if (atomic_exchange(&stop_flag, 1)) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+typedef struct ui {
+    cli_progress bar;
+    long done0; /* steps already done when this run started (resume) */
+    long total;
+} ui;
+
+static void fmt_eta(double s, char *buf, size_t n)
+{
+    if (s >= 3600)
+        snprintf(buf, n, "%.0fh%02.0fm", s / 3600 - 0.5, (double)((long)s % 3600 / 60));
+    else if (s >= 60)
+        snprintf(buf, n, "%.0fm%02ds", s / 60 - 0.5, (int)((long)s % 60));
+    else
+        snprintf(buf, n, "%.0fs", s);
+}
+
+static void on_progress(const sola_train_progress *p, void *ud)
+{
+    ui *u = ud;
+    long done = (long)(p->epoch - 1) * p->steps_per_epoch + p->step;
+    char extra[128];
+    snprintf(extra, sizeof extra, "epoch %d/%d, loss %.5f, %.0f windows/s", p->epoch, p->epochs,
+             p->loss, p->windows_per_s);
+    if (p->epoch_done) {
+        char eta[32];
+        fmt_eta(p->eta_s, eta, sizeof eta);
+        fprintf(stderr, "%sepoch %d/%d: loss %.6f (%.0f windows/s, ETA %s)%s\n",
+                u->bar.tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->windows_per_s,
+                eta, p->checkpointed ? ", checkpoint written" : "");
+    }
+    if (u->bar.tty)
+        cli_progress_update(&u->bar, "train", done - u->done0, u->total, "steps", extra);
+}
+
+/* OUT.safetensors -> OUT.ckpt.safetensors (malloc'd). */
+static char *default_ckpt(const char *out)
+{
+    size_t n = strlen(out);
+    const char *ext = ".safetensors";
+    size_t el = strlen(ext), base = n >= el && !strcmp(out + n - el, ext) ? n - el : n;
+    char *p = malloc(base + 24);
+    if (p)
+        snprintf(p, base + 24, "%.*s.ckpt.safetensors", (int)base, out);
+    return p;
+}
+
+static int file_exists(const char *p)
+{
+    return access(p, F_OK) == 0;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    enum { O_DIM = 256, O_OBJ, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_RESUME, O_CKPT,
+           O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP };
+    static const struct option opts[] = {
+        {"dim", required_argument, 0, O_DIM},
+        {"objective", required_argument, 0, O_OBJ},
+        {"epochs", required_argument, 0, O_EPOCHS},
+        {"batch", required_argument, 0, O_BATCH},
+        {"lr", required_argument, 0, O_LR},
+        {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS},
+        {"resume", no_argument, 0, O_RESUME},
+        {"checkpoint", required_argument, 0, O_CKPT},
+        {"checkpoint-every", required_argument, 0, O_EVERY},
+        {"hidden", required_argument, 0, O_HIDDEN},
+        {"kernel", required_argument, 0, O_KERNEL},
+        {"head", required_argument, 0, O_HEAD},
+        {"window", required_argument, 0, O_WINDOW},
+        {"positions", required_argument, 0, O_POS},
+        {"start", required_argument, 0, O_START},
+        {"step", required_argument, 0, O_STEP},
+        {"sharpness", required_argument, 0, O_SHARP},
+        {"model", required_argument, 0, 'm'},
+        {"output", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    sola_trainer_opts o;
+    sola_trainer_default(&o);
+    o.checkpoint_every = 10;
+    long C = 0, H = 512, k1 = 5, threads = 0;
+    const char *init = NULL, *out = NULL, *ckpt_arg = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
+        long v = 0, lo = 1, hi = 1 << 24;
+        int *dst = NULL;
+        double x;
+        const char *nm = NULL;
+        switch (c) {
+        case 'm': init = optarg; continue;
+        case 'o': out = optarg; continue;
+        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
+        case O_RESUME: o.resume = 1; continue;
+        case O_CKPT: ckpt_arg = optarg; continue;
+        case O_OBJ:
+            if (!strcmp(optarg, "sola"))
+                continue;
+            if (!strcmp(optarg, "cycle") || !strcmp(optarg, "sola+cycle"))
+                return cli_usage(usage, "--objective %s is not available yet in this build; "
+                                 "use --objective sola", optarg);
+            return cli_usage(usage, "--objective: unknown objective '%s' (sola, cycle, "
+                             "sola+cycle)", optarg);
+        case O_SEED:
+            if (cli_parse_u64(optarg, &o.seed))
+                return cli_usage(usage, "--seed wants a non-negative integer, got '%s'", optarg);
+            continue;
+        case O_LR:
+        case O_SHARP:
+            if (cli_parse_double(optarg, &x) || (c == O_LR ? !(x > 0) : x < 0))
+                return cli_usage(usage, "--%s wants a number %s, got '%s'",
+                                 c == O_LR ? "lr" : "sharpness", c == O_LR ? "> 0" : ">= 0",
+                                 optarg);
+            *(c == O_LR ? &o.lr : &o.cfg.K) = (float)x;
+            continue;
+        case O_DIM: nm = "dim"; break;
+        case O_HIDDEN: nm = "hidden"; break;
+        case O_KERNEL: nm = "kernel"; hi = 255; break;
+        case O_THREADS: nm = "threads"; hi = 1024; break;
+        case O_EPOCHS: nm = "epochs"; dst = &o.epochs; lo = 0; hi = 1000000; break;
+        case O_BATCH: nm = "batch"; dst = &o.batch; break;
+        case O_EVERY: nm = "checkpoint-every"; dst = &o.checkpoint_every; lo = 0; break;
+        case O_HEAD: nm = "head"; dst = &o.cfg.P; break;
+        case O_WINDOW: nm = "window"; dst = &o.cfg.W; hi = 1 << 20; break;
+        case O_POS: nm = "positions"; dst = &o.cfg.N; hi = 1 << 20; break;
+        case O_START: nm = "start"; dst = &o.cfg.start; lo = 0; hi = 1 << 20; break;
+        case O_STEP: nm = "step"; dst = &o.cfg.step; hi = 1 << 20; break;
+        default:
+            return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        if (cli_parse_int(optarg, lo, hi, &v))
+            return cli_usage(usage, "--%s wants an integer in [%ld, %ld], got '%s'", nm, lo, hi,
+                             optarg);
+        if (dst)
+            *dst = (int)v;
+        else if (c == O_DIM)
+            C = v;
+        else if (c == O_HIDDEN)
+            H = v;
+        else if (c == O_KERNEL)
+            k1 = v;
+        else
+            threads = v;
+    }
+    if (optind + 1 != argc)
+        return cli_usage(usage, optind == argc ? "DATASET_DIR is required"
+                                               : "exactly one DATASET_DIR, got '%s' too",
+                         optind < argc - 1 ? argv[optind + 1] : "");
+    const char *dir = argv[optind];
+    if (!out)
+        return cli_usage(usage, "-o OUT.safetensors is required");
+    if (init && C)
+        return cli_usage(usage, "give -m INIT or --dim C, not both");
+    if (k1 % 2 == 0)
+        return cli_usage(usage, "--kernel must be odd (got %ld)", k1);
+    sola_err e = {0};
+    if (sola_train_cfg_check(&o.cfg, &e))
+        return cli_usage(usage, "%s", e.msg);
+
+    char *ckpt = ckpt_arg ? strdup(ckpt_arg) : default_ckpt(out);
+    if (!ckpt) {
+        cli_errorf("out of memory");
+        return EXIT_RUNTIME;
+    }
+    o.checkpoint = ckpt;
+
+    /* Where to start: a checkpoint or OUT when resuming, else INIT or a fresh model. */
+    sola_model *m = NULL;
+    const char *from = NULL;
+    if (o.resume) {
+        if (file_exists(ckpt))
+            from = ckpt;
+        else if (file_exists(out))
+            from = out;
+        if (from) {
+            if (!(m = sola_model_load(from, &e)))
+                goto fail;
+            if (!sola_model_extra(m, "trainer.epoch")) {
+                cli_errorf("%s holds no training state to resume from; run without --resume",
+                           from);
+                goto fail_quiet;
+            }
+            fprintf(stderr, "resuming from %s (epoch %d done)\n", from,
+                    sola_trainer_state_epoch(m));
+        } else {
+            fprintf(stderr, "nothing to resume (no %s, no %s): starting from %s\n", ckpt, out,
+                    init ? init : "a fresh model");
+        }
+    }
+    if (!m && init) {
+        if (!(m = sola_model_load(init, &e)))
+            goto fail;
+    } else if (!m) {
+        if (!C) {
+            free(ckpt);
+            return cli_usage(usage, "give -m INIT.safetensors or --dim C");
+        }
+        if (!(m = sola_model_new((int)C, (int)H, (int)k1, 1, 0, &e)))
+            goto fail;
+        sola_model_init(m, o.seed);
+    }
+
+    sola_dataset *d = NULL;
+    if (sola_dataset_open(dir, &d, &e))
+        goto fail;
+    if (d->C != m->C) {
+        cli_errorf("%s: features have C=%d but %s has C=%d", dir, d->C,
+                   from ? from : init ? init : "the new model", m->C);
+        sola_dataset_free(d);
+        goto fail_quiet;
+    }
+    cli_set_threads((int)threads);
+    o.threads = (int)threads;
+
+    ui u;
+    cli_progress_init(&u.bar);
+    int ep0 = o.resume ? sola_trainer_state_epoch(m) : 0;
+    int W = o.cfg.W, B = o.batch, used = 0;
+    long v;
+    if (ep0 > 0 && !cli_parse_int(sola_model_meta(m, "train.window"), 1, 1 << 20, &v))
+        W = (int)v; /* a resumed run keeps the checkpoint's geometry */
+    if (ep0 > 0 && !cli_parse_int(sola_model_meta(m, "train.batch"), 1, 1 << 24, &v))
+        B = (int)v;
+    for (int i = 0; i < d->n; i++)
+        used += d->items[i].T > W;
+    long spe = used ? (used + B - 1) / B : 0;
+    u.done0 = (long)ep0 * spe;
+    u.total = (long)(o.epochs > ep0 ? o.epochs - ep0 : 0) * spe;
+    fprintf(stderr, "training on %s: %d videos (%d shorter than W=%d skipped), C=%d, H=%d, "
+                    "%d epochs, batch %d\n",
+            dir, used, d->n - used, W, d->C, m->H, o.epochs, B);
+    o.progress = on_progress;
+    o.ud = &u;
+    o.cancel = &stop_flag;
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+
+    sola_train_result r;
+    int rc = sola_train(m, d, &o, &r, &e);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    cli_progress_end(&u.bar);
+    sola_dataset_free(d);
+    if (rc == SOLA_ECANCEL) {
+        cli_errorf("interrupted: %s; run the same command with --resume to continue", e.msg);
+        sola_train_result_free(&r);
+        goto fail_quiet;
+    }
+    if (rc) {
+        sola_train_result_free(&r);
+        goto fail;
+    }
+    if (sola_model_save(m, out, 1, &e)) {
+        sola_train_result_free(&r);
+        goto fail;
+    }
+    if (file_exists(ckpt))
+        remove(ckpt); /* OUT holds the same state now */
+    printf("trained %d epochs on %d videos (%d skipped), %ld steps; final loss %.6f -> %s\n",
+           r.epochs_done, r.videos, r.skipped, r.steps,
+           r.epochs_done ? r.loss[r.epochs_done - 1] : 0.0, out);
+    sola_train_result_free(&r);
+    sola_model_free(m);
+    free(ckpt);
+    return EXIT_OK;
+fail:
+    cli_errorf("%s", e.msg);
+fail_quiet:
+    sola_model_free(m);
+    free(ckpt);
+    return EXIT_RUNTIME;
+}
