@@ -1,0 +1,254 @@
+/* api.h -- solad's HTTP API without sockets.
+ *
+ * A request arrives here already parsed by the server (method, decoded path, decoded
+ * query parameters, a header accessor, the body in memory or in a temporary file) and
+ * leaves as an api_response (status, content type, extra headers, body buffer). Nothing
+ * in api/ touches a socket, so every handler is testable with a plain struct.
+ *
+ * Routes live in tables (api/routes_*.c), gathered by api/router.c. A handler either
+ * answers at once (API_REPLY) or hands back an api_work (API_DEFER): `run` executes on
+ * a worker thread (parses the body, computes, encodes the reply: everything that costs
+ * time), then `done` runs on the loop thread (releases the model reference, frees the
+ * state). The server owns the threads; api/ owns neither threads nor global state.
+ *
+ * What the handlers need from the process (models, health, metrics text) comes
+ * through api_backend, a table of functions the server fills (server/backend.c) and
+ * a test can fake. */
+#ifndef SOLA_API_H
+#define SOLA_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "array.h"
+#include "err.h"
+#include "model.h"
+#include "refine.h"
+
+#define API_VERSION "0.1.0"
+
+/* ---- requests ---------------------------------------------------------------- */
+
+typedef struct api_kv {
+    const char *key;
+    const char *val;
+} api_kv;
+
+#define API_MAX_PARAMS 4
+#define API_PARAM_LEN 128
+
+struct api_route;
+
+typedef struct api_request {
+    const char *method; /* "GET", "POST", ... (HEAD is routed as GET) */
+    const char *path;   /* percent-decoded path, no query */
+    const api_kv *query; /* decoded query parameters, borrowed */
+    int nquery;
+    /* Header lookup (case-insensitive name); NULL when absent. */
+    const char *(*header)(void *hctx, const char *name);
+    void *hctx;
+    /* Body in memory (body[body_len] == '\0' when body != NULL), or, for routes with
+     * API_BODY_FILE, the path of a temporary file holding it (body == NULL). */
+    const char *body;
+    size_t body_len;
+    const char *body_path;
+
+    /* Filled by api_route_match: the {params} of the pattern, in order. */
+    const struct api_route *route;
+    int nparams;
+    char pname[API_MAX_PARAMS][32];
+    char pval[API_MAX_PARAMS][API_PARAM_LEN];
+} api_request;
+
+/* Query parameter / route parameter / header by name; NULL if absent. */
+const char *api_query(const api_request *rq, const char *key);
+const char *api_param(const api_request *rq, const char *name);
+const char *api_header(const api_request *rq, const char *name);
+
+/* ---- responses --------------------------------------------------------------- */
+
+#define API_MAX_HEADERS 8
+
+typedef struct api_response {
+    int status;              /* 0 = not set yet */
+    char ctype[80];          /* Content-Type */
+    int nheaders;
+    char hname[API_MAX_HEADERS][32];
+    char hval[API_MAX_HEADERS][160];
+    void *body;              /* malloc'd, owned; the server takes it */
+    size_t len;
+    long frames;             /* snippets refined for this reply (metrics) */
+} api_response;
+
+/* Frees the body and resets to status 0. */
+void api_response_clear(api_response *rs);
+/* Adds a header (silently dropped past API_MAX_HEADERS; values truncated). */
+void api_set_header(api_response *rs, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Replaces the body with a malloc'd copy of buf; 0 or SOLA_ENOMEM (then 500 set). */
+int api_set_body(api_response *rs, int status, const char *ctype, const void *buf,
+                 size_t len);
+/* Takes ownership of a malloc'd buffer as body. */
+void api_take_body(api_response *rs, int status, const char *ctype, void *buf, size_t len);
+/* {"error": "..."} with the given status (printf-style message). */
+void api_error(api_response *rs, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Error from a sola_err: status chosen from e->code (api_status_of). */
+void api_error_from(api_response *rs, const sola_err *e);
+/* HTTP status for a SOLA_E* code (FORMAT 400, SHAPE 422, NOTFOUND 404, TOOBIG 413,
+ * UNSUP 415, EINVAL 400, ENOSPC 507, others 500). */
+int api_status_of(int code);
+/* JSON body from a value (steals the reference to v); 500 if encoding fails. */
+void api_json(api_response *rs, int status, json_t *v);
+
+/* ---- work split -------------------------------------------------------------- */
+
+typedef struct api_work {
+    void *state;
+    /* Worker thread: must not touch the loop, MHD or the registry's lists; may use the
+     * model reference held in state. Fills rs (always sets a status). ws is the
+     * worker's own workspace. */
+    void (*run)(void *state, sola_ws *ws, api_response *rs);
+    /* Loop thread, exactly once, after run or instead of it (cancelled): releases
+     * references and frees state. */
+    void (*done)(void *state);
+} api_work;
+
+enum { API_REPLY = 0, API_DEFER = 1 };
+
+/* ---- what handlers need from the process ------------------------------------- */
+
+typedef struct api_model api_model; /* a counted reference to one model version */
+
+typedef struct api_backend {
+    /* Any thread, cheap (a short lock). name NULL = default model, version 0 =
+     * active. 0 or SOLA_ENOTFOUND / SOLA_EINVAL with a message. Handlers resolve on
+     * the worker, after parsing the body (a JSON body may name the model), and hold the
+     * reference until the reply is encoded. */
+    int (*model_acquire)(void *self, const char *name, int version, api_model **out,
+                         sola_err *e);
+    /* Worker thread: the loaded model (loads it on first use; NULL + e on failure). */
+    const sola_model *(*model_get)(void *self, api_model *m, sola_err *e);
+    const char *(*model_name)(const api_model *m);
+    int (*model_version)(const api_model *m);
+    /* Any thread. */
+    void (*model_release)(void *self, api_model *m);
+
+    /* Any thread (the registry locks): new references. */
+    json_t *(*models_list)(void *self);
+    json_t *(*model_describe)(void *self, const char *name, sola_err *e);
+    /* Worker thread: the safetensors bytes of a version (malloc'd). */
+    int (*model_download)(void *self, const char *name, int version, void **buf,
+                          size_t *len, sola_err *e);
+    /* Worker thread: validates the uploaded file at tmp_path and installs it as
+     * NAME/VERSION (SOLA_EINVAL + "exists" -> 409 via *conflict). */
+    int (*model_put)(void *self, const char *name, int version, const char *tmp_path,
+                     int *conflict, sola_err *e);
+    /* Worker thread: makes VERSION the active one (loads it first). */
+    int (*model_activate)(void *self, const char *name, int version, sola_err *e);
+
+    /* Loop thread. 1 ready, 0 not (reason in why). */
+    int (*ready)(void *self, char *why, size_t n);
+    json_t *(*health)(void *self);                         /* new reference */
+    int (*metrics)(void *self, char **text, size_t *len);  /* malloc'd text */
+} api_backend;
+
+typedef struct api_ctx {
+    const api_backend *be;
+    void *self;
+    size_t max_body;    /* bytes */
+    int max_frames;     /* T limit of one sequence */
+    const char *data_dir; /* NULL: none */
+    const char *token;  /* NULL: no auth */
+} api_ctx;
+
+/* ---- routes ------------------------------------------------------------------ */
+
+enum {
+    API_AUTH = 1,      /* mutating: needs the bearer token when one is configured */
+    API_BODY_FILE = 2, /* body streamed to a temporary file (uploads) */
+};
+
+typedef int (*api_handler)(const api_ctx *ctx, api_request *rq, api_response *rs,
+                           api_work *w);
+
+typedef struct api_route {
+    const char *method;  /* NULL ends a table */
+    const char *pattern; /* "/models/{model}/versions/{version}" */
+    api_handler fn;
+    unsigned flags;
+} api_route;
+
+/* Matches method + rq->path against every table. Returns the route (params filled in
+ * rq) or NULL: then *status is 404 (no such path) or 405 (path known; allow gets the
+ * allowed methods, "GET, HEAD, POST"), and *label the metrics label of the path. */
+const api_route *api_route_match(api_request *rq, int *status, char *allow, size_t nallow,
+                                 const char **label);
+/* The label used for metrics: the route's pattern, or "unmatched". */
+const char *api_route_label(const api_route *r);
+
+/* 0 if the request may proceed; otherwise fills rs with 401 + WWW-Authenticate. */
+int api_check_auth(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                   api_response *rs);
+
+/* Runs the route's handler (after match and auth). */
+int api_handle(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w);
+
+/* Everything at once (match, auth, handler): for tests and simple callers. */
+int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w);
+
+/* ---- helpers shared by handlers (api/util.c) --------------------------------- */
+
+/* Media types we speak. */
+enum { API_MT_NONE, API_MT_JSON, API_MT_NPY, API_MT_NPZ, API_MT_PNG, API_MT_OCTET,
+       API_MT_OTHER };
+const char *api_mt_name(int mt);
+/* Media type of a Content-Type value (parameters ignored, case-insensitive). */
+int api_mt_parse(const char *ctype);
+/* Content negotiation: picks among cands (preference order) per the Accept header
+ * (q-values, type/ *, * / *). No header -> cands[0]. Returns API_MT_NONE when nothing
+ * is acceptable (406). */
+int api_negotiate(const char *accept, const int *cands, int ncand);
+
+/* Constant-time comparison of two byte strings (time depends only on lengths). */
+int api_ct_equal(const char *a, size_t na, const char *b, size_t nb);
+
+/* Names of models/datasets/items: 1..64 chars of [A-Za-z0-9._-], not starting with
+ * '.' or '-'. 0 ok, else SOLA_EINVAL with a message naming `what`. */
+int api_check_name(const char *what, const char *s, sola_err *e);
+/* Positive decimal integer (no sign, no leading zero) <= INT32_MAX; 0 or EINVAL. */
+int api_parse_version(const char *what, const char *s, int *out, sola_err *e);
+
+/* Growable byte buffer for encoders. Functions return 0 or SOLA_ENOMEM; after a
+ * failure the buffer stays failed (later appends are no-ops) so callers check once. */
+typedef struct api_buf {
+    char *p;
+    size_t len, cap;
+    int failed;
+} api_buf;
+int api_buf_reserve(api_buf *b, size_t extra);
+int api_buf_put(api_buf *b, const void *s, size_t n);
+int api_buf_puts(api_buf *b, const char *s);
+int api_buf_printf(api_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* JSON string with escapes. */
+int api_buf_json_str(api_buf *b, const char *s);
+void api_buf_free(api_buf *b);
+
+/* Shortest-ish decimal form of a float32 that reads back to exactly the same float
+ * (9 significant digits, trailing zeros dropped). Writes at most 16 chars + NUL into
+ * out; returns the length. Non-finite values become null. */
+int api_fmt_float(float v, char *out);
+/* JSON nested arrays of a [d0, d1] or [d0, d1, d2] float tensor. */
+int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape);
+
+/* Parses a feature request body in JSON: a top-level object whose "features" member
+ * is a [T][C] or [B][T][C] array of numbers (read straight into float32 without
+ * building a jansson tree: bodies reach tens of MB) and whose other members are
+ * returned in *rest (a new reference to an object). Errors (SOLA_EFORMAT) name the
+ * byte offset or the element ("features[3][7]"). */
+int api_parse_features_json(const char *buf, size_t len, sola_array *out, json_t **rest,
+                            sola_err *e);
+
+#endif

@@ -1,0 +1,16 @@
+/* routes.h -- the route tables (one per api/routes_*.c file) that router.c gathers,
+ * and helpers shared between route files. */
+#ifndef SOLA_API_ROUTES_H
+#define SOLA_API_ROUTES_H
+
+#include "api.h"
+
+/* Each table ends with an entry whose method is NULL. */
+extern const api_route api_routes_ops[];    /* livez, readyz, healthz, metrics, openapi */
+extern const api_route api_routes_infer[];  /* refine, tsm */
+extern const api_route api_routes_models[]; /* model registry */
+
+/* The OpenAPI document (static JSON text). */
+extern const char api_openapi_json[];
+
+#endif

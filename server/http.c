@@ -1,0 +1,667 @@
+/* http.c -- libmicrohttpd driven by the libuv loop, and the request life cycle.
+ *
+ * MHD runs without threads of its own (MHD_USE_EPOLL): its epoll descriptor is
+ * watched with a uv_poll, MHD_get_timeout becomes a uv_timer, and MHD_run is called
+ * from the loop whenever either fires. So the loop thread owns every connection.
+ *
+ * One request:
+ *   first callback      route match, auth, Content-Length limit (early 401/404/405/413
+ *                       before any body is read), per-request state `req`
+ *   body callbacks      bytes appended to memory (or, for uploads, to a temporary
+ *                       file) up to --max-body, else 413 at once
+ *   last callback       api_handle: an immediate reply, or an api_work; work is
+ *                       admitted if fewer than workers + queue items are in flight
+ *                       (else 503 + Retry-After), the connection is suspended and the
+ *                       work goes to uv_queue_work
+ *   after_work (loop)   done(), reply queued, connection resumed, MHD run at once
+ *   completed callback  log line, metrics, state freed
+ * Compute threads never see MHD; the loop thread never computes. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define MAX_QUERY 32
+
+typedef struct req {
+    srv *s;
+    struct MHD_Connection *conn;
+    uint64_t t0;                 /* uv_hrtime at the first callback */
+    char method[16];
+    char *path;                  /* as received (decoded by MHD), owned */
+    char remote[64];
+    api_request rq;
+    api_kv query[MAX_QUERY];
+    const char *label;           /* metrics route label (static) */
+
+    char *body;                  /* in-memory body, NUL-terminated, owned */
+    size_t blen, bcap;
+    int body_fd;                 /* upload file, -1 if none */
+    char *body_path;             /* owned; unlinked at completion */
+    int over;                    /* body exceeded --max-body */
+
+    api_response rs;
+    api_work w;
+    uv_work_t work;
+    int replied;                 /* a response is queued */
+    int early;                   /* refused from the headers; reply at the last callback */
+    int deferred;                /* work submitted, not yet after_work'd */
+    int status;
+    size_t bytes;
+} req;
+
+static void arm_timer(srv *s);
+static void check_drained(srv *s);
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static const char *hdr_lookup(void *hctx, const char *name)
+{
+    req *r = hctx;
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    req *r = cls;
+    if (r->rq.nquery < MAX_QUERY) {
+        r->query[r->rq.nquery].key = key;
+        r->query[r->rq.nquery].val = value ? value : "";
+        r->rq.nquery++;
+    }
+    return MHD_YES;
+}
+
+static void mhd_run(srv *s)
+{
+    if (!s->mhd)
+        return;
+    MHD_run(s->mhd);
+    arm_timer(s);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    mhd_run(t->data);
+}
+
+static void arm_timer(srv *s)
+{
+    MHD_UNSIGNED_LONG_LONG to;
+    if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
+        uv_timer_start(&s->timer, on_timer, to, 0);
+    else
+        uv_timer_stop(&s->timer);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    mhd_run(p->data);
+}
+
+/* Queues r->rs on the connection (body ownership passes to MHD). */
+static enum MHD_Result send_reply(req *r)
+{
+    srv *s = r->s;
+    api_response *rs = &r->rs;
+    if (rs->status == 0)
+        api_error(rs, 500, "internal error: no reply");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        rs->len, rs->body ? rs->body : (void *)"", rs->body ? MHD_RESPMEM_MUST_FREE
+                                                            : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        api_response_clear(rs);
+        return MHD_NO;
+    }
+    rs->body = NULL; /* MHD frees it */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rs->ctype);
+    for (int i = 0; i < rs->nheaders; i++)
+        MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
+    if (s->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r->status = rs->status;
+    r->bytes = rs->len;
+    if (rs->frames > 0)
+        metrics_frames(s->met, rs->frames);
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rs->status, resp);
+    MHD_destroy_response(resp);
+    r->replied = 1;
+    return ok;
+}
+
+/* ---- compute ----------------------------------------------------------------- */
+
+static void work_cb(uv_work_t *w)
+{
+    req *r = w->data;
+    srv *s = r->s;
+    atomic_fetch_add(&s->running, 1);
+    if (s->cfg.debug_delay_ms > 0) {
+        struct timespec ts = {s->cfg.debug_delay_ms / 1000,
+                              (long)(s->cfg.debug_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    sola_ws *ws = srv_ws_get(s);
+    if (!ws)
+        api_error(&r->rs, 503, "out of memory for a compute workspace");
+    else
+        r->w.run(r->w.state, ws, &r->rs);
+    srv_ws_put(s, ws);
+    atomic_fetch_sub(&s->running, 1);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    req *r = w->data;
+    srv *s = r->s;
+    s->inflight--;
+    r->deferred = 0;
+    if (status == UV_ECANCELED) {
+        api_response_clear(&r->rs);
+        api_error(&r->rs, 503, "server is shutting down; retry on another replica");
+    }
+    r->w.done(r->w.state);
+    memset(&r->w, 0, sizeof r->w);
+    send_reply(r); /* allowed while suspended: sent once resumed */
+    MHD_resume_connection(r->conn);
+    mhd_run(s);
+    check_drained(s);
+}
+
+static void reply_503_busy(req *r)
+{
+    api_error(&r->rs, 503, "busy: %d requests are queued or running (--workers %d, --queue %d); "
+                           "retry shortly",
+              r->s->inflight, r->s->cfg.workers, r->s->cfg.queue);
+    api_set_header(&r->rs, "Retry-After", "1");
+}
+
+/* ---- body -------------------------------------------------------------------- */
+
+static int body_open_file(req *r)
+{
+    srv *s = r->s;
+    size_t n = strlen(s->tmp_dir) + 32;
+    r->body_path = malloc(n);
+    if (!r->body_path)
+        return -1;
+    snprintf(r->body_path, n, "%s/upload.XXXXXX", s->tmp_dir);
+    r->body_fd = mkostemp(r->body_path, O_CLOEXEC);
+    if (r->body_fd < 0) {
+        srv_logf(s, "error", "cannot create an upload file in %s: %s", s->tmp_dir,
+                 strerror(errno));
+        free(r->body_path);
+        r->body_path = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* 0, or an HTTP status to answer with (413, 500, 507). */
+static int body_append(req *r, const char *data, size_t n)
+{
+    srv *s = r->s;
+    if (r->blen + n < r->blen || r->blen + n > s->cfg.max_body)
+        return 413;
+    if (r->body_fd >= 0) {
+        size_t off = 0;
+        while (off < n) {
+            ssize_t w = write(r->body_fd, data + off, n - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return errno == ENOSPC ? 507 : 500;
+            off += (size_t)w;
+        }
+        r->blen += n;
+        return 0;
+    }
+    if (r->blen + n + 1 > r->bcap) {
+        size_t cap = r->bcap ? r->bcap : 16384;
+        while (cap < r->blen + n + 1)
+            cap *= 2;
+        if (cap > s->cfg.max_body + 1)
+            cap = s->cfg.max_body + 1;
+        char *p = realloc(r->body, cap);
+        if (!p)
+            return 503;
+        r->body = p;
+        r->bcap = cap;
+    }
+    memcpy(r->body + r->blen, data, n);
+    r->blen += n;
+    r->body[r->blen] = '\0';
+    return 0;
+}
+
+static void too_large(req *r)
+{
+    api_error(&r->rs, 413, "request body is larger than this server's limit of %zu bytes "
+                           "(--max-body)",
+              r->s->cfg.max_body);
+}
+
+/* ---- MHD callbacks ----------------------------------------------------------- */
+
+static req *req_new(srv *s, struct MHD_Connection *c, const char *url, const char *method)
+{
+    req *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(url ? url : ""))) {
+        free(r);
+        return NULL;
+    }
+    r->s = s;
+    r->conn = c;
+    r->t0 = uv_hrtime();
+    r->body_fd = -1;
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->label = "unmatched";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote,
+                      sizeof r->remote);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
+                      sizeof r->remote);
+    }
+    if (!r->remote[0])
+        snprintf(r->remote, sizeof r->remote, "-");
+    r->rq.method = r->method;
+    r->rq.path = r->path;
+    r->rq.query = r->query;
+    r->rq.header = hdr_lookup;
+    r->rq.hctx = r;
+    s->active_reqs++;
+    return r;
+}
+
+/* A refusal decided from the headers alone. With a body on the way it is sent at once
+ * (MHD then closes the connection instead of reading a body nobody wants); without
+ * one it waits for the last callback so that the connection stays open. */
+static enum MHD_Result early(req *r)
+{
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if ((cl && strcmp(cl, "0") != 0) || te)
+        return send_reply(r);
+    r->early = 1;
+    return MHD_YES;
+}
+
+/* First callback: everything that can be refused before reading a byte of body. */
+static enum MHD_Result on_first(req *r)
+{
+    srv *s = r->s;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
+    int status;
+    char allow[128];
+    const api_route *route = api_route_match(&r->rq, &status, allow, sizeof allow, &r->label);
+    if (!route && status == 405) {
+        api_error(&r->rs, 405, "%s is not allowed on %.200s (allowed: %s)", r->method, r->path,
+                  allow);
+        api_set_header(&r->rs, "Allow", "%s", allow);
+        return early(r);
+    }
+    if (!route) {
+        api_handle(&s->ctx, &r->rq, &r->rs, &r->w); /* the 404 entry */
+        return early(r);
+    }
+    if (api_check_auth(&s->ctx, &r->rq, route, &r->rs))
+        return early(r);
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno || *end || v > s->cfg.max_body) {
+            too_large(r);
+            return send_reply(r);
+        }
+    }
+    if ((route->flags & API_BODY_FILE) && body_open_file(r)) {
+        api_error(&r->rs, 500, "cannot store the upload (see the server log)");
+        return send_reply(r);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_last(req *r)
+{
+    srv *s = r->s;
+    if (r->body_fd >= 0) {
+        close(r->body_fd);
+        r->body_fd = -1;
+        r->rq.body_path = r->blen ? r->body_path : NULL;
+    } else {
+        r->rq.body = r->body;
+        r->rq.body_len = r->blen;
+    }
+    int rc = api_handle(&s->ctx, &r->rq, &r->rs, &r->w);
+    if (rc == API_REPLY)
+        return send_reply(r);
+    if (s->inflight >= s->cfg.workers + s->cfg.queue) {
+        r->w.done(r->w.state);
+        memset(&r->w, 0, sizeof r->w);
+        api_response_clear(&r->rs);
+        reply_503_busy(r);
+        return send_reply(r);
+    }
+    r->work.data = r;
+    MHD_suspend_connection(r->conn);
+    int err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
+    if (err) {
+        MHD_resume_connection(r->conn);
+        r->w.done(r->w.state);
+        memset(&r->w, 0, sizeof r->w);
+        api_error(&r->rs, 503, "cannot queue work: %s", uv_strerror(err));
+        return send_reply(r);
+    }
+    s->inflight++;
+    r->deferred = 1;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    srv *s = cls;
+    req *r = *con_cls;
+    if (!r) {
+        if (!(r = req_new(s, c, url, method)))
+            return MHD_NO; /* out of memory: MHD closes the connection */
+        *con_cls = r;
+        return on_first(r);
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0; /* consumed (or discarded once replied) */
+        if (r->replied || r->over || r->early)
+            return MHD_YES;
+        int st = body_append(r, upload_data, n);
+        if (st) {
+            r->over = 1;
+            if (st == 413)
+                too_large(r);
+            else
+                api_error(&r->rs, st, st == 507 ? "disk full while storing the upload"
+                                                : "cannot store the request body");
+            return send_reply(r);
+        }
+        return MHD_YES;
+    }
+    if (r->replied || r->deferred)
+        return MHD_YES;
+    if (r->early)
+        return send_reply(r);
+    return on_last(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    srv *s = cls;
+    req *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    double ms = (double)(uv_hrtime() - r->t0) / 1e6;
+    srv_log_request(s, r->method, r->path, r->remote, r->status, r->bytes, ms);
+    if (r->status)
+        metrics_request(s->met, r->label, r->method, r->status, ms / 1000.0);
+    if (r->w.done) /* never reached the worker (should not happen; be safe) */
+        r->w.done(r->w.state);
+    api_response_clear(&r->rs);
+    if (r->body_fd >= 0)
+        close(r->body_fd);
+    if (r->body_path) {
+        unlink(r->body_path);
+        free(r->body_path);
+    }
+    free(r->body);
+    free(r->path);
+    free(r);
+    s->active_reqs--;
+    check_drained(s);
+}
+
+/* ---- listening, signals, drain ----------------------------------------------- */
+
+static int bind_listen(srv *s)
+{
+    char host[256];
+    const char *spec = s->cfg.listen;
+    const char *colon = strrchr(spec, ':');
+    if (!colon) {
+        srv_logf(s, "error", "--listen %s: expected HOST:PORT", spec);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - spec);
+    if (hl >= sizeof host)
+        hl = sizeof host - 1;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') { /* [::1]:8080 */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (gai) {
+        srv_logf(s, "error", "--listen %s: %s", spec, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *p = ai; p; p = p->ai_next) {
+        fd = socket(p->ai_family, p->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, p->ai_addr, p->ai_addrlen) == 0 && listen(fd, 256) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        srv_logf(s, "error", "--listen %s: cannot bind: %s", spec, strerror(errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    char ip[64] = "?";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(s->bound, sizeof s->bound, "%s:%d", ip, port);
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        snprintf(s->bound, sizeof s->bound, "[%s]:%d", ip, port);
+    }
+    s->listen_fd = fd;
+    return ss.ss_family == AF_INET6 ? 6 : 4;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    srv *s = h->data;
+    s->handles_open--;
+}
+
+static void stop_loop(srv *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,    (uv_handle_t *)&s->timer,
+                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->sigterm,
+                         (uv_handle_t *)&s->sigint,  (uv_handle_t *)&s->sighup};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        if (!uv_is_closing(hs[i]))
+            uv_close(hs[i], close_cb);
+}
+
+static void check_drained(srv *s)
+{
+    if (s->draining && s->active_reqs == 0 && s->inflight == 0 && !s->rescanning)
+        stop_loop(s);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    srv *s = t->data;
+    srv_logf(s, "warn", "drain deadline (%.1fs) passed with %d requests still in progress; "
+                        "exiting",
+             s->cfg.drain_timeout, s->active_reqs);
+    /* Suspended connections forbid MHD_stop_daemon and workers may still hold models:
+     * leave without cleanup, as the deadline promises. */
+    _exit(0);
+}
+
+static void on_term(uv_signal_t *h, int signum)
+{
+    srv *s = h->data;
+    if (s->draining) {
+        srv_logf(s, "warn", "second %s: exiting now", strsignal(signum));
+        _exit(0);
+    }
+    s->draining = 1;
+    srv_logf(s, "info", "%s: draining (%d requests in progress, deadline %.1fs)",
+             strsignal(signum), s->active_reqs, s->cfg.drain_timeout);
+    MHD_socket ls = MHD_quiesce_daemon(s->mhd);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls); /* new connections are refused from here on */
+    s->listen_fd = -1;
+    uv_timer_start(&s->drain_timer, on_drain_deadline,
+                   (uint64_t)(s->cfg.drain_timeout * 1000.0), 0);
+    mhd_run(s);
+    check_drained(s);
+}
+
+typedef struct scan_job {
+    uv_work_t w;
+    srv *s;
+    int rc;
+    sola_err e;
+} scan_job;
+
+static void scan_work(uv_work_t *w)
+{
+    scan_job *j = w->data;
+    j->rc = reg_scan(j->s->reg, &j->e);
+}
+
+static void scan_after(uv_work_t *w, int status)
+{
+    scan_job *j = w->data;
+    srv *s = j->s;
+    s->rescanning = 0;
+    if (status == 0 && j->rc == 0)
+        srv_logf(s, "info", "SIGHUP: models rescanned (%d models)", reg_nmodels(s->reg));
+    else
+        srv_logf(s, "error", "SIGHUP: rescan failed: %s",
+                 status ? uv_strerror(status) : j->e.msg);
+    free(j);
+    check_drained(s);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    srv *s = h->data;
+    if (s->rescanning || s->draining)
+        return;
+    scan_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->s = s;
+    j->w.data = j;
+    /* loads models: not on the loop thread */
+    if (uv_queue_work(s->loop, &j->w, scan_work, scan_after) == 0)
+        s->rescanning = 1;
+    else
+        free(j);
+}
+
+int srv_http_start(srv *s)
+{
+    int fam = bind_listen(s);
+    if (fam < 0)
+        return -1;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (fam == 6)
+        flags |= MHD_USE_IPv6;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        s->cfg.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.max_conns_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024, MHD_OPTION_END);
+    if (!s->mhd) {
+        srv_logf(s, "error", "libmicrohttpd failed to start on %s", s->bound);
+        close(s->listen_fd);
+        return -1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di) {
+        srv_logf(s, "error", "libmicrohttpd has no epoll descriptor");
+        MHD_stop_daemon(s->mhd);
+        return -1;
+    }
+    uv_poll_init(s->loop, &s->poll, di->epoll_fd);
+    uv_timer_init(s->loop, &s->timer);
+    uv_timer_init(s->loop, &s->drain_timer);
+    uv_signal_init(s->loop, &s->sigterm);
+    uv_signal_init(s->loop, &s->sigint);
+    uv_signal_init(s->loop, &s->sighup);
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,    (uv_handle_t *)&s->timer,
+                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->sigterm,
+                         (uv_handle_t *)&s->sigint,  (uv_handle_t *)&s->sighup};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        hs[i]->data = s;
+    s->handles_open = (int)(sizeof hs / sizeof hs[0]);
+    uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    uv_signal_start(&s->sigterm, on_term, SIGTERM);
+    uv_signal_start(&s->sigint, on_term, SIGINT);
+    uv_signal_start(&s->sighup, on_hup, SIGHUP);
+    arm_timer(s);
+    return 0;
+}
+
+void srv_http_run(srv *s)
+{
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    /* drained: no suspended connection is left, so MHD may stop (it closes idle
+     * keep-alive connections) */
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+}

@@ -1,0 +1,316 @@
+/* main.c -- solad: flags, setup, run, teardown. Exit codes: 0 after a drain (also on
+ * the drain deadline), 1 when it cannot start, 2 on a usage error. */
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "server.h"
+
+static const char usage[] =
+    "usage: solad [options]\n"
+    "  --listen HOST:PORT     address to serve on (default 127.0.0.1:8080; port 0 = any\n"
+    "                         free port, printed on stdout)\n"
+    "  --data DIR             state directory: models/NAME/VERSION.safetensors + active,\n"
+    "                         datasets/, jobs/ (default: none, embedded model only)\n"
+    "  --dim C                channels of the embedded default model (default 2048)\n"
+    "  --workers N            compute threads (default 1)\n"
+    "  --threads N            BLAS threads per compute thread (default: CPUs / workers)\n"
+    "  --max-body BYTES       largest request body, suffix K/M/G allowed (default 256M)\n"
+    "  --max-frames T         longest sequence accepted (default 16384)\n"
+    "  --queue N              requests that may wait for a busy worker before 503\n"
+    "                         (default 64)\n"
+    "  --token-file PATH      require Authorization: Bearer <file content> on mutating\n"
+    "                         routes (uploads, activation)\n"
+    "  --log-format text|json one log line per request on stderr (default text)\n"
+    "  --default-model NAME   model used when a request names none (default: the only\n"
+    "                         model)\n"
+    "  --drain-timeout SEC    on SIGTERM/SIGINT, wait at most this long for requests in\n"
+    "                         progress (default 30)\n"
+    "  --conn-timeout SEC     close connections idle this long (default 60)\n"
+    "  --max-conns N          concurrent connections (default 1024)\n"
+    "  --max-conns-per-ip N   concurrent connections from one address (default 256)\n"
+    "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
+    "  --help, --version\n"
+    "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
+
+static int bad(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "solad: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    unsigned long long mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1024ULL, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1024ULL * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1024ULL * 1024 * 1024, end++;
+    if (*end || v == 0 || v > (1ULL << 40) / mul)
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+static char *read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "solad: --token-file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                 buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n == 0 || strchr(buf, '\n')) {
+        fprintf(stderr, "solad: --token-file %s: expected one non-empty line (the token)\n",
+                path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+/* Removes upload files a previous process left behind (killed mid-upload). */
+static void clean_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, "upload.", 7) == 0)
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
+static void reg_warn(void *arg, const char *msg)
+{
+    srv_logf(arg, "warn", "%s", msg);
+}
+
+int main(int argc, char **argv)
+{
+    static srv s; /* static: lives as long as the worker threads may */
+    srv_config *c = &s.cfg;
+    c->listen = "127.0.0.1:8080";
+    c->dim = 2048;
+    c->workers = 1;
+    c->threads = 0;
+    c->max_body = 256u << 20;
+    c->max_frames = 16384;
+    c->queue = 64;
+    c->drain_timeout = 30;
+    c->conn_timeout = 60;
+    c->max_conns = 1024;
+    c->max_conns_per_ip = 256;
+
+    enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
+           O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
+           O_DELAY, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"listen", required_argument, 0, O_LISTEN},
+        {"data", required_argument, 0, O_DATA},
+        {"dim", required_argument, 0, O_DIM},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"threads", required_argument, 0, O_THREADS},
+        {"max-body", required_argument, 0, O_MAXBODY},
+        {"max-frames", required_argument, 0, O_MAXFRAMES},
+        {"queue", required_argument, 0, O_QUEUE},
+        {"token-file", required_argument, 0, O_TOKEN},
+        {"log-format", required_argument, 0, O_LOGFMT},
+        {"default-model", required_argument, 0, O_DEFMODEL},
+        {"drain-timeout", required_argument, 0, O_DRAIN},
+        {"conn-timeout", required_argument, 0, O_CONNTO},
+        {"max-conns", required_argument, 0, O_MAXCONNS},
+        {"max-conns-per-ip", required_argument, 0, O_PERIP},
+        {"debug-work-delay-ms", required_argument, 0, O_DELAY},
+        {"help", no_argument, 0, O_HELP},
+        {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0},
+    };
+    int o;
+    long v;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_LISTEN: c->listen = optarg; break;
+        case O_DATA: c->data_dir = optarg; break;
+        case O_DIM:
+            if (parse_long(optarg, 1, 1 << 20, &v))
+                return bad("--dim %s: expected a positive integer", optarg);
+            c->dim = (int)v;
+            break;
+        case O_WORKERS:
+            if (parse_long(optarg, 1, 1024, &v))
+                return bad("--workers %s: expected 1..1024", optarg);
+            c->workers = (int)v;
+            break;
+        case O_THREADS:
+            if (parse_long(optarg, 1, 1024, &v))
+                return bad("--threads %s: expected 1..1024", optarg);
+            c->threads = (int)v;
+            break;
+        case O_MAXBODY:
+            if (parse_bytes(optarg, &c->max_body))
+                return bad("--max-body %s: expected bytes, e.g. 1048576 or 256M", optarg);
+            break;
+        case O_MAXFRAMES:
+            if (parse_long(optarg, 1, 1 << 24, &v))
+                return bad("--max-frames %s: expected a positive integer", optarg);
+            c->max_frames = (int)v;
+            break;
+        case O_QUEUE:
+            if (parse_long(optarg, 0, 1 << 20, &v))
+                return bad("--queue %s: expected 0 or more", optarg);
+            c->queue = (int)v;
+            break;
+        case O_TOKEN: c->token_file = optarg; break;
+        case O_LOGFMT:
+            if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+                return bad("--log-format %s: expected text or json", optarg);
+            c->log_json = !strcmp(optarg, "json");
+            break;
+        case O_DEFMODEL: c->default_model = optarg; break;
+        case O_DRAIN:
+            if (parse_long(optarg, 0, 86400, &v))
+                return bad("--drain-timeout %s: expected seconds", optarg);
+            c->drain_timeout = (double)v;
+            break;
+        case O_CONNTO:
+            if (parse_long(optarg, 1, 86400, &v))
+                return bad("--conn-timeout %s: expected seconds", optarg);
+            c->conn_timeout = (unsigned)v;
+            break;
+        case O_MAXCONNS:
+            if (parse_long(optarg, 1, 1 << 20, &v))
+                return bad("--max-conns %s: expected a positive integer", optarg);
+            c->max_conns = (unsigned)v;
+            break;
+        case O_PERIP:
+            if (parse_long(optarg, 1, 1 << 20, &v))
+                return bad("--max-conns-per-ip %s: expected a positive integer", optarg);
+            c->max_conns_per_ip = (unsigned)v;
+            break;
+        case O_DELAY:
+            if (parse_long(optarg, 0, 600000, &v))
+                return bad("--debug-work-delay-ms %s: expected milliseconds", optarg);
+            c->debug_delay_ms = (int)v;
+            break;
+        case O_HELP: fputs(usage, stdout); return 0;
+        case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
+        default:
+            return bad("unknown or incomplete option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad("unexpected argument %s", argv[optind]);
+    if (c->default_model) {
+        sola_err e = {0};
+        if (api_check_name("--default-model", c->default_model, &e))
+            return bad("%s", e.msg);
+    }
+
+    /* libuv sizes its (process-wide) threadpool once, at the first uv_queue_work:
+     * the workers are that pool. */
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%d", c->workers);
+    setenv("UV_THREADPOOL_SIZE", nbuf, 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (c->threads == 0)
+        c->threads = ncpu > c->workers ? (int)(ncpu / c->workers) : 1;
+    openblas_set_num_threads(c->threads);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    s.start_time = (double)tv.tv_sec + tv.tv_usec / 1e6;
+    s.listen_fd = -1;
+    pthread_mutex_init(&s.pool.mu, NULL);
+    int rc = 1;
+    sola_err e = {0};
+    if (c->token_file && !(s.token = read_token(c->token_file)))
+        return 1;
+    if (c->data_dir) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/models", c->data_dir);
+        if (sola_mkdirs(p, 0755, &e)) {
+            fprintf(stderr, "solad: --data %s: %s\n", c->data_dir, e.msg);
+            goto out;
+        }
+        snprintf(p, sizeof p, "%s/tmp", c->data_dir);
+        if (sola_mkdirs(p, 0755, &e)) {
+            fprintf(stderr, "solad: --data %s: %s\n", c->data_dir, e.msg);
+            goto out;
+        }
+        clean_tmp(p);
+        s.tmp_dir = strdup(p);
+    } else {
+        const char *t = getenv("TMPDIR");
+        s.tmp_dir = strdup(t && *t ? t : "/tmp");
+    }
+    s.met = metrics_new();
+    if (!s.tmp_dir || !s.met) {
+        fprintf(stderr, "solad: out of memory\n");
+        goto out;
+    }
+    if (!(s.reg = reg_new(c->data_dir, c->dim, c->default_model, reg_warn, &s, &e))) {
+        fprintf(stderr, "solad: %s\n", e.msg);
+        goto out;
+    }
+    srv_backend_init(&s);
+    s.loop = uv_default_loop();
+    s.start_ms = uv_now(s.loop);
+    if (srv_http_start(&s))
+        goto out;
+    printf("solad listening on http://%s\n", s.bound);
+    fflush(stdout);
+    srv_logf(&s, "info",
+             "listening on http://%s (models: %d, workers: %d, BLAS threads each: %d, "
+             "queue: %d, max body: %zu bytes, max T: %d%s)",
+             s.bound, reg_nmodels(s.reg), c->workers, c->threads, c->queue, c->max_body,
+             c->max_frames, s.token ? ", bearer token required on mutating routes" : "");
+    srv_http_run(&s);
+    srv_logf(&s, "info", "drained; exiting");
+    rc = 0;
+out:
+    if (s.loop)
+        uv_loop_close(s.loop);
+    reg_free(s.reg);
+    metrics_free(s.met);
+    srv_ws_free_all(&s);
+    free(s.tmp_dir);
+    free(s.token);
+    return rc;
+}

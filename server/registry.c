@@ -1,0 +1,562 @@
+/* registry.c -- see registry.h for the contract and the thread rules. */
+#include "registry.h"
+#include "registry_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+static void warnf(reg *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(reg *r, const char *fmt, ...)
+{
+    if (!r->warn)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->warn(r->warn_arg, msg);
+}
+
+/* ---- versions ---------------------------------------------------------------- */
+
+reg_ver *reg__ver_new(const char *name, int version, const char *path, sola_model *model)
+{
+    reg_ver *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->name = strdup(name);
+    v->path = path ? strdup(path) : NULL;
+    if (!v->name || (path && !v->path)) {
+        free(v->name);
+        free(v->path);
+        free(v);
+        return NULL;
+    }
+    v->version = version;
+    v->model = model;
+    pthread_mutex_init(&v->load_mu, NULL);
+    return v;
+}
+
+void reg__ver_free(reg_ver *v)
+{
+    if (!v)
+        return;
+    sola_model_free(v->model);
+    pthread_mutex_destroy(&v->load_mu);
+    free(v->name);
+    free(v->path);
+    free(v);
+}
+
+char *reg__ver_path(const reg *r, const char *name, int version)
+{
+    size_t n = strlen(r->dir) + strlen(name) + 48;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s/%d.safetensors", r->dir, name, version);
+    return p;
+}
+
+reg_model *reg__find(reg *r, const char *name)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->m[i].name, name) == 0)
+            return &r->m[i];
+    return NULL;
+}
+
+int reg__has_version(const reg_model *m, int v)
+{
+    for (int i = 0; i < m->nver; i++)
+        if (m->versions[i] == v)
+            return 1;
+    return 0;
+}
+
+void reg__uncache(reg_model *m, reg_ver *v)
+{
+    for (reg_ver **p = &m->cache; *p; p = &(*p)->next)
+        if (*p == v) {
+            *p = v->next;
+            v->next = NULL;
+            v->cached = 0;
+            return;
+        }
+}
+
+/* Drops one reference under r->mu; returns the version if it must be freed (after
+ * the caller unlocks). */
+reg_ver *reg__unref_locked(reg *r, reg_ver *v)
+{
+    if (--v->refs > 0)
+        return NULL;
+    if (v->cached) {
+        reg_model *m = reg__find(r, v->name);
+        if (m)
+            reg__uncache(m, v);
+        v->cached = 0;
+    }
+    return v;
+}
+
+static void model_clear(reg *r, reg_model *m, reg_ver **to_free, int *nfree)
+{
+    /* cached versions stay alive through their requests' references */
+    for (reg_ver *c = m->cache, *next; c; c = next) {
+        next = c->next;
+        c->next = NULL;
+        c->cached = 0;
+    }
+    m->cache = NULL;
+    if (m->active) {
+        reg_ver *f = reg__unref_locked(r, m->active);
+        if (f)
+            to_free[(*nfree)++] = f;
+    }
+    free(m->name);
+    free(m->versions);
+    free(m->load_error);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- scanning ---------------------------------------------------------------- */
+
+static int parse_version_str(const char *s, size_t n)
+{
+    long v = 0;
+    if (n == 0 || s[0] == '0')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+        if (v > 0x7fffffffL)
+            return 0;
+    }
+    return (int)v;
+}
+
+int reg__valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Reads models/NAME: sorted versions and the active one (the active file, else the
+ * highest version). 0 or -1 (no versions / unreadable). */
+static int read_model_dir(reg *r, const char *name, int **vers, int *nver, int *active)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int *v = NULL, n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        const char *ext = ".safetensors";
+        size_t el = strlen(ext);
+        if (len <= el || strcmp(de->d_name + len - el, ext) != 0)
+            continue;
+        int ver = parse_version_str(de->d_name, len - el);
+        if (!ver) {
+            if (de->d_name[0] != '.')
+                warnf(r, "%s/%s: ignored (version files are named N.safetensors, N >= 1)",
+                      path, de->d_name);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            int *nv = realloc(v, sizeof(int) * (size_t)cap);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return -1;
+            }
+            v = nv;
+        }
+        v[n++] = ver;
+    }
+    closedir(d);
+    if (n == 0) {
+        free(v);
+        return -1;
+    }
+    qsort(v, (size_t)n, sizeof(int), cmp_int);
+    *active = v[n - 1];
+    snprintf(path, sizeof path, "%s/%s/active", r->dir, name);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char buf[32] = "";
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        while (k && (buf[k - 1] == '\n' || buf[k - 1] == ' ' || buf[k - 1] == '\r'))
+            k--;
+        int a = parse_version_str(buf, k);
+        int found = 0;
+        for (int i = 0; i < n; i++)
+            found |= v[i] == a;
+        if (found)
+            *active = a;
+        else
+            warnf(r, "%s: names no existing version; using the highest, %d", path, *active);
+    }
+    *vers = v;
+    *nver = n;
+    return 0;
+}
+
+static sola_model *embedded_model(int dim, sola_err *e)
+{
+    sola_model *m = sola_model_new(dim, REG_DEFAULT_HIDDEN, REG_DEFAULT_K1, REG_DEFAULT_K2, 0, e);
+    if (!m)
+        return NULL;
+    sola_model_init(m, 0); /* alpha = 0: refine(x) = x, with the real compute cost */
+    sola_model_set_meta(m, "format", "sola");
+    sola_model_set_meta(m, "origin", "solad embedded default (identity)");
+    if (sola_model_pack(m, e)) {
+        sola_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int reg_scan(reg *r, sola_err *e)
+{
+    pthread_mutex_lock(&r->write_mu);
+    reg_model *nm = NULL;
+    int nn = 0, cap = 0, rc = 0;
+    if (r->dir) {
+        DIR *d = opendir(r->dir);
+        if (!d && errno != ENOENT) {
+            rc = sola_errf(e, SOLA_EIO, "%s: %s", r->dir, strerror(errno));
+            goto out;
+        }
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            if (!reg__valid_name(de->d_name)) {
+                warnf(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
+                      r->dir, de->d_name);
+                continue;
+            }
+            int *vers = NULL, nver = 0, active = 0;
+            if (read_model_dir(r, de->d_name, &vers, &nver, &active))
+                continue;
+            if (nn == cap) {
+                cap = cap ? cap * 2 : 8;
+                reg_model *p = realloc(nm, sizeof *nm * (size_t)cap);
+                if (!p) {
+                    free(vers);
+                    rc = sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
+                    break;
+                }
+                nm = p;
+            }
+            memset(&nm[nn], 0, sizeof nm[nn]);
+            if (!(nm[nn].name = strdup(de->d_name))) {
+                free(vers);
+                rc = sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
+                break;
+            }
+            nm[nn].versions = vers;
+            nm[nn].nver = nver;
+            nm[nn].active_version = active;
+            nn++;
+        }
+        if (d)
+            closedir(d);
+        if (rc)
+            goto out;
+    }
+    if (nn == 0) {
+        nm = calloc(1, sizeof *nm);
+        if (!nm || !(nm[0].name = strdup(REG_DEFAULT_NAME)) ||
+            !(nm[0].versions = malloc(sizeof(int)))) {
+            rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+            goto out;
+        }
+        nm[0].embedded = 1;
+        nm[0].versions[0] = 1;
+        nm[0].nver = 1;
+        nm[0].active_version = 1;
+        nn = 1;
+    }
+
+    /* Load what changed, outside the list lock: a model whose active version is the
+     * one already loaded keeps its reg_ver. */
+    for (int i = 0; i < nn; i++) {
+        pthread_mutex_lock(&r->mu);
+        reg_model *old = reg__find(r, nm[i].name);
+        if (old && old->active && old->active_version == nm[i].active_version &&
+            old->embedded == nm[i].embedded) {
+            nm[i].active = old->active;
+            old->active->refs++;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (nm[i].active)
+            continue;
+        sola_err le = {0};
+        sola_model *m = NULL;
+        char *path = NULL;
+        if (nm[i].embedded) {
+            m = embedded_model(r->dim, &le);
+        } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version))) {
+            m = sola_model_load(path, &le);
+        }
+        if (m && (nm[i].active = reg__ver_new(nm[i].name, nm[i].active_version, path, m)))
+            nm[i].active->refs = 1;
+        else {
+            if (m)
+                sola_model_free(m);
+            nm[i].load_error = strdup(le.msg[0] ? le.msg : "out of memory");
+            warnf(r, "model %s version %d does not load: %s", nm[i].name,
+                  nm[i].active_version, le.msg);
+        }
+        free(path);
+    }
+
+    /* Swap the lists; cached versions move with their model, the old entries drop
+     * their active references. */
+    reg_ver *to_free[64];
+    int nfree = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < nn; i++) {
+        reg_model *old = reg__find(r, nm[i].name);
+        if (old) {
+            nm[i].cache = old->cache;
+            old->cache = NULL;
+        }
+    }
+    reg_model *oldm = r->m;
+    int oldn = r->n;
+    r->m = nm;
+    r->n = nn;
+    nm = NULL;
+    for (int i = 0; i < oldn; i++) {
+        if (nfree > 60) { /* free in batches outside the lock */
+            pthread_mutex_unlock(&r->mu);
+            for (int k = 0; k < nfree; k++)
+                reg__ver_free(to_free[k]);
+            nfree = 0;
+            pthread_mutex_lock(&r->mu);
+        }
+        model_clear(r, &oldm[i], to_free, &nfree);
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (int k = 0; k < nfree; k++)
+        reg__ver_free(to_free[k]);
+    free(oldm);
+    nn = 0;
+out:
+    for (int i = 0; i < nn; i++) {
+        free(nm[i].name);
+        free(nm[i].versions);
+        free(nm[i].load_error);
+        if (nm[i].active)
+            reg_release(r, nm[i].active);
+    }
+    free(nm);
+    pthread_mutex_unlock(&r->write_mu);
+    return rc;
+}
+
+reg *reg_new(const char *data_dir, int dim, const char *default_model,
+             void (*warn)(void *arg, const char *msg), void *warn_arg, sola_err *e)
+{
+    reg *r = calloc(1, sizeof *r);
+    if (!r) {
+        sola_errf(e, SOLA_ENOMEM, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->write_mu, NULL);
+    r->dim = dim;
+    r->warn = warn;
+    r->warn_arg = warn_arg;
+    if (default_model && !(r->default_name = strdup(default_model)))
+        goto nomem;
+    if (data_dir) {
+        size_t n = strlen(data_dir) + 16;
+        if (!(r->dir = malloc(n)))
+            goto nomem;
+        snprintf(r->dir, n, "%s/models", data_dir);
+    }
+    if (reg_scan(r, e))
+        goto err;
+    return r;
+nomem:
+    sola_errf(e, SOLA_ENOMEM, "out of memory");
+err:
+    reg_free(r);
+    return NULL;
+}
+
+void reg_free(reg *r)
+{
+    if (!r)
+        return;
+    reg_ver *to_free[64];
+    for (int i = 0; i < r->n; i++) {
+        int nfree = 0;
+        model_clear(r, &r->m[i], to_free, &nfree);
+        for (int k = 0; k < nfree; k++)
+            reg__ver_free(to_free[k]);
+    }
+    free(r->m);
+    free(r->dir);
+    free(r->default_name);
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->write_mu);
+    free(r);
+}
+
+/* ---- requests ---------------------------------------------------------------- */
+
+void reg__names_list(reg *r, char *buf, size_t n)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < r->n && o + 2 < n; i++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", r->m[i].name);
+}
+
+/* Under r->mu: the model a request without a name means. */
+static reg_model *resolve_default(reg *r, sola_err *e)
+{
+    if (r->default_name) {
+        reg_model *m = reg__find(r, r->default_name);
+        if (!m)
+            sola_errf(e, SOLA_ENOTFOUND,
+                      "the default model \"%s\" (--default-model) is not in the registry",
+                      r->default_name);
+        return m;
+    }
+    if (r->n == 1)
+        return &r->m[0];
+    char names[512];
+    reg__names_list(r, names, sizeof names);
+    sola_errf(e, SOLA_EINVAL,
+              "several models are served (%s): name one with \"model\" (or start solad with "
+              "--default-model)",
+              names);
+    return NULL;
+}
+
+int reg_acquire(reg *r, const char *name, int version, reg_ver **out, sola_err *e)
+{
+    int rc = 0;
+    reg_ver *v = NULL;
+    pthread_mutex_lock(&r->mu);
+    reg_model *m = name ? reg__find(r, name) : resolve_default(r, e);
+    if (!m) {
+        if (name) {
+            char names[512];
+            reg__names_list(r, names, sizeof names);
+            rc = sola_errf(e, SOLA_ENOTFOUND, "no model named \"%s\" (models: %s)", name, names);
+        } else {
+            rc = e ? e->code : SOLA_ENOTFOUND;
+        }
+        goto out;
+    }
+    if (version == 0 || version == m->active_version) {
+        if (!m->active) {
+            rc = sola_errf(e, SOLA_EIO, "model %s version %d is not loaded: %s", m->name,
+                           m->active_version, m->load_error ? m->load_error : "no version");
+            goto out;
+        }
+        v = m->active;
+        v->refs++;
+        goto out;
+    }
+    if (!reg__has_version(m, version)) {
+        char vs[256];
+        size_t o = 0;
+        vs[0] = '\0';
+        for (int i = 0; i < m->nver && o + 2 < sizeof vs; i++)
+            o += (size_t)snprintf(vs + o, sizeof vs - o, "%s%d", i ? ", " : "", m->versions[i]);
+        rc = sola_errf(e, SOLA_ENOTFOUND, "model %s has no version %d (versions: %s)", m->name,
+                       version, vs);
+        goto out;
+    }
+    for (v = m->cache; v && v->version != version; v = v->next)
+        ;
+    if (!v) {
+        char *path = reg__ver_path(r, m->name, version);
+        v = path ? reg__ver_new(m->name, version, path, NULL) : NULL;
+        free(path);
+        if (!v) {
+            rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+            goto out;
+        }
+        v->cached = 1;
+        v->next = m->cache;
+        m->cache = v;
+    }
+    v->refs++;
+out:
+    pthread_mutex_unlock(&r->mu);
+    *out = rc ? NULL : v;
+    return rc;
+}
+
+const sola_model *reg_get(reg *r, reg_ver *v, sola_err *e)
+{
+    (void)r;
+    pthread_mutex_lock(&v->load_mu);
+    if (!v->model && v->path)
+        v->model = sola_model_load(v->path, e);
+    const sola_model *m = v->model;
+    if (!m && e && !e->code)
+        sola_errf(e, SOLA_EIO, "model %s version %d is not loaded", v->name, v->version);
+    pthread_mutex_unlock(&v->load_mu);
+    return m;
+}
+
+const char *reg_ver_name(const reg_ver *v)
+{
+    return v->name;
+}
+
+int reg_ver_version(const reg_ver *v)
+{
+    return v->version;
+}
+
+void reg_release(reg *r, reg_ver *v)
+{
+    if (!v)
+        return;
+    pthread_mutex_lock(&r->mu);
+    reg_ver *f = reg__unref_locked(r, v);
+    pthread_mutex_unlock(&r->mu);
+    reg__ver_free(f);
+}

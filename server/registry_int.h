@@ -1,0 +1,55 @@
+/* registry_int.h -- internals shared by registry.c (references, scanning) and
+ * registry_ops.c (listing, upload, activation). Not for other modules. */
+#ifndef SOLAD_REGISTRY_INT_H
+#define SOLAD_REGISTRY_INT_H
+
+#include <pthread.h>
+
+#include "registry.h"
+
+struct reg_ver {
+    char *name;     /* model name (own copy: the model entry may vanish on a rescan) */
+    int version;
+    char *path;     /* NULL for the embedded model */
+    sola_model *model; /* NULL until loaded; guarded by load_mu */
+    pthread_mutex_t load_mu;
+    int refs;       /* guarded by reg.mu */
+    int cached;     /* listed in its model's `cache` (weak, not counted) */
+    reg_ver *next;  /* cache link */
+};
+
+typedef struct reg_model {
+    char *name;
+    int *versions; /* sorted ascending */
+    int nver;
+    int embedded;
+    int active_version; /* 0 = none */
+    reg_ver *active;    /* counted reference, NULL if none or failed to load */
+    char *load_error;   /* why the active version is not loaded */
+    reg_ver *cache;     /* versions in use by requests that are not active */
+} reg_model;
+
+struct reg {
+    pthread_mutex_t mu;       /* lists, refs, active pointers */
+    pthread_mutex_t write_mu; /* disk changes: put, activate, scan */
+    char *dir;                /* DATA/models or NULL */
+    int dim;
+    char *default_name;
+    reg_model *m;
+    int n;
+    void (*warn)(void *, const char *);
+    void *warn_arg;
+};
+
+/* Helpers (registry.c). The *_locked ones and reg__find need r->mu held. */
+reg_ver *reg__ver_new(const char *name, int version, const char *path, sola_model *model);
+void reg__ver_free(reg_ver *v);
+char *reg__ver_path(const reg *r, const char *name, int version);
+reg_model *reg__find(reg *r, const char *name);
+int reg__has_version(const reg_model *m, int v);
+reg_ver *reg__unref_locked(reg *r, reg_ver *v);
+void reg__uncache(reg_model *m, reg_ver *v);
+int reg__valid_name(const char *s);
+void reg__names_list(reg *r, char *buf, size_t n);
+
+#endif

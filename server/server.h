@@ -1,0 +1,91 @@
+/* server.h -- the solad process: configuration, the state the loop thread owns, and
+ * the pieces main.c wires together (http.c: libmicrohttpd driven by libuv; backend.c:
+ * the api_backend over the registry and metrics; log.c: one line per request). */
+#ifndef SOLAD_SERVER_H
+#define SOLAD_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <microhttpd.h>
+#include <uv.h>
+
+#include "api.h"
+#include "metrics.h"
+#include "registry.h"
+
+typedef struct srv_config {
+    const char *listen;        /* HOST:PORT ([v6]:PORT); port 0 = any free port */
+    const char *data_dir;      /* NULL: embedded model only */
+    int dim;                   /* C of the embedded default model */
+    int workers;               /* compute threads (libuv threadpool size) */
+    int threads;               /* BLAS threads per worker */
+    size_t max_body;           /* bytes */
+    int max_frames;            /* T limit */
+    int queue;                 /* work items that may wait beyond the busy workers */
+    const char *token_file;
+    int log_json;
+    const char *default_model;
+    double drain_timeout;      /* seconds */
+    unsigned conn_timeout;     /* seconds of client inactivity */
+    unsigned max_conns, max_conns_per_ip;
+    int debug_delay_ms;        /* testing aid: each work item sleeps this long first */
+} srv_config;
+
+/* Workspaces for the compute threads: one per worker, reused. */
+typedef struct ws_pool {
+    pthread_mutex_t mu;
+    sola_ws **free;
+    int nfree, cap;
+} ws_pool;
+
+typedef struct srv {
+    srv_config cfg;
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    char bound[128]; /* "127.0.0.1:8080" as actually bound */
+    uv_poll_t poll;
+    uv_timer_t timer, drain_timer;
+    uv_signal_t sigterm, sigint, sighup;
+    int handles_open;
+
+    reg *reg;
+    metrics *met;
+    api_backend be;
+    api_ctx ctx;
+    char *token;
+    char *tmp_dir;   /* uploads are streamed here (DATA/tmp or $TMPDIR) */
+    ws_pool pool;
+
+    int draining;
+    int stopping;
+    int inflight;        /* work items queued or running (loop thread) */
+    atomic_int running;  /* work items executing on a worker */
+    int active_reqs;     /* requests between headers and completion (loop thread) */
+    int rescanning;
+    double start_time;   /* Unix seconds */
+    uint64_t start_ms;   /* uv_hrtime / 1e6 at start */
+} srv;
+
+/* backend.c */
+void srv_backend_init(srv *s);
+
+/* http.c: binds, starts MHD and the loop handles; 0 or -1 (message printed). */
+int srv_http_start(srv *s);
+/* Runs the loop until drained; then stops MHD. */
+void srv_http_run(srv *s);
+
+/* log.c: one line per request and free-form messages, text or JSON, to stderr. */
+void srv_log_request(const srv *s, const char *method, const char *path, const char *remote,
+                     int status, size_t bytes, double ms);
+void srv_logf(const srv *s, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* workspaces */
+sola_ws *srv_ws_get(srv *s);
+void srv_ws_put(srv *s, sola_ws *ws);
+void srv_ws_free_all(srv *s);
+
+#endif
