@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the tests in tests/deploy (sourced, not run).
 # Every process a test starts is recorded in $LIB_PIDS and stopped by lib_cleanup,
 # by pid, never by name.

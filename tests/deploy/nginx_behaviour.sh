@@ -41,7 +41,7 @@ reached_a() { awk -v m="$1" -v p="$2" '$1 == m && $2 == p' "$tmp/a.log" | wc -l;
 
 # 1. /refine: every request ends 200 even though A answers 503, because it is re-sent.
 codes=""
-for i in 1 2 3 4; do codes+="$(req POST /refine) "; done
+for _ in 1 2 3 4; do codes+="$(req POST /refine) "; done
 if [ "$codes" = "200 200 200 200 " ]; then ok "POST /refine: all 200 with one replica busy"; else fail "POST /refine statuses: $codes"; fi
 if [ "$(both POST /refine)" -ge 1 ]; then ok "POST /refine was re-sent from the busy replica to the other"
 else fail "no POST /refine reached both replicas: not retried (a.log: $(reached_a POST /refine) hits)"; fi
@@ -50,7 +50,7 @@ else fail "no POST /refine reached both replicas: not retried (a.log: $(reached_
 declare -A seen503=()
 for m in POST PUT DELETE; do
   path=/train; [ "$m" = PUT ] && path=/datasets/d/items/i; [ "$m" = DELETE ] && path=/jobs/7
-  for i in 1 2; do c=$(req "$m" "$path"); [ "$c" = 503 ] && seen503[$m]=1; done
+  for _ in 1 2; do c=$(req "$m" "$path"); [ "$c" = 503 ] && seen503[$m]=1; done
   n=$(both "$m" "$path")
   total=$(cat "$tmp/a.log" "$tmp/b.log" | awk -v m="$m" -v p="$path" '$1 == m && $2 == p' | wc -l)
   if [ "$n" -eq 0 ] && [ "$total" -eq 2 ]; then ok "$m $path: each request delivered to exactly one replica"

@@ -73,5 +73,8 @@ class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        pass  # nginx closing an idle keep-alive connection is not news
+
 
 S(("127.0.0.1", PORT), H).serve_forever()

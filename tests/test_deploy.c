@@ -1,0 +1,176 @@
+/* test_deploy.c -- runs the deployment checks in tests/deploy/ under ctest.
+ *
+ * The checks themselves are shell/python scripts (they drive nginx, kubectl,
+ * systemd-analyze and several solad processes); this wrapper only runs them, shows
+ * their output when they fail, and treats exit status 77 as "skipped" (a tool such
+ * as nginx is not installed, or solad is not built), which it reports and passes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define SKIPPED 77
+
+/* Runs `cmd > DIR/out 2>&1` and returns its exit status; *out gets the output
+ * (malloc'd, NUL-terminated, "" if unreadable). */
+static int run_logged(const char *cmd, char **out)
+{
+    char *dir = tu_tmpdir();
+    ck_assert_ptr_nonnull(dir);
+    int st = tu_system("%s > '%s/out' 2>&1", cmd, dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out", dir);
+    size_t n = 0;
+    *out = tu_read(path, &n);
+    if (!*out)
+        *out = strdup("");
+    tu_rmtree(dir);
+    free(dir);
+    return st;
+}
+
+/* The last `keep` bytes: check's messages are bounded, and the failure is at the end. */
+static const char *tail(const char *s, size_t keep)
+{
+    size_t n = strlen(s);
+    return n > keep ? s + n - keep : s;
+}
+
+/* Path of the built solad, or NULL when this build has none (api/server not there). */
+static char *solad_path(void)
+{
+    char *p = malloc(strlen(tu_bin()) + 16);
+    ck_assert_ptr_nonnull(p);
+    sprintf(p, "%s/solad", tu_bin());
+    if (access(p, X_OK) != 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* A script that passes or says why it skipped. */
+static void run_script(const char *what, const char *cmd)
+{
+    char *out = NULL;
+    int st = run_logged(cmd, &out);
+    if (st == SKIPPED)
+        printf("%s skipped: %s", what, tail(out, 400));
+    else if (st == 0)
+        printf("%s", out); /* the ok/SKIP lines of the sub-checks */
+    ck_assert_msg(st == 0 || st == SKIPPED, "%s failed (exit %d):\n%s", what, st, tail(out, 3000));
+    free(out);
+}
+
+START_TEST(manifests_pass)
+{
+    char *root = tu_path("");
+    char *solad = solad_path();
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "SOLAD='%s' '%s/tests/deploy/check_manifests.sh' '%s'",
+             solad ? solad : "", root, root);
+    run_script("check_manifests.sh", cmd);
+    free(solad);
+    free(root);
+}
+END_TEST
+
+/* The checker must notice what an operator would trip over: a readiness probe on the
+ * wrong path, an nginx body limit below solad's, a stop timeout shorter than the drain. */
+static void broken_copy_fails(const char *file, const char *sed_expr, const char *expect)
+{
+    char *root = tu_path("");
+    char *dir = tu_tmpdir();
+    ck_assert_ptr_nonnull(dir);
+    ck_assert_int_eq(tu_system("cp -r '%s/Dockerfile' '%s/deploy' '%s/'", root, root, dir), 0);
+    ck_assert_int_eq(tu_system("sed -i '%s' '%s/%s'", sed_expr, dir, file), 0);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s/tests/deploy/check_manifests.sh' '%s'", root, dir);
+    char *out = NULL;
+    int st = run_logged(cmd, &out);
+    ck_assert_msg(st == 1, "check_manifests.sh accepted a broken %s (exit %d):\n%s", file, st,
+                  tail(out, 2000));
+    ck_assert_msg(strstr(out, expect) != NULL, "the failure does not mention '%s':\n%s", expect,
+                  tail(out, 2000));
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+    free(root);
+}
+
+START_TEST(manifests_catch_wrong_probe)
+{
+    broken_copy_fails("deploy/k8s/base/deployment.yaml", "s#path: /readyz#path: /ready#",
+                      "readinessProbe path");
+}
+END_TEST
+
+START_TEST(manifests_catch_body_limit_mismatch)
+{
+    broken_copy_fails("deploy/nginx/solad.conf", "s#client_max_body_size 256m#client_max_body_size 1m#",
+                      "client_max_body_size");
+}
+END_TEST
+
+START_TEST(manifests_catch_short_stop_timeout)
+{
+    broken_copy_fails("deploy/systemd/solad.service", "s#^TimeoutStopSec=.*#TimeoutStopSec=10#",
+                      "TimeoutStopSec");
+}
+END_TEST
+
+START_TEST(nginx_front_behaviour)
+{
+    char *root = tu_path("");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s/tests/deploy/nginx_behaviour.sh'", root);
+    run_script("nginx_behaviour.sh", cmd);
+    free(root);
+}
+END_TEST
+
+START_TEST(replicas_behind_nginx)
+{
+    char *root = tu_path("");
+    char *solad = solad_path();
+    if (!solad) {
+        printf("replicas.sh skipped: no solad in %s\n", tu_bin());
+        free(root);
+        return;
+    }
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s/tests/deploy/replicas.sh' '%s'", root, solad);
+    run_script("replicas.sh", cmd);
+    free(solad);
+    free(root);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("deploy");
+    TCase *t = tcase_create("manifests");
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, manifests_pass);
+    tcase_add_test(t, manifests_catch_wrong_probe);
+    tcase_add_test(t, manifests_catch_body_limit_mismatch);
+    tcase_add_test(t, manifests_catch_short_stop_timeout);
+    suite_add_tcase(s, t);
+    TCase *n = tcase_create("nginx");
+    tcase_set_timeout(n, 120);
+    tcase_add_test(n, nginx_front_behaviour);
+    suite_add_tcase(s, n);
+    TCase *r = tcase_create("replicas");
+    tcase_set_timeout(r, 400);
+    tcase_add_test(r, replicas_behind_nginx);
+    suite_add_tcase(s, r);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(suite());
+}
