@@ -9,6 +9,8 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* sum a[c] * b[c], c < n. */
@@ -27,12 +29,69 @@ static double dotf(const float *a, const float *b, int n)
     return s;
 }
 
-void sola_im2col(float *col, const float *inp, const int *src, int R, int IC, int k)
+typedef struct {
+    sola_range_fn fn;
+    void *arg;
+    size_t b, e;
+} par_job;
+
+static void *par_run(void *p)
 {
+    par_job *j = p;
+    j->fn(j->arg, j->b, j->e);
+    return NULL;
+}
+
+void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
+{
+    enum { MAXT = 16 };
+    int nt = openblas_get_num_threads();
+    if (grain < 1)
+        grain = 1;
+    if (nt > MAXT)
+        nt = MAXT;
+    if ((size_t)nt > n / grain)
+        nt = (int)(n / grain);
+    if (nt < 2) {
+        if (n)
+            fn(arg, 0, n);
+        return;
+    }
+    par_job jobs[MAXT];
+    pthread_t th[MAXT];
+    int started[MAXT] = {0};
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (par_job){fn, arg, n * (size_t)i / (size_t)nt, n * (size_t)(i + 1) / (size_t)nt};
+        if (i > 0)
+            started[i] = pthread_create(&th[i], NULL, par_run, &jobs[i]) == 0;
+    }
+    par_run(&jobs[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            par_run(&jobs[i]); /* could not start a thread: do it here */
+    }
+}
+
+typedef struct {
+    float *col;
+    const float *inp;
+    const int *src;
+    const float *zeros; /* IC zeros: the padding row */
+    int IC, k;
+} im2col_job;
+
+static void im2col_rows(void *p, size_t r0, size_t r1)
+{
+    const im2col_job *a = p;
+    const int IC = a->IC, k = a->k;
     size_t w = (size_t)IC * k;
-    for (int r = 0; r < R; r++) {
-        float *dst = col + (size_t)r * w;
-        const int *s = src + (size_t)r * k;
+    float *col = a->col;
+    const float *inp = a->inp;
+    for (size_t r = r0; r < r1; r++) {
+        float *dst = col + r * w;
+        const int *s = a->src + r * k;
         if (k == 1) {
             if (s[0] < 0)
                 memset(dst, 0, (size_t)IC * sizeof *dst);
@@ -41,18 +100,32 @@ void sola_im2col(float *col, const float *inp, const int *src, int R, int IC, in
             continue;
         }
         /* The weight's layout (OC, IC, k) interleaves taps per input channel, so the
-         * row is written c-major; the k source rows are read in step. */
-        for (int j = 0; j < k; j++) {
-            if (s[j] < 0) {
-                for (int c = 0; c < IC; c++)
-                    dst[(size_t)c * k + j] = 0.0f;
-            } else {
-                const float *x = inp + (size_t)s[j] * IC;
-                for (int c = 0; c < IC; c++)
-                    dst[(size_t)c * k + j] = x[c];
-            }
-        }
+         * row is written c-major, reading the k source rows in step. */
+        const float *rows[256];
+        for (int j = 0; j < k; j++)
+            rows[j] = s[j] < 0 ? a->zeros : inp + (size_t)s[j] * IC;
+        for (int c = 0; c < IC; c++)
+            for (int j = 0; j < k; j++)
+                dst[(size_t)c * k + j] = rows[j][c];
     }
+}
+
+void sola_im2col(float *col, const float *inp, const int *src, int R, int IC, int k)
+{
+    float *zeros = NULL;
+    if (k > 1 && !(zeros = calloc((size_t)IC, sizeof *zeros))) {
+        /* no memory for a padding row: write zeros tap by tap instead */
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < k; j++) {
+                int sr = src[(size_t)r * k + j];
+                for (int c = 0; c < IC; c++)
+                    col[((size_t)r * IC + c) * k + j] = sr < 0 ? 0.0f : inp[(size_t)sr * IC + c];
+            }
+        return;
+    }
+    im2col_job a = {col, inp, src, zeros, IC, k};
+    sola_parallel_for((size_t)R, 16, im2col_rows, &a);
+    free(zeros);
 }
 
 void sola_col2im_add(float *dinp, const float *dcol, const int *src, int R, int IC, int k)
@@ -103,56 +176,85 @@ void sola_linear_backward(float *dinp, float *dweight, float *dbias, const float
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, R, 1.0f, dout, OC, inp, IC,
                     0.0f, dweight, IC);
     if (dbias) {
-        /* Column sums in double rows-outer so the pass streams through dout once. */
-        double acc[256];
-        for (int o0 = 0; o0 < OC; o0 += 256) {
-            int n = OC - o0 < 256 ? OC - o0 : 256;
-            memset(acc, 0, sizeof acc);
-            for (int r = 0; r < R; r++) {
-                const float *d = dout + (size_t)r * OC + o0;
-                for (int o = 0; o < n; o++)
-                    acc[o] += d[o];
-            }
-            for (int o = 0; o < n; o++)
-                dbias[o0 + o] = (float)acc[o];
+        /* column sums = dout^T . ones, a (threaded) GEMV streaming dout once */
+        float *ones = malloc((size_t)R * sizeof *ones);
+        if (ones) {
+            for (int r = 0; r < R; r++)
+                ones[r] = 1.0f;
+            cblas_sgemv(CblasRowMajor, CblasTrans, R, OC, 1.0f, dout, OC, ones, 1, 0.0f, dbias, 1);
+            free(ones);
+        } else {
+            memset(dbias, 0, (size_t)OC * sizeof *dbias);
+            for (int r = 0; r < R; r++)
+                for (int o = 0; o < OC; o++)
+                    dbias[o] += dout[(size_t)r * OC + o];
         }
     }
 }
 
+typedef struct {
+    float *x;
+    const float *dout, *out;
+} relu_job;
+
+static void relu_fwd_range(void *p, size_t b, size_t e)
+{
+    float *x = ((relu_job *)p)->x;
+    for (size_t i = b; i < e; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_bwd_range(void *p, size_t b, size_t e)
+{
+    const relu_job *a = p;
+    for (size_t i = b; i < e; i++)
+        a->x[i] = a->out[i] > 0.0f ? a->dout[i] : 0.0f;
+}
+
 void sola_relu_forward(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    relu_job a = {x, NULL, NULL};
+    sola_parallel_for(n, 1 << 16, relu_fwd_range, &a);
 }
 
 void sola_relu_backward(float *dx, const float *dout, const float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        dx[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    relu_job a = {dx, dout, out};
+    sola_parallel_for(n, 1 << 16, relu_bwd_range, &a);
 }
 
-void sola_normalize_forward(float *z, float *norm, const float *r, int R, int C, float eps)
+typedef struct {
+    float *out, *norm;
+    const float *in, *z, *normc;
+    int C;
+    float eps;
+} norm_job;
+
+static void norm_fwd_rows(void *p, size_t r0, size_t r1)
 {
-    for (int i = 0; i < R; i++) {
-        const float *x = r + (size_t)i * C;
-        float *y = z + (size_t)i * C;
+    const norm_job *a = p;
+    const int C = a->C;
+    for (size_t i = r0; i < r1; i++) {
+        const float *x = a->in + i * C;
+        float *y = a->out + i * C;
         float n = (float)sqrt(dotf(x, x, C));
-        norm[i] = n;
-        float d = n > eps ? n : eps;
+        a->norm[i] = n;
+        float d = n > a->eps ? n : a->eps;
         for (int c = 0; c < C; c++)
             y[c] = x[c] / d;
     }
 }
 
-void sola_normalize_backward(float *dr, const float *dz, const float *z, const float *norm,
-                             int R, int C, float eps)
+static void norm_bwd_rows(void *p, size_t r0, size_t r1)
 {
-    for (int i = 0; i < R; i++) {
-        const float *g = dz + (size_t)i * C;
-        const float *y = z + (size_t)i * C;
-        float *d = dr + (size_t)i * C;
-        float n = norm[i];
-        if (n >= eps && n > 0.0f) {
+    const norm_job *a = p;
+    const int C = a->C;
+    for (size_t i = r0; i < r1; i++) {
+        const float *g = a->in + i * C;
+        const float *y = a->z + i * C;
+        float *d = a->out + i * C;
+        float n = a->normc[i];
+        if (n >= a->eps && n > 0.0f) {
             /* z = r/|r|: dr = (dz - z (z . dz)) / |r| */
             float zg = (float)dotf(y, g, C);
             float inv = 1.0f / n;
@@ -162,9 +264,22 @@ void sola_normalize_backward(float *dr, const float *dz, const float *z, const f
             /* |r| below eps: the divisor is the constant eps (clamp_min passes no
              * gradient to the norm). */
             for (int c = 0; c < C; c++)
-                d[c] = g[c] / eps;
+                d[c] = g[c] / a->eps;
         }
     }
+}
+
+void sola_normalize_forward(float *z, float *norm, const float *r, int R, int C, float eps)
+{
+    norm_job a = {.out = z, .norm = norm, .in = r, .C = C, .eps = eps};
+    sola_parallel_for((size_t)R, 64, norm_fwd_rows, &a);
+}
+
+void sola_normalize_backward(float *dr, const float *dz, const float *z, const float *norm,
+                             int R, int C, float eps)
+{
+    norm_job a = {.out = dr, .in = dz, .z = z, .normc = norm, .C = C, .eps = eps};
+    sola_parallel_for((size_t)R, 64, norm_bwd_rows, &a);
 }
 
 void sola_simbce_target(double *target, int N, double K)
@@ -176,17 +291,27 @@ void sola_simbce_target(double *target, int N, double K)
         }
 }
 
-enum { SB_S, SB_NZ, SB_NG, SB_DC, SB_NCACHE };
+enum { SB_S, SB_NZ, SB_NG, SB_DC, SB_BCE, SB_NCACHE };
+_Static_assert((int)SB_NCACHE == (int)SOLA_SIMBCE_CACHE, "cache layout");
 
-double sola_simbce_forward(double *cache, const float *z, const float *g, const double *target,
-                           int B, int N, int C, double scale)
+typedef struct {
+    double *cache;
+    const float *z, *g;
+    const double *target;
+    float *dg;
+    int N, C;
+    double scale;
+} simbce_job;
+
+static void simbce_fwd_windows(void *p, size_t b0, size_t b1)
 {
+    const simbce_job *a = p;
+    const int N = a->N, C = a->C;
     /* The clamp bounds are float32 scalars in the reference. */
     const double lo = 1e-5f, hi = 1.0f - 1e-5f;
-    double loss = 0.0;
-    for (int b = 0; b < B; b++) {
-        const float *zb = z + (size_t)b * N * C, *gb = g + (size_t)b * N * C;
-        double *cb = cache + (size_t)b * N * N * SB_NCACHE;
+    for (size_t b = b0; b < b1; b++) {
+        const float *zb = a->z + b * N * C, *gb = a->g + b * N * C;
+        double *cb = a->cache + b * N * N * SB_NCACHE;
         /* norms first (float, as the reference's vector norms), one per row */
         for (int i = 0; i < N; i++) {
             const float *zi = zb + (size_t)i * C, *gi = gb + (size_t)i * C;
@@ -204,29 +329,41 @@ double sola_simbce_forward(double *cache, const float *z, const float *g, const 
                 double c = s / (e[SB_NZ] * e[SB_NG] + 1e-8);
                 double pr = (1.0 + c) * 0.5;
                 int inside = pr >= lo && pr <= hi; /* torch.clamp passes gradient here */
-                double p = pr < lo ? lo : pr > hi ? hi : pr;
-                double t = target[i * N + j];
-                loss += -(t * log(p) + (1.0 - t) * log(1.0 - p));
-                /* dBCE/dp = (p - t) / (p (1 - p)); dp/dc = 1/2 inside the clamp. */
+                double pc = pr < lo ? lo : pr > hi ? hi : pr;
+                double t = a->target[i * N + j];
                 e[SB_S] = s;
-                e[SB_DC] = inside ? scale * 0.5 * (p - t) / (p * (1.0 - p)) : 0.0;
+                e[SB_BCE] = -(t * log(pc) + (1.0 - t) * log(1.0 - pc));
+                /* dBCE/dp = (p - t) / (p (1 - p)); dp/dc = 1/2 inside the clamp. */
+                e[SB_DC] = inside ? a->scale * 0.5 * (pc - t) / (pc * (1.0 - pc)) : 0.0;
             }
         }
     }
+}
+
+double sola_simbce_forward(double *cache, const float *z, const float *g, const double *target,
+                           int B, int N, int C, double scale)
+{
+    simbce_job a = {cache, z, g, target, NULL, N, C, scale};
+    sola_parallel_for((size_t)B, 8, simbce_fwd_windows, &a);
+    /* summed in a fixed order: the loss does not depend on the thread count */
+    double loss = 0.0;
+    for (size_t k = 0; k < (size_t)B * N * N; k++)
+        loss += cache[k * SB_NCACHE + SB_BCE];
     return loss * scale;
 }
 
-void sola_simbce_backward(float *dg, const double *cache, const float *z, const float *g, int B,
-                          int N, int C)
+static void simbce_bwd_windows(void *p, size_t b0, size_t b1)
 {
-    for (int b = 0; b < B; b++) {
-        const float *zb = z + (size_t)b * N * C, *gb = g + (size_t)b * N * C;
-        const double *cb = cache + (size_t)b * N * N * SB_NCACHE;
+    const simbce_job *a = p;
+    const int N = a->N, C = a->C;
+    for (size_t b = b0; b < b1; b++) {
+        const float *zb = a->z + b * N * C, *gb = a->g + b * N * C;
+        const double *cb = a->cache + b * N * N * SB_NCACHE;
         for (int j = 0; j < N; j++) {
             /* c_ij = s_ij / D_ij with D_ij = n_i m_j + 1e-8 and m_j = |g_j|:
              * dc_ij/dg_j = z_i / D_ij - s_ij n_i g_j / (D_ij^2 m_j) */
             double beta = 0.0;
-            float *d = dg + ((size_t)b * N + j) * C;
+            float *d = a->dg + (b * N + j) * C;
             const float *gj = gb + (size_t)j * C;
             for (int i = 0; i < N; i++) {
                 const double *e = cb + ((size_t)i * N + j) * SB_NCACHE;
@@ -240,11 +377,18 @@ void sola_simbce_backward(float *dg, const double *cache, const float *z, const 
             for (int i = 0; i < N; i++) {
                 const double *e = cb + ((size_t)i * N + j) * SB_NCACHE;
                 double D = e[SB_NZ] * e[SB_NG] + 1e-8;
-                float a = (float)(e[SB_DC] / D);
+                float w = (float)(e[SB_DC] / D);
                 const float *zi = zb + (size_t)i * C;
                 for (int c = 0; c < C; c++)
-                    d[c] += a * zi[c];
+                    d[c] += w * zi[c];
             }
         }
     }
+}
+
+void sola_simbce_backward(float *dg, const double *cache, const float *z, const float *g, int B,
+                          int N, int C)
+{
+    simbce_job a = {(double *)cache, z, g, NULL, dg, N, C, 0.0};
+    sola_parallel_for((size_t)B, 8, simbce_bwd_windows, &a);
 }

@@ -46,13 +46,21 @@ void sola_normalize_forward(float *z, float *norm, const float *r, int R, int C,
 void sola_normalize_backward(float *dr, const float *dz, const float *z, const float *norm,
                              int R, int C, float eps);
 
+/* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges of at least
+ * `grain` items, on as many threads as OpenBLAS is allowed (openblas_get_num_threads;
+ * the BLAS threads are idle between GEMMs). Ranges must be independent. Results do not
+ * depend on the thread count as long as fn writes only its own items. */
+typedef void (*sola_range_fn)(void *arg, size_t begin, size_t end);
+void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg);
+
 /* The similarity-matching loss of B windows of N kept snippets each:
  *   c[b,i,j] = (sg(z[b,i]) . g[b,j]) / (|z[b,i]| |g[b,j]| + 1e-8)
  *   p = clamp((1 + c) / 2, 1e-5, 1 - 1e-5)
  *   loss = scale * sum over b,i,j of -(t[i,j] log p + (1 - t[i,j]) log(1 - p))
- * z, g (B, N, C); target (N, N); cache (B, N, N, 4) doubles kept for the backward
- * (s, |z_i|, |g_j|, dloss/dc). Returns the loss. scale is 1/(B N N) for a mean (or a
+ * z, g (B, N, C); target (N, N); cache (B, N, N, SOLA_SIMBCE_CACHE) doubles kept for
+ * the backward (s, |z_i|, |g_j|, dloss/dc, the BCE term). Returns the loss. scale is 1/(B N N) for a mean (or a
  * smaller one when the batch is split). */
+enum { SOLA_SIMBCE_CACHE = 5 };
 double sola_simbce_forward(double *cache, const float *z, const float *g, const double *target,
                            int B, int N, int C, double scale);
 /* dg (B, N, C) = dloss/dg (z is stop-gradient, so there is no dz). */

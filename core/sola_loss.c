@@ -32,7 +32,7 @@ struct sola_trainctx {
     int *src2; /* [Bmax*nO*k2] rows of h1 [B*nS, H] read by conv 2, -1 = pad */
     int alias2; /* conv 2 reads h1 row for row (k2 == 1, S == O): no im2col */
     double *target; /* [N, N] */
-    double *cache;  /* [Bmax, N, N, 4] loss terms kept for the backward */
+    double *cache;  /* [Bmax, N, N, SOLA_SIMBCE_CACHE] loss terms for the backward */
     int freeze;     /* 0 off, 1 capture sg(z) on the next call, 2 use the captured */
     float *zsg;     /* (Bmax*N, C) the captured sg(z) */
 
@@ -53,6 +53,8 @@ struct sola_trainctx {
     float *dh2;                /* (B*nO, H) */
     float *dh1col;             /* (B*nO, H*k2), or == dh1 */
     float *dh1;                /* (B*nS, H) */
+
+    double *rowdot; /* (Bmax*N) per-row dr . h for d alpha, summed in a fixed order */
 
     double phase[SOLA_PHASES]; /* seconds of the last call, see phase_names */
     double tmark;
@@ -141,7 +143,9 @@ static void free_plan(sola_trainctx *c)
     free(c->src2);
     free(c->cache);
     free(c->zsg);
+    free(c->rowdot);
     c->zsg = NULL;
+    c->rowdot = NULL;
     c->sel = c->src0 = c->src2 = NULL;
     c->cache = NULL;
     c->planned = -1;
@@ -214,7 +218,7 @@ static int build_plan(sola_trainctx *c, sola_err *e)
 
     const size_t C = (size_t)c->C, H = (size_t)c->H, P = (size_t)c->P;
     const size_t rS = (size_t)B * c->nS, rO = (size_t)B * c->nO, rN = (size_t)B * N;
-    c->cache = alloc3(rN * N, 4, sizeof *c->cache);
+    c->cache = alloc3(rN * N, SOLA_SIMBCE_CACHE, sizeof *c->cache);
     c->xcol = alloc3(rS, C * c->k1, sizeof(float));
     c->h1 = alloc3(rS, H, sizeof(float));
     c->dh1 = alloc3(rS, H, sizeof(float));
@@ -230,7 +234,8 @@ static int build_plan(sola_trainctx *c, sola_err *e)
     c->dg = alloc3(rN, C, sizeof(float));
     c->dz = alloc3(rN, C, sizeof(float));
     c->dr = alloc3(rN, C, sizeof(float));
-    if (!c->cache || !c->xcol || !c->h1 || !c->dh1 || !c->h2 || !c->dh2 || !c->hh || !c->r ||
+    c->rowdot = alloc3(rN, 1, sizeof(double));
+    if (!c->rowdot || !c->cache || !c->xcol || !c->h1 || !c->dh1 || !c->h2 || !c->dh2 || !c->hh || !c->r ||
         !c->z || !c->zn || !c->a1 || !c->da1 || !c->g || !c->dg || !c->dz || !c->dr)
         goto nomem;
     if (c->alias2) {
@@ -365,10 +370,60 @@ static int check_call(sola_trainctx *c, const sola_model *m, const float *window
     return 0;
 }
 
+typedef struct {
+    sola_trainctx *c;
+    const float *x;
+    float ta; /* tanh(alpha) */
+} rowjob;
+
+/* r = x + tanh(alpha) h for kept rows [r0, r1) of the batch (row = b*N + i) */
+static void residual_rows(void *p, size_t r0, size_t r1)
+{
+    const rowjob *a = p;
+    const sola_trainctx *c = a->c;
+    const int C = c->C, N = c->cfg.N;
+    for (size_t r = r0; r < r1; r++) {
+        size_t b = r / N, i = r % N;
+        const float *xi = a->x + (b * c->cfg.W + c->cfg.start + (size_t)c->cfg.step * i) * C;
+        const float *hi = c->hh + (b * c->nO + c->sel[i]) * C;
+        float *ri = c->r + r * C;
+        for (int k = 0; k < C; k++)
+            ri[k] = xi[k] + a->ta * hi[k];
+    }
+}
+
+/* rowdot = dr . h per kept row, then dh = tanh(alpha) dr (in place when dhh == dr,
+ * else into the row's place among the O rows). */
+static void alpha_rows(void *p, size_t r0, size_t r1)
+{
+    const rowjob *a = p;
+    sola_trainctx *c = a->c;
+    const int C = c->C, N = c->cfg.N;
+    for (size_t r = r0; r < r1; r++) {
+        size_t b = r / N, i = r % N;
+        float *d = c->dr + r * C;
+        const float *h = c->hh + (b * c->nO + c->sel[i]) * C;
+        float *dh = c->dhh + (b * c->nO + c->sel[i]) * C;
+        float acc[16] = {0};
+        int k = 0;
+        for (; k + 16 <= C; k += 16)
+            for (int l = 0; l < 16; l++)
+                acc[l] += d[k + l] * h[k + l];
+        double s = 0;
+        for (int l = 0; l < 16; l++)
+            s += acc[l];
+        for (; k < C; k++)
+            s += (double)d[k] * h[k];
+        c->rowdot[r] = s;
+        for (k = 0; k < C; k++)
+            dh[k] = a->ta * d[k];
+    }
+}
+
 /* Forward through module, head and loss; leaves every activation for the backward. */
 static double forward(sola_trainctx *c, const sola_model *m, const float *x, int B)
 {
-    const int C = c->C, H = c->H, P = c->P, N = c->cfg.N, W = c->cfg.W;
+    const int C = c->C, H = c->H, P = c->P, N = c->cfg.N;
     const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
     memset(c->phase, 0, sizeof c->phase);
     c->tmark = now_s();
@@ -386,15 +441,8 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
     sola_linear_forward(c->hh, c->h2, m->w4, m->b4, rO, H, C);
     mark(c, 2);
     // refined = x + tanh(alpha) h at the kept rows
-    const float ta = tanhf(m->alpha[0]);
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < N; i++) {
-            const float *xi = x + ((size_t)b * W + c->cfg.start + (size_t)c->cfg.step * i) * C;
-            const float *hi = c->hh + ((size_t)b * c->nO + c->sel[i]) * C;
-            float *ri = c->r + ((size_t)b * N + i) * C;
-            for (int k = 0; k < C; k++)
-                ri[k] = xi[k] + ta * hi[k];
-        }
+    rowjob rj = {c, x, tanhf(m->alpha[0])};
+    sola_parallel_for((size_t)rN, 64, residual_rows, &rj);
     sola_normalize_forward(c->z, c->zn, c->r, rN, C, 1e-12f);
     mark(c, 3);
     // head
@@ -434,30 +482,14 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
     sola_normalize_backward(c->dr, c->dz, c->z, c->zn, rN, C, 1e-12f);
     // refined = x + tanh(alpha) h: d alpha = (1 - tanh^2) sum dr . h; dh = tanh(alpha) dr
     const float ta = tanhf(m->alpha[0]);
-    double dot = 0.0;
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < N; i++) {
-            const float *d = c->dr + ((size_t)b * N + i) * C;
-            const float *h = c->hh + ((size_t)b * c->nO + c->sel[i]) * C;
-            float acc = 0.0f;
-            for (int k = 0; k < C; k++)
-                acc += d[k] * h[k];
-            dot += acc;
-        }
-    G(alpha)[0] = (float)((1.0 - (double)ta * ta) * dot);
-    if (c->dhh == c->dr) {
-        for (size_t k = 0; k < (size_t)rN * C; k++)
-            c->dr[k] *= ta;
-    } else {
+    if (c->dhh != c->dr)
         memset(c->dhh, 0, (size_t)rO * C * sizeof *c->dhh);
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i < N; i++) {
-                const float *d = c->dr + ((size_t)b * N + i) * C;
-                float *h = c->dhh + ((size_t)b * c->nO + c->sel[i]) * C;
-                for (int k = 0; k < C; k++)
-                    h[k] = ta * d[k];
-            }
-    }
+    rowjob rj = {c, NULL, ta};
+    sola_parallel_for((size_t)rN, 64, alpha_rows, &rj);
+    double dot = 0.0;
+    for (int r = 0; r < rN; r++)
+        dot += c->rowdot[r];
+    G(alpha)[0] = (float)((1.0 - (double)ta * ta) * dot);
     mark(c, 8);
     // conv 4, conv 2
     sola_linear_backward(c->dh2, G(w4), G(b4), c->dhh, c->h2, m->w4, rO, H, C);

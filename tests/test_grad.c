@@ -255,7 +255,7 @@ START_TEST(fd_cosine_bce)
     simt t = {.B = 2, .N = 4, .C = 6};
     size_t n = (size_t)t.B * t.N * t.C;
     t.z = falloc(n), t.g = falloc(n);
-    t.cache = calloc((size_t)t.B * t.N * t.N * 4, sizeof *t.cache);
+    t.cache = calloc((size_t)t.B * t.N * t.N * SOLA_SIMBCE_CACHE, sizeof *t.cache);
     t.target = calloc((size_t)t.N * t.N, sizeof *t.target);
     sola_simbce_target(t.target, t.N, 16.0);
     ck_assert_double_eq_tol(t.target[1], 1.0 / (1.0 + exp(-16.0)), 1e-15);
@@ -274,7 +274,7 @@ START_TEST(fd_cosine_bce)
         t.g[c] = -t.z[c]; /* b 0, j 0 against i 0 */
     sim_obj(&t);
     ck_assert_double_eq(t.cache[3], 0.0); /* (b0, i0, j0) dloss/dc */
-    ck_assert_double_ne(t.cache[(1 * t.N + 0) * 4 + 3], 0.0);
+    ck_assert_double_ne(t.cache[(1 * t.N + 0) * SOLA_SIMBCE_CACHE + 3], 0.0);
     free(t.z), free(t.g), free(t.cache), free(t.target), free(dg);
 }
 END_TEST
