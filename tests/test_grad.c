@@ -8,6 +8,7 @@
  * 3. Loss and every gradient against PyTorch (float64) fixtures from
  *    tests/ref/make_train_fixtures.py, through the library and through `sola grad`.
  * 4. Bad configurations and inputs are refused with messages. */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -434,6 +435,30 @@ START_TEST(smaller_batch_than_workspace)
 }
 END_TEST
 
+START_TEST(same_result_on_one_or_two_threads)
+{
+    sola_model *m = small_model(40, 12, 5, 3, 1, 2, 20, 51);
+    sola_train_cfg cfg;
+    sola_train_cfg_default(&cfg);
+    sola_err e = {0};
+    int B = 40; /* enough rows for the elementwise loops to split */
+    sola_trainctx *c = sola_trainctx_new(m, &cfg, B, &e);
+    float *x = random_windows(B, cfg.W, m->C, 52);
+    float *g1 = falloc(m->nparams), *g2 = falloc(m->nparams), l1, l2;
+    int nt = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    ck_assert_int_eq(sola_loss_grad(c, m, x, B, &l1, g1, &e), 0);
+    openblas_set_num_threads(2);
+    ck_assert_int_eq(sola_loss_grad(c, m, x, B, &l2, g2, &e), 0);
+    openblas_set_num_threads(nt);
+    ck_assert_float_eq_tol(l1, l2, 1e-7);
+    ck_assert_double_lt(tu_max_rel_err(g2, g1, m->nparams), 1e-6);
+    free(x), free(g1), free(g2);
+    sola_trainctx_free(c);
+    sola_model_free(m);
+}
+END_TEST
+
 /* ---- against PyTorch ------------------------------------------------------------ */
 
 static const char *const PNAMES[11] = {
@@ -708,6 +733,7 @@ static Suite *suite(void)
     tcase_add_test(t, fd_whole_step_every_parameter);
     tcase_add_test(t, trimmed_equals_full);
     tcase_add_test(t, smaller_batch_than_workspace);
+    tcase_add_test(t, same_result_on_one_or_two_threads);
     tcase_add_test(t, library_refuses_bad_config);
     suite_add_tcase(s, t);
     t = tcase_create("pytorch");
