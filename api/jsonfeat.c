@@ -237,6 +237,8 @@ static int parse_level(scan *s, mat *m, int level)
     for (;;) {
         ws(s);
         int c = peek(s);
+        if (c == ']')
+            return fail(s, "expected a value after ','");
         if (c == '[') {
             if (m->ndim && level + 1 >= m->ndim)
                 return sola_errf(s->e, SOLA_EFORMAT,

@@ -317,6 +317,10 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     else
         rc = sola_npy_parse(st->body, st->len, "request body", 0, &x, &e);
     if (rc) {
+        /* 415 is about the Content-Type; an .npy whose contents we cannot use (dtype,
+         * version) is a bad body */
+        if (rc == SOLA_EUNSUP)
+            e.code = SOLA_EFORMAT;
         if (st->item_path && rc == SOLA_ENOTFOUND)
             sola_errf(&e, SOLA_ENOTFOUND, "no such dataset item (%s)",
                       strstr(st->item_path, "/datasets/") + 1);

@@ -88,11 +88,12 @@ static json_t *be_health(void *self)
     srv *s = self;
     double up = (double)(uv_now(s->loop) - s->start_ms) / 1000.0;
     int running = atomic_load(&s->running);
-    return json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s}", "status",
+    return json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s}", "status",
                      s->draining ? "draining" : "ok", "version", API_VERSION, "uptime_s", up,
                      "models", reg_nmodels(s->reg), "models_loaded", reg_nloaded(s->reg),
                      "queue_depth", s->inflight - running > 0 ? s->inflight - running : 0,
-                     "inflight", s->inflight, "workers", s->cfg.workers, "queue_limit",
+                     "inflight", s->inflight, "requests_in_progress", s->active_reqs,
+                     "workers", s->cfg.workers, "queue_limit",
                      s->cfg.queue, "blas_threads", s->cfg.threads, "auth", s->token != NULL,
                      "data_dir", s->cfg.data_dir ? s->cfg.data_dir : "");
 }

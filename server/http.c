@@ -47,7 +47,8 @@ typedef struct req {
     size_t blen, bcap;
     int body_fd;                 /* upload file, -1 if none */
     char *body_path;             /* owned; unlinked at completion */
-    int over;                    /* body exceeded --max-body */
+    int over;                    /* body exceeded --max-body (or could not be stored) */
+    size_t discarded;            /* bytes dropped after that */
 
     api_response rs;
     api_work w;
@@ -396,8 +397,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0; /* consumed (or discarded once replied) */
-        if (r->replied || r->over || r->early)
+        if (r->replied || r->early)
             return MHD_YES;
+        if (r->over) {
+            /* MHD can queue a reply only before or after the body, so the refusal waits
+             * for the end; a client that keeps sending far past the limit is cut off */
+            r->discarded += n;
+            return r->discarded > s->cfg.max_body + (64u << 20) ? MHD_NO : MHD_YES;
+        }
         int st = body_append(r, upload_data, n);
         if (st) {
             r->over = 1;
@@ -406,13 +413,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             else
                 api_error(&r->rs, st, st == 507 ? "disk full while storing the upload"
                                                 : "cannot store the request body");
-            return send_reply(r);
         }
         return MHD_YES;
     }
     if (r->replied || r->deferred)
         return MHD_YES;
-    if (r->early)
+    if (r->early || r->over)
         return send_reply(r);
     return on_last(r);
 }

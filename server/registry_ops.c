@@ -164,6 +164,10 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
     m = sola_model_from_buffer(map.data, map.len, "uploaded model", e);
     sola_unmap(&map);
     if (!m) {
+        /* whatever the loader's reason (even a header "too large"), the upload is a
+         * bad file: 400, not a limit of ours */
+        if (e && e->code != SOLA_ENOMEM)
+            e->code = SOLA_EFORMAT;
         rc = e && e->code ? e->code : SOLA_EFORMAT;
         goto out;
     }
