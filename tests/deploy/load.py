@@ -2,7 +2,8 @@
 """Bounded HTTP load against solad (directly or through nginx), standard library only.
 
 Usage: load.py URL --dim C [--length T] [--concurrency N] [--max-requests M]
-               [--stop-file PATH] [--progress PATH] [--seed S]
+               [--stop-file PATH] [--progress PATH] [--seed S] [--query model=M]
+               [--pause SECONDS]
 Each worker thread keeps one keep-alive connection and sends, in turn,
 POST /refine (JSON), POST /tsm (JSON) and GET /models. A request counts as failed
 when it raises (connection reset, timeout...) or answers anything but 200, or when a
@@ -34,6 +35,9 @@ def main():
     ap.add_argument("--progress")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds each worker waits between requests (bounds the CPU used)")
+    ap.add_argument("--query", default="", help="query string for /refine and /tsm, e.g. model=m")
     a = ap.parse_args()
     u = urllib.parse.urlsplit(a.url)
     if u.scheme != "http" or not u.hostname or not u.port:
@@ -43,6 +47,7 @@ def main():
     rng = random.Random(a.seed)
     feats = [[round(rng.uniform(-1, 1), 4) for _ in range(a.dim)] for _ in range(a.length)]
     body = json.dumps({"features": feats}).encode()
+    qs = "?" + a.query if a.query else ""
 
     lock = threading.Lock()
     st = {"ok": 0, "failed": 0, "by_status": {}, "errors": [], "started": 0,
@@ -88,10 +93,10 @@ def main():
             status, err, replica = "exc", None, None
             try:
                 if kind == 0:
-                    conn.request("POST", "/refine", body, {"Content-Type": "application/json",
+                    conn.request("POST", "/refine" + qs, body, {"Content-Type": "application/json",
                                                             "Accept": "application/json"})
                 elif kind == 1:
-                    conn.request("POST", "/tsm", body, {"Content-Type": "application/json",
+                    conn.request("POST", "/tsm" + qs, body, {"Content-Type": "application/json",
                                                          "Accept": "application/json"})
                 else:
                     conn.request("GET", "/models")
@@ -117,6 +122,8 @@ def main():
                     pass
                 conn = None
             record(status, err, replica)
+            if a.pause > 0:
+                time.sleep(a.pause)
         if conn is not None:
             conn.close()
 
