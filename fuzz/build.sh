@@ -1,0 +1,92 @@
+#!/bin/sh
+# build.sh -- builds and runs the libFuzzer harnesses (clang), outside CMake.
+#
+#   fuzz/build.sh                      build every harness into build-fuzz/libfuzzer/
+#   fuzz/build.sh run NAME [SECONDS]   fuzz NAME (npy, npz, safetensors, model, api_*)
+#                                      for SECONDS (default 120), single process; new
+#                                      inputs go to build-fuzz/libfuzzer/corpus/NAME,
+#                                      findings to build-fuzz/libfuzzer/findings/NAME
+#   fuzz/build.sh merge NAME           minimise build-fuzz/libfuzzer/corpus/NAME + fuzz/corpus/NAME
+#                                      into fuzz/corpus/NAME (what gets committed)
+#
+# Each harness is compiled against the core (and api) sources directly with
+# -fsanitize=fuzzer,address,undefined; the same bodies (fuzz/harness.h) are replayed
+# over the committed corpora by tests/test_fuzz_replay.c in the normal build. Also
+# built: build-fuzz/libfuzzer/replay_NAME, the plain driver (fuzz/driver.c, ASan+UBSan, no
+# libFuzzer) for reproducing a finding.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${FUZZ_OUT:-$ROOT/build-fuzz/libfuzzer}
+CC=${CC:-clang}
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -I$ROOT/core -I$ROOT/api"
+LIBS="$(pkg-config --libs openblas jansson zlib libpng) -lpthread -lm"
+HARNESSES=$(cd "$ROOT/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
+
+build() {
+    mkdir -p "$OUT/obj" "$OUT/objplain"
+    srcs="$ROOT/core/*.c"
+    [ -d "$ROOT/api" ] && srcs="$srcs $ROOT/api/*.c"
+    for s in $srcs; do
+        [ -e "$s" ] || continue
+        d=$(basename "$(dirname "$s")")
+        o="$OUT/obj/${d}_$(basename "$s" .c).o"
+        p="$OUT/objplain/${d}_$(basename "$s" .c).o"
+        # shellcheck disable=SC2086
+        if [ ! -e "$o" ] || [ "$s" -nt "$o" ] || [ "$ROOT/fuzz/build.sh" -nt "$o" ]; then
+            $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$s" -o "$o"
+            $CC $CFLAGS $SAN -c "$s" -o "$p"
+        fi
+    done
+    for h in $HARNESSES; do
+        # Only the api_* harnesses link the api objects: the format harnesses keep
+        # building while api/ is in flux.
+        case $h in api_*) sel="core_ api_" ;; *) sel="core_" ;; esac
+        objs= plain=
+        for p in $sel; do
+            objs="$objs $OUT/obj/$p*.o"
+            plain="$plain $OUT/objplain/$p*.o"
+        done
+        # shellcheck disable=SC2086
+        $CC $CFLAGS $SAN -fsanitize=fuzzer "$ROOT/fuzz/fuzz_$h.c" $objs $LIBS -o "$OUT/fuzz_$h"
+        # shellcheck disable=SC2086
+        $CC $CFLAGS $SAN "$ROOT/fuzz/fuzz_$h.c" "$ROOT/fuzz/driver.c" $plain $LIBS \
+            -o "$OUT/replay_$h"
+    done
+    echo "built: $(echo $HARNESSES) in $OUT"
+}
+
+run() {
+    name=$1
+    secs=${2:-120}
+    mkdir -p "$OUT/corpus/$name" "$OUT/findings/$name"
+    seeds="$ROOT/fuzz/corpus/$name"
+    [ -d "$seeds" ] || seeds=
+    # One process (the machine is shared); 64 KiB inputs are ample for every format's
+    # header logic; 2 GiB RSS so that a size field trusted too far shows as a finding.
+    # shellcheck disable=SC2086
+    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -max_total_time="$secs" -max_len=65536 \
+        -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="$OUT/findings/$name/" "$OUT/corpus/$name" $seeds
+}
+
+merge() {
+    name=$1
+    tmp="$OUT/merge_$name"
+    rm -rf "$tmp"
+    mkdir -p "$tmp" "$ROOT/fuzz/corpus/$name"
+    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -merge=1 -max_len=65536 "$tmp" \
+        "$ROOT/fuzz/corpus/$name" "$OUT/corpus/$name"
+    rm -f "$ROOT/fuzz/corpus/$name"/*
+    cp "$tmp"/* "$ROOT/fuzz/corpus/$name/"
+    rm -rf "$tmp"
+    echo "fuzz/corpus/$name: $(ls "$ROOT/fuzz/corpus/$name" | wc -l) files," \
+        "$(du -sk "$ROOT/fuzz/corpus/$name" | cut -f1) KiB"
+}
+
+case "${1:-build}" in
+build) build ;;
+run) build && run "$2" "${3:-120}" ;;
+merge) merge "$2" ;;
+*) echo "usage: $0 [build | run NAME [SECONDS] | merge NAME]" >&2; exit 2 ;;
+esac

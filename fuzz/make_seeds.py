@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Seeds the fuzz corpora (run by hand; the outputs are committed under fuzz/corpus/).
+
+Copies the format fixtures and the malformed corpus of the test suite into the corpus
+directory of the harness that reads them, and adds tiny inputs of our own that reach
+code the fixtures do not: SoLa models of every accepted dtype, with and without the
+dissimilarity head, extra tensors of integer dtypes, dilations, a 0-d alpha; npz
+archives with several members, labels and a 'feats' member. Tiny on purpose: the
+fuzzer mutates faster and the replay test stays fast.
+
+    /usr/bin/python3 fuzz/make_seeds.py
+"""
+import glob
+import io
+import json
+import os
+import shutil
+import struct
+import zipfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CORPUS = os.path.join(HERE, "corpus")
+
+
+def put(kind, name, data):
+    d = os.path.join(CORPUS, kind)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def copy(kind, pattern, prefix):
+    for p in sorted(glob.glob(os.path.join(ROOT, pattern))):
+        d = os.path.join(CORPUS, kind)
+        os.makedirs(d, exist_ok=True)
+        shutil.copyfile(p, os.path.join(d, prefix + os.path.basename(p)))
+
+
+ST_DT = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
+         "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def safetensors(tensors, meta=None):
+    """tensors: list of (name, dtype, array); laid out as the reference writer does
+    (sorted by name, header padded with spaces to 8 bytes). BF16 given as uint16."""
+    hdr, blobs, off = {}, [], 0
+    for name, dt, a in sorted(tensors, key=lambda t: t[0]):
+        if dt == "BF16":
+            raw = np.asarray(a, dtype=np.uint16).astype("<u2").tobytes()
+        else:
+            raw = np.asarray(a, dtype=np.dtype(ST_DT[dt]).newbyteorder("<")).tobytes()
+        hdr[name] = {"dtype": dt, "shape": list(np.shape(a)), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    if meta:
+        hdr["__metadata__"] = meta
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def model(C, H, k1, k2, dt="F32", P=0, extras=(), meta=None, scalar_alpha=False, seed=0):
+    r = np.random.default_rng(seed)
+    def w(*s):
+        return (r.standard_normal(s) * 0.5).astype(np.float32)
+    def cv(a):
+        if dt == "BF16":
+            return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        return a
+    t = [("conv_network.0.weight", dt, cv(w(H, C, k1))), ("conv_network.0.bias", dt, cv(w(H))),
+         ("conv_network.2.weight", dt, cv(w(H, H, k2))), ("conv_network.2.bias", dt, cv(w(H))),
+         ("conv_network.4.weight", dt, cv(w(C, H, 1))), ("conv_network.4.bias", dt, cv(w(C))),
+         ("alpha", dt, cv(np.array(0.3 if scalar_alpha else [0.3], dtype=np.float32)))]
+    if P:
+        t += [("dissim_head.network.0.weight", dt, cv(w(P, C))),
+              ("dissim_head.network.0.bias", dt, cv(w(P))),
+              ("dissim_head.network.2.weight", dt, cv(w(C, P))),
+              ("dissim_head.network.2.bias", dt, cv(w(C)))]
+    t += list(extras)
+    m = {"format": "sola"}
+    m.update(meta or {})
+    return safetensors(t, m)
+
+
+def npy(a, version=None):
+    b = io.BytesIO()
+    np.lib.format.write_array(b, np.asarray(a), version=version, allow_pickle=False)
+    return b.getvalue()
+
+
+def npz(members, compressed):
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) as z:
+        for name, a in members:
+            z.writestr(name + ".npy", npy(a))
+    return b.getvalue()
+
+
+def main():
+    copy("npy", "tests/data/formats/*.npy", "fmt_")
+    copy("npy", "tests/data/malformed/npy_*.npy", "bad_")
+    copy("npz", "tests/data/formats/*.npz", "fmt_")
+    copy("npz", "tests/data/malformed/npz_*.npz", "bad_")
+    copy("safetensors", "tests/data/formats/*.safetensors", "fmt_")
+    copy("safetensors", "tests/data/malformed/st_*", "bad_")
+    copy("model", "tests/data/formats/model.safetensors", "fmt_")
+    copy("model", "tests/data/ref/k1k1.safetensors", "ref_")
+
+    # Models: each dtype, head, extras, dilations, scalar alpha.
+    put("model", "k3k1_f32", model(4, 3, 3, 1, meta={"dilation1": "2", "objective": "sola"}))
+    put("model", "k1k3_f16", model(3, 2, 1, 3, dt="F16", meta={"dilation2": "3"}))
+    put("model", "k3k1_bf16", model(2, 2, 3, 1, dt="BF16"))
+    put("model", "k1k1_f64_alpha0d", model(2, 1, 1, 1, dt="F64", scalar_alpha=True))
+    put("model", "head_extras", model(3, 2, 3, 1, P=2, extras=[
+        ("adamw.step", "I64", np.array([7])), ("cycle.queue_ptr", "I32", np.array([3, -1])),
+        ("cycle.mask", "BOOL", np.array([True, False])), ("cycle.proj.weight", "F32",
+                                                          np.ones((2, 3), np.float32))]))
+    put("model", "nometa", model(2, 2, 1, 1, meta={}))
+    # The same models are valid safetensors files: seed that harness with two of them.
+    put("safetensors", "model_head_extras", model(3, 2, 3, 1, P=2, extras=[
+        ("x.u8", "U8", np.arange(3, dtype=np.uint8))]))
+    put("safetensors", "model_bf16", model(2, 2, 3, 1, dt="BF16"))
+
+    # .npy: small ones of each version and a label file.
+    put("npy", "own_v1_f4", npy(np.arange(6, dtype="<f4").reshape(2, 3)))
+    put("npy", "own_v2_f8_3d", npy(np.arange(8, dtype=">f8").reshape(2, 2, 2), version=(2, 0)))
+    put("npy", "own_v3_f2_fortran", npy(np.asfortranarray(np.arange(6, dtype="<f2").reshape(2, 3)),
+                                        version=(3, 0)))
+    put("npy", "own_labels_i4", npy(np.array([0, 1, 1, 0], dtype="<i4")))
+
+    # .npz: several members, a 'feats' member, labels, stored and deflated.
+    put("npz", "own_feats_stored", npz([("feats", np.ones((3, 2), "<f4")),
+                                       ("labels", np.array([0, 1, 0], "<i8"))], False))
+    put("npz", "own_feats_deflated", npz([("feats", np.arange(6, dtype="<f8").reshape(3, 2))], True))
+    put("npz", "own_two_members", npz([("a", np.zeros((2, 2), "<f4")),
+                                      ("b", np.zeros((1, 2), ">f2"))], True))
+
+
+if __name__ == "__main__":
+    main()

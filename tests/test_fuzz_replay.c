@@ -1,0 +1,169 @@
+/* test_fuzz_replay.c -- the fuzz corpora and regressions, replayed in the normal build.
+ *
+ * Every file of fuzz/corpus/NAME/ and fuzz/regressions/NAME/ goes through the harness
+ * body NAME of fuzz/harness.h (the same code libFuzzer runs), from an exactly sized
+ * heap copy. The harness returns -1 when a parser breaks one of its promises (a
+ * refusal without a code or message, readers that disagree, a round trip through our
+ * writer that changes the data); here that fails the test with the file's name. Run
+ * under the ASan+UBSan build, any memory error the fuzzer found once stays found.
+ * Then every corpus file also goes through every other harness: a .npy handed to the
+ * safetensors reader must be refused cleanly too. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../fuzz/harness.h"
+#include "testutil.h"
+
+typedef struct flist {
+    char **path;
+    int n;
+} flist;
+
+static void flist_free(flist *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->path[i]);
+    free(l->path);
+    l->path = NULL;
+    l->n = 0;
+}
+
+/* Appends the regular files of ROOT/rel (missing directory: nothing). */
+static void add_dir(flist *l, const char *rel)
+{
+    char *dir = tu_path(rel);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || strncmp(de->d_name, "README", 6) == 0)
+            continue;
+        size_t n = strlen(dir) + strlen(de->d_name) + 2;
+        char *p = malloc(n);
+        ck_assert_ptr_nonnull(p);
+        snprintf(p, n, "%s/%s", dir, de->d_name);
+        l->path = realloc(l->path, (size_t)(l->n + 1) * sizeof *l->path);
+        ck_assert_ptr_nonnull(l->path);
+        l->path[l->n++] = p;
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
+/* Runs fn over one file; fails the test with the harness's reason. Returns 0
+ * (accepted) or 1 (refused). */
+static int replay_file(const char *target, fuzz_fn fn, const char *path)
+{
+    size_t len;
+    unsigned char *buf = tu_read(path, &len);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
+    fuzz_why[0] = 0;
+    int r = fn(buf, len);
+    free(buf);
+    ck_assert_msg(r >= 0, "%s harness, %s: %s", target, path, fuzz_why);
+    return r;
+}
+
+static const fuzz_target *target_named(const char *name)
+{
+    for (int i = 0; i < FUZZ_NTARGETS; i++)
+        if (strcmp(fuzz_targets[i].name, name) == 0)
+            return &fuzz_targets[i];
+    return NULL;
+}
+
+/* Every target's own corpus and regressions. The corpus holds valid files as well as
+ * broken ones: at least one of each kind must be accepted, or the harness (or the
+ * corpus) no longer reaches the code past the parser. */
+static void replay_own(const char *name)
+{
+    const fuzz_target *t = target_named(name);
+    ck_assert_ptr_nonnull(t);
+    char rel[256];
+    flist l = {0};
+    snprintf(rel, sizeof rel, "fuzz/corpus/%s", name);
+    add_dir(&l, rel);
+    int ncorpus = l.n;
+    snprintf(rel, sizeof rel, "fuzz/regressions/%s", name);
+    add_dir(&l, rel);
+    ck_assert_msg(ncorpus >= 5, "fuzz/corpus/%s holds %d files; the corpus is missing", name,
+                  ncorpus);
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < l.n; i++) {
+        if (replay_file(name, t->fn, l.path[i]) == 0)
+            accepted++;
+        else
+            refused++;
+    }
+    ck_assert_msg(accepted > 0, "%s: no corpus file is accepted", name);
+    ck_assert_msg(refused > 0, "%s: no corpus file is refused", name);
+    flist_free(&l);
+}
+
+START_TEST(npy_corpus) { replay_own("npy"); }
+END_TEST
+START_TEST(npz_corpus) { replay_own("npz"); }
+END_TEST
+START_TEST(safetensors_corpus) { replay_own("safetensors"); }
+END_TEST
+START_TEST(model_corpus) { replay_own("model"); }
+END_TEST
+
+/* Each harness over the other targets' files: wrong formats refused cleanly. */
+START_TEST(every_file_through_every_harness)
+{
+    flist l = {0};
+    char rel[256];
+    for (int i = 0; i < FUZZ_NTARGETS; i++) {
+        snprintf(rel, sizeof rel, "fuzz/corpus/%s", fuzz_targets[i].name);
+        add_dir(&l, rel);
+        snprintf(rel, sizeof rel, "fuzz/regressions/%s", fuzz_targets[i].name);
+        add_dir(&l, rel);
+    }
+    ck_assert_int_gt(l.n, 20);
+    for (int i = 0; i < l.n; i++)
+        for (int t = 0; t < FUZZ_NTARGETS; t++)
+            replay_file(fuzz_targets[t].name, fuzz_targets[t].fn, l.path[i]);
+    flist_free(&l);
+}
+END_TEST
+
+/* The harness's own checks must be able to fail, or a green replay means nothing. */
+START_TEST(harness_detects_silent_failures)
+{
+    sola_err e = {SOLA_EFORMAT, ""};
+    ck_assert_int_eq(fuzz_refused("x", SOLA_EFORMAT, &e), -1); /* empty message */
+    snprintf(e.msg, sizeof e.msg, "%s: bad magic", FUZZ_NAME);
+    ck_assert_int_eq(fuzz_refused("x", SOLA_EFORMAT, &e), 1);
+    ck_assert_int_eq(fuzz_refused("x", SOLA_ESHAPE, &e), -1); /* code != e.code */
+    ck_assert_int_eq(fuzz_refused("x", -77, &e), -1);         /* unknown code */
+    snprintf(e.msg, sizeof e.msg, "bad magic");
+    ck_assert_int_eq(fuzz_refused("x", SOLA_EFORMAT, &e), -1); /* input not named */
+    ck_assert_ptr_nonnull(strstr(fuzz_why, "does not name"));
+    /* And an empty input is refused cleanly by all four. */
+    for (int t = 0; t < FUZZ_NTARGETS; t++)
+        ck_assert_int_eq(fuzz_targets[t].fn((const uint8_t *)"", 0), 1);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("fuzz_replay");
+    TCase *tc = tcase_create("replay");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, harness_detects_silent_failures);
+    tcase_add_test(tc, npy_corpus);
+    tcase_add_test(tc, npz_corpus);
+    tcase_add_test(tc, safetensors_corpus);
+    tcase_add_test(tc, model_corpus);
+    tcase_add_test(tc, every_file_through_every_harness);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(suite());
+}
