@@ -100,7 +100,10 @@ int sola_model_is_param_name(const char *name);
 
 /* Load from a safetensors file or buffer (shapes define C, H, k1, k2, P; dilations
  * from metadata). Any dtype F32/F16/BF16/F64 is converted. The result is packed.
- * `name` is used in messages. */
+ * Names may carry one common prefix ("module." from DataParallel, or the module's path
+ * inside a larger network); other tensors are kept in `extra` (integer dtypes as
+ * float32). Missing or mis-shaped tensors fail with SOLA_EFORMAT / SOLA_ESHAPE naming
+ * the tensor. `name` is used in messages. */
 sola_model *sola_model_load(const char *path, sola_err *e);
 sola_model *sola_model_from_buffer(const void *buf, size_t len, const char *name,
                                    sola_err *e);

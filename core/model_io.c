@@ -44,15 +44,55 @@ static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape)
         snprintf(buf + o, n - o, "]");
 }
 
-static const sola_st_tensor *need(const sola_st_file *f, const char *file, const char *tname,
-                                  sola_err *e)
+/* Where the module's tensors are: their names may carry a prefix ("module." from
+ * DataParallel, "sola." when the module sits inside a larger network's state_dict). */
+typedef struct src {
+    const sola_st_file *f;
+    const char *file;
+    char prefix[256];
+} src;
+
+static const sola_st_tensor *find(const src *s, const char *tname)
 {
-    const sola_st_tensor *t = sola_st_find(f, tname);
+    char full[512];
+    snprintf(full, sizeof full, "%s%s", s->prefix, tname);
+    return sola_st_find(s->f, full);
+}
+
+static int find_prefix(src *s, sola_err *e)
+{
+    s->prefix[0] = 0;
+    if (sola_st_find(s->f, N_W0))
+        return 0;
+    static const char tail[] = "." N_W0;
+    size_t tl = sizeof tail - 1;
+    const char *first = NULL;
+    for (int i = 0; i < s->f->n; i++) {
+        const char *nm = s->f->t[i].name;
+        size_t n = strlen(nm);
+        if (n <= tl || strcmp(nm + n - tl, tail))
+            continue;
+        if (first)
+            return sola_errf(e, SOLA_EFORMAT,
+                             "%s: holds several SoLa modules (%s and %s); extract one", s->file,
+                             first, nm);
+        if (n - tl + 1 >= sizeof s->prefix)
+            continue;
+        first = nm;
+        memcpy(s->prefix, nm, n - tl + 1); /* keeps the dot */
+        s->prefix[n - tl + 1] = 0;
+    }
+    return 0;
+}
+
+static const sola_st_tensor *need(const src *s, const char *tname, sola_err *e)
+{
+    const sola_st_tensor *t = find(s, tname);
     if (!t)
         sola_errf(e, SOLA_EFORMAT,
-                  "%s: tensor %s is missing (a SoLa model needs conv_network.{0,2,4}.weight/"
+                  "%s: tensor %s%s is missing (a SoLa model needs conv_network.{0,2,4}.weight/"
                   "bias and alpha)",
-                  file, tname);
+                  s->file, s->prefix, tname);
     return t;
 }
 
@@ -123,7 +163,8 @@ static int int_to_f32(const sola_st_tensor *t, float *out)
     return -1;
 }
 
-static int read_extra(sola_model *m, const sola_st_tensor *t, const char *file, sola_err *e)
+static int read_extra(sola_model *m, const sola_st_tensor *t, const char *name, const char *file,
+                      sola_err *e)
 {
     if (t->ndim > 4)
         return sola_errf(e, SOLA_EUNSUP, "%s: tensor %s has %d dimensions (at most 4 kept)",
@@ -141,7 +182,7 @@ static int read_extra(sola_model *m, const sola_st_tensor *t, const char *file, 
         rc = sola_errf(e, SOLA_EUNSUP, "%s: tensor %s has unsupported dtype %s", file, t->name,
                        t->dtype_str);
     if (!rc)
-        rc = sola_model_put_extra(m, t->name, t->ndim, t->shape, buf, e);
+        rc = sola_model_put_extra(m, name, t->ndim, t->shape, buf, e);
     free(buf);
     return rc;
 }
@@ -167,7 +208,10 @@ static int parse_dilation(const sola_st_file *f, const char *file, const char *k
 
 static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_err *e)
 {
-    const sola_st_tensor *w0 = need(f, file, N_W0, e);
+    src S = {.f = f, .file = file}, *sp = &S;
+    if (find_prefix(sp, e))
+        return NULL;
+    const sola_st_tensor *w0 = need(sp, N_W0, e);
     if (!w0)
         return NULL;
     if (w0->ndim != 3) {
@@ -187,11 +231,11 @@ static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_e
     /* Module tensors in file order of the state_dict; each checked against C, H. */
     const sola_st_tensor *b0, *w2, *b2, *w4, *b4, *al;
     snprintf(what, sizeof what, "[%lld] (H from %s)", (long long)H, N_W0);
-    if (!(b0 = need(f, file, N_B0, e)) || check_shape(b0, file, 1, (int64_t[]){H}, what, e))
+    if (!(b0 = need(sp, N_B0, e)) || check_shape(b0, file, 1, (int64_t[]){H}, what, e))
         return NULL;
     snprintf(what, sizeof what, "[%lld, %lld, k2] with k2 odd (H from %s)", (long long)H,
              (long long)H, N_W0);
-    if (!(w2 = need(f, file, N_W2, e)) || check_shape(w2, file, 3, (int64_t[]){H, H, -1}, what, e))
+    if (!(w2 = need(sp, N_W2, e)) || check_shape(w2, file, 3, (int64_t[]){H, H, -1}, what, e))
         return NULL;
     int64_t k2 = w2->shape[2];
     if (!dim_ok(k2, MAX_KERNEL) || k2 % 2 == 0) {
@@ -202,16 +246,16 @@ static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_e
         return NULL;
     }
     snprintf(what, sizeof what, "[%lld]", (long long)H);
-    if (!(b2 = need(f, file, N_B2, e)) || check_shape(b2, file, 1, (int64_t[]){H}, what, e))
+    if (!(b2 = need(sp, N_B2, e)) || check_shape(b2, file, 1, (int64_t[]){H}, what, e))
         return NULL;
     snprintf(what, sizeof what, "[%lld, %lld, 1] (C, H from %s)", (long long)C, (long long)H,
              N_W0);
-    if (!(w4 = need(f, file, N_W4, e)) || check_shape(w4, file, 3, (int64_t[]){C, H, 1}, what, e))
+    if (!(w4 = need(sp, N_W4, e)) || check_shape(w4, file, 3, (int64_t[]){C, H, 1}, what, e))
         return NULL;
     snprintf(what, sizeof what, "[%lld] (C from %s)", (long long)C, N_W0);
-    if (!(b4 = need(f, file, N_B4, e)) || check_shape(b4, file, 1, (int64_t[]){C}, what, e))
+    if (!(b4 = need(sp, N_B4, e)) || check_shape(b4, file, 1, (int64_t[]){C}, what, e))
         return NULL;
-    if (!(al = need(f, file, N_AL, e)))
+    if (!(al = need(sp, N_AL, e)))
         return NULL;
     /* torch saves nn.Parameter(torch.zeros(1)) as [1]; a 0-d scalar means the same. */
     if (!(al->ndim == 0 || (al->ndim == 1 && al->shape[0] == 1))) {
@@ -224,15 +268,15 @@ static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_e
     const sola_st_tensor *h[4];
     int nh = 0;
     for (int i = 0; i < 4; i++)
-        nh += (h[i] = sola_st_find(f, hn[i])) != NULL;
+        nh += (h[i] = find(sp, hn[i])) != NULL;
     int64_t P = 0;
     if (nh) {
         for (int i = 0; i < 4; i++)
             if (!h[i]) {
                 sola_errf(e, SOLA_EFORMAT,
-                          "%s: tensor %s is missing (the dissimilarity head needs all four "
+                          "%s: tensor %s%s is missing (the dissimilarity head needs all four "
                           "dissim_head.network.{0,2}.weight/bias tensors)",
-                          file, hn[i]);
+                          file, S.prefix, hn[i]);
                 return NULL;
             }
         snprintf(what, sizeof what, "[P, %lld] (C from %s)", (long long)C, N_W0);
@@ -279,9 +323,15 @@ static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_e
             sola_errf(e, SOLA_ENOMEM, "%s: out of memory for metadata", file);
             goto err;
         }
+    size_t plen = strlen(S.prefix);
     for (int i = 0; i < f->n; i++) {
         t = &f->t[i];
-        if (!sola_model_is_param_name(t->name) && read_extra(m, t, file, e))
+        /* extras are kept under their names relative to the module */
+        int ours = !strncmp(t->name, S.prefix, plen);
+        const char *nm = ours ? t->name + plen : t->name;
+        if (ours && sola_model_is_param_name(nm))
+            continue; /* read above */
+        if (read_extra(m, t, nm, file, e))
             goto err;
     }
     if (sola_model_pack(m, e))

@@ -362,6 +362,38 @@ START_TEST(minimal_torch_checkpoint_loads)
 }
 END_TEST
 
+/* DataParallel checkpoints prefix every name with "module."; a module inside a larger
+ * network has its attribute path in front. Both load; two modules are ambiguous. */
+START_TEST(prefixed_checkpoints_load)
+{
+    raw_t t[16];
+    int n = module_tensors(t);
+    static char names[8][64];
+    for (int i = 0; i < n; i++) {
+        snprintf(names[i], sizeof names[i], "module.%s", t[i].name);
+        t[i].name = names[i];
+    }
+    float one = 1;
+    t[n++] = (raw_t){"module.cycle.queue_ptr", "F32", 1, {1}, &one, 4};
+    t[n++] = (raw_t){"detector.head.weight", "F32", 1, {1}, &one, 4};
+    sola_err e = {0};
+    sola_model *m = load_raw(t, n, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    ck_assert_int_eq(m->C, 4);
+    ck_assert_ptr_nonnull(sola_model_extra(m, "cycle.queue_ptr"));
+    ck_assert_ptr_nonnull(sola_model_extra(m, "detector.head.weight"));
+    ck_assert_int_eq(m->nextra, 2);
+    sola_model_free(m);
+    /* missing pieces are named with the prefix the file uses */
+    expect_refused(t, 6, NULL, SOLA_EFORMAT, "module.alpha");
+    /* a second module */
+    raw_t u[16];
+    memcpy(u, t, sizeof t);
+    u[n++] = (raw_t){"ema.conv_network.0.weight", "F32", 3, {3, 4, 3}, pool, 36 * 4};
+    expect_refused(u, n, NULL, SOLA_EFORMAT, "several");
+}
+END_TEST
+
 START_TEST(missing_tensors_are_named)
 {
     const char *names[] = {"conv_network.0.weight", "conv_network.0.bias",
@@ -531,6 +563,7 @@ int main(void)
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, missing_file_is_notfound);
     tcase_add_test(tc, minimal_torch_checkpoint_loads);
+    tcase_add_test(tc, prefixed_checkpoints_load);
     tcase_add_test(tc, missing_tensors_are_named);
     tcase_add_test(tc, wrong_shapes_are_named);
     tcase_add_test(tc, head_is_all_or_nothing);
