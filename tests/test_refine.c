@@ -54,7 +54,7 @@ static int read_cases(ref_case *c, int max)
 
 static sola_model *load_ref_model(const char *name)
 {
-    char rel[128];
+    char rel[512];
     snprintf(rel, sizeof rel, "tests/data/ref/%s.safetensors", name);
     char *p = tu_path(rel);
     sola_err e = {0};
@@ -67,7 +67,7 @@ static sola_model *load_ref_model(const char *name)
 /* Loads tests/data/ref/NAME_T<T>_WHAT.npy; returns 0 if absent and !required. */
 static int load_ref(const char *name, int T, const char *what, sola_array *a, int required)
 {
-    char rel[160];
+    char rel[512];
     snprintf(rel, sizeof rel, "tests/data/ref/%s_T%d_%s.npy", name, T, what);
     char *p = tu_path(rel);
     sola_err e = {0};
