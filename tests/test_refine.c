@@ -55,7 +55,7 @@ static int read_cases(ref_case *c, int max)
 static sola_model *load_ref_model(const char *name)
 {
     char rel[512];
-    snprintf(rel, sizeof rel, "tests/data/ref/%s.safetensors", name);
+    snprintf(rel, sizeof rel, "tests/data/ref/%.64s.safetensors", name);
     char *p = tu_path(rel);
     sola_err e = {0};
     sola_model *m = sola_model_load(p, &e);
@@ -68,7 +68,7 @@ static sola_model *load_ref_model(const char *name)
 static int load_ref(const char *name, int T, const char *what, sola_array *a, int required)
 {
     char rel[512];
-    snprintf(rel, sizeof rel, "tests/data/ref/%s_T%d_%s.npy", name, T, what);
+    snprintf(rel, sizeof rel, "tests/data/ref/%.64s_T%d_%.16s.npy", name, T, what);
     char *p = tu_path(rel);
     sola_err e = {0};
     int rc = sola_npy_load(p, 0, a, &e);
