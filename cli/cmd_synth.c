@@ -6,7 +6,7 @@
 #include "synth.h"
 
 static const char usage[] =
-    "sola synth -o DIR [--videos N] [--dim C] [--length T] [--seed S] [--noise X]";
+    "sola synth -o DIR [--videos N] [--dim C] [--length T] [--seed S] [--noise X] [...]";
 
 static const char help[] =
     "Writes DIR/features/video_NNNN.npy ([T, C] float32) and DIR/labels/video_NNNN.npy\n"
@@ -19,7 +19,13 @@ static const char help[] =
     "  --dim C        channels (256)\n"
     "  --length T     typical length; each video is uniform in [T/2, 3T/2] (200)\n"
     "  --seed S       seed (0); the same seed writes the same files\n"
-    "  --noise X      per-channel noise std relative to the action amplitude (0.4)\n";
+    "  --noise X      per-channel noise std relative to the action amplitude (0.4)\n"
+    "\n"
+    "Other knobs of the generator (core/synth.h): --background A (0.5) amplitude of the\n"
+    "background direction, --offset X (0.5) norm of the per-video offset, --mean X (0) a\n"
+    "component common to all snippets, --noise-rank K (0 = isotropic) noise along the\n"
+    "class directions and K nuisance directions only, --iso-noise X (0.05) the isotropic\n"
+    "floor then, --segment N (40) and --gap N (48) the longest action segment and gap.\n";
 
 static void on_video(int done, int total, void *ud)
 {
@@ -59,10 +65,23 @@ int cmd_synth(int argc, char **argv)
         } else if (!strcmp(a, "--seed")) {
             if (cli_parse_u64(v, &o.seed))
                 return cli_usage(usage, "--seed: '%s' is not a non-negative integer", v);
-        } else if (!strcmp(a, "--noise")) {
-            if (cli_parse_double(v, &x) || x < 0)
-                return cli_usage(usage, "--noise: '%s' is not a number >= 0", v);
-            o.noise = (float)x;
+        } else if (!strcmp(a, "--noise") || !strcmp(a, "--mean") || !strcmp(a, "--offset") ||
+                   !strcmp(a, "--iso-noise") || !strcmp(a, "--background")) {
+            if (cli_parse_double(v, &x) || x < 0 || x > 1e6)
+                return cli_usage(usage, "%s: '%s' is not a number >= 0", a, v);
+            *(!strcmp(a, "--noise") ? &o.noise : !strcmp(a, "--mean") ? &o.mean :
+              !strcmp(a, "--offset") ? &o.video_offset : !strcmp(a, "--background") ? &o.bg_level :
+              &o.iso_noise) = (float)x;
+        } else if (!strcmp(a, "--noise-rank") || !strcmp(a, "--segment") || !strcmp(a, "--gap")) {
+            long lo = !strcmp(a, "--noise-rank") ? 0 : 1;
+            if (cli_parse_int(v, lo, 1 << 20, &n))
+                return cli_usage(usage, "%s: '%s' is not a whole number >= %ld", a, v, lo);
+            if (!strcmp(a, "--noise-rank"))
+                o.noise_rank = (int)n;
+            else if (!strcmp(a, "--segment"))
+                o.seg_max = (int)n, o.seg_min = (int)(n / 5 > 0 ? n / 5 : 1);
+            else
+                o.gap_max = (int)n, o.gap_min = (int)(n / 6 > 0 ? n / 6 : 1);
         } else {
             return cli_usage(usage, "unknown option '%s'", a);
         }

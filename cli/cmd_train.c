@@ -281,6 +281,7 @@ int cmd_train(int argc, char **argv)
     fprintf(stderr, "training on %s: %d videos (%d shorter than W=%d skipped), C=%d, H=%d, "
                     "%d epochs, batch %d\n",
             dir, used, d->n - used, W, d->C, m->H, o.epochs, B);
+    o.dataset_name = dir; /* the path as typed says more than its last component */
     o.progress = on_progress;
     o.ud = &u;
     o.cancel = &stop_flag;

@@ -18,9 +18,10 @@ void sola_synth_default(sola_synth_opts *o)
     o->T = 200;
     o->seed = 0;
     o->classes = 4;
-    o->noise = 0.9f;
+    o->noise = 0.4f;
     o->bg_level = 0.5f;
     o->video_offset = 0.5f;
+    o->iso_noise = 0.05f;
     o->seg_min = 8;
     o->seg_max = 40;
     o->gap_min = 8;
@@ -36,8 +37,13 @@ static int check_opts(const sola_synth_opts *o, sola_err *e)
         return sola_errf(e, SOLA_EINVAL, "synth: dim %d or length %d is too large", o->C, o->T);
     if (o->seg_min < 1 || o->seg_max < o->seg_min || o->gap_min < 1 || o->gap_max < o->gap_min)
         return sola_errf(e, SOLA_EINVAL, "synth: segment/gap ranges must be 1 <= min <= max");
-    if (!(o->noise >= 0) || !(o->bg_level >= 0) || !(o->video_offset >= 0))
-        return sola_errf(e, SOLA_EINVAL, "synth: noise, background and offset must be >= 0");
+    if (!(o->noise >= 0) || !(o->bg_level >= 0) || !(o->video_offset >= 0) ||
+        !(o->mean >= 0) || !(o->iso_noise >= 0))
+        return sola_errf(e, SOLA_EINVAL,
+                         "synth: noise, background, offset and mean must be >= 0");
+    if (o->noise_rank < 0 || o->noise_rank > o->C)
+        return sola_errf(e, SOLA_EINVAL, "synth: noise rank %d must be in 0..dim (%d)",
+                         o->noise_rank, o->C);
     return 0;
 }
 
@@ -58,7 +64,7 @@ float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
 {
     if (check_opts(o, e))
         return NULL;
-    size_t n = (size_t)(o->classes + 1) * (size_t)o->C;
+    size_t n = (size_t)(o->classes + 2 + o->noise_rank) * (size_t)o->C;
     float *d = malloc(n * sizeof *d);
     if (!d) {
         sola_errf(e, SOLA_ENOMEM, "synth: out of memory");
@@ -66,7 +72,7 @@ float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
     }
     sola_rng r;
     sola_rng_seed(&r, o->seed);
-    for (int k = 0; k <= o->classes; k++)
+    for (int k = 0; k < o->classes + 2 + o->noise_rank; k++)
         unit_vector(&r, d + (size_t)k * o->C, o->C);
     return d;
 }
@@ -110,6 +116,8 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
         off[c] *= o->video_offset;
     /* Amplitude jitter per segment so that classes are not one point each. */
     float amp = 1.f;
+    const float *mean = dirs + (size_t)(o->classes + 1) * C;
+    const float *basis = mean + C; /* noise_rank nuisance directions */
     for (int s = 0; s < T; s++) {
         if (lab[s] && (s == 0 || lab[s - 1] != lab[s]))
             amp = 0.75f + 0.5f * (float)sola_rng_uniform(&r);
@@ -117,7 +125,22 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
         float a = lab[s] ? amp : o->bg_level;
         float *row = x + (size_t)s * C;
         for (int c = 0; c < C; c++)
-            row[c] = a * u[c] + off[c] + o->noise * (float)sola_rng_normal(&r);
+            row[c] = a * u[c] + off[c] + o->mean * mean[c];
+        if (o->noise_rank == 0) {
+            for (int c = 0; c < C; c++)
+                row[c] += o->noise * (float)sola_rng_normal(&r);
+        } else {
+            /* Snippet noise in a low-rank subspace: every class direction, the
+             * background one and the nuisance directions, each with std `noise`. */
+            for (int j = 0; j < o->classes + 1 + o->noise_rank; j++) {
+                const float *b = j <= o->classes ? dirs + (size_t)j * C : basis + (size_t)(j - o->classes - 1) * C;
+                float z = o->noise * (float)sola_rng_normal(&r);
+                for (int c = 0; c < C; c++)
+                    row[c] += z * b[c];
+            }
+            for (int c = 0; c < C && o->iso_noise > 0; c++)
+                row[c] += o->iso_noise * (float)sola_rng_normal(&r);
+        }
     }
     free(off);
     *xp = x;

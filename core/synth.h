@@ -12,6 +12,12 @@
  * Lengths vary uniformly in [T/2, 3T/2]; action segments and the gaps between them
  * have random lengths in the given ranges.
  *
+ * With noise_rank = k > 0 the snippet noise is not isotropic but lies along the class
+ * and background directions and k further "nuisance" directions (real features have
+ * a low effective rank), plus a weak isotropic floor; `mean` adds a component common
+ * to every snippet (post-ReLU features are far from zero-mean). Both are off by
+ * default: the plain model already shows the effect (docs/training.md).
+ *
  * Everything is seeded: the directions from `seed`, video i from (seed, i), so the
  * first videos are the same whatever --videos says. */
 #ifndef SOLA_SYNTH_H
@@ -30,14 +36,19 @@ typedef struct sola_synth_opts {
     float noise;       /* per-channel noise std, relative to the action amplitude 1 */
     float bg_level;    /* background amplitude along its own direction */
     float video_offset;/* norm of the per-video offset */
+    float mean;        /* norm of a component common to all snippets of all videos */
+    int noise_rank;    /* 0: isotropic noise; k: noise along the class, background and
+                        * k nuisance directions only (plus iso_noise everywhere) */
+    float iso_noise;   /* per-channel isotropic noise when noise_rank > 0 */
     int seg_min, seg_max; /* action segment lengths, snippets */
     int gap_min, gap_max; /* background gaps between segments */
 } sola_synth_opts;
 
 void sola_synth_default(sola_synth_opts *o);
 
-/* The class directions: [classes + 1, C] (last row = background), unit norm.
- * Caller frees. NULL on bad options / no memory. */
+/* The fixed directions, unit norm, [classes + 2 + noise_rank, C]: one row per class,
+ * then the background, the common mean, and the nuisance directions. Caller frees.
+ * NULL on bad options / no memory. */
 float *sola_synth_directions(const sola_synth_opts *o, sola_err *e);
 
 /* Generates video i: *x [T, C] and *labels [T] (class 1..classes, 0 = background),

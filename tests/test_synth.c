@@ -71,6 +71,23 @@ START_TEST(first_videos_do_not_depend_on_the_count)
     ck_assert_mem_eq(x1, x2, (size_t)T1 * o.C * sizeof(float));
     ck_assert_mem_eq(l1, l2, (size_t)T1);
     free(x1), free(x2), free(l1), free(l2), free(dirs);
+
+    /* The low-rank noise model is seeded the same way, and is a different model. */
+    o.noise_rank = 4;
+    o.mean = 1.f;
+    dirs = sola_synth_directions(&o, &e);
+    ck_assert_int_eq(sola_synth_video(&o, dirs, 2, &x1, &l1, &T1, &e), 0);
+    ck_assert_int_eq(sola_synth_video(&o, dirs, 2, &x2, &l2, &T2, &e), 0);
+    ck_assert_mem_eq(x1, x2, (size_t)T1 * o.C * sizeof(float));
+    free(x2), free(l2);
+    o.noise_rank = 0;
+    ck_assert_int_eq(sola_synth_video(&o, dirs, 2, &x2, &l2, &T2, &e), 0);
+    ck_assert_int_eq(T1, T2);
+    ck_assert(memcmp(x1, x2, (size_t)T1 * o.C * sizeof(float)) != 0);
+    free(x1), free(x2), free(l1), free(l2), free(dirs);
+    o.noise_rank = o.C + 1;
+    ck_assert_ptr_null(sola_synth_directions(&o, &e));
+    ck_assert_ptr_nonnull(strstr(e.msg, "noise rank"));
 }
 END_TEST
 
