@@ -55,12 +55,13 @@ typedef struct ui {
 
 static void fmt_eta(double s, char *buf, size_t n)
 {
-    if (s >= 3600)
-        snprintf(buf, n, "%.0fh%02.0fm", s / 3600 - 0.5, (double)((long)s % 3600 / 60));
-    else if (s >= 60)
-        snprintf(buf, n, "%.0fm%02ds", s / 60 - 0.5, (int)((long)s % 60));
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t % 3600 / 60);
+    else if (t >= 60)
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
     else
-        snprintf(buf, n, "%.0fs", s);
+        snprintf(buf, n, "%lds", t);
 }
 
 static void on_progress(const sola_train_progress *p, void *ud)
