@@ -41,9 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 failed=0
-fail() { echo "FAIL: $*"; failed=1; }
-ok()   { echo "ok:   $*"; }
-skip() { echo "SKIP: $*"; }
+fail() { echo "FAIL: [${SECONDS}s] $*"; failed=1; }
+ok()   { echo "ok:   [${SECONDS}s] $*"; }
+skip() { echo "SKIP: [${SECONDS}s] $*"; }
 help_text=$("$solad" --help 2>&1 || true)
 # feature_or_fail NAME REGEX MESSAGE: a failed check of a feature solad's --help does
 # not mention is a SKIP; otherwise a FAIL.
@@ -57,15 +57,22 @@ token=$(cat "$tmp/token")
 auth=(-H "Authorization: Bearer $token")
 
 declare -a ports pids
-start_replica() {   # start_replica INDEX
-  local i=$1
+# Replica 0 is stopped under load in part 2: slow its compute down (a testing flag of
+# solad) so that requests are still in flight when SIGTERM arrives.
+slow=()
+grep -q -- '--debug-work-delay-ms' <<<"$help_text" && slow=(--debug-work-delay-ms 600)
+start_replica() {   # start_replica INDEX [EXTRA FLAGS...]
+  local i=$1; shift
   "$solad" --listen "127.0.0.1:${ports[$i]}" --data "$tmp/data" --dim "$dim" \
     --workers 2 --threads 1 --queue 64 --drain-timeout "$drain" \
-    --token-file "$tmp/token" --log-format text > "$tmp/replica$i.log" 2>&1 &
+    --token-file "$tmp/token" --log-format text "$@" >> "$tmp/replica$i.log" 2>&1 &
   pids[$i]=$!
   lib_track "${pids[$i]}"
 }
-for ((i = 0; i < n_rep; i++)); do ports[$i]=$(lib_free_port); start_replica "$i"; done
+for ((i = 0; i < n_rep; i++)); do
+  ports[$i]=$(lib_free_port)
+  if [ "$i" = 0 ]; then start_replica "$i" "${slow[@]}"; else start_replica "$i"; fi
+done
 for ((i = 0; i < n_rep; i++)); do
   if ! lib_wait_http "http://127.0.0.1:${ports[$i]}/readyz" 30; then
     echo "--- replica $i log:"; tail -20 "$tmp/replica$i.log"
@@ -118,6 +125,16 @@ load drain --max-requests 20000 --stop-file "$tmp/drain.stop" --pause 0.005
 if ! wait_progress drain 30 30; then fail "load did not get going before the SIGTERM"; fi
 victim=0
 vpid=${pids[$victim]}
+# One request sent straight to the victim and still computing when SIGTERM arrives
+# (600 ms of --debug-work-delay-ms vs 200 ms): it must complete, not fail.
+"$LIB_PY" -c 'import json,sys; print(json.dumps({"features": [[0.1] * int(sys.argv[1])] * 3}))' "$dim" > "$tmp/one.json"
+if [ ${#slow[@]} -gt 0 ]; then
+  curl -s -o "$tmp/inflight.out" -w '%{http_code}' --max-time 30 -X POST \
+    -H 'Content-Type: application/json' --data-binary "@$tmp/one.json" \
+    "http://127.0.0.1:${ports[$victim]}/refine" > "$tmp/inflight.code" &
+  inflight_pid=$!
+  sleep 0.2
+fi
 kill -TERM "$vpid"
 t0=$(date +%s)
 code=""
@@ -131,8 +148,17 @@ if kill -0 "$vpid" 2>/dev/null; then
 fi
 wait "$vpid"; code=$?
 took=$(( $(date +%s) - t0 ))
-if [ "$code" = 0 ]; then ok "replica $victim exited 0 after SIGTERM (in ~${took}s, drain timeout ${drain}s)"
+inflight=$(grep -oE 'draining \([0-9]+ requests in progress' "$tmp/replica$victim.log" | grep -oE '[0-9]+' | tail -1)
+if [ "$code" = 0 ]; then ok "replica $victim exited 0 after SIGTERM (in ~${took}s, drain timeout ${drain}s, ${inflight:-?} requests in progress at SIGTERM)"
 else fail "replica $victim exited with status $code after SIGTERM (want 0)"; tail -5 "$tmp/replica$victim.log"; fi
+if [ ${#slow[@]} -gt 0 ]; then
+  wait "$inflight_pid"
+  c=$(cat "$tmp/inflight.code")
+  if [ "$c" = 200 ]; then ok "a request in progress on replica $victim at SIGTERM completed (200)"
+  else fail "a request in progress on replica $victim at SIGTERM got '$c': $(head -c 300 "$tmp/inflight.out")"; fi
+else
+  skip "solad has no --debug-work-delay-ms: no request was surely in progress at SIGTERM"
+fi
 after=$(progress drain)
 wait_progress drain $((after + 60)) 60 || fail "load stalled after the SIGTERM"
 touch "$tmp/drain.stop"
@@ -156,21 +182,21 @@ version_on() {
       --data-binary "@$tmp/one.json" "http://127.0.0.1:$1/refine?model=shared" 2>/dev/null || true)
   grep -i '^X-Model-Version:' <<<"$h" | tr -d '\r' | awk '{print $2}' | grep . || echo -
 }
-"$LIB_PY" -c 'import json,sys; print(json.dumps({"features": [[0.1] * int(sys.argv[1])] * 3}))' "$dim" > "$tmp/one.json"
 # has_version PORT V -> 0 if GET /models/shared on that replica lists version V
 has_version() {
   curl -s --max-time 10 "http://127.0.0.1:$1/models/shared" 2>/dev/null |
-    "$LIB_PY" -c 'import json,sys; sys.exit(0 if int(sys.argv[1]) in json.load(sys.stdin).get("versions", []) else 1)' "$2" 2>/dev/null
+    grep -oE '"versions": ?\[[0-9, ]*\]' | grep -oE '[0-9]+' | grep -qx "$2"
 }
 # everywhere PRED ARG SECONDS: PRED PORT ARG holds on every replica within SECONDS;
 # sets seen to what each replica said on failure
 serves() { [ "$(version_on "$1")" = "$2" ]; }
 everywhere() {
-  local pred=$1 arg=$2 secs=$3 i j okc
-  for ((i = 0; i < secs * 5; i++)); do
+  local pred=$1 arg=$2 deadline=$((SECONDS + $3)) j okc
+  while :; do
     okc=0
     for ((j = 0; j < n_rep; j++)); do "$pred" "${ports[$j]}" "$arg" && okc=$((okc + 1)); done
     [ "$okc" = "$n_rep" ] && return 0
+    [ "$SECONDS" -ge "$deadline" ] && break
     sleep 0.2
   done
   seen=""
