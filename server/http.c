@@ -45,6 +45,7 @@ typedef struct req {
 
     char *body;                  /* in-memory body, NUL-terminated, owned */
     size_t blen, bcap;
+    size_t expect;               /* Content-Length, 0 if none */
     int body_fd;                 /* upload file, -1 if none */
     char *body_path;             /* owned; unlinked at completion */
     int over;                    /* body exceeded --max-body (or could not be stored) */
@@ -231,7 +232,8 @@ static int body_append(req *r, const char *data, size_t n)
         return 0;
     }
     if (r->blen + n + 1 > r->bcap) {
-        size_t cap = r->bcap ? r->bcap : 16384;
+        /* the announced length sizes the buffer once (already checked <= max_body) */
+        size_t cap = r->bcap ? r->bcap : r->expect + 1 > 16384 ? r->expect + 1 : 16384;
         while (cap < r->blen + n + 1)
             cap *= 2;
         if (cap > s->cfg.max_body + 1)
@@ -337,6 +339,7 @@ static enum MHD_Result on_first(req *r)
             too_large(r);
             return send_reply(r);
         }
+        r->expect = (size_t)v;
     }
     if ((route->flags & API_BODY_FILE) && body_open_file(r)) {
         api_error(&r->rs, 500, "cannot store the upload (see the server log)");
