@@ -2,6 +2,7 @@
 #include "probe.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,7 +212,7 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
     int rc = sola_dataset_open(features_dir, &d, e);
     if (rc)
         return rc;
-    float *x = NULL, *tmp = NULL;
+    float *x = NULL;
     uint8_t *y = NULL, *isval = NULL, *bnd = NULL;
     int *perm = NULL;
     sola_ws *ws = NULL;
@@ -275,7 +276,10 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
         if ((rc = sola_dataset_load(d, i, &feat, e)))
             break;
         float *dst = x + row * (size_t)d->C;
-        if (o->model && T > 0) {
+        if (o->model && T > INT_MAX) {
+            rc = sola_errf(e, SOLA_ETOOBIG, "%s: %lld snippets is too long to refine in one pass",
+                           fpath, (long long)T);
+        } else if (o->model && T > 0) {
             rc = sola_refine(o->model, feat.data, (int)T, dst, ws, e);
         } else {
             memcpy(dst, feat.data, (size_t)T * (size_t)d->C * sizeof *dst);
@@ -305,7 +309,7 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
 out:
     sola_array_free(&feat);
     sola_ws_free(ws);
-    free(x), free(tmp), free(y), free(isval), free(bnd), free(perm);
+    free(x), free(y), free(isval), free(bnd), free(perm);
     sola_dataset_free(d);
     return rc;
 }
