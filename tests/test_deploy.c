@@ -80,7 +80,8 @@ END_TEST
 
 /* The checker must notice what an operator would trip over: a readiness probe on the
  * wrong path, an nginx body limit below solad's, a stop timeout shorter than the drain. */
-static void broken_copy_fails(const char *file, const char *sed_expr, const char *expect)
+static void broken_copy_fails_env(const char *env, const char *file, const char *sed_expr,
+                                  const char *expect)
 {
     char *root = tu_path("");
     char *dir = tu_tmpdir();
@@ -88,7 +89,7 @@ static void broken_copy_fails(const char *file, const char *sed_expr, const char
     ck_assert_int_eq(tu_system("cp -r '%s/Dockerfile' '%s/deploy' '%s/'", root, root, dir), 0);
     ck_assert_int_eq(tu_system("sed -i '%s' '%s/%s'", sed_expr, dir, file), 0);
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "'%s/tests/deploy/check_manifests.sh' '%s'", root, dir);
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/deploy/check_manifests.sh' '%s'", env, root, dir);
     char *out = NULL;
     int st = run_logged(cmd, &out);
     ck_assert_msg(st == 1, "check_manifests.sh accepted a broken %s (exit %d):\n%s", file, st,
@@ -101,10 +102,23 @@ static void broken_copy_fails(const char *file, const char *sed_expr, const char
     free(root);
 }
 
+static void broken_copy_fails(const char *file, const char *sed_expr, const char *expect)
+{
+    broken_copy_fails_env("", file, sed_expr, expect);
+}
+
 START_TEST(manifests_catch_wrong_probe)
 {
     broken_copy_fails("deploy/k8s/base/deployment.yaml", "s#path: /readyz#path: /ready#",
                       "readinessProbe path");
+}
+END_TEST
+
+/* A fresh Debian machine has no kubectl: the raw-YAML fallback must still catch it. */
+START_TEST(manifests_catch_wrong_probe_without_kubectl)
+{
+    broken_copy_fails_env("SKIP_TOOLS='kubectl'", "deploy/k8s/base/deployment.yaml",
+                          "s#path: /readyz#path: /ready#", "readinessProbe path");
 }
 END_TEST
 
@@ -156,6 +170,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, manifests_pass);
     tcase_add_test(t, manifests_catch_wrong_probe);
+    tcase_add_test(t, manifests_catch_wrong_probe_without_kubectl);
     tcase_add_test(t, manifests_catch_body_limit_mismatch);
     tcase_add_test(t, manifests_catch_short_stop_timeout);
     suite_add_tcase(s, t);

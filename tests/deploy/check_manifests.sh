@@ -7,6 +7,8 @@
 # Usage: tests/deploy/check_manifests.sh [ROOT]     (ROOT defaults to this checkout)
 # Env:   SOLAD=path/to/solad  also checks that the Dockerfile's runtime stage installs
 #        the Debian package of every library that binary links against.
+#        SKIP_TOOLS="kubectl nginx ..."  behave as if those tools were not installed
+#        (to exercise the fallbacks a fresh Debian machine takes).
 # Exit status: 0 all checks passed (some maybe skipped), 1 a check failed.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,6 +19,7 @@ failed=0
 fail() { echo "FAIL: $*"; failed=1; }
 ok()   { echo "ok:   $*"; }
 skip() { echo "SKIP: $*"; }
+have() { [[ " ${SKIP_TOOLS:-} " != *" $1 "* ]] && command -v "$1" >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------- python + PyYAML
 py=""
@@ -36,7 +39,7 @@ else
 fi
 
 # ---------------------------------------------------------------- kustomize
-if command -v kubectl >/dev/null 2>&1; then
+if have kubectl; then
   if kubectl kustomize "$root/deploy/k8s" > "$tmp/base.yaml" 2> "$tmp/kz.err"; then
     ok "kubectl kustomize deploy/k8s"
     if [ -n "$py" ]; then
@@ -68,7 +71,7 @@ else
 fi
 
 # ---------------------------------------------------------------- systemd
-if command -v systemd-analyze >/dev/null 2>&1; then
+if have systemd-analyze; then
   # verify insists that ExecStart's binary exists: point it at a stub, nothing else changes.
   mkdir -p "$tmp/units"
   printf '#!/bin/sh\nexit 0\n' > "$tmp/units/solad" && chmod +x "$tmp/units/solad"
@@ -84,7 +87,7 @@ else
 fi
 
 # ---------------------------------------------------------------- nginx
-if command -v nginx >/dev/null 2>&1; then
+if have nginx; then
   # As shipped (listen 80, upstreams 8081..8083) inside a minimal main config...
   mkdir -p "$tmp/ngx/logs" "$tmp/ngx/temp"
   cat > "$tmp/ngx/shipped.conf" <<CONF
@@ -123,7 +126,7 @@ else
 fi
 
 # ---------------------------------------------------------------- linters (optional)
-if command -v hadolint >/dev/null 2>&1; then
+if have hadolint; then
   hadolint "$root/Dockerfile" && ok "hadolint Dockerfile" || fail "hadolint Dockerfile"
 else
   skip "hadolint not installed: Dockerfile checked structurally only (no Docker engine needed)"
@@ -131,7 +134,7 @@ fi
 for s in "$here"/*.sh; do
   bash -n "$s" || fail "bash -n $s"
 done
-if command -v shellcheck >/dev/null 2>&1; then
+if have shellcheck; then
   shellcheck -S warning "$here"/*.sh && ok "shellcheck tests/deploy" || fail "shellcheck tests/deploy"
 fi
 
