@@ -332,6 +332,17 @@ def check_k8s(root, rendered, max_body_nginx):
     ob = env.get("OPENBLAS_NUM_THREADS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
     if ob.get("resource") != "limits.cpu":
         fail(where, "OPENBLAS_NUM_THREADS must come from resourceFieldRef limits.cpu")
+    # The compute threads must follow the CPU limit: --workers or --threads comes from
+    # an env var fed by limits.cpu (solad's own default counts the node's cores).
+    cpu_vars = {n for n, e in env.items()
+                if e.get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"}
+    tied = False
+    for i, a in enumerate(argv[:-1]):
+        if a in ("--workers", "--threads"):
+            m = re.fullmatch(r"\$\((\w+)\)", argv[i + 1])
+            tied |= bool(m and m.group(1) in cpu_vars)
+    if not tied:
+        fail(where, "neither --workers nor --threads follows limits.cpu (resourceFieldRef)")
     res = c.get("resources", {})
     for k in ("requests", "limits"):
         if not {"cpu", "memory"} <= set(res.get(k, {})):
