@@ -243,6 +243,11 @@ int api_fmt_float(float v, char *out);
 /* JSON nested arrays of a [d0, d1] or [d0, d1, d2] float tensor. */
 int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape);
 
+/* The header of a v1.0 '<f4' C-order .npy of the given shape (ndim 1..3): writes
+ * at most 192 bytes into out and returns its length, a multiple of 64, so the float
+ * data that follows is aligned. Lets a handler compute straight into a reply. */
+size_t api_npy_header(int ndim, const int64_t *shape, char out[192]);
+
 /* Parses a feature request body in JSON: a top-level object whose "features" member
  * is a [T][C] or [B][T][C] array of numbers (read straight into float32 without
  * building a jansson tree: bodies reach tens of MB) and whose other members are

@@ -6,6 +6,7 @@
  * that grows with T*C happens off the loop. The model reference is taken and dropped
  * on the worker, around the compute and the encoding, so an activation in between
  * never changes the model under a request. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,31 @@ static int h_tsm_get(const api_ctx *ctx, api_request *rq, api_response *rs, api_
 
 /* ---- worker: parse, compute, encode ------------------------------------------ */
 
+/* If the body is an .npy of little-endian float32 in C order, with the data aligned
+ * where it lies, x views it in place (x->data borrowed) and 1 is returned. Anything
+ * else -- other dtypes, Fortran order, a malformed header -- returns 0 and goes
+ * through sola_npy_parse, which converts or explains. */
+static int npy_view(const char *body, size_t len, sola_array *x)
+{
+    sola_npy_info in;
+    if (sola_npy_inspect(body, len, "request body", 0, &in, NULL))
+        return 0;
+    int le = !strcmp(in.descr, "<f4") || (!strcmp(in.descr, "=f4") && __BYTE_ORDER__ ==
+                                                                         __ORDER_LITTLE_ENDIAN__);
+    size_t n = 1;
+    for (int d = 0; d < in.ndim; d++)
+        if (sola_mul_size(n, (size_t)in.shape[d], &n))
+            return 0;
+    if (!le || in.fortran || in.itemsize != 4 || sola_mul_size(n, 4, &n) ||
+        n != in.data_len || in.data_off + in.data_len != len ||
+        ((uintptr_t)(body + in.data_off) % sizeof(float)) != 0)
+        return 0;
+    x->data = (float *)(void *)(body + in.data_off); /* const in spirit: only read */
+    x->ndim = in.ndim;
+    memcpy(x->shape, in.shape, sizeof in.shape);
+    return 1;
+}
+
 /* Applies the JSON body's own options ("model", "version", "tsm"); 0 or EINVAL. */
 static int json_options(infer *st, json_t *rest, sola_err *e)
 {
@@ -306,14 +332,19 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     sola_err e = {0};
     sola_array x = {0}, y = {0}, S = {0}, Sraw = {0};
     json_t *rest = NULL; /* new reference from the JSON parser */
+    int x_borrowed = 0;  /* x.data points into the request body */
+    char *reply = NULL;  /* .npy reply that y is computed into (owned until handed over) */
+    size_t reply_len = 0;
     api_model *ref = NULL;
     const sola_model *m = NULL;
-    int rc;
+    int rc = 0;
 
     if (st->item_path)
         rc = sola_npy_load(st->item_path, 0, &x, &e);
     else if (st->in_mt == API_MT_JSON)
         rc = api_parse_features_json(st->body, st->len, &x, &rest, &e);
+    else if (npy_view(st->body, st->len, &x))
+        x_borrowed = 1; /* already float32 in place: no copy of a body of megabytes */
     else
         rc = sola_npy_parse(st->body, st->len, "request body", 0, &x, &e);
     if (rc) {
@@ -394,8 +425,22 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
                            m->C);
             goto fail;
         }
-        if ((rc = alloc_like(&y, x.ndim, x.shape, &e)))
+        if (st->kind == K_REFINE && st->out_mt == API_MT_NPY) {
+            /* compute straight into the reply: header, then the floats */
+            char hdr[192];
+            size_t hl = api_npy_header(x.ndim, x.shape, hdr), nb;
+            if (sola_mul_size(sola_array_numel(&x), sizeof(float), &nb) ||
+                sola_add_size(nb, hl, &reply_len) || !(reply = malloc(reply_len))) {
+                rc = sola_errf(&e, SOLA_ENOMEM, "out of memory for the reply");
+                goto fail;
+            }
+            memcpy(reply, hdr, hl);
+            y.data = (float *)(void *)(reply + hl);
+            y.ndim = x.ndim;
+            memcpy(y.shape, x.shape, sizeof x.shape);
+        } else if ((rc = alloc_like(&y, x.ndim, x.shape, &e))) {
             goto fail;
+        }
         for (int64_t b = 0; b < B; b++)
             if ((rc = sola_refine(m, x.data + b * T * C, (int)T, y.data + b * T * C, ws, &e)))
                 goto fail;
@@ -418,6 +463,12 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
         encode_json(st, rs, mname, mver, yo, so, ro);
         break;
     case API_MT_NPY: {
+        if (reply) {
+            api_take_body(rs, 200, "application/x-npy", reply, reply_len);
+            reply = NULL;
+            y.data = NULL; /* lived inside the reply */
+            break;
+        }
         const sola_array *one = yo ? yo : so ? so : ro;
         if ((rc = sola_npy_encode(one->data, one->ndim, one->shape, &buf, &len, &e)))
             goto fail;
@@ -473,7 +524,13 @@ out:
     if (ref)
         ctx->be->model_release(ctx->self, ref);
     json_decref(rest);
+    if (x_borrowed)
+        x.data = NULL;
     sola_array_free(&x);
+    if (reply) {
+        free(reply);
+        y.data = NULL;
+    }
     sola_array_free(&y);
     sola_array_free(&S);
     sola_array_free(&Sraw);

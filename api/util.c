@@ -543,3 +543,23 @@ int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *
         api_buf_put(b, "]", 1);
     return b->failed ? SOLA_ENOMEM : 0;
 }
+
+size_t api_npy_header(int ndim, const int64_t *shape, char out[192])
+{
+    char dict[160];
+    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (int d = 0; d < ndim; d++)
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)shape[d],
+                      ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
+    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
+    /* 10 bytes of preamble + dict + padding + '\n' = a multiple of 64 */
+    size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64;
+    size_t hl = total - 10;
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (char)(hl & 0xff);
+    out[9] = (char)(hl >> 8);
+    memcpy(out + 10, dict, (size_t)n);
+    memset(out + 10 + n, ' ', hl - (size_t)n - 1);
+    out[total - 1] = '\n';
+    return total;
+}

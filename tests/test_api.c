@@ -585,6 +585,34 @@ START_TEST(openapi_is_json_listing_routes)
 }
 END_TEST
 
+START_TEST(npy_header_reads_back)
+{
+    const int64_t shapes[3][3] = {{7, 0, 0}, {3, 5, 0}, {2, 3, 4}};
+    for (int nd = 1; nd <= 3; nd++) {
+        char hdr[192];
+        size_t hl = api_npy_header(nd, shapes[nd - 1], hdr);
+        ck_assert_uint_eq(hl % 64, 0);
+        size_t n = 1;
+        for (int d = 0; d < nd; d++)
+            n *= (size_t)shapes[nd - 1][d];
+        char *buf = malloc(hl + n * 4);
+        memcpy(buf, hdr, hl);
+        float *f = (float *)(void *)(buf + hl);
+        for (size_t i = 0; i < n; i++)
+            f[i] = (float)i - 3.5f;
+        sola_array a;
+        sola_err e = {0};
+        ck_assert_msg(sola_npy_parse(buf, hl + n * 4, "h", 0, &a, &e) == 0, "%s", e.msg);
+        ck_assert_int_eq(a.ndim, nd);
+        for (int d = 0; d < nd; d++)
+            ck_assert_int_eq(a.shape[d], shapes[nd - 1][d]);
+        ck_assert_mem_eq(a.data, f, n * 4);
+        sola_array_free(&a);
+        free(buf);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("api");
@@ -596,6 +624,7 @@ static Suite *suite(void)
     tcase_add_test(t, accept_negotiation);
     tcase_add_test(t, names_versions_and_token_compare);
     tcase_add_test(t, routing_params_allow_and_head);
+    tcase_add_test(t, npy_header_reads_back);
     suite_add_tcase(s, t);
     TCase *h = tcase_create("handlers");
     tcase_add_checked_fixture(h, setup, teardown);
