@@ -2,16 +2,20 @@
 # Several solad replicas sharing one --data directory behind nginx, configured from
 # deploy/nginx/solad.conf (ports substituted, everything under a temp directory):
 #   1. bounded load through nginx: zero failed requests, spread over the replicas;
-#   2. SIGTERM to one replica during load: zero failed requests, and that replica
+#   2. SIGTERM to one replica during load: zero failed requests through nginx, a
+#      request in progress on that replica at SIGTERM completes, and the replica
 #      exits 0 within its --drain-timeout;
 #   3. a model version uploaded and activated through nginx is served by every
-#      replica, with zero failed requests under load during the activation
-#      (needs solad to notice changes of the shared directory);
-#   4. training jobs submitted to two replicas never run at the same time, and both
-#      finish (needs solad's training lock in the shared directory);
+#      replica, with zero failed requests under load during the activation. solad
+#      should notice the shared directory's changes by itself; when it does not,
+#      this prints "SKIP: solad lacks automatic shared-directory watching" and
+#      checks the same after a SIGHUP to every replica (solad's manual rescan);
+#   4. training jobs submitted to two replicas never run at the same time, a lock
+#      file appears in the shared directory, and both jobs succeed ("SKIP: solad
+#      lacks ..." while the training routes or the lock do not exist);
 #   5. every replica exits 0 on SIGTERM.
-# 3 and 4 print "SKIP: solad lacks ..." when they fail and `solad --help` does not
-# mention the feature; once it does, a failure is a failure.
+# A feature check that fails is a SKIP only while `solad --help` does not mention the
+# feature; once it does, a failure is a failure.
 # Usage: tests/deploy/replicas.sh [SOLAD]   (default: $SOLA_BIN/solad, else build/solad)
 # Env:   REPLICAS (3), REQUESTS per load phase (240), KEEP=1 keeps the temp directory.
 # Exit status: 0 pass, 1 fail, 77 skipped (no solad binary, nginx, curl or python3).
