@@ -305,6 +305,23 @@ while time.time() - t0 < 90:
 print(json.dumps({"max_running": max_running, "lock_seen": lock_seen, "states": states}))
 PY
   tw=$(cat "$tmp/trainwatch.out")
+  # Any replica may get GET /jobs/ID (nginx picks one): each must know the job, and
+  # its event stream must come through nginx unbuffered.
+  jid=$(tr -d '\r' < "$tmp/train0.hdr" | awk -F': ' 'tolower($1) == "location" { sub(".*/jobs/", "", $2); print $2 }')
+  if [ -n "$jid" ]; then
+    known=""
+    for ((j = 0; j < n_rep; j++)); do
+      c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:${ports[$j]}/jobs/$jid")
+      [ "$c" = 200 ] || known+=" replica$j=$c"
+    done
+    if [ -z "$known" ]; then ok "job $jid is visible from every replica"
+    else feature_or_fail "jobs shared between replicas" "$lock_re" "GET /jobs/$jid not 200 on:$known"; fi
+    ev=$(curl -s -N --max-time 15 "$base/jobs/$jid/events" | head -c 4096 || true)
+    if grep -q '^data:' <<<"$ev"; then ok "GET /jobs/$jid/events through nginx streams events"
+    else feature_or_fail "job events through any replica" "$lock_re" "GET /jobs/$jid/events through nginx gave no 'data:' line: ${ev:0:200}"; fi
+  else
+    fail "POST /train answered 202 without a Location: /jobs/ID header"
+  fi
   read -r maxr lockseen nsucc <<<"$("$LIB_PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["max_running"], d["lock_seen"], sum(s == "succeeded" for s in d["states"].values()))' "$tw")"
   if [ "$maxr" -le 1 ] && [ "$lockseen" = True ] && [ "$nsucc" -ge 2 ]; then
     ok "two training jobs on two replicas: never both running, a lock file in the data directory, both succeeded"
