@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev
       libuv1-dev libpng-dev zlib1g-dev curl)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests prometheus)
+  pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml prometheus nginx)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
