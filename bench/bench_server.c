@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,7 +69,22 @@ static void die(const char *msg)
 typedef struct sink {
     char *p;
     size_t len, cap;
+    double work_ms; /* from the Server-Timing header */
 } sink;
+
+static size_t hdr_cb(char *d, size_t sz, size_t nm, void *ud)
+{
+    sink *s = ud;
+    size_t n = sz * nm;
+    if (n > 14 && strncasecmp(d, "Server-Timing:", 14) == 0) {
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)n, d);
+        const char *w = strstr(line, "work;dur=");
+        if (w)
+            s->work_ms = strtod(w + 9, NULL);
+    }
+    return n;
+}
 
 static size_t sink_cb(char *d, size_t sz, size_t nm, void *ud)
 {
@@ -105,6 +121,8 @@ static long post(CURL *c, const char *url, const char *ctype, const void *body, 
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     long st = 0;
     if (curl_easy_perform(c) == CURLE_OK)
@@ -209,6 +227,7 @@ static void measure(const char *base, const sola_model *m, sola_ws *ws, payload 
     snprintf(url, sizeof url, "%s/refine", base);
     sink s = {0};
     double *lat = malloc(sizeof(double) * (size_t)n), *bare = malloc(sizeof(double) * (size_t)n);
+    double *work = malloc(sizeof(double) * (size_t)n);
     float *y = malloc(sizeof(float) * (size_t)p->T * (size_t)m->C);
     sola_err e = {0};
     const char *ct = json ? "application/json" : "application/x-npy";
@@ -231,20 +250,23 @@ static void measure(const char *base, const sola_model *m, sola_ws *ws, payload 
         if (post(c, url, ct, body, blen, &s) != 200)
             die(s.p ? s.p : "request failed");
         lat[i] = now() - t;
+        work[i] = s.work_ms / 1e3;
         total_req += lat[i];
     }
     (void)t0;
     double bmed = pct(bare, n, 0.5);
     double lmed = pct(lat, n, 0.5), l99 = pct(lat, n, 0.99);
-    printf("  %-5s T=%-5d %7.1f req/s  p50 %8.2f ms  p99 %8.2f ms  bare %8.2f ms  "
-           "ratio %5.2fx  (body %.1f MB in, %.1f MB out)\n",
+    double wmed = pct(work, n, 0.5);
+    printf("  %-5s T=%-5d %6.1f req/s  p50 %7.2f ms  p99 %7.2f ms  bare %7.2f ms  ratio %5.2fx"
+           "  (server work %7.2f ms; %.1f MB in, %.1f MB out)\n",
            json ? "json" : "npy", p->T, n / total_req, lmed * 1e3, l99 * 1e3, bmed * 1e3,
-           lmed / bmed, blen / 1e6, s.len / 1e6);
+           lmed / bmed, wmed * 1e3, blen / 1e6, s.len / 1e6);
     fflush(stdout);
     if (out_bare_med)
         *out_bare_med = bmed;
     free(lat);
     free(bare);
+    free(work);
     free(y);
     free(s.p);
     curl_easy_cleanup(c);
@@ -346,6 +368,12 @@ int main(int argc, char **argv)
                             "[--C C] [--T 100,1000] [--requests N] [--clients K] [--matrix]\n");
             return 2;
         }
+    }
+    /* as solad does: without it the bare compute's idle BLAS threads spin and steal a
+     * core from the daemon being measured (and the daemon's from the bare compute) */
+    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) {
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+        execv("/proc/self/exe", argv);
     }
     curl_global_init(CURL_GLOBAL_ALL);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

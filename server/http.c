@@ -54,6 +54,7 @@ typedef struct req {
     api_response rs;
     api_work w;
     uv_work_t work;
+    uint64_t t_submit, t_start, t_end; /* uv_hrtime: queued, started, finished */
     int replied;                 /* a response is queued */
     int early;                   /* refused from the headers; reply at the last callback */
     int deferred;                /* work submitted, not yet after_work'd */
@@ -151,6 +152,7 @@ static void work_cb(uv_work_t *w)
     req *r = w->data;
     srv *s = r->s;
     atomic_fetch_add(&s->running, 1);
+    r->t_start = uv_hrtime();
     if (s->cfg.debug_delay_ms > 0) {
         struct timespec ts = {s->cfg.debug_delay_ms / 1000,
                               (long)(s->cfg.debug_delay_ms % 1000) * 1000000L};
@@ -162,6 +164,7 @@ static void work_cb(uv_work_t *w)
     else
         r->w.run(r->w.state, ws, &r->rs);
     srv_ws_put(s, ws);
+    r->t_end = uv_hrtime();
     atomic_fetch_sub(&s->running, 1);
 }
 
@@ -177,6 +180,10 @@ static void after_work_cb(uv_work_t *w, int status)
     }
     r->w.done(r->w.state);
     memset(&r->w, 0, sizeof r->w);
+    if (status == 0) /* where the time went, for clients chasing latency */
+        api_set_header(&r->rs, "Server-Timing", "queue;dur=%.3f, work;dur=%.3f",
+                       (double)(r->t_start - r->t_submit) / 1e6,
+                       (double)(r->t_end - r->t_start) / 1e6);
     send_reply(r); /* allowed while suspended: sent once resumed */
     MHD_resume_connection(r->conn);
     mhd_run(s);
@@ -370,6 +377,7 @@ static enum MHD_Result on_last(req *r)
         return send_reply(r);
     }
     r->work.data = r;
+    r->t_submit = uv_hrtime();
     MHD_suspend_connection(r->conn);
     int err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
     if (err) {

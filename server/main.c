@@ -22,7 +22,8 @@ static const char usage[] =
     "                         datasets/, jobs/ (default: none, embedded model only)\n"
     "  --dim C                channels of the embedded default model (default 2048)\n"
     "  --workers N            compute threads (default 1)\n"
-    "  --threads N            BLAS threads per compute thread (default: CPUs / workers)\n"
+    "  --threads N            BLAS threads per compute thread (default: CPUs / workers;\n"
+    "                         see docs/daemon.md for the trade-off)\n"
     "  --max-body BYTES       largest request body, suffix K/M/G allowed (default 256M)\n"
     "  --max-frames T         longest sequence accepted (default 16384)\n"
     "  --queue N              requests that may wait for a busy worker before 503\n"
@@ -122,6 +123,17 @@ static void reg_warn(void *arg, const char *msg)
 
 int main(int argc, char **argv)
 {
+    /* OpenBLAS's helper threads busy-wait for about 2^28 cycles (~0.1 s) after every
+     * call before they sleep. Between requests that spinning takes the cores from the
+     * loop thread, from other workers and from training; measured (docs/daemon.md) it
+     * made a competing compute up to twice as slow. OpenBLAS reads the timeout once,
+     * from the environment, when it loads -- before main -- so set it and run again
+     * (once: the variable then exists; an operator's own value is kept). */
+    if (!getenv("OPENBLAS_THREAD_TIMEOUT")) {
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+        execv("/proc/self/exe", argv);
+        /* exec failed: carry on with OpenBLAS's default */
+    }
     static srv s; /* static: lives as long as the worker threads may */
     srv_config *c = &s.cfg;
     c->listen = "127.0.0.1:8080";
