@@ -138,6 +138,56 @@ def main():
     put("npz", "own_two_members", npz([("a", np.zeros((2, 2), "<f4")),
                                       ("b", np.zeros((1, 2), ">f2"))], True))
 
+    # API: JSON feature bodies, and whole requests (see fuzz/harness_api.h for the
+    # request text form: request line, query lines, blank, header lines, blank, body).
+    feats = {
+        "2d": b'{"features": [[1, -2.5e0], [3, 4e-1]]}',
+        "3d_opts": b'{"model": "m", "version": 1, "tsm": "both", "features": [[[1,2,3]],[[4,5,6]]]}',
+        "escapes": b' {"m\\u0031": "a\\"b\\n", "x": {"y": [1, {"z": null}], "t": true},'
+                   b' "features": [[1E+2, -0.0, 1e-45]]}\n',
+        "nested_other": b'{"a": [[[[[[1]]]]]], "features": [[0.1, 0.2, 0.3, 0.4]]}',
+        "bad_ragged": b'{"features": [[1, 2], [3]]}',
+        "bad_string": b'{"features": [[1, "2"]]}',
+    }
+    for k, v in feats.items():
+        put("api_features", k, v)
+
+    body = b'{"features": [[1, 2, 3, 4], [5, 6, 7, 8], [0.5, -1, 2, 1e-3]]}'
+    x = np.arange(12, dtype="<f4").reshape(3, 4) / 7
+    small_model = model(3, 2, 1, 1, meta={})
+    reqs = {
+        "refine_json": b"POST /refine\nmodel=m\ntsm=both\n\nContent-Type: application/json\n"
+                       b"Accept: application/json\n\n" + body,
+        "refine_npy_npz": b"POST /refine\nversion=1\n\nContent-Type: application/x-npy\n"
+                          b"Accept: application/x-npz\n\n" + npy(x),
+        "refine_npy_npy": b"POST /refine\n\nContent-Type: application/x-npy\n\n" + npy(x),
+        "tsm_png": b"POST /tsm\ntsm=both\n\nContent-Type: application/json\n"
+                   b"Accept: image/png\n\n" + body,
+        "tsm_npy_q": b"POST /tsm\nformat=npy\ntsm=raw\n\nContent-Type: application/json\n\n" + body,
+        "tsm_get": b"GET /tsm\ndataset=d\nitem=i\nformat=json\n\n\n",
+        "tsm_get_png": b"GET /tsm\ndataset=d\nitem=i\ntsm=refined\n\nAccept: image/png;q=0.9, */*;q=0.1\n\n",
+        "models": b"GET /models\n\n\n",
+        "model_m": b"GET /models/m\n\n\n",
+        "download": b"GET /models/m/versions/1\n\n\n",
+        "upload": b"PUT /models/n/versions/2\n\nAuthorization: Bearer secret\n"
+                  b"Content-Type: application/octet-stream\n\n" + small_model,
+        "upload_conflict": b"PUT /models/m/versions/1\n\nAuthorization: Bearer secret\n\n" + small_model,
+        "upload_noauth": b"PUT /models/m/versions/3\n\n\n" + small_model,
+        "activate_json": b"POST /models/m/activate\n\nAuthorization: bearer  secret \n"
+                         b"Content-Type: application/json\n\n{\"version\": 1}",
+        "activate_query": b"POST /models/m/activate\nversion=1\n\nAuthorization: Bearer secret\n\n",
+        "ops": b"GET /healthz\n\n\n",
+        "readyz": b"GET /readyz\n\n\n",
+        "livez": b"GET /livez\n\n\n",
+        "metrics": b"GET /metrics\n\n\n",
+        "openapi": b"GET /openapi.json\n\n\n",
+        "head": b"HEAD /models/m\n\n\n",
+        "not_allowed": b"DELETE /refine\n\n\n",
+        "not_found": b"GET /models/m/versions/1/x\n\n\n",
+    }
+    for k, v in reqs.items():
+        put("api_request", k, v)
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,4 @@
+/* fuzz_api_features.c -- libFuzzer entry for fuzz_one_api_features (body and invariants in harness_api.h). */
+#include "harness_api.h"
+
+FUZZ_ENTRY(fuzz_one_api_features)
