@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -216,6 +217,9 @@ static int body_open_file(req *r)
         r->body_path = NULL;
         return -1;
     }
+    /* mkstemp's 0600 would follow the file into models/ (it is linked, not copied),
+     * where other replicas and tools must read it */
+    fchmod(r->body_fd, 0644);
     return 0;
 }
 
