@@ -290,33 +290,29 @@ static int tsm_all(const sola_array *y, sola_array *S, sola_err *e)
     return rc;
 }
 
-static void encode_json(infer *st, api_response *rs, const char *mname, int mver,
-                        const sola_array *y, const sola_array *S, const sola_array *Sraw)
+static void encode_json(api_response *rs, const char *mname, int mver, const sola_array *y,
+                        const sola_array *S, const sola_array *Sraw)
 {
     api_buf b = {0};
-    api_buf_puts(&b, "{");
+    const char *sep = "{";
     if (mname) {
-        api_buf_puts(&b, "\"model\":");
+        api_buf_puts(&b, "{\"model\":");
         api_buf_json_str(&b, mname);
-        api_buf_printf(&b, ",\"version\":%d,", mver);
+        api_buf_printf(&b, ",\"version\":%d", mver);
+        sep = ",";
     }
-    int first = !mname;
-    if (y) {
-        api_buf_puts(&b, "\"features\":");
-        api_buf_json_floats(&b, y->data, y->ndim, y->shape);
-        first = 0;
-    }
-    if (S) {
-        api_buf_puts(&b, first ? "\"tsm\":" : ",\"tsm\":");
-        api_buf_json_floats(&b, S->data, S->ndim, S->shape);
-        first = 0;
-    }
-    if (Sraw) {
-        api_buf_puts(&b, first ? "\"tsm_raw\":" : ",\"tsm_raw\":");
-        api_buf_json_floats(&b, Sraw->data, Sraw->ndim, Sraw->shape);
+    const struct {
+        const char *key;
+        const sola_array *a;
+    } members[3] = {{"features", y}, {"tsm", S}, {"tsm_raw", Sraw}};
+    for (int i = 0; i < 3; i++) {
+        if (!members[i].a)
+            continue;
+        api_buf_printf(&b, "%s\"%s\":", sep, members[i].key);
+        api_buf_json_floats(&b, members[i].a->data, members[i].a->ndim, members[i].a->shape);
+        sep = ",";
     }
     api_buf_puts(&b, "}\n");
-    (void)st;
     if (b.failed) {
         api_buf_free(&b);
         api_error(rs, 503, "out of memory while encoding the reply");
@@ -460,7 +456,7 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     size_t len = 0;
     switch (st->out_mt) {
     case API_MT_JSON:
-        encode_json(st, rs, mname, mver, yo, so, ro);
+        encode_json(rs, mname, mver, yo, so, ro);
         break;
     case API_MT_NPY: {
         if (reply) {

@@ -568,6 +568,45 @@ START_TEST(bearer_token_on_mutating_routes)
 }
 END_TEST
 
+START_TEST(tsm_json_replies_are_json)
+{
+    /* every combination of members: the separators must come out right */
+    float x[3 * 8];
+    for (int i = 0; i < 24; i++)
+        x[i] = cosf((float)i);
+    void *npy;
+    size_t len;
+    sola_err e = {0};
+    int64_t shape[2] = {3, 8};
+    ck_assert_int_eq(sola_npy_encode(x, 2, shape, &npy, &len, &e), 0);
+    const char *paths[] = {"/tsm", "/tsm", "/tsm", "/refine", "/refine", "/refine", "/refine"};
+    const char *tsms[] = {"raw", "refined", "both", "none", "raw", "refined", "both"};
+    const char *want[][3] = {{"tsm_raw"}, {"tsm"}, {"tsm", "tsm_raw"}, {"features"},
+                             {"features", "tsm_raw"}, {"features", "tsm"},
+                             {"features", "tsm", "tsm_raw"}};
+    hdrs h = {"application/x-npy", "application/json", NULL};
+    for (int k = 0; k < 7; k++) {
+        api_kv q[] = {{"tsm", tsms[k]}};
+        api_response rs;
+        call("POST", paths[k], q, 1, &h, npy, len, &rs);
+        ck_assert_int_eq(rs.status, 200);
+        json_error_t je;
+        json_t *j = json_loadb(rs.body, rs.len, 0, &je);
+        ck_assert_msg(j != NULL, "%s tsm=%s: not JSON (%s): %.*s", paths[k], tsms[k], je.text,
+                      (int)(rs.len > 80 ? 80 : rs.len), (char *)rs.body);
+        /* raw only needs no model, so then no model/version either */
+        int n = 0;
+        for (int i = 0; i < 3 && want[k][i]; i++, n++)
+            ck_assert_ptr_nonnull(json_object_get(j, want[k][i]));
+        int with_model = strcmp(tsms[k], "raw") != 0 || strcmp(paths[k], "/refine") == 0;
+        ck_assert_int_eq((int)json_object_size(j), n + 2 * with_model);
+        json_decref(j);
+        api_response_clear(&rs);
+    }
+    free(npy);
+}
+END_TEST
+
 START_TEST(openapi_is_json_listing_routes)
 {
     hdrs h = {NULL, NULL, NULL};
@@ -633,6 +672,7 @@ static Suite *suite(void)
     tcase_add_test(h, error_statuses_name_their_cause);
     tcase_add_test(h, bearer_token_on_mutating_routes);
     tcase_add_test(h, openapi_is_json_listing_routes);
+    tcase_add_test(h, tsm_json_replies_are_json);
     suite_add_tcase(s, h);
     return s;
 }
