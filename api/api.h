@@ -243,6 +243,10 @@ int api_fmt_float(float v, char *out);
 /* JSON nested arrays of a [d0, d1] or [d0, d1, d2] float tensor. */
 int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape);
 
+/* Decimal JSON number text (n bytes, already validated as JSON) to the correctly
+ * rounded float32, for the common cases; returns 0 when the caller must use strtof. */
+int api_parse_float_fast(const char *s, size_t n, float *out);
+
 /* The header of a v1.0 '<f4' C-order .npy of the given shape (ndim 1..3): writes
  * at most 192 bytes into out and returns its length, a multiple of 64, so the float
  * data that follows is aligned. Lets a handler compute straight into a reply. */

@@ -8,6 +8,7 @@
  * `len`. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,79 @@ static int skip_value(scan *s, int depth)
     return fail(s, "expected a JSON value");
 }
 
+/* ---- numbers ------------------------------------------------------------------ */
+
+static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+int api_parse_float_fast(const char *s, size_t n, float *out)
+{
+    /* Clinger's fast path, carried to float32: with at most 19 significant digits
+     * (m < 2^53 after the checks below) and |e| <= 22, m and 10^|e| are exact doubles,
+     * so m * 10^e (or m / 10^-e) is the exact value correctly rounded to double. Rounding
+     * that double to float gives the correctly rounded float unless the double sits on
+     * (or one double-ulp from) a float rounding midpoint; those rare cases, and
+     * everything outside the fast path, return 0 and go to strtof. Several times faster
+     * than strtof on the "0.123456789" numbers a JSON client sends. */
+    size_t i = 0;
+    int neg = 0, digits = 0, e10 = 0;
+    uint64_t m = 0;
+    if (i < n && s[i] == '-') {
+        neg = 1;
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (m == 0 && s[i] == '0')
+            continue;
+        if (++digits > 19)
+            return 0;
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            e10--;
+            if (m == 0 && s[i] == '0')
+                continue;
+            if (++digits > 19)
+                return 0;
+            m = m * 10 + (uint64_t)(s[i] - '0');
+        }
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0, x = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            x = x * 10 + (s[i] - '0');
+            if (x > 1000)
+                return 0;
+        }
+        e10 += eneg ? -x : x;
+    }
+    if (i != n)
+        return 0;
+    if (m == 0) {
+        *out = neg ? -0.0f : 0.0f;
+        return 1;
+    }
+    if (m > (1ull << 53) || e10 < -22 || e10 > 22)
+        return 0;
+    double d = (double)m;
+    d = e10 >= 0 ? d * p10[e10] : d / p10[-e10];
+    if (!(d >= 1.17549435e-38 && d < 3.4028234e38)) /* subnormal or overflow: strtof */
+        return 0;
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    uint64_t low = bits & ((1ull << 29) - 1), half = 1ull << 28;
+    if (low + 1 >= half && low <= half + 1)
+        return 0;
+    float f = (float)d;
+    *out = neg ? -f : f;
+    return 1;
+}
+
 /* ---- the features matrix ----------------------------------------------------- */
 
 typedef struct mat {
@@ -275,10 +349,16 @@ static int parse_level(scan *s, mat *m, int level)
                 return sola_errf(s->e, SOLA_EFORMAT,
                                  "request body: %s has more than 63 characters",
                                  where(m, level, wb, sizeof wb));
+            float x;
+            if (api_parse_float_fast(s->p + b, en - b, &x)) {
+                if ((rc = push(s, m, x)))
+                    return rc;
+                goto next;
+            }
             memcpy(tmp, s->p + b, en - b);
             tmp[en - b] = '\0';
             errno = 0;
-            float x = strtof(tmp, NULL);
+            x = strtof(tmp, NULL);
             if (errno == ERANGE && isinf(x))
                 return sola_errf(s->e, SOLA_EFORMAT,
                                  "request body: %s = %s is outside the float32 range",
@@ -286,6 +366,7 @@ static int parse_level(scan *s, mat *m, int level)
             if ((rc = push(s, m, x)))
                 return rc;
         }
+    next:
         count++;
         m->idx[level] = count;
         ws(s);

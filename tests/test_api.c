@@ -67,6 +67,70 @@ START_TEST(float_printer_round_trips)
 }
 END_TEST
 
+static void check_fast(const char *text)
+{
+    float fast, ref = strtof(text, NULL);
+    if (!api_parse_float_fast(text, strlen(text), &fast))
+        return; /* declined: the caller uses strtof */
+    uint32_t a, b;
+    memcpy(&a, &fast, 4);
+    memcpy(&b, &ref, 4);
+    if (a != b)
+        ck_abort_msg("\"%s\": fast path gives %.9g (0x%08x), strtof %.9g (0x%08x)", text,
+                     (double)fast, a, (double)ref, b);
+}
+
+START_TEST(fast_float_parse_equals_strtof)
+{
+    uint64_t s = 0x243f6a8885a308d3ull;
+    int handled = 0, total = 0;
+    char buf[64];
+    for (int i = 0; i < 300000; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        /* what clients print: %.9g / %.17g / short forms of random floats */
+        uint32_t bits = (uint32_t)s;
+        float v;
+        memcpy(&v, &bits, 4);
+        if (!isfinite(v))
+            continue;
+        static const char *fmts[] = {"%.9g", "%.17g", "%.6g", "%.8e", "%.12f"};
+        snprintf(buf, sizeof buf, fmts[i % 5], (double)v);
+        check_fast(buf);
+        /* random decimals of up to 19 digits with exponents around the fast range */
+        unsigned long long m = s >> (s & 31);
+        int e = (int)((s >> 40) % 61) - 30;
+        snprintf(buf, sizeof buf, "%s%llue%d", (s >> 63) ? "-" : "", m, e);
+        check_fast(buf);
+        float f;
+        total++;
+        handled += api_parse_float_fast(buf, strlen(buf), &f);
+    }
+    /* near float rounding midpoints: the exact midpoint cut to 13..19 digits, so that
+     * the double nearest to the text is often the midpoint itself */
+    for (int i = 0; i < 20000; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        uint32_t bits = (uint32_t)(s % 0x7f000000u) + 0x00800000u;
+        float lo;
+        memcpy(&lo, &bits, 4);
+        double mid = ((double)lo + (double)nextafterf(lo, INFINITY)) / 2;
+        for (int d = 12; d <= 18; d++) { /* 13..19 digits */
+            snprintf(buf, sizeof buf, "%.*e", d, mid);
+            check_fast(buf);
+        }
+    }
+    const char *edge[] = {"0", "-0", "0.0", "1", "-1.5", "3.4028234e38", "3.40282357e38",
+                          "1.17549435e-38", "1e-39", "123456789012345678", "0.000000001",
+                          "16777217", "16777216.5", "9007199254740993", "0.1e1", "1E+2"};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+        check_fast(edge[i]);
+    ck_assert_int_gt(handled, total / 4); /* it is a fast path, not a rare one */
+}
+END_TEST
+
 /* ---- JSON features ----------------------------------------------------------- */
 
 static int parse(const char *text, sola_array *a, json_t **rest, sola_err *e)
@@ -657,6 +721,7 @@ static Suite *suite(void)
     Suite *s = suite_create("api");
     TCase *t = tcase_create("parsing");
     tcase_add_test(t, float_printer_round_trips);
+    tcase_add_test(t, fast_float_parse_equals_strtof);
     tcase_add_test(t, json_features_2d_and_3d);
     tcase_add_test(t, json_features_refused_with_place);
     tcase_add_test(t, json_features_every_prefix_is_refused);
