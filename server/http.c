@@ -58,6 +58,7 @@ typedef struct req {
     uint64_t t_submit, t_start, t_end; /* uv_hrtime: queued, started, finished */
     int replied;                 /* a response is queued */
     int early;                   /* refused from the headers; reply at the last callback */
+    int dead;                    /* a reply could not be built: close the connection */
     int deferred;                /* work submitted, not yet after_work'd */
     int status;
     size_t bytes;
@@ -128,6 +129,7 @@ static enum MHD_Result send_reply(req *r)
                                                             : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         api_response_clear(rs);
+        r->dead = 1; /* the next callback closes the connection */
         return MHD_NO;
     }
     rs->body = NULL; /* MHD frees it */
@@ -403,6 +405,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     srv *s = cls;
     req *r = *con_cls;
+    if (r && r->dead)
+        return MHD_NO;
     if (!r) {
         if (!(r = req_new(s, c, url, method)))
             return MHD_NO; /* out of memory: MHD closes the connection */

@@ -418,6 +418,43 @@ START_TEST(sigterm_finishes_accepted_requests_and_exits_0)
 }
 END_TEST
 
+START_TEST(drain_deadline_exits_0)
+{
+    char *dir = tu_tmpdir();
+    /* a request that cannot finish within the deadline */
+    const char *args[] = {"--dim", "64", "--drain-timeout", "1", "--debug-work-delay-ms", "20000",
+                          NULL};
+    su_server s;
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    float *x = su_input(2, 64, 1);
+    size_t n;
+    void *b = npy_of(x, 2, 64, &n);
+    one o = {.s = &s, .b = b, .n = n};
+    pthread_t th;
+    pthread_create(&th, NULL, one_main, &o);
+    long inflight = 0;
+    for (int i = 0; i < 2000 && inflight != 1; i++) {
+        inflight = su_health(&s, NULL, "inflight");
+        su_sleep_ms(2);
+    }
+    ck_assert_int_eq(inflight, 1);
+    /* exits 0 once the deadline passes; had it waited for the work instead, the
+     * request would have been answered */
+    ck_assert_int_eq(su_stop(&s), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_ne(o.r.rc, CURLE_OK);
+    su_resp_free(&o.r);
+    size_t ln;
+    char *log = tu_read(s.log, &ln);
+    ck_assert_ptr_nonnull(strstr(log, "drain deadline"));
+    free(log);
+    free(b);
+    free(x);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -427,6 +464,7 @@ static Suite *suite(void)
     tcase_add_test(t, thirty_two_clients_all_correct);
     tcase_add_test(t, activation_under_load_fails_nothing);
     tcase_add_test(t, sigterm_finishes_accepted_requests_and_exits_0);
+    tcase_add_test(t, drain_deadline_exits_0);
     suite_add_tcase(s, t);
     return s;
 }
