@@ -6,8 +6,9 @@
 #                                      for SECONDS (default 120), single process; new
 #                                      inputs go to build-fuzz/libfuzzer/corpus/NAME,
 #                                      findings to build-fuzz/libfuzzer/findings/NAME
-#   fuzz/build.sh merge NAME           minimise build-fuzz/libfuzzer/corpus/NAME + fuzz/corpus/NAME
-#                                      into fuzz/corpus/NAME (what gets committed)
+#   fuzz/build.sh merge NAME           add to fuzz/corpus/NAME (what gets committed) the
+#                                      units of build-fuzz/libfuzzer/corpus/NAME that
+#                                      reach new coverage
 #
 # Each harness is compiled against the core (and api) sources directly with
 # -fsanitize=fuzzer,address,undefined; the same bodies (fuzz/harness.h) are replayed
@@ -71,15 +72,12 @@ run() {
 }
 
 merge() {
+    # Adds to fuzz/corpus/NAME only the units of the local corpus that reach coverage
+    # the committed files do not (the named seeds stay as they are).
     name=$1
-    tmp="$OUT/merge_$name"
-    rm -rf "$tmp"
-    mkdir -p "$tmp" "$ROOT/fuzz/corpus/$name"
-    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -merge=1 -max_len=65536 "$tmp" \
+    mkdir -p "$ROOT/fuzz/corpus/$name"
+    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -merge=1 -max_len=65536 \
         "$ROOT/fuzz/corpus/$name" "$OUT/corpus/$name"
-    rm -f "$ROOT/fuzz/corpus/$name"/*
-    cp "$tmp"/* "$ROOT/fuzz/corpus/$name/"
-    rm -rf "$tmp"
     echo "fuzz/corpus/$name: $(ls "$ROOT/fuzz/corpus/$name" | wc -l) files," \
         "$(du -sk "$ROOT/fuzz/corpus/$name" | cut -f1) KiB"
 }
