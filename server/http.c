@@ -547,9 +547,10 @@ static void stop_loop(srv *s)
     if (s->stopping)
         return;
     s->stopping = 1;
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,    (uv_handle_t *)&s->timer,
-                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->sigterm,
-                         (uv_handle_t *)&s->sigint,  (uv_handle_t *)&s->sighup};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,        (uv_handle_t *)&s->timer,
+                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->rescan_timer,
+                         (uv_handle_t *)&s->sigterm,     (uv_handle_t *)&s->sigint,
+                         (uv_handle_t *)&s->sighup};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], close_cb);
@@ -595,6 +596,7 @@ static void on_term(uv_signal_t *h, int signum)
 typedef struct scan_job {
     uv_work_t w;
     srv *s;
+    int quiet; /* periodic: log only what changes (the registry does) */
     int rc;
     sola_err e;
 } scan_job;
@@ -602,7 +604,7 @@ typedef struct scan_job {
 static void scan_work(uv_work_t *w)
 {
     scan_job *j = w->data;
-    j->rc = reg_scan(j->s->reg, &j->e);
+    j->rc = reg_scan(j->s->reg, j->quiet, &j->e);
 }
 
 static void scan_after(uv_work_t *w, int status)
@@ -610,31 +612,43 @@ static void scan_after(uv_work_t *w, int status)
     scan_job *j = w->data;
     srv *s = j->s;
     s->rescanning = 0;
-    if (status == 0 && j->rc == 0)
-        srv_logf(s, "info", "SIGHUP: models rescanned (%d models)", reg_nmodels(s->reg));
-    else
-        srv_logf(s, "error", "SIGHUP: rescan failed: %s",
+    if (status == 0 && j->rc == 0) {
+        if (!j->quiet)
+            srv_logf(s, "info", "SIGHUP: models rescanned (%d models)", reg_nmodels(s->reg));
+    } else {
+        srv_logf(s, "error", "rescan of the models failed: %s",
                  status ? uv_strerror(status) : j->e.msg);
+    }
     free(j);
     check_drained(s);
 }
 
-static void on_hup(uv_signal_t *h, int signum)
+/* Rescans on a worker (it may load models). One at a time; none while draining. */
+static void start_rescan(srv *s, int quiet)
 {
-    (void)signum;
-    srv *s = h->data;
     if (s->rescanning || s->draining)
         return;
     scan_job *j = calloc(1, sizeof *j);
     if (!j)
         return;
     j->s = s;
+    j->quiet = quiet;
     j->w.data = j;
-    /* loads models: not on the loop thread */
     if (uv_queue_work(s->loop, &j->w, scan_work, scan_after) == 0)
         s->rescanning = 1;
     else
         free(j);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    start_rescan(h->data, 0);
+}
+
+static void on_rescan_timer(uv_timer_t *t)
+{
+    start_rescan(t->data, 1);
 }
 
 int srv_http_start(srv *s)
@@ -665,12 +679,14 @@ int srv_http_start(srv *s)
     uv_poll_init(s->loop, &s->poll, di->epoll_fd);
     uv_timer_init(s->loop, &s->timer);
     uv_timer_init(s->loop, &s->drain_timer);
+    uv_timer_init(s->loop, &s->rescan_timer);
     uv_signal_init(s->loop, &s->sigterm);
     uv_signal_init(s->loop, &s->sigint);
     uv_signal_init(s->loop, &s->sighup);
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,    (uv_handle_t *)&s->timer,
-                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->sigterm,
-                         (uv_handle_t *)&s->sigint,  (uv_handle_t *)&s->sighup};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,        (uv_handle_t *)&s->timer,
+                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->rescan_timer,
+                         (uv_handle_t *)&s->sigterm,     (uv_handle_t *)&s->sigint,
+                         (uv_handle_t *)&s->sighup};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         hs[i]->data = s;
     s->handles_open = (int)(sizeof hs / sizeof hs[0]);
@@ -678,6 +694,8 @@ int srv_http_start(srv *s)
     uv_signal_start(&s->sigterm, on_term, SIGTERM);
     uv_signal_start(&s->sigint, on_term, SIGINT);
     uv_signal_start(&s->sighup, on_hup, SIGHUP);
+    if (s->cfg.data_dir && s->cfg.rescan_ms > 0)
+        uv_timer_start(&s->rescan_timer, on_rescan_timer, s->cfg.rescan_ms, s->cfg.rescan_ms);
     arm_timer(s);
     return 0;
 }

@@ -38,6 +38,8 @@ static const char usage[] =
     "  --conn-timeout SEC     close connections idle this long (default 60)\n"
     "  --max-conns N          concurrent connections (default 1024)\n"
     "  --max-conns-per-ip N   concurrent connections from one address (default 256)\n"
+    "  --rescan-interval SEC  reread DATA/models this often, so replicas sharing it follow\n"
+    "                         uploads and activations (default 5; 0 = only on SIGHUP)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -116,9 +118,9 @@ static void clean_tmp(const char *dir)
     closedir(d);
 }
 
-static void reg_warn(void *arg, const char *msg)
+static void reg_log(void *arg, const char *level, const char *msg)
 {
-    srv_logf(arg, "warn", "%s", msg);
+    srv_logf(arg, level, "%s", msg);
 }
 
 int main(int argc, char **argv)
@@ -147,10 +149,11 @@ int main(int argc, char **argv)
     c->conn_timeout = 60;
     c->max_conns = 1024;
     c->max_conns_per_ip = 256;
+    c->rescan_ms = 5000;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
-           O_DELAY, O_HELP, O_VERSION };
+           O_DELAY, O_RESCAN, O_HELP, O_VERSION };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -168,6 +171,7 @@ int main(int argc, char **argv)
         {"max-conns", required_argument, 0, O_MAXCONNS},
         {"max-conns-per-ip", required_argument, 0, O_PERIP},
         {"debug-work-delay-ms", required_argument, 0, O_DELAY},
+        {"rescan-interval", required_argument, 0, O_RESCAN},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -240,6 +244,11 @@ int main(int argc, char **argv)
                 return bad("--debug-work-delay-ms %s: expected milliseconds", optarg);
             c->debug_delay_ms = (int)v;
             break;
+        case O_RESCAN:
+            if (parse_long(optarg, 0, 86400, &v))
+                return bad("--rescan-interval %s: expected seconds (0 = off)", optarg);
+            c->rescan_ms = (uint64_t)v * 1000;
+            break;
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:
@@ -297,7 +306,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "solad: out of memory\n");
         goto out;
     }
-    if (!(s.reg = reg_new(c->data_dir, c->dim, c->default_model, reg_warn, &s, &e))) {
+    if (!(s.reg = reg_new(c->data_dir, c->dim, c->default_model, reg_log, &s, &e))) {
         fprintf(stderr, "solad: %s\n", e.msg);
         goto out;
     }

@@ -15,18 +15,27 @@
 
 #include "fsutil.h"
 
-static void warnf(reg *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warnf(reg *r, const char *fmt, ...)
+static void logf_(reg *r, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(reg *r, const char *level, const char *fmt, ...)
 {
-    if (!r->warn)
+    if (!r->log)
         return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    r->warn(r->warn_arg, msg);
+    r->log(r->log_arg, level, msg);
 }
+
+/* Complaints about stray files: on explicit scans only (startup, SIGHUP), not on
+ * every periodic one. r->quiet is set under write_mu for the scan's duration. */
+#define warn_files(r, ...)                                                                 \
+    do {                                                                                   \
+        if (!(r)->quiet)                                                                   \
+            logf_((r), "warn", __VA_ARGS__);                                               \
+    } while (0)
 
 /* ---- versions ---------------------------------------------------------------- */
 
@@ -188,7 +197,7 @@ static int read_model_dir(reg *r, const char *name, int **vers, int *nver, int *
         int ver = parse_version_str(de->d_name, len - el);
         if (!ver) {
             if (de->d_name[0] != '.')
-                warnf(r, "%s/%s: ignored (version files are named N.safetensors, N >= 1)",
+                warn_files(r, "%s/%s: ignored (version files are named N.safetensors, N >= 1)",
                       path, de->d_name);
             continue;
         }
@@ -226,7 +235,8 @@ static int read_model_dir(reg *r, const char *name, int **vers, int *nver, int *
         if (found)
             *active = a;
         else
-            warnf(r, "%s: names no existing version; using the highest, %d", path, *active);
+            warn_files(r, "%s: names no existing version; using the highest, %d", path,
+                       *active);
     }
     *vers = v;
     *nver = n;
@@ -248,9 +258,10 @@ static sola_model *embedded_model(int dim, sola_err *e)
     return m;
 }
 
-int reg_scan(reg *r, sola_err *e)
+int reg_scan(reg *r, int quiet, sola_err *e)
 {
     pthread_mutex_lock(&r->write_mu);
+    r->quiet = quiet;
     reg_model *nm = NULL;
     int nn = 0, cap = 0, rc = 0;
     if (r->dir) {
@@ -264,8 +275,8 @@ int reg_scan(reg *r, sola_err *e)
             if (de->d_name[0] == '.')
                 continue;
             if (!reg__valid_name(de->d_name)) {
-                warnf(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
-                      r->dir, de->d_name);
+                warn_files(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
+                           r->dir, de->d_name);
                 continue;
             }
             int *vers = NULL, nver = 0, active = 0;
@@ -316,14 +327,18 @@ int reg_scan(reg *r, sola_err *e)
     for (int i = 0; i < nn; i++) {
         pthread_mutex_lock(&r->mu);
         reg_model *old = reg__find(r, nm[i].name);
+        int was = old ? old->active_version : 0, was_embedded = old && old->embedded;
+        char *old_error = old && old->load_error ? strdup(old->load_error) : NULL;
         if (old && old->active && old->active_version == nm[i].active_version &&
             old->embedded == nm[i].embedded) {
             nm[i].active = old->active;
             old->active->refs++;
         }
         pthread_mutex_unlock(&r->mu);
-        if (nm[i].active)
+        if (nm[i].active) {
+            free(old_error);
             continue;
+        }
         sola_err le = {0};
         sola_model *m = NULL;
         char *path = NULL;
@@ -332,15 +347,22 @@ int reg_scan(reg *r, sola_err *e)
         } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version))) {
             m = sola_model_load(path, &le);
         }
-        if (m && (nm[i].active = reg__ver_new(nm[i].name, nm[i].active_version, path, m)))
+        if (m && (nm[i].active = reg__ver_new(nm[i].name, nm[i].active_version, path, m))) {
             nm[i].active->refs = 1;
-        else {
+            if (r->scanned && !nm[i].embedded)
+                logf_(r, "info", "model %s: version %d is active%s", nm[i].name,
+                      nm[i].active_version,
+                      was && !was_embedded ? " (changed on disk)" : " (new on disk)");
+        } else {
             if (m)
                 sola_model_free(m);
             nm[i].load_error = strdup(le.msg[0] ? le.msg : "out of memory");
-            warnf(r, "model %s version %d does not load: %s", nm[i].name,
-                  nm[i].active_version, le.msg);
+            /* once per distinct failure, not once per periodic scan */
+            if (!old_error || strcmp(old_error, nm[i].load_error) != 0)
+                logf_(r, "warn", "model %s version %d does not load: %s", nm[i].name,
+                      nm[i].active_version, le.msg);
         }
+        free(old_error);
         free(path);
     }
 
@@ -376,6 +398,7 @@ int reg_scan(reg *r, sola_err *e)
         reg__ver_free(to_free[k]);
     free(oldm);
     nn = 0;
+    r->scanned = 1;
 out:
     for (int i = 0; i < nn; i++) {
         free(nm[i].name);
@@ -390,7 +413,8 @@ out:
 }
 
 reg *reg_new(const char *data_dir, int dim, const char *default_model,
-             void (*warn)(void *arg, const char *msg), void *warn_arg, sola_err *e)
+             void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
+             sola_err *e)
 {
     reg *r = calloc(1, sizeof *r);
     if (!r) {
@@ -400,8 +424,8 @@ reg *reg_new(const char *data_dir, int dim, const char *default_model,
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->write_mu, NULL);
     r->dim = dim;
-    r->warn = warn;
-    r->warn_arg = warn_arg;
+    r->log = log;
+    r->log_arg = log_arg;
     if (default_model && !(r->default_name = strdup(default_model)))
         goto nomem;
     if (data_dir) {
@@ -410,7 +434,7 @@ reg *reg_new(const char *data_dir, int dim, const char *default_model,
             goto nomem;
         snprintf(r->dir, n, "%s/models", data_dir);
     }
-    if (reg_scan(r, e))
+    if (reg_scan(r, 0, e))
         goto err;
     return r;
 nomem:

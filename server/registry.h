@@ -34,15 +34,20 @@ typedef struct reg reg;
 typedef struct reg_ver reg_ver;
 
 /* data_dir may be NULL (embedded model only). default_model: NULL = the only model.
- * warn (may be NULL) receives messages about files skipped during scans. The
- * constructor scans once; NULL + e on failure (unreadable directory, no memory). */
+ * log (may be NULL; level "info" or "warn") receives what scans notice: skipped files,
+ * versions that do not load, active versions changed on disk. Any thread may call it.
+ * The constructor scans once; NULL + e on failure (unreadable directory, no memory). */
 reg *reg_new(const char *data_dir, int dim, const char *default_model,
-             void (*warn)(void *arg, const char *msg), void *warn_arg, sola_err *e);
+             void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
+             sola_err *e);
 void reg_free(reg *r);
 
-/* Rereads models/ (SIGHUP): new models and versions appear, active pointers follow the
- * active files (loading the new active versions first), removed models disappear. */
-int reg_scan(reg *r, sola_err *e);
+/* Rereads models/ (SIGHUP, and periodically so that replicas sharing the directory
+ * follow each other): new models and versions appear, active pointers follow the
+ * active files (loading the new active versions first), removed models disappear.
+ * quiet: do not repeat complaints about stray files (periodic scans). Unchanged
+ * models cost a readdir and a small read. */
+int reg_scan(reg *r, int quiet, sola_err *e);
 
 /* name NULL = the default model; version 0 = the active one. 0, or SOLA_ENOTFOUND /
  * SOLA_EINVAL (ambiguous default) with a message. */

@@ -37,8 +37,10 @@ struct reg {
     char *default_name;
     reg_model *m;
     int n;
-    void (*warn)(void *, const char *);
-    void *warn_arg;
+    void (*log)(void *, const char *, const char *);
+    void *log_arg;
+    int quiet;   /* current scan is a periodic one (write_mu) */
+    int scanned; /* a first scan completed (write_mu) */
 };
 
 /* Helpers (registry.c). The *_locked ones and reg__find need r->mu held. */

@@ -31,6 +31,7 @@ typedef struct srv_config {
     unsigned conn_timeout;     /* seconds of client inactivity */
     unsigned max_conns, max_conns_per_ip;
     int debug_delay_ms;        /* testing aid: each work item sleeps this long first */
+    uint64_t rescan_ms;        /* periodic rescan of DATA/models, 0 = only on SIGHUP */
 } srv_config;
 
 /* Workspaces for the compute threads: one per worker, reused. */
@@ -47,7 +48,7 @@ typedef struct srv {
     int listen_fd;
     char bound[128]; /* "127.0.0.1:8080" as actually bound */
     uv_poll_t poll;
-    uv_timer_t timer, drain_timer;
+    uv_timer_t timer, drain_timer, rescan_timer;
     uv_signal_t sigterm, sigint, sighup;
     int handles_open;
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include "fsutil.h"
 #include "npz.h"
 #include "serverutil.h"
 
@@ -374,6 +375,74 @@ START_TEST(token_guards_registry_writes)
 }
 END_TEST
 
+/* Polls GET path on s until it answers `status` with a body containing `needle`. */
+static int wait_for(const su_server *s, const char *path, long status, const char *needle)
+{
+    for (int i = 0; i < 1500; i++) {
+        su_resp r;
+        long st = su_get(s, NULL, path, &r);
+        int ok = st == status && (!needle || (r.body && strstr(r.body, needle)));
+        su_resp_free(&r);
+        if (ok)
+            return 1;
+        su_sleep_ms(20);
+    }
+    return 0;
+}
+
+START_TEST(replicas_sharing_a_directory_follow_each_other)
+{
+    char *dir = tu_tmpdir();
+    sola_model *m1 = su_make_model(dir, "m", 1, C_DIM, 16, 1, 0.3f);
+    const char *args[] = {"--data", dir, "--rescan-interval", "1", NULL};
+    su_server a, b;
+    ck_assert_int_eq(su_start(&a, dir, args), 0);
+    ck_assert_int_eq(su_start(&b, dir, args), 0);
+    /* upload version 2 to replica a and activate it there */
+    sola_model *m2 = su_make_model(NULL, NULL, 0, C_DIM, 16, 2, -0.3f);
+    char file[4096];
+    snprintf(file, sizeof file, "%s/up.safetensors", dir);
+    sola_err e = {0};
+    ck_assert_int_eq(sola_model_save(m2, file, 0, &e), 0);
+    size_t len;
+    char *bytes = tu_read(file, &len);
+    su_resp r;
+    const char *oct[] = {"Content-Type: application/octet-stream", NULL};
+    su_http(NULL, "PUT", url(&a, "/models/m/versions/2"), oct, bytes, len, &r);
+    ck_assert_int_eq(r.status, 201);
+    su_resp_free(&r);
+    const char *aj[] = {"Content-Type: application/json", NULL};
+    su_http(NULL, "POST", url(&a, "/models/m/activate"), aj, "{\"version\":2}", 13, &r);
+    ck_assert_int_eq(r.status, 200);
+    su_resp_free(&r);
+    /* replica b notices without a signal */
+    ck_assert(wait_for(&b, "/models/m", 200, "\"active\":2"));
+    float *x = su_input(4, C_DIM, 5);
+    size_t n;
+    void *npy = npy_of(x, 4, C_DIM, &n);
+    const char *hn[] = {"Content-Type: application/x-npy", NULL};
+    char h[32];
+    su_http(NULL, "POST", url(&b, "/refine"), hn, npy, n, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "2");
+    su_resp_free(&r);
+    /* a rollback done by hand on disk reaches both */
+    snprintf(file, sizeof file, "%s/models/m/active", dir);
+    sola_write_atomic(file, "1\n", 2, &e);
+    ck_assert(wait_for(&a, "/models/m", 200, "\"active\":1"));
+    ck_assert(wait_for(&b, "/models/m", 200, "\"active\":1"));
+    ck_assert_int_eq(su_stop(&a), 0);
+    ck_assert_int_eq(su_stop(&b), 0);
+    free(npy);
+    free(x);
+    free(bytes);
+    sola_model_free(m1);
+    sola_model_free(m2);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 typedef struct bg {
     const su_server *s;
     void *npy;
@@ -445,6 +514,7 @@ static Suite *suite(void)
     tcase_add_test(t, error_statuses_over_http);
     tcase_add_test(t, token_guards_registry_writes);
     tcase_add_test(t, full_queue_answers_503_with_retry_after);
+    tcase_add_test(t, replicas_sharing_a_directory_follow_each_other);
     suite_add_tcase(s, t);
     return s;
 }
