@@ -437,9 +437,19 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
         } else if ((rc = alloc_like(&y, x.ndim, x.shape, &e))) {
             goto fail;
         }
+        /* a batch goes through as one pass (bigger GEMMs), with each sequence zero-padded
+         * on its own: the same result as B separate refines */
+        int *lens = malloc(sizeof(int) * (size_t)B);
+        if (!lens) {
+            rc = sola_errf(&e, SOLA_ENOMEM, "out of memory");
+            goto fail;
+        }
         for (int64_t b = 0; b < B; b++)
-            if ((rc = sola_refine(m, x.data + b * T * C, (int)T, y.data + b * T * C, ws, &e)))
-                goto fail;
+            lens[b] = (int)T;
+        rc = sola_refine_batch(m, x.data, lens, (int)B, y.data, ws, &e);
+        free(lens);
+        if (rc)
+            goto fail;
         rs->frames = (long)(B * T);
     }
     if ((st->tsm & TSM_REFINED) && (rc = tsm_all(&y, &S, &e)))

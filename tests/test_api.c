@@ -512,6 +512,36 @@ START_TEST(refine_npy_in_npz_out)
 }
 END_TEST
 
+START_TEST(batch_equals_separate_refines)
+{
+    /* [3, 4, 8]: each sequence padded on its own, as three requests would be */
+    float x[3 * 4 * 8];
+    for (int i = 0; i < 96; i++)
+        x[i] = sinf((float)i * 0.71f);
+    void *npy;
+    size_t len;
+    sola_err e = {0};
+    int64_t shape[3] = {3, 4, 8};
+    ck_assert_int_eq(sola_npy_encode(x, 3, shape, &npy, &len, &e), 0);
+    hdrs h = {"application/x-npy", NULL, NULL};
+    api_response rs;
+    call("POST", "/refine", NULL, 0, &h, npy, len, &rs);
+    ck_assert_int_eq(rs.status, 200);
+    ck_assert_int_eq(rs.frames, 12);
+    sola_array a;
+    ck_assert_int_eq(sola_npy_parse(rs.body, rs.len, "reply", 0, &a, &e), 0);
+    ck_assert_int_eq(a.ndim, 3);
+    for (int b = 0; b < 3; b++) {
+        float *y = refine_ref(x + b * 32, 4);
+        ck_assert_double_le(tu_max_rel_err(a.data + b * 32, y, 32), 1e-6);
+        free(y);
+    }
+    sola_array_free(&a);
+    api_response_clear(&rs);
+    free(npy);
+}
+END_TEST
+
 static void expect_status(const char *method, const char *path, const api_kv *q, int nq,
                           hdrs *h, const char *body, int status, const char *needle)
 {
@@ -734,6 +764,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(h, setup, teardown);
     tcase_add_test(h, refine_json_equals_sola_refine_exactly);
     tcase_add_test(h, refine_npy_in_npz_out);
+    tcase_add_test(h, batch_equals_separate_refines);
     tcase_add_test(h, error_statuses_name_their_cause);
     tcase_add_test(h, bearer_token_on_mutating_routes);
     tcase_add_test(h, openapi_is_json_listing_routes);
