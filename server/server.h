@@ -77,6 +77,15 @@ void srv_backend_init(srv *s);
 int srv_http_start(srv *s);
 /* Runs the loop until drained; then stops MHD. */
 void srv_http_run(srv *s);
+/* Lets MHD process what is pending and re-arms its timer (loop thread). */
+void srv_mhd_run(srv *s);
+
+/* lifecycle.c (loop thread): the listening socket (returns 4 or 6 for the address
+ * family, -1 on failure), signal and timer handles, and the drain check that stops
+ * the loop once nothing is in progress. */
+int srv_bind_listen(srv *s);
+void srv_lifecycle_start(srv *s);
+void srv_check_drained(srv *s);
 
 /* log.c: one line per request and free-form messages, text or JSON, to stderr. */
 void srv_log_request(const srv *s, const char *method, const char *path, const char *remote,
