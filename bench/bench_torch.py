@@ -15,7 +15,9 @@ same threads and interleaves the two in time: for each of --rounds rounds and ea
 a block of torch calls, then a block of ours (the order alternates between rounds),
 and the same for the two peaks. The machine is shared, and load that comes and goes
 then hits both sides alike. Each figure is the median over rounds of the block
-medians; the speedup is torch ms / our ms.
+medians; the speedup is torch ms / our ms. --coretype sets OPENBLAS_CORETYPE for our
+side only ("auto" removes it so OpenBLAS chooses from the CPU); torch's convolutions
+run in oneDNN, which picks its own kernels whatever that variable says.
 """
 import argparse
 import os
@@ -83,6 +85,10 @@ def standalone(a, Ts, f):
 
 def interleaved(a, Ts, f):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
+    if a.coretype == "auto":  # OpenBLAS's own choice for this CPU
+        env.pop("OPENBLAS_CORETYPE", None)
+    elif a.coretype:
+        env["OPENBLAS_CORETYPE"] = a.coretype
     p = subprocess.Popen([a.ours, "--serve", "--threads", str(a.threads), "--C", str(a.C),
                           "--H", str(a.H), "--k1", str(a.k1), "--k2", str(a.k2)],
                          env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -147,6 +153,8 @@ def main():
     ap.add_argument("--budget", type=float, default=2.0, help="seconds per T and side")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ours", help="path of bench_refine to interleave with")
+    ap.add_argument("--coretype", help="OPENBLAS_CORETYPE for ours (auto: unset it, so "
+                    "OpenBLAS picks the kernels for this CPU); default: inherited")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
