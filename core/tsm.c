@@ -32,16 +32,23 @@ int sola_tsm(const float *y, int T, int C, float *S, sola_err *e)
         n[i] = (float)sqrt(s);
     }
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, T, C, 1.0f, y, C, 0.0f, S, T);
+    /* normalise the upper triangle row by row (contiguous), then mirror it in tiles
+     * so the transposed writes stay in cache for long sequences */
     for (size_t i = 0; i < t; i++) {
+        float *row = S + i * t;
         for (size_t j = i; j < t; j++) {
             float den = n[i] * n[j] + 1e-8f;
-            float v = S[i * t + j] / den;
+            float v = row[j] / den;
             /* rounding can leave |v| a few ulp above 1; the map is documented in [-1, 1] */
-            v = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
-            S[i * t + j] = v;
-            S[j * t + i] = v;
+            row[j] = v > 1.0f ? 1.0f : (v < -1.0f ? -1.0f : v);
         }
     }
+    const size_t B = 64;
+    for (size_t i0 = 0; i0 < t; i0 += B)
+        for (size_t j0 = 0; j0 <= i0; j0 += B)
+            for (size_t i = i0; i < i0 + B && i < t; i++)
+                for (size_t j = j0; j < j0 + B && j < i; j++)
+                    S[i * t + j] = S[j * t + i];
     free(n);
     return 0;
 }

@@ -382,7 +382,7 @@ END_TEST
 
 START_TEST(tsm_properties)
 {
-    int T = 40, C = 24;
+    int T = 150, C = 24; /* past one 64-row mirror tile */
     sola_rng r;
     sola_rng_seed(&r, 8);
     float *y = random_x(&r, (size_t)T * C), *S = malloc((size_t)T * T * sizeof(float));
