@@ -8,6 +8,7 @@
  * it never moves a module parameter. */
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +50,8 @@ static int count_params(int C, int H, int k1, int k2, int P, size_t *out)
     /* biases, alpha, head biases */
     if (sola_add_size(s, 2 * h + 2 * c + 1 + p, &s))
         return -1;
-    /* every packed copy and workspace row is indexed with int-sized strides */
-    if (s > (size_t)1 << 40)
+    /* BLAS takes int dimensions and leading dimensions: k*H columns of a packed conv */
+    if ((size_t)k1 * h > INT_MAX || (size_t)k2 * h > INT_MAX || s > (size_t)1 << 40)
         return -1;
     *out = s;
     return 0;

@@ -70,12 +70,12 @@ static int grow(float **p, size_t *cap, size_t n)
 /* Makes room for `rows` rows; returns 0 or SOLA_ENOMEM/SOLA_ETOOBIG. */
 static int ws_reserve(sola_ws *ws, const sola_model *m, size_t rows, sola_err *e)
 {
-    size_t kmax = (size_t)(m->k1 > m->k2 ? m->k1 : m->k2), zn = 0, hn;
-    if (sola_mul_size(rows, (size_t)m->H, &hn) || hn > (size_t)INT_MAX * 64 ||
-        (kmax > 1 && sola_mul_size(hn, kmax, &zn)) || zn > ((size_t)1 << 40))
+    size_t kmax = (size_t)(m->k1 > m->k2 ? m->k1 : m->k2), zn = 0, hn, hn2;
+    if (sola_mul_size(rows, (size_t)m->H, &hn) || sola_mul_size(hn, 2, &hn2) ||
+        (kmax > 1 && sola_mul_size(hn, kmax, &zn)))
         return sola_errf(e, SOLA_ETOOBIG, "refine: %zu rows of width %d are too many", rows,
                          m->H);
-    if (grow(&ws->h, &ws->hcap, 2 * hn) || (kmax > 1 && grow(&ws->z, &ws->zcap, zn)))
+    if (grow(&ws->h, &ws->hcap, hn2) || (kmax > 1 && grow(&ws->z, &ws->zcap, zn)))
         goto nomem;
     ws->h1 = ws->h;
     ws->h2 = ws->h + hn;
