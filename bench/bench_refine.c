@@ -2,12 +2,15 @@
  * sgemm peak measured in the same run (DESIGN.md "Compute").
  *
  *   bench_refine [--threads N] [--C 2048] [--H 512] [--k1 5] [--k2 1]
- *                [--T 16,100,1000,2304] [--budget SECONDS] [--serve]
+ *                [--T 16,100,1000,2304] [--budget SECONDS] [--batch B] [--serve]
  *
  * Prints one line per T: median ms per sola_refine call, GFLOPS (sola_refine_flops /
  * time) and the fraction of the peak, where the peak is the best of several
  * cblas_sgemm 2048x2048x2048 runs with the same thread count. bench/bench_torch.py
  * runs the same shapes in PyTorch (and, given --ours, this program) for comparison.
+ *
+ * --batch B adds, per T, the time of one sola_refine_batch over B sequences of length T
+ * (per sequence), next to B separate calls: what dynamic batching buys.
  *
  * --serve: instead of the table, answer requests on stdin, one per line, so that
  * bench_torch.py can interleave our calls with torch's in time (the machine is
@@ -126,6 +129,39 @@ static int time_refine(bench *b, int T, int reps, double *med, double *min)
     return 0;
 }
 
+/* Median seconds per sequence of sola_refine_batch over B sequences of length T. */
+static int time_batch(bench *b, int T, int B, int reps, double *med)
+{
+    size_t n = (size_t)T * (size_t)B * (size_t)b->C;
+    float *x = randn(n, 7), *y = malloc(n * sizeof(float));
+    int *lens = malloc((size_t)B * sizeof(int));
+    double *ts = malloc((size_t)reps * sizeof(double));
+    sola_err e = {0};
+    int rc = -1;
+    if (!y || !lens || !ts)
+        goto out;
+    for (int i = 0; i < B; i++)
+        lens[i] = T;
+    if (sola_refine_batch(b->m, x, lens, B, y, b->ws, &e)) {
+        fprintf(stderr, "bench_refine: batch: %s\n", e.msg);
+        goto out;
+    }
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        sola_refine_batch(b->m, x, lens, B, y, b->ws, &e);
+        ts[r] = now() - t;
+    }
+    qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+    *med = ts[reps / 2] / B;
+    rc = 0;
+out:
+    free(x);
+    free(y);
+    free(lens);
+    free(ts);
+    return rc;
+}
+
 static int serve(bench *b)
 {
     char line[256];
@@ -151,7 +187,7 @@ static int serve(bench *b)
 
 int main(int argc, char **argv)
 {
-    int threads = 2, C = 2048, H = 512, k1 = 5, k2 = 1, serve_mode = 0;
+    int threads = 2, C = 2048, H = 512, k1 = 5, k2 = 1, serve_mode = 0, batch = 1;
     double budget = 2.0; /* seconds of timed calls per T, roughly */
     char tlist[256] = "16,100,1000,2304";
     for (int i = 1; i < argc; i++) {
@@ -178,9 +214,11 @@ int main(int argc, char **argv)
             snprintf(tlist, sizeof tlist, "%s", v);
         else if (!strcmp(a, "--budget"))
             budget = atof(v);
+        else if (!strcmp(a, "--batch"))
+            batch = atoi(v);
         else {
             fprintf(stderr, "usage: bench_refine [--threads N] [--C C] [--H H] [--k1 K] "
-                            "[--k2 K] [--T 16,100,...] [--budget SECONDS] [--serve]\n");
+                            "[--k2 K] [--T 16,100,...] [--budget SECONDS] [--batch B] [--serve]\n");
             return 2;
         }
         i++;
@@ -215,7 +253,10 @@ int main(int argc, char **argv)
            openblas_get_num_threads(), threads);
     printf("# sgemm peak (2048^3, best of 5): %.1f GFLOPS\n", peak);
     printf("# model C=%d H=%d k1=%d k2=%d\n", C, H, k1, k2);
-    printf("%6s %10s %9s %8s %5s\n", "T", "ms/call", "GFLOPS", "%peak", "reps");
+    printf("%6s %10s %9s %8s %5s", "T", "ms/call", "GFLOPS", "%peak", "reps");
+    if (batch > 1)
+        printf("  %s", "batched: ms/seq GFLOPS %peak");
+    printf("\n");
     for (char *tok = strtok(tlist, ","); tok; tok = strtok(NULL, ",")) {
         int T = atoi(tok);
         double med, min;
@@ -233,7 +274,18 @@ int main(int argc, char **argv)
             break;
         }
         double gf = sola_refine_flops(b.m, T) / med * 1e-9;
-        printf("%6d %10.3f %9.1f %7.1f%% %5d\n", T, med * 1e3, gf, 100 * gf / peak, reps);
+        printf("%6d %10.3f %9.1f %7.1f%% %5d", T, med * 1e3, gf, 100 * gf / peak, reps);
+        if (batch > 1) {
+            double bm;
+            int br = reps / batch < 5 ? 5 : reps / batch;
+            if (time_batch(&b, T, batch, br, &bm)) {
+                rc = 1;
+                break;
+            }
+            gf = sola_refine_flops(b.m, T) / bm * 1e-9;
+            printf("  x%d: %8.3f %7.1f %6.1f%%", batch, bm * 1e3, gf, 100 * gf / peak);
+        }
+        printf("\n");
         fflush(stdout);
     }
 done:
