@@ -70,11 +70,13 @@ void sola_model_layout(int C, int H, int k1, int k2, int P, sola_layout *l);
 sola_model *sola_model_new(int C, int H, int k1, int k2, int P, sola_err *e);
 void sola_model_free(sola_model *m);
 
-/* Deep copy (params, meta, extra; packs are rebuilt lazily). */
+/* Deep copy (params, meta, extra); packed again if m was packed. */
 sola_model *sola_model_clone(const sola_model *m, sola_err *e);
 
 /* PyTorch's default init for nn.Conv1d / nn.Linear: weight and bias uniform in
- * +-1/sqrt(fan_in) (fan_in = in_channels * kernel), alpha = 0 (identity), seeded. */
+ * +-1/sqrt(fan_in) (fan_in = in_channels * kernel), alpha = 0 (identity), seeded.
+ * The module is drawn first, then the head (if P > 0) from the same stream, so the
+ * module does not depend on P. Drops the packs: call sola_model_pack before refining. */
 void sola_model_init(sola_model *m, uint64_t seed);
 /* Initialise only the dissimilarity head (same rule). */
 void sola_model_init_head(sola_model *m, uint64_t seed);
