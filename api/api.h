@@ -71,6 +71,21 @@ const char *api_header(const api_request *rq, const char *name);
 
 #define API_MAX_HEADERS 8
 
+/* A reply body produced over time (server-sent events) instead of a buffer. The
+ * producer allocates it; the server pulls bytes from it and closes it. */
+typedef struct api_stream api_stream;
+struct api_stream {
+    /* Loop thread. Copies up to max bytes into buf and returns the count; 0 when
+     * nothing is ready (the server then waits for `wake`); -1 at the end. */
+    long (*read)(api_stream *st, char *buf, size_t max);
+    /* Loop thread, exactly once: the reply is finished or abandoned; frees st. */
+    void (*close)(api_stream *st);
+    /* Set by the server when it starts sending (NULL before): the producer calls
+     * wake(wake_arg) on the loop thread when new bytes are ready. */
+    void (*wake)(void *wake_arg);
+    void *wake_arg;
+};
+
 typedef struct api_response {
     int status;              /* 0 = not set yet */
     char ctype[80];          /* Content-Type */
@@ -80,9 +95,10 @@ typedef struct api_response {
     void *body;              /* malloc'd, owned; the server takes it */
     size_t len;
     long frames;             /* snippets refined for this reply (metrics) */
+    api_stream *stream;      /* instead of body (owned; closed by api_response_clear) */
 } api_response;
 
-/* Frees the body and resets to status 0. */
+/* Frees the body (closes the stream) and resets to status 0. */
 void api_response_clear(api_response *rs);
 /* Adds a header (silently dropped past API_MAX_HEADERS; values truncated). */
 void api_set_header(api_response *rs, const char *name, const char *fmt, ...)
@@ -162,6 +178,7 @@ typedef struct api_ctx {
     int max_frames;     /* T limit of one sequence */
     const char *data_dir; /* NULL: none */
     const char *token;  /* NULL: no auth */
+    const struct api_jobs_backend *jobs; /* training jobs (api/train.h); NULL: none */
 } api_ctx;
 
 /* ---- routes ------------------------------------------------------------------ */

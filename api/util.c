@@ -37,6 +37,8 @@ const char *api_header(const api_request *rq, const char *name)
 
 void api_response_clear(api_response *rs)
 {
+    if (rs->stream)
+        rs->stream->close(rs->stream);
     free(rs->body);
     memset(rs, 0, sizeof *rs);
 }
