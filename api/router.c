@@ -18,6 +18,8 @@ static const api_route *const tables[] = {
     api_routes_ops,
     api_routes_infer,
     api_routes_models,
+    api_routes_datasets,
+    api_routes_jobs,
     NULL,
 };
 

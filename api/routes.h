@@ -9,6 +9,8 @@
 extern const api_route api_routes_ops[];    /* livez, readyz, healthz, metrics, openapi */
 extern const api_route api_routes_infer[];  /* refine, tsm */
 extern const api_route api_routes_models[]; /* model registry */
+extern const api_route api_routes_datasets[]; /* training data uploads */
+extern const api_route api_routes_jobs[];   /* training jobs */
 
 /* The OpenAPI document (static JSON text). */
 extern const char api_openapi_json[];
