@@ -1,0 +1,844 @@
+/* dsstore.c -- the daemon's dataset store on disk (see dsstore.h). */
+#include "dsstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "dataset.h"
+#include "fsutil.h"
+#include "npz.h"
+
+#define CHUNK (256 * 1024)
+#define PATHN 4096
+
+static int io_code(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? SOLA_ENOSPC : SOLA_EIO;
+}
+
+/* snprintf into a PATHN buffer. Roots are checked to be short (root_ok) and names
+ * are at most 64 bytes, so paths fit; a wrapper keeps -Wformat-truncation quiet. */
+__attribute__((format(printf, 2, 3))) static void pf(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, PATHN, fmt, ap);
+    va_end(ap);
+}
+
+int sola_ds_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > SOLA_DS_NAME_MAX || s[0] == '.' || s[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int check_names(const char *root, const char *ds, const char *item, sola_err *e)
+{
+    if (!root || strlen(root) > PATHN - 256)
+        return sola_errf(e, SOLA_EINVAL, "dataset store: the data directory path is too long");
+    if (!sola_ds_name_ok(ds))
+        return sola_errf(e, SOLA_EINVAL, "dataset name \"%.80s\" is not valid (1-64 of "
+                         "A-Z a-z 0-9 . _ -, not starting with '.' or '-')", ds ? ds : "");
+    if (item && !sola_ds_name_ok(item))
+        return sola_errf(e, SOLA_EINVAL, "item name \"%.80s\" is not valid (1-64 of "
+                         "A-Z a-z 0-9 . _ -, not starting with '.' or '-')", item);
+    return 0;
+}
+
+void sola_ds_info_free(sola_ds_info *d)
+{
+    if (d) {
+        free(d->items);
+        d->items = NULL;
+    }
+}
+
+/* An item file of the store: "NAME.npy" or "NAME.npz", not hidden. */
+static int item_file(const char *fname, char *stem, size_t n)
+{
+    if (fname[0] == '.' || !(sola_has_ext(fname, ".npy") || sola_has_ext(fname, ".npz")))
+        return 0;
+    size_t len = strlen(fname) - 4;
+    if (len == 0 || len >= n)
+        return 0;
+    memcpy(stem, fname, len);
+    stem[len] = '\0';
+    return 1;
+}
+
+/* ---- the writers' lock ------------------------------------------------------- */
+
+/* flock on ROOT/.lock, creating ROOT; returns the fd (close to unlock) or < 0. */
+static int store_lock(const char *root, sola_err *e)
+{
+    int rc = sola_mkdirs(root, 0755, e);
+    if (rc)
+        return rc;
+    char p[PATHN];
+    pf(p, "%s/.lock", root);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sola_errf(e, io_code(errno), "%s: %s", p, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int err = errno;
+            close(fd);
+            return sola_errf(e, SOLA_EIO, "%s: flock: %s", p, strerror(err));
+        }
+    }
+    return fd;
+}
+
+/* ---- small file helpers ------------------------------------------------------ */
+
+static int fsync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Copies src to dst (new file) through a fixed buffer, then fsyncs it. */
+static int copy_file(const char *src, const char *dst, sola_err *e)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return sola_errf(e, SOLA_EIO, "upload: %s", strerror(errno));
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        int err = errno;
+        close(in);
+        return sola_errf(e, io_code(err), "cannot create a file in the dataset: %s",
+                         strerror(err));
+    }
+    char *buf = malloc(CHUNK);
+    int rc = buf ? 0 : sola_errf(e, SOLA_ENOMEM, "out of memory");
+    while (!rc) {
+        ssize_t r = read(in, buf, CHUNK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = sola_errf(e, SOLA_EIO, "upload: read: %s", strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        for (ssize_t o = 0; o < r;) {
+            ssize_t w = write(out, buf + o, (size_t)(r - o));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = sola_errf(e, io_code(errno), "storing the item: %s", strerror(errno));
+                break;
+            }
+            o += w;
+        }
+    }
+    if (!rc && fsync(out) != 0)
+        rc = sola_errf(e, io_code(errno), "storing the item: fsync: %s", strerror(errno));
+    free(buf);
+    close(in);
+    if (close(out) != 0 && !rc)
+        rc = sola_errf(e, io_code(errno), "storing the item: %s", strerror(errno));
+    if (rc)
+        unlink(dst);
+    return rc;
+}
+
+/* Rewrites a message about a hidden path so that it names what the user sent. */
+static void rename_in_msg(sola_err *e, const char *hidden, const char *shown)
+{
+    if (!e)
+        return;
+    char *p = strstr(e->msg, hidden);
+    if (!p)
+        return;
+    char out[SOLA_ERRLEN];
+    size_t pre = (size_t)(p - e->msg);
+    const char *post = p + strlen(hidden);
+    size_t ls = strlen(shown), lp = strlen(post);
+    if (pre + ls + lp >= sizeof out)
+        return;
+    memcpy(out, e->msg, pre);
+    memcpy(out + pre, shown, ls);
+    memcpy(out + pre + ls, post, lp + 1);
+    memcpy(e->msg, out, pre + ls + lp + 1);
+}
+
+/* C of some item of dataset dir other than `except` (a stem); 0 if there is none. */
+static int other_item_c(const char *dir, const char *except, char *which, size_t n,
+                        sola_err *e)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    int C = 0;
+    char stem[SOLA_DS_NAME_MAX + 8];
+    while ((de = readdir(d))) {
+        if (!item_file(de->d_name, stem, sizeof stem) || (except && !strcmp(stem, except)))
+            continue;
+        char p[PATHN];
+        pf(p, "%s/%s", dir, de->d_name);
+        int64_t T;
+        sola_err e2 = {0};
+        if (sola_dataset_peek_file(p, &T, &C, &e2) == 0) {
+            if (strlen(stem) < n)
+                memcpy(which, stem, strlen(stem) + 1);
+            break;
+        }
+        C = 0; /* an unreadable neighbour does not decide */
+    }
+    closedir(d);
+    (void)e;
+    return C;
+}
+
+/* ---- one item ---------------------------------------------------------------- */
+
+int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
+                     int *created, int64_t *Tout, int *Cout, sola_err *e)
+{
+    int rc = check_names(root, ds, item, e);
+    if (rc)
+        return rc;
+    int lk = store_lock(root, e);
+    if (lk < 0)
+        return lk;
+    char dir[PATHN], final[PATHN], hidden[PATHN], shown[160];
+    pf(dir, "%s/%s", root, ds);
+    pf(final, "%s/%s.npy", dir, item);
+    pf(hidden, "%s/.up.%s.%ld.npy", dir, item, (long)getpid());
+    snprintf(shown, sizeof shown, "dataset %s, item %s", ds, item);
+    int new_dir = access(dir, F_OK) != 0;
+    if (new_dir && mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        rc = sola_errf(e, io_code(errno), "dataset %s: cannot create it: %s", ds,
+                       strerror(errno));
+        goto out;
+    }
+    unlink(hidden); /* a leftover of a crashed upload of the same item */
+    /* A link costs nothing and needs no space; a copy is the fallback across
+     * filesystems (uploads spooled outside the data directory). */
+    if (link(src, hidden) == 0) {
+        if (fsync_file(hidden) != 0) {
+            rc = sola_errf(e, io_code(errno), "%s: fsync: %s", shown, strerror(errno));
+            goto fail;
+        }
+    } else if ((rc = copy_file(src, hidden, e))) {
+        goto fail;
+    }
+    int64_t T;
+    int C;
+    if ((rc = sola_dataset_peek_file(hidden, &T, &C, e))) {
+        rename_in_msg(e, hidden, shown);
+        goto fail;
+    }
+    char other[SOLA_DS_NAME_MAX + 8] = "";
+    int C0 = other_item_c(dir, item, other, sizeof other, e);
+    if (C0 && C0 != C) {
+        rc = sola_errf(e, SOLA_ESHAPE,
+                       "%s has C=%d channels but dataset %s holds C=%d (e.g. item %s); "
+                       "items of one dataset share C",
+                       shown, C, ds, C0, other);
+        goto fail;
+    }
+    *created = access(final, F_OK) != 0;
+    if (rename(hidden, final) != 0) {
+        rc = sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
+        goto fail;
+    }
+    /* a .npz item of the same name would shadow or duplicate the new one */
+    char npz[PATHN];
+    pf(npz, "%s/%s.npz", dir, item);
+    if (unlink(npz) == 0)
+        *created = 0;
+    sola_fsync_dir(dir);
+    if (new_dir)
+        sola_fsync_dir(root);
+    if (Tout)
+        *Tout = T;
+    if (Cout)
+        *Cout = C;
+    goto out;
+fail:
+    unlink(hidden);
+    if (new_dir)
+        rmdir(dir); /* only succeeds if nothing else arrived meanwhile */
+out:
+    close(lk);
+    return rc;
+}
+
+/* ---- a whole dataset from a .npz --------------------------------------------- */
+
+static uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int write_all(int fd, const void *buf, size_t n, const char *what, sola_err *e)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return sola_errf(e, io_code(errno), "%s: %s", what, strerror(errno));
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t off)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+/* Writes member en of the archive (open as fd, len bytes) to path: stored members
+ * are copied, deflated ones inflated; the CRC and sizes are checked on the way. */
+static int extract_member(int fd, size_t len, const sola_npz_entry *en, const char *path,
+                          const char *shown, unsigned char *ibuf, unsigned char *obuf,
+                          sola_err *e)
+{
+    unsigned char lh[30];
+    size_t off = en->offset, end;
+    if (off > len || len - off < 30 || pread_all(fd, lh, 30, (off_t)off) ||
+        rd32(lh) != 0x04034b50)
+        return sola_errf(e, SOLA_EFORMAT, "%s: bad local header in the archive", shown);
+    off += 30 + (size_t)(lh[26] | lh[27] << 8) + (size_t)(lh[28] | lh[29] << 8);
+    if (sola_add_size(off, en->csize, &end) || end > len)
+        return sola_errf(e, SOLA_EFORMAT, "%s: member data runs past the end of the archive "
+                         "(truncated upload?)", shown);
+    if (en->method != 0 && en->method != 8)
+        return sola_errf(e, SOLA_EUNSUP, "%s: compression method %d (only stored or "
+                         "deflated)", shown, en->method);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0)
+        return sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    int rc = 0, zinit = 0;
+    if (en->method == 8) {
+        if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
+            close(out);
+            return sola_errf(e, SOLA_ENOMEM, "%s: zlib init failed", shown);
+        }
+        zinit = 1;
+    }
+    uLong crc = crc32(0L, Z_NULL, 0);
+    size_t left = en->csize, produced = 0;
+    int zdone = 0;
+    while (!rc && left > 0 && !zdone) {
+        size_t n = left < CHUNK ? left : CHUNK;
+        if (pread_all(fd, ibuf, n, (off_t)off)) {
+            rc = sola_errf(e, SOLA_EIO, "%s: cannot read the archive", shown);
+            break;
+        }
+        off += n;
+        left -= n;
+        if (!zinit) {
+            crc = crc32(crc, ibuf, (uInt)n);
+            produced += n;
+            rc = write_all(out, ibuf, n, shown, e);
+            continue;
+        }
+        zs.next_in = ibuf;
+        zs.avail_in = (uInt)n;
+        while (!rc && zs.avail_in > 0 && !zdone) {
+            zs.next_out = obuf;
+            zs.avail_out = CHUNK;
+            int zr = inflate(&zs, Z_NO_FLUSH);
+            if (zr != Z_OK && zr != Z_STREAM_END) {
+                rc = sola_errf(e, SOLA_EFORMAT, "%s: corrupt deflate data (%s)", shown,
+                               zs.msg ? zs.msg : "zlib error");
+                break;
+            }
+            size_t got = CHUNK - zs.avail_out;
+            /* bounded by the declared size: a zip bomb stops here */
+            if (got > en->usize - produced) {
+                rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates past its declared size of %zu "
+                               "bytes", shown, en->usize);
+                break;
+            }
+            crc = crc32(crc, obuf, (uInt)got);
+            produced += got;
+            rc = write_all(out, obuf, got, shown, e);
+            zdone = zr == Z_STREAM_END;
+        }
+    }
+    if (zinit)
+        inflateEnd(&zs);
+    if (!rc && produced != en->usize)
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: holds %zu bytes but the archive declares %zu "
+                       "(truncated upload?)", shown, produced, en->usize);
+    if (!rc && (uint32_t)crc != en->crc)
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC mismatch (corrupt archive)", shown);
+    if (!rc && fsync(out) != 0)
+        rc = sola_errf(e, io_code(errno), "%s: fsync: %s", shown, strerror(errno));
+    if (close(out) != 0 && !rc)
+        rc = sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Refuses member names that are not item names, and duplicates. */
+static int check_members(const sola_npz *z, const char *ds, sola_err *e)
+{
+    if (z->n == 0)
+        return sola_errf(e, SOLA_EFORMAT, "dataset %s: the .npz archive has no members", ds);
+    const char **names = malloc(sizeof *names * (size_t)z->n);
+    if (!names)
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < z->n && !rc; i++) {
+        names[i] = z->entries[i].name;
+        if (!sola_ds_name_ok(names[i]))
+            rc = sola_errf(e, SOLA_EINVAL, "dataset %s: member \"%.80s\" is not a valid item "
+                           "name (1-64 of A-Z a-z 0-9 . _ -, no '/', not starting with '.' "
+                           "or '-')", ds, names[i]);
+    }
+    if (!rc) {
+        qsort(names, (size_t)z->n, sizeof *names, cmp_str);
+        for (int i = 1; i < z->n && !rc; i++)
+            if (!strcmp(names[i - 1], names[i]))
+                rc = sola_errf(e, SOLA_EFORMAT, "dataset %s: member \"%s\" appears twice", ds,
+                               names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+int sola_ds_put_npz(const char *root, const char *ds, const char *src, int *created,
+                    int *nitems, sola_err *e)
+{
+    int rc = check_names(root, ds, NULL, e);
+    if (rc)
+        return rc;
+    sola_npz z;
+    memset(&z, 0, sizeof z);
+    /* the directory parse maps the file but touches only its directory pages */
+    if ((rc = sola_npz_open(src, &z, e))) {
+        rename_in_msg(e, src, "the uploaded .npz");
+        if (rc != SOLA_ENOMEM && rc != SOLA_EIO)
+            rc = e ? (e->code = SOLA_EFORMAT) : SOLA_EFORMAT;
+        return rc;
+    }
+    if ((rc = check_members(&z, ds, e))) {
+        sola_npz_close(&z);
+        return rc;
+    }
+    int lk = store_lock(root, e);
+    if (lk < 0) {
+        sola_npz_close(&z);
+        return lk;
+    }
+    char stage[PATHN], dir[PATHN];
+    pf(stage, "%s/.staging.%s.XXXXXX", root, ds);
+    pf(dir, "%s/%s", root, ds);
+    unsigned char *ibuf = malloc(CHUNK), *obuf = malloc(CHUNK);
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    int staged = 0;
+    if (!ibuf || !obuf) {
+        rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (fd < 0) {
+        rc = sola_errf(e, SOLA_EIO, "upload: %s", strerror(errno));
+        goto out;
+    }
+    if (!mkdtemp(stage)) {
+        rc = sola_errf(e, io_code(errno), "dataset %s: cannot create a staging directory: %s",
+                       ds, strerror(errno));
+        goto out;
+    }
+    staged = 1;
+    int C0 = 0;
+    const char *first = NULL;
+    for (int i = 0; i < z.n && !rc; i++) {
+        const sola_npz_entry *en = &z.entries[i];
+        char path[PATHN], shown[200];
+        pf(path, "%s/%s.npy", stage, en->name);
+        snprintf(shown, sizeof shown, "dataset %s, member %s", ds, en->name);
+        if ((rc = extract_member(fd, z.len, en, path, shown, ibuf, obuf, e)))
+            break;
+        int64_t T;
+        int C;
+        if ((rc = sola_dataset_peek_file(path, &T, &C, e))) {
+            rename_in_msg(e, path, shown);
+            break;
+        }
+        if (!first) {
+            first = en->name;
+            C0 = C;
+        } else if (C != C0) {
+            rc = sola_errf(e, SOLA_ESHAPE, "%s has C=%d channels but member %s has C=%d; "
+                           "items of one dataset share C", shown, C, first, C0);
+        }
+    }
+    if (rc)
+        goto out;
+    sola_fsync_dir(stage);
+    *created = access(dir, F_OK) != 0;
+    if (*created) {
+        if (rename(stage, dir) != 0) {
+            rc = sola_errf(e, io_code(errno), "dataset %s: %s", ds, strerror(errno));
+            goto out;
+        }
+        staged = 0;
+    } else {
+        /* Swap in one step so that readers never find the dataset missing; where the
+         * filesystem cannot exchange, move the old one aside first. */
+        if (renameat2(AT_FDCWD, stage, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+            char aside[PATHN];
+            pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
+            sola_ds_rmtree(aside);
+            if (rename(dir, aside) != 0 || rename(stage, dir) != 0) {
+                rc = sola_errf(e, io_code(errno), "dataset %s: %s", ds, strerror(errno));
+                rename(aside, dir);
+                goto out;
+            }
+            sola_ds_rmtree(aside);
+        }
+        /* stage now holds the old dataset: removed below */
+    }
+    sola_fsync_dir(root);
+    if (nitems)
+        *nitems = z.n;
+out:
+    if (staged)
+        sola_ds_rmtree(stage);
+    if (fd >= 0)
+        close(fd);
+    free(ibuf);
+    free(obuf);
+    sola_npz_close(&z);
+    close(lk);
+    return rc;
+}
+
+/* ---- removal ----------------------------------------------------------------- */
+
+int sola_ds_rmtree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
+            /* a subdirectory (we never nest more than one level, but be thorough) */
+            char p[PATHN];
+            pf(p, "%s/%s", dir, de->d_name);
+            if (errno == EISDIR || errno == EPERM)
+                rc |= sola_ds_rmtree(p);
+            else
+                rc = -1;
+        }
+    }
+    closedir(d);
+    return rmdir(dir) == 0 ? rc : -1;
+}
+
+static int dir_has_items(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    char stem[SOLA_DS_NAME_MAX + 8];
+    int any = 0;
+    while (!any && (de = readdir(d)))
+        any = item_file(de->d_name, stem, sizeof stem);
+    closedir(d);
+    return any;
+}
+
+int sola_ds_delete(const char *root, const char *ds, const char *item, sola_err *e)
+{
+    int rc = check_names(root, ds, item, e);
+    if (rc)
+        return rc;
+    char dir[PATHN];
+    pf(dir, "%s/%s", root, ds);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\"", ds);
+    int lk = store_lock(root, e);
+    if (lk < 0)
+        return lk;
+    if (item) {
+        char p[PATHN];
+        int gone = 0;
+        pf(p, "%s/%s.npy", dir, item);
+        gone |= unlink(p) == 0;
+        pf(p, "%s/%s.npz", dir, item);
+        gone |= unlink(p) == 0;
+        if (!gone) {
+            rc = sola_errf(e, SOLA_ENOTFOUND, "dataset %s has no item named \"%s\"", ds, item);
+            goto out;
+        }
+        sola_fsync_dir(dir);
+        if (dir_has_items(dir))
+            goto out;
+    }
+    /* Renamed away first: the dataset disappears in one step even if removing its
+     * files takes long or is interrupted (sola_ds_recover finishes the job). */
+    char aside[PATHN];
+    pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
+    sola_ds_rmtree(aside);
+    if (rename(dir, aside) != 0) {
+        rc = errno == ENOENT ? sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\"", ds)
+                             : sola_errf(e, SOLA_EIO, "dataset %s: %s", ds, strerror(errno));
+        goto out;
+    }
+    sola_fsync_dir(root);
+    sola_ds_rmtree(aside);
+out:
+    close(lk);
+    return rc;
+}
+
+/* ---- views ------------------------------------------------------------------- */
+
+static int cmp_item(const void *a, const void *b)
+{
+    return strcmp(((const sola_ds_item *)a)->name, ((const sola_ds_item *)b)->name);
+}
+
+int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_names(root, ds, NULL, e);
+    if (rc)
+        return rc;
+    char dir[PATHN];
+    pf(dir, "%s/%s", root, ds);
+    DIR *d = opendir(dir);
+    if (!d)
+        return sola_errf(e, errno == ENOENT || errno == ENOTDIR ? SOLA_ENOTFOUND : SOLA_EIO,
+                         "no dataset named \"%s\"", ds);
+    snprintf(out->name, sizeof out->name, "%s", ds);
+    int cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char stem[SOLA_DS_NAME_MAX + 8];
+        if (!item_file(de->d_name, stem, sizeof stem) || strlen(stem) > SOLA_DS_NAME_MAX)
+            continue;
+        if (out->n == cap) {
+            int nc = cap ? cap * 2 : 64;
+            sola_ds_item *p = realloc(out->items, sizeof *p * (size_t)nc);
+            if (!p) {
+                rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+                break;
+            }
+            out->items = p;
+            cap = nc;
+        }
+        sola_ds_item *it = &out->items[out->n];
+        memcpy(it->name, stem, strlen(stem) + 1); /* <= 64 bytes, checked above */
+        char p[PATHN];
+        pf(p, "%s/%s", dir, de->d_name);
+        struct stat st;
+        int C;
+        if (stat(p, &st) != 0)
+            continue; /* removed meanwhile */
+        if ((rc = sola_dataset_peek_file(p, &it->T, &C, e)))
+            break;
+        it->bytes = (int64_t)st.st_size;
+        if (out->n && C != out->C) {
+            rc = sola_errf(e, SOLA_ESHAPE, "dataset %s: item %s has C=%d but others have C=%d",
+                           ds, stem, C, out->C);
+            break;
+        }
+        out->C = C;
+        out->frames += it->T;
+        out->bytes += it->bytes;
+        out->n++;
+    }
+    closedir(d);
+    if (rc) {
+        sola_ds_info_free(out);
+        return rc;
+    }
+    if (out->n > 1)
+        qsort(out->items, (size_t)out->n, sizeof *out->items, cmp_item);
+    return 0;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+    return strcmp(((const sola_ds_info *)a)->name, ((const sola_ds_info *)b)->name);
+}
+
+int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(root);
+    if (!d)
+        return errno == ENOENT ? 0 : sola_errf(e, SOLA_EIO, "%s: %s", root, strerror(errno));
+    int cap = 0, rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!sola_ds_name_ok(de->d_name))
+            continue;
+        char dir[PATHN];
+        pf(dir, "%s/%s", root, de->d_name);
+        DIR *sd = opendir(dir);
+        if (!sd)
+            continue;
+        sola_ds_info info;
+        memset(&info, 0, sizeof info);
+        memcpy(info.name, de->d_name, strlen(de->d_name) + 1); /* a valid name: <= 64 */
+        info.frames = -1;
+        struct dirent *se;
+        char stem[SOLA_DS_NAME_MAX + 8];
+        while ((se = readdir(sd))) {
+            struct stat st;
+            if (item_file(se->d_name, stem, sizeof stem) &&
+                fstatat(dirfd(sd), se->d_name, &st, 0) == 0) {
+                info.n++;
+                info.bytes += (int64_t)st.st_size;
+            }
+        }
+        closedir(sd);
+        if (*n == cap) {
+            int nc = cap ? cap * 2 : 16;
+            sola_ds_info *p = realloc(*out, sizeof *p * (size_t)nc);
+            if (!p) {
+                rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+                break;
+            }
+            *out = p;
+            cap = nc;
+        }
+        (*out)[(*n)++] = info;
+    }
+    closedir(d);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    if (*n > 1)
+        qsort(*out, (size_t)*n, sizeof **out, cmp_info);
+    return 0;
+}
+
+int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err *e)
+{
+    int rc = check_names(root, ds, NULL, e);
+    if (rc)
+        return rc;
+    char dir[PATHN];
+    pf(dir, "%s/%s", root, ds);
+    DIR *d = opendir(dir);
+    if (!d)
+        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO,
+                         "no dataset named \"%s\"", ds);
+    if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
+        rc = sola_errf(e, io_code(errno), "%s: %s", dst, strerror(errno));
+        closedir(d);
+        return rc;
+    }
+    struct dirent *de;
+    char stem[SOLA_DS_NAME_MAX + 8];
+    while ((de = readdir(d))) {
+        if (!item_file(de->d_name, stem, sizeof stem))
+            continue;
+        char a[PATHN], b[PATHN];
+        pf(a, "%s/%s", dir, de->d_name);
+        pf(b, "%s/%s", dst, de->d_name);
+        if (link(a, b) != 0 && errno != EEXIST) {
+            rc = sola_errf(e, SOLA_EIO, "dataset %s: cannot link %s into a snapshot: %s", ds,
+                           de->d_name, strerror(errno));
+            break;
+        }
+    }
+    closedir(d);
+    if (rc)
+        sola_ds_rmtree(dst);
+    else
+        sola_fsync_dir(dst);
+    return rc;
+}
+
+int sola_ds_recover(const char *root)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    /* under the writers' lock: a replica's upload in progress is not a leftover */
+    int lk = store_lock(root, NULL);
+    if (lk < 0) {
+        closedir(d);
+        return 0;
+    }
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char p[PATHN];
+        pf(p, "%s/%s", root, de->d_name);
+        if (!strncmp(de->d_name, ".staging.", 9) || !strncmp(de->d_name, ".trash.", 7)) {
+            sola_ds_rmtree(p);
+            n++;
+            continue;
+        }
+        if (!sola_ds_name_ok(de->d_name))
+            continue;
+        DIR *sd = opendir(p);
+        if (!sd)
+            continue;
+        struct dirent *se;
+        while ((se = readdir(sd)))
+            if (!strncmp(se->d_name, ".up.", 4) && unlinkat(dirfd(sd), se->d_name, 0) == 0)
+                n++;
+        closedir(sd);
+        if (!dir_has_items(p) && rmdir(p) == 0) /* emptied by a crash mid-create */
+            n++;
+    }
+    closedir(d);
+    close(lk);
+    return n;
+}
