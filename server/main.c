@@ -39,7 +39,7 @@ static const char usage[] =
     "  --max-conns N          concurrent connections (default 1024)\n"
     "  --max-conns-per-ip N   concurrent connections from one address (default 256)\n"
     "  --rescan-interval SEC  reread DATA/models this often, so replicas sharing it follow\n"
-    "                         uploads and activations (default 5; 0 = only on SIGHUP)\n"
+    "                         uploads and activations (default 2; 0 = only on SIGHUP)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -149,7 +149,7 @@ int main(int argc, char **argv)
     c->conn_timeout = 60;
     c->max_conns = 1024;
     c->max_conns_per_ip = 256;
-    c->rescan_ms = 5000;
+    c->rescan_ms = 2000;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
