@@ -21,6 +21,10 @@
  *    truncated model is refused (400) and stores nothing; a corrupt or NaN-holding
  *    version on disk cannot be activated, and the previous version keeps answering
  *    /refine throughout.
+ * 5. Disk full during an upload: solad with its data directory on a 1 MiB tmpfs
+ *    (private mount namespace again) gets a 4 MB model upload: 507 with a JSON
+ *    error, nothing stored, no upload file left, the space given back, version 1
+ *    still serving, and a small upload right after succeeds.
  *
  * Children report through a pipe and _exit: the check framework's assertions stay in
  * the test process. */
@@ -54,6 +58,7 @@
 /* ---- running a check in a child ---------------------------------------------- */
 
 static int report_fd = -1;
+static pid_t child_server; /* a solad the child started: killed when the child fails */
 
 /* Child side: report a failure and exit. */
 static void __attribute__((format(printf, 1, 2), noreturn)) cfail(const char *fmt, ...)
@@ -65,6 +70,10 @@ static void __attribute__((format(printf, 1, 2), noreturn)) cfail(const char *fm
     va_end(ap);
     if (n > 0 && write(report_fd, msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1)))
         (void)0;
+    if (child_server > 0) {
+        kill(child_server, SIGKILL);
+        waitpid(child_server, NULL, 0);
+    }
     _exit(1);
 }
 #define CCHECK(cond, ...)                                                                  \
@@ -78,7 +87,8 @@ static void __attribute__((format(printf, 1, 2), noreturn)) cfail(const char *fm
 static int in_child(void (*fn)(void *), void *arg, char *msg, size_t n)
 {
     int p[2];
-    ck_assert_int_eq(pipe(p), 0);
+    /* close-on-exec: a solad the child starts must not hold the pipe open */
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -153,8 +163,9 @@ typedef struct full_case {
 
 enum { FULL_TMPFS, FULL_RLIMIT };
 
-/* A private 256 KiB tmpfs over dir, in this (single-threaded, forked) process. */
-static int mount_small_tmpfs(const char *dir, char *why, size_t n)
+/* A private tmpfs of `size` ("256k") over dir, in this (single-threaded, forked)
+ * process and its children. */
+static int mount_small_tmpfs(const char *dir, const char *size, char *why, size_t n)
 {
     if (unshare(CLONE_NEWNS) != 0) {
         /* Not root: a user namespace makes us root over a mount namespace of our own. */
@@ -179,7 +190,9 @@ static int mount_small_tmpfs(const char *dir, char *why, size_t n)
         snprintf(why, n, "make / private: %s", strerror(errno));
         return -1;
     }
-    if (mount("solatest", dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") != 0) {
+    char opts[64];
+    snprintf(opts, sizeof opts, "size=%s,mode=0755", size);
+    if (mount("solatest", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
         snprintf(why, n, "mount tmpfs: %s", strerror(errno));
         return -1;
     }
@@ -226,7 +239,7 @@ static void full_child(void *arg)
 {
     const full_case *fc = arg;
     char why[256];
-    if (fc->mode == FULL_TMPFS && mount_small_tmpfs(fc->dir, why, sizeof why)) {
+    if (fc->mode == FULL_TMPFS && mount_small_tmpfs(fc->dir, "256k", why, sizeof why)) {
         if (write(report_fd, why, strlen(why)))
             (void)0;
         _exit(SKIP_EXIT);
@@ -591,6 +604,101 @@ START_TEST(corrupt_model_refused_and_previous_keeps_serving)
 }
 END_TEST
 
+/* ---- 5: disk full during an upload (real solad on a small tmpfs) ---------------- */
+
+/* Runs in a child that owns a private 1 MiB tmpfs as solad's data directory: solad
+ * (its grandchild) sees the same mount, the HTTP goes over the shared loopback. */
+static void upload_full_child(void *arg)
+{
+    const char *dir = arg;
+    char why[256], p[1024];
+    if (mount_small_tmpfs(dir, "1m", why, sizeof why)) {
+        if (write(report_fd, why, strlen(why)))
+            (void)0;
+        _exit(SKIP_EXIT);
+    }
+    sola_model *m1 = su_make_model(dir, "m", 1, 8, 4, 3, 0.5f);
+    CCHECK(m1 != NULL, "model 1");
+    snprintf(p, sizeof p, "%s/models/m/active", dir);
+    CCHECK(write_text(p, "1\n") == 0, "active file");
+    su_server s;
+    const char *args[] = {"--data", dir, "--max-body", "16M", NULL};
+    CCHECK(su_start(&s, dir, args) == 0, "solad did not start");
+    child_server = s.pid;
+    int v;
+    long st = refine_version(&s, &v);
+    CCHECK(st == 200 && v == 1, "before: /refine %ld version %d", st, v);
+    unsigned long long free0 = free_bytes(dir);
+
+    /* A 4 MB model upload into 1 MiB: 507, nothing stored, the space given back. */
+    sola_model *big = make_model(512, 256, 5, 0.1f);
+    void *buf;
+    size_t len;
+    sola_err e = {0};
+    CCHECK(big && sola_model_serialize(big, 0, &buf, &len, &e) == 0, "serialize: %s", e.msg);
+    char url[256];
+    snprintf(url, sizeof url, "%s/models/m/versions/2", s.base);
+    const char *oct[] = {"Content-Type: application/octet-stream", NULL};
+    su_resp r;
+    su_http(NULL, "PUT", url, oct, buf, len, &r);
+    st = r.rc == CURLE_OK ? r.status : 0;
+    json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    int has_error = json_is_string(json_object_get(j, "error"));
+    json_decref(j);
+    su_resp_free(&r);
+    free(buf);
+    if (st != 507)
+        su_dump_log(&s);
+    CCHECK(st == 507 && has_error, "a %zu-byte upload into a 1 MiB disk answered %ld%s", len,
+           st, has_error ? "" : " without a JSON error");
+    snprintf(p, sizeof p, "%s/models/m/2.safetensors", dir);
+    CCHECK(access(p, F_OK) != 0, "the failed upload was stored as %s", p);
+    snprintf(p, sizeof p, "%s/tmp", dir);
+    char other[256] = "";
+    CCHECK(count_others(p, NULL, other, sizeof other) == 0,
+           "the failed upload left %s/%s behind", p, other);
+    /* solad.log grows with each request: allow it a page. */
+    CCHECK(free_bytes(dir) + 8192 >= free0, "%llu bytes free before the upload, %llu after",
+           free0, free_bytes(dir));
+    st = refine_version(&s, &v);
+    CCHECK(st == 200 && v == 1, "after: /refine %ld version %d", st, v);
+
+    /* With the space back, a small upload goes through and version 1 is untouched. */
+    m1->alpha[0] = 0.25f;
+    CCHECK(sola_model_serialize(m1, 0, &buf, &len, &e) == 0, "serialize: %s", e.msg);
+    su_http(NULL, "PUT", url, oct, buf, len, &r);
+    st = r.status;
+    su_resp_free(&r);
+    free(buf);
+    CCHECK(st == 201, "a small upload after the failed one answered %ld", st);
+    st = refine_version(&s, &v);
+    CCHECK(st == 200 && v == 1, "after the second upload: /refine %ld version %d", st, v);
+    child_server = 0;
+    CCHECK(su_stop(&s) == 0, "solad did not exit cleanly");
+    sola_model_free(big);
+    sola_model_free(m1);
+}
+
+START_TEST(upload_on_full_disk_is_507_and_stores_nothing)
+{
+    char bin[4096];
+    snprintf(bin, sizeof bin, "%s/solad", tu_bin());
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "test_faults: SKIPPED the upload test: no %s\n", bin);
+        return;
+    }
+    char *dir = tu_tmpdir();
+    char msg[1024];
+    int rc = in_child(upload_full_child, dir, msg, sizeof msg);
+    if (rc == SKIP_EXIT)
+        fprintf(stderr, "test_faults: SKIPPED the upload disk-full test: %s\n", msg);
+    else
+        ck_assert_msg(rc == 0, "%s", msg);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("faults");
@@ -600,6 +708,7 @@ static Suite *suite(void)
     tcase_add_test(tc, save_past_file_size_limit_fails_and_keeps_previous);
     tcase_add_test(tc, kill9_during_model_save_leaves_a_complete_version);
     tcase_add_test(tc, corrupt_model_refused_and_previous_keeps_serving);
+    tcase_add_test(tc, upload_on_full_disk_is_507_and_stores_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
