@@ -65,11 +65,15 @@ declare -a ports pids
 # solad) so that requests are still in flight when SIGTERM arrives.
 slow=()
 grep -q -- '--debug-work-delay-ms' <<<"$help_text" && slow=(--debug-work-delay-ms 600)
+# Replicas follow each other through the shared directory every --rescan-interval
+# seconds (default 5); the convergence checks below allow 4 s, so rescan every second.
+rescan=()
+grep -q -- '--rescan-interval' <<<"$help_text" && rescan=(--rescan-interval 1)
 start_replica() {   # start_replica INDEX [EXTRA FLAGS...]
   local i=$1; shift
   "$solad" --listen "127.0.0.1:${ports[$i]}" --data "$tmp/data" --dim "$dim" \
     --workers 2 --threads 1 --queue 64 --drain-timeout "$drain" \
-    --token-file "$tmp/token" --log-format text "$@" >> "$tmp/replica$i.log" 2>&1 &
+    --token-file "$tmp/token" --log-format text "${rescan[@]}" "$@" >> "$tmp/replica$i.log" 2>&1 &
   pids[$i]=$!
   lib_track "${pids[$i]}"
 }
