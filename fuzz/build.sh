@@ -26,6 +26,8 @@ HARNESSES=$(cd "$ROOT/fuzz" && ls fuzz_*.c | sed 's/^fuzz_//; s/\.c$//')
 
 build() {
     mkdir -p "$OUT/obj" "$OUT/objplain"
+    # An object is rebuilt when its source, any header or this script is newer.
+    newest_h=$(ls -t "$ROOT"/core/*.h "$ROOT"/api/*.h 2>/dev/null | head -1)
     srcs="$ROOT/core/*.c"
     [ -d "$ROOT/api" ] && srcs="$srcs $ROOT/api/*.c"
     for s in $srcs; do
@@ -34,10 +36,17 @@ build() {
         o="$OUT/obj/${d}_$(basename "$s" .c).o"
         p="$OUT/objplain/${d}_$(basename "$s" .c).o"
         # shellcheck disable=SC2086
-        if [ ! -e "$o" ] || [ "$s" -nt "$o" ] || [ "$ROOT/fuzz/build.sh" -nt "$o" ]; then
+        if [ ! -e "$o" ] || [ "$s" -nt "$o" ] || [ "$newest_h" -nt "$o" ] ||
+            [ "$ROOT/fuzz/build.sh" -nt "$o" ]; then
             $CC $CFLAGS $SAN -fsanitize=fuzzer-no-link -c "$s" -o "$o"
             $CC $CFLAGS $SAN -c "$s" -o "$p"
         fi
+    done
+    # Objects of sources that no longer exist must not be linked.
+    for o in "$OUT"/obj/*.o; do
+        [ -e "$o" ] || continue
+        b=$(basename "$o" .o)
+        [ -e "$ROOT/${b%%_*}/${b#*_}.c" ] || rm -f "$o" "$OUT/objplain/$b.o"
     done
     for h in $HARNESSES; do
         # Only the api_* harnesses link the api objects: the format harnesses keep

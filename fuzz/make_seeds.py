@@ -185,8 +185,43 @@ def main():
         "not_allowed": b"DELETE /refine\n\n\n",
         "not_found": b"GET /models/m/versions/1/x\n\n\n",
     }
+    train = b'{"dataset": "d", "objective": "sola", "epochs": 2, "batch": 8, "lr": 0.001, ' \
+            b'"seed": 3, "window": 23, "positions": 8, "start": 4, "step": 2, "head": 16, ' \
+            b'"K": 16.0, "hidden": 8, "kernel": 3, "kernel2": 1, "checkpoint_every": 1, ' \
+            b'"activate": true, "output_model": "m2"}'
+    reqs.update({
+        "train": b"POST /train\n\nAuthorization: Bearer secret\nContent-Type: application/json\n\n"
+                 + train,
+        "train_base": b"POST /train\n\nAuthorization: Bearer secret\nContent-Type: application/json"
+                      b"\n\n{\"dataset\": \"d\", \"base_model\": \"m\", \"base_version\": 1}",
+        "train_busy": b"POST /train\n\nAuthorization: Bearer secret\nContent-Type: application/json"
+                      b"\n\n{\"dataset\": \"busy\"}",
+        "jobs": b"GET /jobs\n\n\n",
+        "job": b"GET /jobs/1\n\n\n",
+        "job_cancel": b"DELETE /jobs/1\n\nAuthorization: Bearer secret\n\n",
+        "job_resume": b"POST /jobs/1/resume\n\nAuthorization: Bearer secret\n\n",
+        "job_events": b"GET /jobs/1/events\n\n\n",
+        "datasets": b"GET /datasets\n\n\n",
+        "dataset": b"GET /datasets/d\n\n\n",
+        "put_item": b"PUT /datasets/d/items/j\n\nAuthorization: Bearer secret\n"
+                    b"Content-Type: application/x-npy\n\n" + npy(np.ones((5, 4), "<f4")),
+        "put_item_bad_c": b"PUT /datasets/d/items/k\n\nAuthorization: Bearer secret\n\n"
+                          + npy(np.ones((5, 3), "<f4")),
+        "put_npz": b"PUT /datasets/e\n\nAuthorization: Bearer secret\n"
+                   b"Content-Type: application/x-npz\n\n"
+                   + npz([("a", np.ones((4, 2), "<f4")), ("b", np.zeros((3, 2), "<f8"))], True),
+        "delete_item": b"DELETE /datasets/d/items/i\n\nAuthorization: Bearer secret\n\n",
+        "delete_dataset": b"DELETE /datasets/d\n\nAuthorization: Bearer secret\n\n",
+    })
     for k, v in reqs.items():
         put("api_request", k, v)
+    put("api_train", "full", train)
+    put("api_train", "minimal", b'{"dataset": "d"}')
+    put("api_train", "base", b'{"dataset": "d", "base_model": "m", "base_version": 2, '
+                             b'"output_model": null, "objective": "sola", "seed": 9007199254740992}')
+    put("api_train", "bad_kernel", b'{"dataset": "d", "kernel": 4}')
+    put("api_train", "bad_unknown", b'{"dataset": "d", "epoch": 4}')
+    put("api_train", "cycle", b'{"dataset": "d", "objective": "cycle"}')
 
 
 if __name__ == "__main__":
