@@ -46,6 +46,7 @@ typedef struct req {
     char *body;                  /* in-memory body, NUL-terminated, owned */
     size_t blen, bcap;
     size_t expect;               /* Content-Length, 0 if none */
+    size_t limit;                /* --max-body, or --max-upload for streamed uploads */
     int body_fd;                 /* upload file, -1 if none */
     char *body_path;             /* owned; unlinked at completion */
     int over;                    /* body exceeded --max-body (or could not be stored) */
@@ -115,6 +116,69 @@ static void on_poll(uv_poll_t *p, int status, int events)
     srv_mhd_run(p->data);
 }
 
+/* ---- streamed replies (server-sent events) -----------------------------------
+ * MHD pulls the body from the api_stream; when the producer has nothing yet the
+ * connection is suspended (no busy polling) until the producer calls wake. The link
+ * lives as long as the MHD response, which may outlive the request's `req`. */
+typedef struct stream_link {
+    srv *s;
+    struct MHD_Connection *conn;
+    api_stream *st;
+    int suspended;
+} stream_link;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_link *l = cls;
+    long n = l->st->read(l->st, buf, max);
+    if (n > 0)
+        return n;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    l->suspended = 1;
+    MHD_suspend_connection(l->conn);
+    return 0;
+}
+
+/* Loop thread, from the producer (never from inside MHD): resume, and let MHD run
+ * from the timer once the producer's callback has returned. */
+static void stream_wake(void *arg)
+{
+    stream_link *l = arg;
+    if (!l->suspended)
+        return;
+    l->suspended = 0;
+    MHD_resume_connection(l->conn);
+    uv_timer_start(&l->s->timer, on_timer, 0, 0);
+}
+
+static void stream_free(void *cls)
+{
+    stream_link *l = cls;
+    l->st->close(l->st);
+    free(l);
+}
+
+static struct MHD_Response *stream_response(req *r)
+{
+    stream_link *l = malloc(sizeof *l);
+    if (!l)
+        return NULL;
+    *l = (stream_link){r->s, r->conn, r->rs.stream, 0};
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, l,
+                                          stream_free);
+    if (!resp) {
+        free(l);
+        return NULL;
+    }
+    r->rs.stream->wake = stream_wake;
+    r->rs.stream->wake_arg = l;
+    r->rs.stream = NULL; /* closed by stream_free from here on */
+    return resp;
+}
+
 /* Queues r->rs on the connection (body ownership passes to MHD). */
 static enum MHD_Result send_reply(req *r)
 {
@@ -122,9 +186,11 @@ static enum MHD_Result send_reply(req *r)
     api_response *rs = &r->rs;
     if (rs->status == 0)
         api_error(rs, 500, "internal error: no reply");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        rs->len, rs->body ? rs->body : (void *)"", rs->body ? MHD_RESPMEM_MUST_FREE
-                                                            : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        rs->stream ? stream_response(r)
+                   : MHD_create_response_from_buffer(rs->len, rs->body ? rs->body : (void *)"",
+                                                     rs->body ? MHD_RESPMEM_MUST_FREE
+                                                              : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         api_response_clear(rs);
         r->dead = 1; /* the next callback closes the connection */
@@ -227,7 +293,7 @@ static int body_open_file(req *r)
 static int body_append(req *r, const char *data, size_t n)
 {
     srv *s = r->s;
-    if (r->blen + n < r->blen || r->blen + n > s->cfg.max_body)
+    if (r->blen + n < r->blen || r->blen + n > r->limit)
         return 413;
     if (r->body_fd >= 0) {
         size_t off = 0;
@@ -263,9 +329,10 @@ static int body_append(req *r, const char *data, size_t n)
 
 static void too_large(req *r)
 {
+    int up = r->limit != r->s->cfg.max_body;
     api_error(&r->rs, 413, "request body is larger than this server's limit of %zu bytes "
-                           "(--max-body)",
-              r->s->cfg.max_body);
+                           "(%s)",
+              r->limit, up ? "--max-upload" : "--max-body");
 }
 
 /* ---- MHD callbacks ----------------------------------------------------------- */
@@ -281,6 +348,7 @@ static req *req_new(srv *s, struct MHD_Connection *c, const char *url, const cha
     r->conn = c;
     r->t0 = uv_hrtime();
     r->body_fd = -1;
+    r->limit = s->cfg.max_body;
     snprintf(r->method, sizeof r->method, "%s", method);
     r->label = "unmatched";
     const union MHD_ConnectionInfo *ci =
@@ -340,13 +408,15 @@ static enum MHD_Result on_first(req *r)
     }
     if (api_check_auth(&s->ctx, &r->rq, route, &r->rs))
         return early(r);
+    if ((route->flags & API_BODY_FILE) && s->cfg.max_upload)
+        r->limit = s->cfg.max_upload; /* spooled to disk: not bounded by memory */
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
         errno = 0;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (errno || *end || v > s->cfg.max_body) {
+        if (errno || *end || v > r->limit) {
             too_large(r);
             return send_reply(r);
         }
