@@ -705,6 +705,20 @@ int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *
     return 0;
 }
 
+int sola_ds_dim(const char *root, const char *ds, int *C, sola_err *e)
+{
+    int rc = check_names(root, ds, NULL, e);
+    if (rc)
+        return rc;
+    char dir[PATHN], which[SOLA_DS_NAME_MAX + 8];
+    pf(dir, "%s/%s", root, ds);
+    *C = other_item_c(dir, NULL, which, sizeof which, e);
+    if (*C == 0)
+        return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\" (or it holds no readable "
+                         "item); upload one with PUT /datasets/%s/items/NAME", ds, ds);
+    return 0;
+}
+
 static int cmp_info(const void *a, const void *b)
 {
     return strcmp(((const sola_ds_info *)a)->name, ((const sola_ds_info *)b)->name);

@@ -70,6 +70,10 @@ int sola_ds_delete(const char *root, const char *ds, const char *item, sola_err 
 /* Describes dataset ds with its items (reads each item's header). */
 int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *e);
 
+/* C of dataset ds, from one item's header (cheap, whatever the dataset's size).
+ * SOLA_ENOTFOUND if the dataset is missing or holds no item. */
+int sola_ds_dim(const char *root, const char *ds, int *C, sola_err *e);
+
 /* Lists the datasets (name, item count, bytes; no headers read, items NULL, C 0,
  * frames -1), sorted by name. *out is malloc'd (free each with sola_ds_info_free, then
  * the array); a missing root is an empty list. */

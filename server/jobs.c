@@ -1,0 +1,553 @@
+/* jobs.c -- the job table, what the job routes call (srv_jobs_be), the server-sent
+ * event streams, and start/stop (see jobs.h). The job thread is in jobs_run.c, the
+ * records on disk in jobs_store.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dsstore.h"
+#include "fsutil.h"
+#include "jobs_int.h"
+
+#define STREAM_KEEPALIVE_MS 15000
+
+/* ---- the table (mu held) ------------------------------------------------------- */
+
+job *jobs_find(srv_jobs *J, int id)
+{
+    int lo = 0, hi = J->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (J->v[mid]->id == id)
+            return J->v[mid];
+        if (J->v[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return NULL;
+}
+
+int jobs_insert(srv_jobs *J, job *j)
+{
+    if (J->n == J->cap) {
+        int cap = J->cap ? J->cap * 2 : 32;
+        job **p = realloc(J->v, sizeof *p * (size_t)cap);
+        if (!p)
+            return -1;
+        J->v = p;
+        J->cap = cap;
+    }
+    int i = J->n;
+    while (i > 0 && J->v[i - 1]->id > j->id) {
+        J->v[i] = J->v[i - 1];
+        i--;
+    }
+    J->v[i] = j;
+    J->n++;
+    return 0;
+}
+
+void jobs_changed(srv_jobs *J, job *j)
+{
+    (void)J;
+    j->seq++;
+}
+
+void jobs_notify(srv_jobs *J)
+{
+    uv_async_send(&J->async);
+}
+
+void job_free(job *j)
+{
+    if (j) {
+        free(j->hist);
+        free(j);
+    }
+}
+
+void srv_jobs_counts(srv_jobs *J, int counts[5])
+{
+    memset(counts, 0, 5 * sizeof *counts);
+    if (!J)
+        return;
+    pthread_mutex_lock(&J->mu);
+    for (int i = 0; i < J->n; i++)
+        if (J->v[i]->st < 5)
+            counts[J->v[i]->st]++;
+    pthread_mutex_unlock(&J->mu);
+}
+
+/* ---- the routes' backend (worker threads) -------------------------------------- */
+
+static srv_jobs *jobs_of(void *self)
+{
+    return ((srv *)self)->jobs;
+}
+
+static int be_submit(void *self, const api_train_spec *spec, json_t **out, sola_err *e)
+{
+    srv *s = self;
+    srv_jobs *J = jobs_of(self);
+    *out = NULL;
+    int C = 0, rc = sola_ds_dim(J->ds_root, spec->dataset, &C, e);
+    if (rc)
+        return rc;
+    if (spec->base_model[0]) {
+        reg_ver *v = NULL;
+        if ((rc = reg_acquire(s->reg, spec->base_model, spec->base_version, &v, e)))
+            return rc;
+        const sola_model *m = reg_get(s->reg, v, e);
+        int mc = m ? m->C : 0;
+        reg_release(s->reg, v);
+        if (!m)
+            return e->code ? e->code : SOLA_EIO;
+        if (mc != C)
+            return sola_errf(e, SOLA_ESHAPE, "base model %s has C=%d but dataset %s has C=%d",
+                             spec->base_model, mc, spec->dataset, C);
+    }
+    pthread_mutex_lock(&J->mu);
+    int queued = 0;
+    for (int i = 0; i < J->n; i++)
+        queued += J->v[i]->st == JS_QUEUED;
+    pthread_mutex_unlock(&J->mu);
+    if (queued >= s->cfg.job_queue) {
+        sola_errf(e, SOLA_EINVAL, "%d training jobs are already queued (--job-queue %d); "
+                  "retry when one has finished", queued, s->cfg.job_queue);
+        return API_JOB_BUSY;
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    j->st = JS_QUEUED;
+    j->spec = *spec;
+    jobs_now_iso(j->created);
+    if ((rc = jobs_create(J, j, e))) {
+        job_free(j);
+        return rc;
+    }
+    pthread_mutex_lock(&J->mu);
+    job *have = jobs_find(J, j->id); /* a refresh may have read the new record already */
+    if (have) {
+        job_free(j);
+        j = have;
+    } else if (jobs_insert(J, j)) {
+        pthread_mutex_unlock(&J->mu);
+        job_free(j);
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    }
+    jobs_changed(J, j);
+    *out = job_json(j, 1);
+    pthread_cond_signal(&J->cv);
+    pthread_mutex_unlock(&J->mu);
+    jobs_notify(J);
+    srv_logf(s, "info", "job %d queued: train %s on dataset %s (%d epochs)",
+             (int)json_integer_value(json_object_get(*out, "id")), spec->output_model,
+             spec->dataset, spec->epochs);
+    return 0;
+}
+
+static json_t *be_list(void *self)
+{
+    srv_jobs *J = jobs_of(self);
+    jobs_refresh(J);
+    json_t *a = json_array();
+    pthread_mutex_lock(&J->mu);
+    for (int i = 0; i < J->n; i++)
+        json_array_append_new(a, job_json(J->v[i], 0));
+    pthread_mutex_unlock(&J->mu);
+    return json_pack("{s:o}", "jobs", a);
+}
+
+static json_t *be_get(void *self, int id, sola_err *e)
+{
+    srv_jobs *J = jobs_of(self);
+    jobs_refresh_one(J, id);
+    pthread_mutex_lock(&J->mu);
+    job *j = jobs_find(J, id);
+    json_t *o = j ? job_json(j, 1) : NULL;
+    pthread_mutex_unlock(&J->mu);
+    if (!j)
+        sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
+    return o;
+}
+
+void jobs_remove_files(srv_jobs *J, int id)
+{
+    char p[4096];
+    jobs_path(J, id, "ckpt", p);
+    unlink(p);
+    jobs_path(J, id, "base", p);
+    unlink(p);
+    jobs_path(J, id, "out", p);
+    unlink(p);
+    jobs_path(J, id, "cancel", p);
+    unlink(p);
+    jobs_path(J, id, "data", p);
+    sola_ds_rmtree(p);
+}
+
+static int be_cancel(void *self, int id, json_t **out, sola_err *e)
+{
+    srv *s = self;
+    srv_jobs *J = jobs_of(self);
+    *out = NULL;
+    jobs_refresh_one(J, id);
+    pthread_mutex_lock(&J->mu);
+    job *j = jobs_find(J, id);
+    if (!j) {
+        pthread_mutex_unlock(&J->mu);
+        return sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
+    }
+    int rc = 0, write = 0;
+    if (job_terminal(j->st)) {
+        sola_errf(e, SOLA_EINVAL, "job %d has already %s", id, job_state_names[j->st]);
+        rc = API_JOB_CONFLICT;
+    } else if (j->st == JS_INTERRUPTED || (j->st == JS_QUEUED && atomic_load(&J->have_lock))) {
+        /* nobody runs it, or only this process could start it (the pick is under mu) */
+        j->st = JS_CANCELLED;
+        j->resume = 0;
+        jobs_now_iso(j->finished);
+        jobs_changed(J, j);
+        write = 1;
+    } else if (j->st == JS_RUNNING && J->running_id == id) {
+        atomic_store(&J->cancel, CANCEL_USER);
+        pthread_cond_signal(&J->cv);
+        rc = API_JOB_PENDING;
+    } else {
+        /* queued or running on another replica: the lock holder acts on the file */
+        char p[4096];
+        jobs_path(J, id, "cancel", p);
+        pthread_mutex_unlock(&J->mu);
+        rc = sola_write_atomic(p, "cancel\n", 7, e);
+        pthread_mutex_lock(&J->mu);
+        if (!rc)
+            rc = API_JOB_PENDING;
+    }
+    *out = job_json(j, 1);
+    if (rc == API_JOB_PENDING)
+        json_object_set_new(*out, "cancel_requested", json_true());
+    pthread_mutex_unlock(&J->mu);
+    if (write) {
+        if ((rc = jobs_write(J, j, e))) {
+            json_decref(*out);
+            *out = NULL;
+            return rc;
+        }
+        jobs_remove_files(J, id);
+        jobs_notify(J);
+        srv_logf(s, "info", "job %d cancelled", id);
+    }
+    return rc;
+}
+
+static int be_resume(void *self, int id, json_t **out, sola_err *e)
+{
+    srv_jobs *J = jobs_of(self);
+    *out = NULL;
+    jobs_refresh_one(J, id);
+    pthread_mutex_lock(&J->mu);
+    job *j = jobs_find(J, id);
+    if (!j) {
+        pthread_mutex_unlock(&J->mu);
+        return sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
+    }
+    if (j->st != JS_INTERRUPTED) {
+        sola_errf(e, SOLA_EINVAL, "job %d is %s: only an interrupted job can resume", id,
+                  job_state_names[j->st]);
+        *out = job_json(j, 1);
+        pthread_mutex_unlock(&J->mu);
+        return API_JOB_CONFLICT;
+    }
+    j->st = JS_QUEUED;
+    j->resume = 1;
+    j->error[0] = '\0';
+    jobs_changed(J, j);
+    pthread_cond_signal(&J->cv);
+    pthread_mutex_unlock(&J->mu);
+    int rc = jobs_write(J, j, e);
+    pthread_mutex_lock(&J->mu);
+    *out = job_json(j, 1);
+    pthread_mutex_unlock(&J->mu);
+    jobs_notify(J);
+    return rc;
+}
+
+/* ---- event streams (loop thread) -------------------------------------------------
+ * A stream sends the job as it is when the client connects (event `state`), then
+ * its progress (event `progress`, coalesced: a slow client gets the latest, not a
+ * backlog), and ends with the final state (event `state`) once the job has finished.
+ * When the server drains, it ends with event `end` so that the client reconnects
+ * elsewhere. Event ids are the job's change counter. */
+
+struct jstream {
+    api_stream st;
+    srv_jobs *J;
+    int id;
+    int started, ended;
+    uint64_t sent_seq;
+    uint64_t last_ms;
+    api_buf out;
+    size_t off;
+    jstream *next, **pprev;
+};
+
+static void ev_json(api_buf *b, const char *event, uint64_t id, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(o);
+    api_buf_printf(b, "event: %s\nid: %llu\ndata: %s\n\n", event, (unsigned long long)id,
+                   text ? text : "{}");
+    free(text);
+}
+
+static json_t *progress_json(const job *j)
+{
+    json_t *o = json_pack("{s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:f,s:f,s:i}", "id", j->id, "state",
+                          job_state_names[j->st], "epoch", j->epoch, "epochs", j->spec.epochs,
+                          "step", (json_int_t)j->step, "steps_per_epoch",
+                          (json_int_t)j->steps_per_epoch, "loss", j->loss, "windows_per_s",
+                          j->windows_per_s, "eta_s", j->eta_s, "epochs_done", j->nhist);
+    if (o && j->nhist)
+        json_object_set_new(o, "epoch_loss", json_real(j->hist[j->nhist - 1]));
+    return o;
+}
+
+/* Formats what the client has not seen yet into s->out (mu taken here). */
+static void stream_fill(jstream *s)
+{
+    srv_jobs *J = s->J;
+    uint64_t now = uv_now(J->s->loop);
+    pthread_mutex_lock(&J->mu);
+    job *j = jobs_find(J, s->id);
+    int draining = J->draining;
+    if (!j) {
+        api_buf_printf(&s->out, "event: end\ndata: {\"reason\":\"job %d vanished\"}\n\n",
+                       s->id);
+        s->ended = 1;
+    } else if (!s->started || j->seq != s->sent_seq) {
+        int final = job_terminal(j->st);
+        if (!s->started)
+            api_buf_puts(&s->out, "retry: 3000\n");
+        if (!s->started || final || j->st == JS_INTERRUPTED)
+            ev_json(&s->out, "state", j->seq, job_json(j, 1));
+        else
+            ev_json(&s->out, "progress", j->seq, progress_json(j));
+        s->started = 1;
+        s->sent_seq = j->seq;
+        s->ended = final;
+    } else if (draining) {
+        api_buf_puts(&s->out, "event: end\ndata: {\"reason\":\"server shutting down; reconnect "
+                              "to follow the job\"}\n\n");
+        s->ended = 1;
+    } else if (now - s->last_ms >= STREAM_KEEPALIVE_MS) {
+        api_buf_puts(&s->out, ": keepalive\n\n"); /* finds clients that went away */
+    }
+    pthread_mutex_unlock(&J->mu);
+    if (s->out.len)
+        s->last_ms = now;
+}
+
+static long stream_read(api_stream *st, char *buf, size_t max)
+{
+    jstream *s = (jstream *)st;
+    if (s->off == s->out.len) {
+        s->out.len = 0;
+        s->off = 0;
+        if (s->out.failed)
+            return -1;
+        if (s->ended)
+            return -1;
+        stream_fill(s);
+        if (s->out.failed)
+            return -1;
+    }
+    size_t n = s->out.len - s->off;
+    if (n > max)
+        n = max;
+    memcpy(buf, s->out.p + s->off, n);
+    s->off += n;
+    return (long)n;
+}
+
+static void stream_close(api_stream *st)
+{
+    jstream *s = (jstream *)st;
+    if (s->pprev) {
+        *s->pprev = s->next;
+        if (s->next)
+            s->next->pprev = s->pprev;
+    }
+    api_buf_free(&s->out);
+    free(s);
+}
+
+static void wake_all(srv_jobs *J)
+{
+    /* wake only resumes connections (MHD runs later), so the list is stable here */
+    for (jstream *s = J->streams; s; s = s->next)
+        if (s->st.wake)
+            s->st.wake(s->st.wake_arg);
+}
+
+static int be_events(void *self, int id, api_stream **out, sola_err *e)
+{
+    srv_jobs *J = jobs_of(self);
+    pthread_mutex_lock(&J->mu);
+    int known = jobs_find(J, id) != NULL;
+    pthread_mutex_unlock(&J->mu);
+    if (!known) {
+        jobs_refresh_one(J, id); /* queued moments ago on another replica? */
+        pthread_mutex_lock(&J->mu);
+        known = jobs_find(J, id) != NULL;
+        pthread_mutex_unlock(&J->mu);
+    }
+    if (!known)
+        return sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
+    jstream *s = calloc(1, sizeof *s);
+    if (!s)
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    s->st.read = stream_read;
+    s->st.close = stream_close;
+    s->J = J;
+    s->id = id;
+    s->last_ms = uv_now(J->s->loop);
+    s->next = J->streams;
+    if (s->next)
+        s->next->pprev = &s->next;
+    s->pprev = &J->streams;
+    J->streams = s;
+    *out = &s->st;
+    return 0;
+}
+
+const api_jobs_backend srv_jobs_be = {
+    be_submit, be_list, be_get, be_cancel, be_resume, be_events,
+};
+
+/* ---- loop handles ---------------------------------------------------------------- */
+
+static void on_async(uv_async_t *a)
+{
+    wake_all(a->data);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    srv_jobs *J = t->data;
+    if (J->s->draining) {
+        pthread_mutex_lock(&J->mu);
+        if (!J->draining) {
+            J->draining = 1;
+            if (J->running_id)
+                atomic_store(&J->cancel, CANCEL_SHUTDOWN);
+            pthread_cond_signal(&J->cv);
+        }
+        pthread_mutex_unlock(&J->mu);
+    }
+    wake_all(J); /* keepalives, drain ends; a stream with nothing to say stays put */
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    srv_jobs *J = h->data;
+    J->handles--;
+}
+
+/* ---- start / stop ----------------------------------------------------------------- */
+
+srv_jobs *srv_jobs_start(srv *s, sola_err *e)
+{
+    srv_jobs *J = calloc(1, sizeof *J);
+    if (!J) {
+        sola_errf(e, SOLA_ENOMEM, "out of memory");
+        return NULL;
+    }
+    J->s = s;
+    J->lock_fd = -1;
+    pthread_mutex_init(&J->mu, NULL);
+    pthread_mutex_init(&J->wmu, NULL);
+    pthread_cond_init(&J->cv, NULL);
+    if ((size_t)snprintf(J->dir, sizeof J->dir, "%s/jobs", s->cfg.data_dir) >= 3900 ||
+        (size_t)snprintf(J->ds_root, sizeof J->ds_root, "%s/datasets", s->cfg.data_dir) >=
+            3900) {
+        sola_errf(e, SOLA_EINVAL, "--data %s: path too long", s->cfg.data_dir);
+        goto err;
+    }
+    if (sola_mkdirs(J->dir, 0755, e) || sola_mkdirs(J->ds_root, 0755, e))
+        goto err;
+    if (gethostname(J->host, sizeof J->host - 1) != 0)
+        snprintf(J->host, sizeof J->host, "localhost");
+    int n = sola_ds_recover(J->ds_root);
+    if (n)
+        srv_logf(s, "info", "datasets: removed %d leftovers of interrupted uploads", n);
+    char lp[4096];
+    /* not hidden: operators (and the replica test) look for it */
+    snprintf(lp, sizeof lp, "%.4000s/trainer.lock", J->dir);
+    J->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (J->lock_fd < 0) {
+        sola_errf(e, SOLA_EIO, "%s: %s", lp, strerror(errno));
+        goto err;
+    }
+    uv_async_init(s->loop, &J->async, on_async);
+    uv_timer_init(s->loop, &J->timer);
+    J->async.data = J->timer.data = J;
+    J->handles = 2;
+    /* neither keeps the loop alive: the server's drain decides when it ends */
+    uv_unref((uv_handle_t *)&J->async);
+    uv_timer_start(&J->timer, on_tick, 250, 250);
+    uv_unref((uv_handle_t *)&J->timer);
+    jobs_refresh(J);
+    if (pthread_create(&J->thr, NULL, jobs_thread, J) != 0) {
+        sola_errf(e, SOLA_EIO, "cannot start the job thread");
+        srv_jobs_stop(J);
+        return NULL;
+    }
+    J->thr_started = 1;
+    return J;
+err:
+    if (J->lock_fd >= 0)
+        close(J->lock_fd);
+    pthread_mutex_destroy(&J->mu);
+    pthread_mutex_destroy(&J->wmu);
+    pthread_cond_destroy(&J->cv);
+    free(J);
+    return NULL;
+}
+
+void srv_jobs_stop(srv_jobs *J)
+{
+    if (!J)
+        return;
+    pthread_mutex_lock(&J->mu);
+    J->stop = 1;
+    J->draining = 1;
+    if (J->running_id)
+        atomic_store(&J->cancel, CANCEL_SHUTDOWN);
+    pthread_cond_signal(&J->cv);
+    pthread_mutex_unlock(&J->mu);
+    if (J->thr_started)
+        pthread_join(J->thr, NULL);
+    if (J->handles) {
+        uv_close((uv_handle_t *)&J->async, on_closed);
+        uv_close((uv_handle_t *)&J->timer, on_closed);
+        while (J->handles > 0 && uv_run(J->s->loop, UV_RUN_ONCE))
+            ;
+    }
+    /* streams still open only if the loop ended by deadline; MHD owns them then */
+    for (jstream *s = J->streams; s; s = s->next)
+        s->pprev = NULL;
+    if (J->lock_fd >= 0)
+        close(J->lock_fd);
+    for (int i = 0; i < J->n; i++)
+        job_free(J->v[i]);
+    free(J->v);
+    pthread_mutex_destroy(&J->mu);
+    pthread_mutex_destroy(&J->wmu);
+    pthread_cond_destroy(&J->cv);
+    free(J);
+}

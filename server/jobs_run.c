@@ -1,0 +1,602 @@
+/* jobs_run.c -- the job thread: takes the training lock when it can, recovers jobs a
+ * dead runner left `running`, picks queued jobs one at a time and supervises the
+ * training process of each (solad --train-worker, train_worker.c), then registers the
+ * trained model as a new version of the output model.
+ *
+ * Why a process and not a thread: OpenBLAS's thread count is global to a process, so
+ * a training thread would either take the inference workers' BLAS threads or change
+ * theirs; a child has its own (--train-threads), runs at a lower CPU priority, and a
+ * crash in training cannot take the daemon down. The job thread itself only reads
+ * the child's progress lines (JSON, one per line on a pipe), keeps the job record up
+ * to date and wakes the event streams with uv_async_send.
+ *
+ * Crash safety: the record says `running` while a child runs; a runner that dies
+ * (kill -9) leaves it so, and the next lock holder marks it `interrupted` (or
+ * finishes the registration when the child had already written the model). The
+ * child gets SIGTERM when the job thread dies (PR_SET_PDEATHSIG), which makes it
+ * write a checkpoint at its next step. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dsstore.h"
+#include "fsutil.h"
+#include "jobs_int.h"
+
+extern char **environ;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int exists(const char *p)
+{
+    return access(p, F_OK) == 0;
+}
+
+/* Ends a run in state st (mu not held); writes the record and wakes the streams. */
+static void finish(srv_jobs *J, job *j, int st, const char *error)
+{
+    pthread_mutex_lock(&J->mu);
+    j->st = st;
+    j->local = 0;
+    j->eta_s = 0;
+    if (J->running_id == j->id)
+        J->running_id = 0;
+    if (error)
+        snprintf(j->error, sizeof j->error, "%s", error);
+    if (job_terminal(st)) {
+        jobs_now_iso(j->finished);
+        j->resume = 0;
+    }
+    jobs_changed(J, j);
+    int id = j->id;
+    pthread_mutex_unlock(&J->mu);
+    atomic_store(&J->cancel, 0);
+    sola_err e = {0};
+    if (jobs_write(J, j, &e))
+        srv_logf(J->s, "error", "job %d: cannot write its record: %s", id, e.msg);
+    if (job_terminal(st))
+        jobs_remove_files(J, id);
+    jobs_notify(J);
+    if (st == JS_SUCCEEDED)
+        srv_logf(J->s, "info", "job %d succeeded: model %s version %d", id,
+                 j->spec.output_model, j->model_version);
+    else
+        srv_logf(J->s, st == JS_FAILED ? "error" : "info", "job %d %s%s%s", id,
+                 job_state_names[st], error ? ": " : "", error ? error : "");
+}
+
+/* ---- registering the result ---------------------------------------------------- */
+
+/* Highest version of a model known to the registry or present on disk (a replica's
+ * upload the registry has not rescanned yet), 0 if none. */
+static int max_version(srv_jobs *J, const char *name)
+{
+    int mx = 0;
+    json_t *d = reg_describe(J->s->reg, name, NULL); /* new reference or NULL */
+    json_t *v;
+    size_t i;
+    json_array_foreach(json_object_get(d, "versions"), i, v) {
+        if (json_integer_value(v) > mx)
+            mx = (int)json_integer_value(v);
+    }
+    json_decref(d);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.3900s/models/%s", J->s->cfg.data_dir, name);
+    for (int k = mx + 1; k < mx + 64; k++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%d.safetensors", dir, k);
+        if (!exists(p))
+            break;
+        mx = k;
+    }
+    return mx;
+}
+
+/* Installs DATA/jobs/ID.out.safetensors as a new version of the output model. The
+ * chosen version is written to the record first, so that a runner dying between the
+ * two steps lets the next one recognise the installed file instead of adding a copy. */
+static int register_model(srv_jobs *J, job *j, sola_err *e)
+{
+    char out[4096];
+    jobs_path(J, j->id, "out", out);
+    pthread_mutex_lock(&J->mu);
+    char name[72];
+    snprintf(name, sizeof name, "%s", j->spec.output_model);
+    int activate = j->spec.activate;
+    pthread_mutex_unlock(&J->mu);
+    int v = max_version(J, name) + 1, rc = SOLA_EIO;
+    for (int tries = 0; tries < 16; tries++, v++) {
+        pthread_mutex_lock(&J->mu);
+        j->model_version = v;
+        pthread_mutex_unlock(&J->mu);
+        if ((rc = jobs_write(J, j, e)))
+            return rc;
+        int conflict = 0;
+        rc = reg_put(J->s->reg, name, v, out, &conflict, e);
+        if (!rc || !conflict)
+            break; /* a conflict means a replica took v meanwhile: try the next one */
+    }
+    if (rc) {
+        pthread_mutex_lock(&J->mu);
+        j->model_version = 0;
+        pthread_mutex_unlock(&J->mu);
+        return rc;
+    }
+    unlink(out);
+    if (activate && (rc = reg_activate(J->s->reg, name, v, e)))
+        return rc;
+    return 0;
+}
+
+/* ---- the lock and recovery ------------------------------------------------------- */
+
+/* Jobs a dead runner left behind (called once the lock is ours). */
+static void recover(srv_jobs *J)
+{
+    jobs_refresh(J);
+    for (int i = 0;; i++) {
+        pthread_mutex_lock(&J->mu);
+        if (i >= J->n) {
+            pthread_mutex_unlock(&J->mu);
+            break;
+        }
+        job *j = J->v[i];
+        int st = j->st, id = j->id, mv = j->model_version, local = j->local;
+        char name[72];
+        snprintf(name, sizeof name, "%s", j->spec.output_model);
+        pthread_mutex_unlock(&J->mu);
+        if (local || (st != JS_RUNNING && !(st == JS_INTERRUPTED && J->s->cfg.resume_jobs)))
+            continue;
+        char out[4096], inst[4200];
+        jobs_path(J, id, "out", out);
+        snprintf(inst, sizeof inst, "%.3900s/models/%s/%d.safetensors", J->s->cfg.data_dir, name,
+                 mv);
+        sola_err e = {0};
+        if (st == JS_RUNNING && exists(out)) {
+            /* the model was trained: only its registration was cut short */
+            if (mv && exists(inst)) {
+                unlink(out);
+                finish(J, j, JS_SUCCEEDED, NULL);
+            } else if (register_model(J, j, &e)) {
+                finish(J, j, JS_FAILED, e.msg);
+            } else {
+                finish(J, j, JS_SUCCEEDED, NULL);
+            }
+            continue;
+        }
+        if (st == JS_RUNNING && mv && exists(inst)) {
+            finish(J, j, JS_SUCCEEDED, NULL);
+            continue;
+        }
+        pthread_mutex_lock(&J->mu);
+        if (J->s->cfg.resume_jobs) {
+            j->st = JS_QUEUED;
+            j->resume = 1;
+            j->error[0] = '\0';
+        } else {
+            j->st = JS_INTERRUPTED;
+            snprintf(j->error, sizeof j->error,
+                     "the solad that ran it stopped (%s); POST /jobs/%d/resume continues "
+                     "from its last checkpoint",
+                     st == JS_RUNNING ? "crash or kill" : "restart", id);
+        }
+        jobs_changed(J, j);
+        pthread_mutex_unlock(&J->mu);
+        if (jobs_write(J, j, &e))
+            srv_logf(J->s, "error", "job %d: %s", id, e.msg);
+        srv_logf(J->s, "info", "job %d %s: %s", id,
+                 st == JS_RUNNING ? "was running when its runner stopped" : "was interrupted",
+                 J->s->cfg.resume_jobs ? "queued to resume (--resume-jobs)" : "interrupted");
+    }
+    jobs_notify(J);
+}
+
+static void try_lock(srv_jobs *J)
+{
+    if (flock(J->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return;
+    atomic_store(&J->have_lock, 1);
+    char who[160];
+    int n = snprintf(who, sizeof who, "%s:%ld\n", J->host, (long)getpid());
+    if (ftruncate(J->lock_fd, 0) == 0 && pwrite(J->lock_fd, who, (size_t)n, 0) != n)
+        srv_logf(J->s, "warn", "%s/trainer.lock: cannot note the holder", J->dir);
+    srv_logf(J->s, "info", "this replica runs the training jobs (holds %s/trainer.lock)",
+             J->dir);
+    recover(J);
+}
+
+/* The next queued job (lowest id), now marked running; NULL if none. A job with a
+ * cancel request from another replica is cancelled instead. */
+static job *pick(srv_jobs *J)
+{
+    for (;;) {
+        pthread_mutex_lock(&J->mu);
+        job *j = NULL;
+        for (int i = 0; i < J->n && !j; i++)
+            if (J->v[i]->st == JS_QUEUED)
+                j = J->v[i];
+        if (!j) {
+            pthread_mutex_unlock(&J->mu);
+            return NULL;
+        }
+        char cp[4096];
+        jobs_path(J, j->id, "cancel", cp);
+        if (exists(cp)) {
+            pthread_mutex_unlock(&J->mu);
+            finish(J, j, JS_CANCELLED, NULL);
+            continue;
+        }
+        j->st = JS_RUNNING;
+        j->local = 1;
+        j->runs++;
+        j->error[0] = '\0';
+        j->eta_s = 0;
+        j->windows_per_s = 0;
+        if (!j->started[0])
+            jobs_now_iso(j->started);
+        snprintf(j->runner, sizeof j->runner, "%s:%ld", J->host, (long)getpid());
+        J->running_id = j->id;
+        atomic_store(&J->cancel, 0);
+        jobs_changed(J, j);
+        pthread_mutex_unlock(&J->mu);
+        return j;
+    }
+}
+
+/* ---- one run ----------------------------------------------------------------------- */
+
+typedef struct run_state {
+    int done, cancelled_msg;
+    char error[512];
+    int dirty;
+    double last_write;
+} run_state;
+
+/* One JSON line from the child. */
+static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
+{
+    json_t *o = json_loads(line, 0, NULL);
+    if (!o)
+        return;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    int epoch_done = 0;
+    pthread_mutex_lock(&J->mu);
+    if (type && !strcmp(type, "progress")) {
+        j->epoch = (int)json_integer_value(json_object_get(o, "epoch"));
+        j->step = (long)json_integer_value(json_object_get(o, "step"));
+        j->steps_per_epoch = (long)json_integer_value(json_object_get(o, "steps_per_epoch"));
+        j->loss = json_number_value(json_object_get(o, "loss"));
+        j->windows_per_s = json_number_value(json_object_get(o, "windows_per_s"));
+        j->eta_s = json_number_value(json_object_get(o, "eta_s"));
+        j->videos = (int)json_integer_value(json_object_get(o, "videos"));
+        j->skipped = (int)json_integer_value(json_object_get(o, "skipped"));
+        epoch_done = json_is_true(json_object_get(o, "epoch_done"));
+    } else if (type && !strcmp(type, "start")) {
+        j->resumed_epoch = (int)json_integer_value(json_object_get(o, "resumed_epoch"));
+        j->resumed_step = (long)json_integer_value(json_object_get(o, "resumed_step"));
+    } else if (type && !strcmp(type, "done")) {
+        rs->done = 1;
+    } else if (type && (!strcmp(type, "error") || !strcmp(type, "cancelled"))) {
+        const char *m = json_string_value(json_object_get(o, "message"));
+        snprintf(rs->error, sizeof rs->error, "%s", m ? m : type);
+    }
+    json_t *h = json_object_get(o, "history");
+    if (json_is_array(h)) {
+        j->nhist = 0;
+        json_t *v;
+        size_t i;
+        json_array_foreach(h, i, v) job_hist_push(j, json_number_value(v));
+    }
+    jobs_changed(J, j);
+    int id = j->id, ep = j->epoch, eps = j->spec.epochs;
+    double loss = j->nhist ? j->hist[j->nhist - 1] : 0;
+    pthread_mutex_unlock(&J->mu);
+    json_decref(o);
+    rs->dirty = 1;
+    jobs_notify(J);
+    if (epoch_done) {
+        srv_logf(J->s, "info", "job %d: epoch %d/%d, loss %.6f", id, ep, eps, loss);
+        rs->last_write = 0; /* the record follows every epoch */
+    }
+}
+
+/* argv/envp for the child, built before fork (nothing may allocate after it). */
+static char *child_spec(srv_jobs *J, job *j, const char *dsdir, int resume)
+{
+    char ckpt[4096], out[4096], base[4096];
+    jobs_path(J, j->id, "ckpt", ckpt);
+    jobs_path(J, j->id, "out", out);
+    jobs_path(J, j->id, "base", base);
+    pthread_mutex_lock(&J->mu);
+    json_t *o = api_train_spec_json(&j->spec);
+    pthread_mutex_unlock(&J->mu);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "dataset_dir", json_string(dsdir));
+    json_object_set_new(o, "checkpoint", json_string(ckpt));
+    json_object_set_new(o, "output", json_string(out));
+    json_object_set_new(o, "base", exists(base) ? json_string(base) : json_null());
+    json_object_set_new(o, "resume", json_boolean(resume));
+    json_object_set_new(o, "threads", json_integer(J->s->cfg.train_threads));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+static char **child_env(int threads)
+{
+    int n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc((size_t)n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21))
+            env[k++] = environ[i];
+    static char var[48];
+    snprintf(var, sizeof var, "OPENBLAS_NUM_THREADS=%d", threads);
+    env[k++] = var;
+    env[k] = NULL;
+    return env;
+}
+
+/* Starts the child; its stdout is *fd. Returns the pid or -1. */
+static pid_t spawn(const char *spec, int threads, int *fd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    char *argv[] = {"solad", "--train-worker", (char *)spec, NULL};
+    char **env = child_env(threads);
+    if (!env) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    int prio = getpriority(PRIO_PROCESS, 0) + 10;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* async-signal-safe calls only from here on */
+        dup2(p[1], 1);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(120);
+        setpriority(PRIO_PROCESS, 0, prio > 19 ? 19 : prio);
+        execve("/proc/self/exe", argv, env);
+        _exit(127);
+    }
+    free(env);
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    *fd = p[0];
+    return pid;
+}
+
+/* Reads the child's lines until it exits; returns its wait status. */
+static int supervise(srv_jobs *J, job *j, pid_t pid, int fd, run_state *rs, int *user_cancel)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int sent_term = 0, killed = 0;
+    double t_term = 0, last_check = 0;
+    char cancel_file[4096];
+    jobs_path(J, j->id, "cancel", cancel_file);
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int r = poll(&pf, 1, 200);
+        if (r > 0) {
+            if (cap - len < 65536) {
+                size_t nc = cap ? cap * 2 : 131072;
+                char *nb = nc <= (64u << 20) ? realloc(buf, nc) : NULL;
+                if (!nb) { /* a runaway line: drop what we have */
+                    len = 0;
+                } else {
+                    buf = nb;
+                    cap = nc;
+                }
+            }
+            ssize_t n = cap - len > 0 ? read(fd, buf + len, cap - len - 1) : 0;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break; /* EOF: the child exited (or closed stdout) */
+            len += (size_t)n;
+            char *start = buf, *nl;
+            while ((nl = memchr(start, '\n', (size_t)(buf + len - start)))) {
+                *nl = '\0';
+                on_line(J, j, rs, start);
+                start = nl + 1;
+            }
+            len = (size_t)(buf + len - start);
+            memmove(buf, start, len);
+        }
+        double now = now_s();
+        int c = atomic_load(&J->cancel);
+        if (!c && now - last_check > 0.5) {
+            last_check = now;
+            if (exists(cancel_file))
+                atomic_store(&J->cancel, c = CANCEL_USER);
+        }
+        if (c == CANCEL_USER)
+            *user_cancel = 1;
+        if (c && !sent_term) {
+            kill(pid, SIGTERM); /* the child checkpoints at its next step and exits 3 */
+            sent_term = 1;
+            t_term = now;
+        }
+        if (sent_term && !killed && now - t_term > J->s->cfg.drain_timeout + 5) {
+            srv_logf(J->s, "warn", "job %d: the training process did not stop within %.0f s; "
+                     "killing it", j->id, J->s->cfg.drain_timeout + 5);
+            kill(pid, SIGKILL);
+            killed = 1;
+        }
+        if (rs->dirty && now - rs->last_write >= 1.0) {
+            sola_err e = {0};
+            jobs_write(J, j, &e); /* other replicas and restarts see the progress */
+            rs->dirty = 0;
+            rs->last_write = now;
+        }
+    }
+    free(buf);
+    close(fd);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return status;
+}
+
+static void run_job(srv_jobs *J, job *j)
+{
+    sola_err e = {0};
+    char dsdir[4096], snap[4096], ckpt[4096], base[4096], msg[600];
+    int id = j->id;
+    jobs_write(J, j, &e);
+    jobs_notify(J);
+    pthread_mutex_lock(&J->mu);
+    api_train_spec sp = j->spec;
+    int resume = j->resume;
+    pthread_mutex_unlock(&J->mu);
+    jobs_path(J, id, "data", snap);
+    jobs_path(J, id, "ckpt", ckpt);
+    jobs_path(J, id, "base", base);
+    resume = resume && exists(ckpt);
+    srv_logf(J->s, "info", "job %d started%s: dataset %s -> model %s", id,
+             resume ? " (resuming from its checkpoint)" : "", sp.dataset, sp.output_model);
+
+    /* Train on hard links of the items as they are now: uploads or deletes while the
+     * job runs, or before it resumes, do not change what it reads. */
+    if (!exists(snap) && sola_ds_snapshot(J->ds_root, sp.dataset, snap, &e)) {
+        if (e.code == SOLA_ENOTFOUND) {
+            snprintf(msg, sizeof msg, "dataset %s no longer exists", sp.dataset);
+            finish(J, j, JS_FAILED, msg);
+            return;
+        }
+        srv_logf(J->s, "warn", "job %d: %s; training on the live dataset", id, e.msg);
+    }
+    if (exists(snap))
+        snprintf(dsdir, sizeof dsdir, "%s", snap);
+    else
+        snprintf(dsdir, sizeof dsdir, "%.3900s/%s", J->ds_root, sp.dataset);
+
+    if (!resume && sp.base_model[0] && !exists(base)) {
+        reg_ver *v = NULL;
+        const sola_model *m = NULL;
+        int rc = reg_acquire(J->s->reg, sp.base_model, sp.base_version, &v, &e);
+        if (!rc && !(m = reg_get(J->s->reg, v, &e)))
+            rc = e.code ? e.code : SOLA_EIO;
+        if (!rc) {
+            rc = sola_model_save(m, base, 1, &e);
+            pthread_mutex_lock(&J->mu);
+            j->base_version = reg_ver_version(v);
+            pthread_mutex_unlock(&J->mu);
+        }
+        if (v)
+            reg_release(J->s->reg, v);
+        if (rc) {
+            snprintf(msg, sizeof msg, "base model: %s", e.msg);
+            finish(J, j, JS_FAILED, msg);
+            return;
+        }
+    }
+
+    char *spec = child_spec(J, j, dsdir, resume);
+    int fd = -1;
+    pid_t pid = spec ? spawn(spec, J->s->cfg.train_threads, &fd) : -1;
+    free(spec);
+    if (pid < 0) {
+        snprintf(msg, sizeof msg, "cannot start the training process: %s", strerror(errno));
+        finish(J, j, JS_FAILED, msg);
+        return;
+    }
+    run_state rs = {0};
+    int user_cancel = 0;
+    int status = supervise(J, j, pid, fd, &rs, &user_cancel);
+
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && rs.done) {
+        if (register_model(J, j, &e)) {
+            snprintf(msg, sizeof msg, "registering the model: %s", e.msg);
+            finish(J, j, JS_FAILED, msg);
+        } else {
+            finish(J, j, JS_SUCCEEDED, NULL);
+        }
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+        snprintf(msg, sizeof msg, "solad was shutting down; POST /jobs/%d/resume continues "
+                 "from the checkpoint", id);
+        finish(J, j, user_cancel ? JS_CANCELLED : JS_INTERRUPTED, user_cancel ? NULL : msg);
+    } else if (!user_cancel && atomic_load(&J->cancel) == CANCEL_SHUTDOWN) {
+        snprintf(msg, sizeof msg, "solad was shutting down and the training process did not "
+                 "stop in time; POST /jobs/%d/resume continues from the last checkpoint", id);
+        finish(J, j, JS_INTERRUPTED, msg);
+    } else if (rs.error[0]) {
+        finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : rs.error);
+    } else {
+        if (WIFSIGNALED(status))
+            snprintf(msg, sizeof msg, "the training process died (signal %d: %s)",
+                     WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else
+            snprintf(msg, sizeof msg, "the training process exited with status %d",
+                     WEXITSTATUS(status));
+        finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : msg);
+    }
+}
+
+void *jobs_thread(void *arg)
+{
+    srv_jobs *J = arg;
+    for (;;) {
+        pthread_mutex_lock(&J->mu);
+        int stop = J->stop, draining = J->draining;
+        pthread_mutex_unlock(&J->mu);
+        if (stop)
+            break;
+        if (!atomic_load(&J->have_lock) && !draining)
+            try_lock(J);
+        jobs_refresh(J);
+        job *j = atomic_load(&J->have_lock) && !draining ? pick(J) : NULL;
+        if (j) {
+            run_job(J, j);
+            continue;
+        }
+        /* other replicas queue by writing records: look again in a moment */
+        pthread_mutex_lock(&J->mu);
+        if (!J->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 500 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&J->cv, &J->mu, &ts);
+        }
+        pthread_mutex_unlock(&J->mu);
+    }
+    if (atomic_load(&J->have_lock)) {
+        flock(J->lock_fd, LOCK_UN); /* another replica may take over at once */
+        atomic_store(&J->have_lock, 0);
+    }
+    return NULL;
+}
