@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs.h"
 #include "server.h"
 
 /* api_model is the registry's reg_ver: the api layer only passes it back. */
@@ -126,6 +127,7 @@ static int be_metrics(void *self, char **text, size_t *len)
     g.workers = s->cfg.workers;
     g.draining = s->draining;
     g.start_time = s->start_time;
+    srv_jobs_counts(s->jobs, g.jobs);
     return metrics_render(s->met, &g, models_fn, s, text, len);
 }
 

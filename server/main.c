@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "jobs.h"
 #include "server.h"
 
 static const char usage[] =
@@ -40,6 +41,18 @@ static const char usage[] =
     "  --max-conns-per-ip N   concurrent connections from one address (default 256)\n"
     "  --rescan-interval SEC  reread DATA/models this often, so replicas sharing it follow\n"
     "                         uploads and activations (default 2; 0 = only on SIGHUP)\n"
+    "  --max-upload BYTES     largest streamed upload (datasets, model files), spooled to\n"
+    "                         disk, not memory (default 64G)\n"
+    "  --train-threads N      BLAS threads of the training process, which runs at a lower\n"
+    "                         CPU priority than inference (default 1)\n"
+    "  --job-queue N          training jobs that may wait before POST /train answers 503\n"
+    "                         (default 16)\n"
+    "  --resume-jobs          at start, resume jobs that were interrupted (crash, restart)\n"
+    "                         from their last checkpoint instead of waiting for\n"
+    "                         POST /jobs/ID/resume\n"
+    "                         Replicas sharing --data run one training job at a time: the\n"
+    "                         one holding the flock on DATA/jobs/trainer.lock runs them,\n"
+    "                         any replica accepts and lists them (docs/jobs.md).\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -125,6 +138,8 @@ static void reg_log(void *arg, const char *level, const char *msg)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--train-worker")) /* a training job's process */
+        return srv_train_worker_main(argc, argv);
     /* OpenBLAS's helper threads busy-wait for about 2^28 cycles (~0.1 s) after every
      * call before they sleep. Between requests that spinning takes the cores from the
      * loop thread, from other workers and from training; measured (docs/daemon.md) it
@@ -150,10 +165,14 @@ int main(int argc, char **argv)
     c->max_conns = 1024;
     c->max_conns_per_ip = 256;
     c->rescan_ms = 2000;
+    c->max_upload = (size_t)64 << 30;
+    c->train_threads = 1;
+    c->job_queue = 16;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
-           O_DELAY, O_RESCAN, O_HELP, O_VERSION };
+           O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
+           O_RESUMEJOBS };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -172,6 +191,10 @@ int main(int argc, char **argv)
         {"max-conns-per-ip", required_argument, 0, O_PERIP},
         {"debug-work-delay-ms", required_argument, 0, O_DELAY},
         {"rescan-interval", required_argument, 0, O_RESCAN},
+        {"max-upload", required_argument, 0, O_MAXUPLOAD},
+        {"train-threads", required_argument, 0, O_TRAINTHREADS},
+        {"job-queue", required_argument, 0, O_JOBQUEUE},
+        {"resume-jobs", no_argument, 0, O_RESUMEJOBS},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -249,6 +272,21 @@ int main(int argc, char **argv)
                 return bad("--rescan-interval %s: expected seconds (0 = off)", optarg);
             c->rescan_ms = (uint64_t)v * 1000;
             break;
+        case O_MAXUPLOAD:
+            if (parse_bytes(optarg, &c->max_upload))
+                return bad("--max-upload %s: expected bytes, e.g. 1073741824 or 64G", optarg);
+            break;
+        case O_TRAINTHREADS:
+            if (parse_long(optarg, 1, 1024, &v))
+                return bad("--train-threads %s: expected 1..1024", optarg);
+            c->train_threads = (int)v;
+            break;
+        case O_JOBQUEUE:
+            if (parse_long(optarg, 0, 1 << 20, &v))
+                return bad("--job-queue %s: expected 0 or more", optarg);
+            c->job_queue = (int)v;
+            break;
+        case O_RESUMEJOBS: c->resume_jobs = 1; break;
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:
@@ -313,6 +351,11 @@ int main(int argc, char **argv)
     srv_backend_init(&s);
     s.loop = uv_default_loop();
     s.start_ms = uv_now(s.loop);
+    if (c->data_dir && !(s.jobs = srv_jobs_start(&s, &e))) {
+        fprintf(stderr, "solad: training jobs: %s\n", e.msg);
+        goto out;
+    }
+    s.ctx.jobs = s.jobs ? &srv_jobs_be : NULL;
     if (srv_http_start(&s))
         goto out;
     printf("solad listening on http://%s\n", s.bound);
@@ -323,9 +366,12 @@ int main(int argc, char **argv)
              s.bound, reg_nmodels(s.reg), c->workers, c->threads, c->queue, c->max_body,
              c->max_frames, s.token ? ", bearer token required on mutating routes" : "");
     srv_http_run(&s);
+    srv_jobs_stop(s.jobs); /* a running job checkpoints and becomes interrupted */
+    s.jobs = NULL;
     srv_logf(&s, "info", "drained; exiting");
     rc = 0;
 out:
+    srv_jobs_stop(s.jobs);
     if (s.loop)
         uv_loop_close(s.loop);
     reg_free(s.reg);
