@@ -323,16 +323,26 @@ int reg_scan(reg *r, int quiet, sola_err *e)
     }
 
     /* Load what changed, outside the list lock: a model whose active version is the
-     * one already loaded keeps its reg_ver. */
+     * one already loaded keeps its reg_ver. A new active version that does not load
+     * leaves the previous one serving (an operator's slip must not take a model down),
+     * and an unchanged broken file is not read again on every periodic scan. */
     for (int i = 0; i < nn; i++) {
         pthread_mutex_lock(&r->mu);
         reg_model *old = reg__find(r, nm[i].name);
         int was = old ? old->active_version : 0, was_embedded = old && old->embedded;
         char *old_error = old && old->load_error ? strdup(old->load_error) : NULL;
-        if (old && old->active && old->active_version == nm[i].active_version &&
-            old->embedded == nm[i].embedded) {
-            nm[i].active = old->active;
+        reg_ver *prev = NULL; /* the version serving now, kept in case the new one fails */
+        if (old && old->active && old->embedded == nm[i].embedded) {
+            if (old->active_version == nm[i].active_version)
+                nm[i].active = old->active;
+            else
+                prev = old->active;
             old->active->refs++;
+        }
+        if (old) {
+            nm[i].bad_version = old->bad_version;
+            nm[i].bad_size = old->bad_size;
+            nm[i].bad_mtime_ns = old->bad_mtime_ns;
         }
         pthread_mutex_unlock(&r->mu);
         if (nm[i].active) {
@@ -342,13 +352,21 @@ int reg_scan(reg *r, int quiet, sola_err *e)
         sola_err le = {0};
         sola_model *m = NULL;
         char *path = NULL;
+        struct stat st = {0};
+        int known_bad = 0;
         if (nm[i].embedded) {
             m = embedded_model(r->dim, &le);
         } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version))) {
-            m = sola_model_load(path, &le);
+            stat(path, &st);
+            long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+            known_bad = nm[i].bad_version == nm[i].active_version &&
+                        nm[i].bad_size == (long long)st.st_size && nm[i].bad_mtime_ns == mt;
+            if (!known_bad)
+                m = sola_model_load(path, &le);
         }
         if (m && (nm[i].active = reg__ver_new(nm[i].name, nm[i].active_version, path, m))) {
             nm[i].active->refs = 1;
+            nm[i].bad_version = 0;
             if (r->scanned && !nm[i].embedded)
                 logf_(r, "info", "model %s: version %d is active%s", nm[i].name,
                       nm[i].active_version,
@@ -356,12 +374,30 @@ int reg_scan(reg *r, int quiet, sola_err *e)
         } else {
             if (m)
                 sola_model_free(m);
-            nm[i].load_error = strdup(le.msg[0] ? le.msg : "out of memory");
-            /* once per distinct failure, not once per periodic scan */
-            if (!old_error || strcmp(old_error, nm[i].load_error) != 0)
-                logf_(r, "warn", "model %s version %d does not load: %s", nm[i].name,
-                      nm[i].active_version, le.msg);
+            if (known_bad) {
+                nm[i].load_error = old_error;
+                old_error = NULL;
+            } else {
+                char msg[SOLA_ERRLEN + 128];
+                snprintf(msg, sizeof msg, "version %d (named by %s/%s/active) does not load: %s",
+                         nm[i].active_version, r->dir ? r->dir : "", nm[i].name,
+                         le.msg[0] ? le.msg : "out of memory");
+                nm[i].load_error = strdup(msg);
+                nm[i].bad_version = nm[i].active_version;
+                nm[i].bad_size = (long long)st.st_size;
+                nm[i].bad_mtime_ns =
+                    (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+                logf_(r, "warn", "model %s: %s%s", nm[i].name, msg,
+                      prev ? "; the previous version keeps serving" : "");
+            }
+            if (prev) {
+                nm[i].active = prev;
+                nm[i].active_version = prev->version;
+                prev = NULL;
+            }
         }
+        if (prev)
+            reg_release(r, prev);
         free(old_error);
         free(path);
     }

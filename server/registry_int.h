@@ -25,7 +25,9 @@ typedef struct reg_model {
     int embedded;
     int active_version; /* 0 = none */
     reg_ver *active;    /* counted reference, NULL if none or failed to load */
-    char *load_error;   /* why the active version is not loaded */
+    char *load_error;   /* why the active file's version is not the one serving */
+    int bad_version;    /* that version, and its file's size and mtime when it failed: */
+    long long bad_size, bad_mtime_ns; /* an unchanged broken file is not reloaded */
     reg_ver *cache;     /* versions in use by requests that are not active */
 } reg_model;
 

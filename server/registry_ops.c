@@ -53,6 +53,8 @@ static json_t *describe_locked(reg_model *m)
         json_object_set_new(o, "error", json_string(m->load_error ? m->load_error
                                                                   : "not loaded"));
     }
+    if (md && m->load_error) /* serving, but not what the active file asks for */
+        json_object_set_new(o, "warning", json_string(m->load_error));
     return o;
 }
 

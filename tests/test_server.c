@@ -443,6 +443,66 @@ START_TEST(replicas_sharing_a_directory_follow_each_other)
 }
 END_TEST
 
+START_TEST(broken_active_file_keeps_previous_version_serving)
+{
+    char *dir = tu_tmpdir();
+    sola_model *m1 = su_make_model(dir, "m", 1, C_DIM, 16, 1, 0.3f);
+    /* version 2 exists but is cut short: it cannot load */
+    char p[4096];
+    snprintf(p, sizeof p, "%s/models/m/1.safetensors", dir);
+    size_t len;
+    char *good = tu_read(p, &len);
+    snprintf(p, sizeof p, "%s/models/m/2.safetensors", dir);
+    ck_assert_int_eq(tu_write(p, good, len / 2), 0);
+    snprintf(p, sizeof p, "%s/models/m/active", dir);
+    ck_assert_int_eq(tu_write(p, "1\n", 2), 0);
+    const char *args[] = {"--data", dir, "--rescan-interval", "0", NULL};
+    su_server s;
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    /* an operator points active at the broken version and signals */
+    sola_err e = {0};
+    ck_assert_int_eq(sola_write_atomic(p, "2\n", 2, &e), 0);
+    kill(s.pid, SIGHUP);
+    ck_assert(wait_for(&s, "/models/m", 200, "\"warning\""));
+    su_resp r;
+    ck_assert_int_eq(su_get(&s, NULL, "/models/m", &r), 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "active")), 1);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "warning")), "version 2"));
+    json_decref(j);
+    su_resp_free(&r);
+    float *x = su_input(3, C_DIM, 2);
+    size_t n;
+    void *npy = npy_of(x, 3, C_DIM, &n);
+    const char *hn[] = {"Content-Type: application/x-npy", NULL};
+    char h[32];
+    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, n, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "1");
+    su_resp_free(&r);
+    ck_assert_int_eq(su_get(&s, NULL, "/readyz", &r), 200);
+    su_resp_free(&r);
+    /* repaired on disk: the next rescan takes it */
+    snprintf(p, sizeof p, "%s/models/m/2.safetensors", dir);
+    sola_model *m2 = su_make_model(NULL, NULL, 0, C_DIM, 16, 2, -0.3f);
+    ck_assert_int_eq(sola_model_save(m2, p, 0, &e), 0);
+    kill(s.pid, SIGHUP);
+    ck_assert(wait_for(&s, "/models/m", 200, "\"active\":2"));
+    ck_assert_int_eq(su_stop(&s), 0);
+    size_t ln;
+    char *log = tu_read(s.log, &ln);
+    ck_assert_ptr_nonnull(strstr(log, "the previous version keeps serving"));
+    free(log);
+    free(npy);
+    free(x);
+    free(good);
+    sola_model_free(m1);
+    sola_model_free(m2);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 typedef struct bg {
     const su_server *s;
     void *npy;
@@ -515,6 +575,7 @@ static Suite *suite(void)
     tcase_add_test(t, token_guards_registry_writes);
     tcase_add_test(t, full_queue_answers_503_with_retry_after);
     tcase_add_test(t, replicas_sharing_a_directory_follow_each_other);
+    tcase_add_test(t, broken_active_file_keeps_previous_version_serving);
     suite_add_tcase(s, t);
     return s;
 }
