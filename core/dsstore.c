@@ -267,6 +267,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
         rc = sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
         goto fail;
     }
+    unlink(hidden); /* rename() leaves both names when they were links to one file */
     /* a .npz item of the same name would shadow or duplicate the new one */
     char npz[PATHN];
     pf(npz, "%s/%s.npz", dir, item);

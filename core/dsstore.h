@@ -52,7 +52,8 @@ void sola_ds_info_free(sola_ds_info *d);
 /* Stores the file at src (an upload's temporary file, on the same filesystem as root
  * preferably: it is hard-linked, else copied) as ROOT/ds/item.npy, creating the
  * dataset if needed and replacing an existing item of that name. *created = 1 if the
- * item is new; *T, *C (may be NULL) get its shape. src is left in place. */
+ * item is new; *T, *C (may be NULL) get its shape. src is left in place but may
+ * share its inode with the stored item: do not modify it afterwards. */
 int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
                      int *created, int64_t *T, int *C, sola_err *e);
 
