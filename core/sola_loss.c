@@ -24,6 +24,7 @@ struct sola_trainctx {
     int C, H, k1, k2, d1, d2, P; /* model shape the context serves */
     int Bmax;
     int full;    /* requested path */
+    int module_only; /* made by sola_trainctx_new_module: no head, P ignored */
     int planned; /* path the plan and buffers are built for, -1: none */
 
     int nS, nO;
@@ -270,8 +271,8 @@ nomem:
                      B, W, c->C, c->H, c->P);
 }
 
-sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg, int B,
-                                 sola_err *e)
+static sola_trainctx *trainctx_new(const sola_model *m, const sola_train_cfg *cfg, int B,
+                                   int module_only, sola_err *e)
 {
     sola_trainctx *c = NULL;
     if (!m || !cfg) {
@@ -280,7 +281,7 @@ sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg,
     }
     if (sola_train_cfg_check(cfg, e))
         return NULL;
-    if (m->P <= 0 || !m->hw0) {
+    if (!module_only && (m->P <= 0 || !m->hw0)) {
         sola_errf(e, SOLA_EINVAL,
                   "the model has no dissimilarity head (dissim_head.*): add one before "
                   "training the sola objective");
@@ -308,7 +309,8 @@ sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg,
     c->k2 = m->k2;
     c->d1 = m->d1 < 1 ? 1 : m->d1;
     c->d2 = m->d2 < 1 ? 1 : m->d2;
-    c->P = m->P;
+    c->P = module_only ? 0 : m->P;
+    c->module_only = module_only;
     c->Bmax = B;
     c->planned = -1;
     c->target = malloc((size_t)cfg->N * cfg->N * sizeof *c->target);
@@ -323,6 +325,18 @@ sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg,
 err:
     sola_trainctx_free(c);
     return NULL;
+}
+
+sola_trainctx *sola_trainctx_new(const sola_model *m, const sola_train_cfg *cfg, int B,
+                                 sola_err *e)
+{
+    return trainctx_new(m, cfg, B, 0, e);
+}
+
+sola_trainctx *sola_trainctx_new_module(const sola_model *m, const sola_train_cfg *cfg, int B,
+                                        sola_err *e)
+{
+    return trainctx_new(m, cfg, B, 1, e);
 }
 
 void sola_trainctx_free(sola_trainctx *c)
@@ -349,13 +363,13 @@ static int check_call(sola_trainctx *c, const sola_model *m, const float *window
 {
     if (!c || !m || !windows)
         return sola_errf(e, SOLA_EINVAL, "sola loss: missing context, model or windows");
-    if (m->P <= 0 || !m->hw0)
+    if (!c->module_only && (m->P <= 0 || !m->hw0))
         return sola_errf(e, SOLA_EINVAL,
                          "the model has no dissimilarity head (dissim_head.*): add one "
                          "before training the sola objective");
     int d1 = m->d1 < 1 ? 1 : m->d1, d2 = m->d2 < 1 ? 1 : m->d2;
     if (m->C != c->C || m->H != c->H || m->k1 != c->k1 || m->k2 != c->k2 || d1 != c->d1 ||
-        d2 != c->d2 || m->P != c->P)
+        d2 != c->d2 || (!c->module_only && m->P != c->P))
         return sola_errf(e, SOLA_ESHAPE,
                          "model shape C=%d H=%d k1=%d k2=%d dilations %d,%d P=%d differs "
                          "from the training workspace's C=%d H=%d k1=%d k2=%d dilations "
@@ -420,10 +434,11 @@ static void alpha_rows(void *p, size_t r0, size_t r1)
     }
 }
 
-/* Forward through module, head and loss; leaves every activation for the backward. */
-static double forward(sola_trainctx *c, const sola_model *m, const float *x, int B)
+/* The module up to refined rows r (B*N, C) at the kept positions; leaves its
+ * activations for module_backward. */
+static void module_forward(sola_trainctx *c, const sola_model *m, const float *x, int B)
 {
-    const int C = c->C, H = c->H, P = c->P, N = c->cfg.N;
+    const int C = c->C, H = c->H, N = c->cfg.N;
     const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
     memset(c->phase, 0, sizeof c->phase);
     c->tmark = now_s();
@@ -443,6 +458,14 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
     // refined = x + tanh(alpha) h at the kept rows
     rowjob rj = {c, x, tanhf(m->alpha[0])};
     sola_parallel_for((size_t)rN, 64, residual_rows, &rj);
+}
+
+/* Forward through module, head and loss; leaves every activation for the backward. */
+static double forward(sola_trainctx *c, const sola_model *m, const float *x, int B)
+{
+    const int C = c->C, P = c->P, N = c->cfg.N;
+    const int rN = B * N;
+    module_forward(c, m, x, B);
     sola_normalize_forward(c->z, c->zn, c->r, rN, C, 1e-12f);
     mark(c, 3);
     // head
@@ -465,10 +488,12 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
     return loss;
 }
 
+static void module_backward(sola_trainctx *c, const sola_model *m, int B, float *grads);
+
 static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
 {
-    const int C = c->C, H = c->H, P = c->P, N = c->cfg.N;
-    const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
+    const int C = c->C, P = c->P, N = c->cfg.N;
+    const int rN = B * N;
     float *gr = grads;
 #define G(name) (gr + (m->name - m->params))
     sola_simbce_backward(c->dg, c->cache, c->freeze == 2 && c->zsg ? c->zsg : c->z, c->g, B, N,
@@ -480,6 +505,18 @@ static void backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
     sola_linear_backward(c->dz, G(hw0), G(hb0), c->da1, c->z, m->hw0, rN, C, P);
     mark(c, 7);
     sola_normalize_backward(c->dr, c->dz, c->z, c->zn, rN, C, 1e-12f);
+    module_backward(c, m, B, grads);
+#undef G
+}
+
+/* From c->dr (B*N, C), the module's gradients into grads (m->params layout, module
+ * part). c->dr is overwritten (it doubles as dh on the trimmed path). */
+static void module_backward(sola_trainctx *c, const sola_model *m, int B, float *grads)
+{
+    const int C = c->C, H = c->H, N = c->cfg.N;
+    const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
+    float *gr = grads;
+#define G(name) (gr + (m->name - m->params))
     // refined = x + tanh(alpha) h: d alpha = (1 - tanh^2) sum dr . h; dh = tanh(alpha) dr
     const float ta = tanhf(m->alpha[0]);
     if (c->dhh != c->dr)
@@ -553,4 +590,23 @@ double sola_loss_grad_flops(const sola_trainctx *c, int B)
     double fh = 2 * rN * C * P;         /* each head linear */
     double fl = 2 * (double)B * N * N * C; /* cosine: forward dots, backward axpys */
     return 2 * f0 + 3 * f2 + 3 * f4 + 6 * fh + 2 * fl;
+}
+
+int sola_module_forward(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+                        const float **refined, sola_err *e)
+{
+    int rc = check_call(c, m, windows, B, e);
+    if (rc)
+        return rc;
+    module_forward(c, m, windows, B);
+    *refined = c->r;
+    return 0;
+}
+
+void sola_module_backward(sola_trainctx *c, const sola_model *m, int B, const float *dr,
+                          float *grads)
+{
+    if (dr != c->dr)
+        memcpy(c->dr, dr, (size_t)B * c->cfg.N * c->C * sizeof *c->dr);
+    module_backward(c, m, B, grads);
 }

@@ -74,6 +74,25 @@ int sola_loss_grad(sola_trainctx *c, const sola_model *m, const float *windows, 
 int sola_loss(sola_trainctx *c, const sola_model *m, const float *windows, int B,
               float *loss, sola_err *e);
 
+/* ---- the module alone, for other objectives (cycle.h) ------------------------------- */
+
+/* A workspace that runs only the module over windows (m needs no head; m->P is
+ * ignored, so the same context serves any model of this module shape, e.g. a momentum
+ * copy). Same errors as sola_trainctx_new. */
+sola_trainctx *sola_trainctx_new_module(const sola_model *m, const sola_train_cfg *cfg, int B,
+                                        sola_err *e);
+/* Refined features at the kept positions of B windows [B, W, C]: *refined points to
+ * (B*N, C), row b*N + i = position start + step*i of window b, owned by the context
+ * and valid until its next call. Keeps the activations for sola_module_backward.
+ * Returns 0 or a negative SOLA_E* code (shape mismatch, B out of range). */
+int sola_module_forward(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+                        const float **refined, sola_err *e);
+/* Given dr (B*N, C) = d loss / d refined for the last sola_module_forward (same m, B),
+ * writes the module's gradients into grads (m->params layout; only the first
+ * layout.module_total floats are written, overwritten). */
+void sola_module_backward(sola_trainctx *c, const sola_model *m, int B, const float *dr,
+                          float *grads);
+
 /* FLOPs (multiply-add = 2) of one sola_loss_grad on B windows with the context's
  * current path, GEMMs only (the elementwise work is a small fraction). */
 double sola_loss_grad_flops(const sola_trainctx *c, int B);
