@@ -20,6 +20,7 @@ static const api_route *const tables[] = {
     api_routes_models,
     api_routes_datasets,
     api_routes_jobs,
+    api_routes_web,
     NULL,
 };
 

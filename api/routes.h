@@ -11,6 +11,7 @@ extern const api_route api_routes_infer[];  /* refine, tsm */
 extern const api_route api_routes_models[]; /* model registry */
 extern const api_route api_routes_datasets[]; /* training data uploads */
 extern const api_route api_routes_jobs[];   /* training jobs */
+extern const api_route api_routes_web[];    /* the web page: /, /static/NAME */
 
 /* The OpenAPI document (static JSON text). */
 extern const char api_openapi_json[];
