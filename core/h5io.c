@@ -1,0 +1,373 @@
+/* h5io.c -- HDF5 feature files through libhdf5 (see h5io.h). */
+#include "h5io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+/* The serial library keeps global state (open-object tables, error stacks); one lock
+ * serialises every use of it from this process. */
+static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+
+static void h5_quiet(void)
+{
+    /* The default handler prints error stacks to stderr; ours are in sola_err. */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void lock(void)
+{
+    pthread_once(&h5_once, h5_quiet);
+    pthread_mutex_lock(&h5_lock);
+}
+
+static void unlock(void)
+{
+    pthread_mutex_unlock(&h5_lock);
+}
+
+int sola_h5_is_hdf5(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    return n == 8 && memcmp(b, sig, 8) == 0;
+}
+
+static int open_file(const char *path, hid_t *f, sola_err *e)
+{
+    if (access(path, R_OK) != 0)
+        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO, "%s: %s", path,
+                         strerror(errno));
+    if (!sola_h5_is_hdf5(path))
+        return sola_errf(e, SOLA_EFORMAT, "%s: not an HDF5 file (no HDF5 signature)", path);
+    *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*f < 0)
+        return sola_errf(e, SOLA_EFORMAT, "%s: HDF5 file cannot be opened (corrupt?)", path);
+    return 0;
+}
+
+/* Describes one root entry: a 2-D float dataset, or what else it is. */
+static void describe(hid_t f, sola_h5_entry *en)
+{
+    hid_t o = H5Oopen(f, en->name, H5P_DEFAULT);
+    if (o < 0) {
+        snprintf(en->what, sizeof en->what, "unreadable object");
+        return;
+    }
+    H5I_type_t t = H5Iget_type(o);
+    if (t != H5I_DATASET) {
+        snprintf(en->what, sizeof en->what, t == H5I_GROUP ? "group" : "named type");
+        H5Oclose(o);
+        return;
+    }
+    hid_t sp = H5Dget_space(o), ty = H5Dget_type(o);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    H5T_class_t cl = ty >= 0 ? H5Tget_class(ty) : H5T_NO_CLASS;
+    hsize_t dims[2] = {0, 0};
+    if (nd != 2)
+        snprintf(en->what, sizeof en->what, "%d-D dataset", nd);
+    else if (cl != H5T_FLOAT)
+        snprintf(en->what, sizeof en->what, "%s dataset",
+                 cl == H5T_INTEGER ? "integer" : cl == H5T_STRING ? "string" : "non-float");
+    else if (H5Sget_simple_extent_dims(sp, dims, NULL) == 2) {
+        en->is_feature = 1;
+        en->shape[0] = (int64_t)dims[0];
+        en->shape[1] = (int64_t)dims[1];
+    }
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ty >= 0)
+        H5Tclose(ty);
+    H5Oclose(o);
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sola_h5_entry *)a)->name, ((const sola_h5_entry *)b)->name);
+}
+
+void sola_h5_list_free(sola_h5_entry *en, int n)
+{
+    if (!en)
+        return;
+    for (int i = 0; i < n; i++)
+        free(en[i].name);
+    free(en);
+}
+
+int sola_h5_list(const char *path, sola_h5_entry **out, int *n, sola_err *e)
+{
+    *out = NULL;
+    *n = 0;
+    lock();
+    hid_t f;
+    int rc = open_file(path, &f, e);
+    if (rc) {
+        unlock();
+        return rc;
+    }
+    sola_h5_entry *en = NULL;
+    H5G_info_t gi;
+    int cnt = 0;
+    if (H5Gget_info(f, &gi) < 0 || gi.nlinks > 10000000) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: root group cannot be read", path);
+        goto out;
+    }
+    en = calloc(gi.nlinks ? gi.nlinks : 1, sizeof *en);
+    if (!en) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory listing %llu entries", path,
+                       (unsigned long long)gi.nlinks);
+        goto out;
+    }
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        ssize_t len = H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0,
+                                         H5P_DEFAULT);
+        if (len < 0 || len > 4095 || !(en[cnt].name = malloc((size_t)len + 1))) {
+            rc = sola_errf(e, len < 0 || len > 4095 ? SOLA_EFORMAT : SOLA_ENOMEM,
+                           "%s: cannot read the name of root entry %llu", path,
+                           (unsigned long long)i);
+            goto out;
+        }
+        H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, en[cnt].name,
+                           (size_t)len + 1, H5P_DEFAULT);
+        describe(f, &en[cnt]);
+        cnt++;
+    }
+    qsort(en, (size_t)cnt, sizeof *en, entry_cmp);
+out:
+    H5Fclose(f);
+    unlock();
+    if (rc) {
+        sola_h5_list_free(en, cnt);
+        return rc;
+    }
+    *out = en;
+    *n = cnt;
+    return 0;
+}
+
+/* Opens a 2-D float dataset and reads its dims. Caller holds the lock. */
+static int open_ds(hid_t f, const char *path, const char *name, hid_t *ds, hsize_t dims[2],
+                   sola_err *e)
+{
+    *ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (*ds < 0)
+        return sola_errf(e, SOLA_ENOTFOUND, "%s: no dataset '%s'", path, name);
+    hid_t sp = H5Dget_space(*ds), ty = H5Dget_type(*ds);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    int fl = ty >= 0 && H5Tget_class(ty) == H5T_FLOAT;
+    if (nd == 2)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ty >= 0)
+        H5Tclose(ty);
+    if (nd != 2 || !fl) {
+        H5Dclose(*ds);
+        return sola_errf(e, SOLA_ESHAPE, "%s[%s]: expected a 2-D float dataset, got %s", path,
+                         name, nd != 2 ? "another rank" : "a non-float type");
+    }
+    return 0;
+}
+
+int sola_h5_read(const char *path, const char *name, sola_array *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    lock();
+    hid_t f, ds;
+    hsize_t dims[2];
+    int rc = open_file(path, &f, e);
+    if (rc)
+        goto done;
+    if ((rc = open_ds(f, path, name, &ds, dims, e)))
+        goto close_f;
+    size_t n;
+    if (sola_mul_size((size_t)dims[0], (size_t)dims[1], &n) ||
+        sola_mul_size(n, sizeof(float), &n)) {
+        rc = sola_errf(e, SOLA_ETOOBIG, "%s[%s]: shape is too large", path, name);
+        goto close_d;
+    }
+    if (!(out->data = malloc(n ? n : 1))) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s[%s]: out of memory (%zu bytes)", path, name, n);
+        goto close_d;
+    }
+    if (n && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data) < 0) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s[%s]: data cannot be read (truncated or corrupt)",
+                       path, name);
+        sola_array_free(out);
+        goto close_d;
+    }
+    out->ndim = 2;
+    out->shape[0] = (int64_t)dims[0];
+    out->shape[1] = (int64_t)dims[1];
+close_d:
+    H5Dclose(ds);
+close_f:
+    H5Fclose(f);
+done:
+    unlock();
+    return rc;
+}
+
+int sola_h5_read_rows(const char *path, const char *name, int64_t r0, int64_t nr,
+                      int64_t cols, float *out, sola_err *e)
+{
+    lock();
+    hid_t f, ds, fs = -1, ms = -1;
+    hsize_t dims[2];
+    int rc = open_file(path, &f, e);
+    if (rc)
+        goto done;
+    if ((rc = open_ds(f, path, name, &ds, dims, e)))
+        goto close_f;
+    if ((int64_t)dims[1] != cols || r0 < 0 || nr < 1 || (hsize_t)(r0 + nr) > dims[0]) {
+        rc = sola_errf(e, SOLA_ESHAPE, "%s[%s]: rows [%lld, %lld) x %lld columns do not fit "
+                       "its shape [%llu, %llu] (changed since it was opened?)", path, name,
+                       (long long)r0, (long long)(r0 + nr), (long long)cols,
+                       (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        goto close_d;
+    }
+    hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)nr, dims[1]};
+    fs = H5Dget_space(ds);
+    ms = H5Screate_simple(2, count, NULL);
+    if (fs < 0 || ms < 0 ||
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out) < 0)
+        rc = sola_errf(e, SOLA_EFORMAT, "%s[%s]: rows cannot be read (truncated or corrupt)",
+                       path, name);
+    if (fs >= 0)
+        H5Sclose(fs);
+    if (ms >= 0)
+        H5Sclose(ms);
+close_d:
+    H5Dclose(ds);
+close_f:
+    H5Fclose(f);
+done:
+    unlock();
+    return rc;
+}
+
+/* ---- writer ------------------------------------------------------------------------ */
+
+struct sola_h5w {
+    hid_t f;
+    char *path, *tmp;
+};
+
+int sola_h5w_open(const char *path, sola_h5w **out, sola_err *e)
+{
+    *out = NULL;
+    sola_h5w *w = calloc(1, sizeof *w);
+    size_t n = strlen(path) + 64;
+    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n))) {
+        if (w)
+            free(w->path);
+        free(w);
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+    }
+    /* ".NAME.tmp.PID" beside the target, as sola_afile does, so the rename is atomic
+     * and dataset scanners skip it (hidden). */
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path + 1) : 0;
+    snprintf(w->tmp, n, "%.*s.%s.tmp.%ld", dl, path, slash ? slash + 1 : path, (long)getpid());
+    lock();
+    w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    unlock();
+    if (w->f < 0) {
+        int rc = sola_errf(e, SOLA_EIO, "%s: cannot create HDF5 file (folder missing or "
+                           "not writable?)", w->tmp);
+        free(w->path);
+        free(w->tmp);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int sola_h5w_put(sola_h5w *w, const char *name, const float *data, int64_t rows,
+                 int64_t cols, sola_err *e)
+{
+    if (!name[0] || name[0] == '.' || strchr(name, '/'))
+        return sola_errf(e, SOLA_EINVAL, "%s: '%s' cannot be a dataset name", w->path, name);
+    if (rows < 0 || cols < 1)
+        return sola_errf(e, SOLA_EINVAL, "%s[%s]: bad shape [%lld, %lld]", w->path, name,
+                         (long long)rows, (long long)cols);
+    int rc = 0;
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    lock();
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = sp >= 0 ? H5Dcreate2(w->f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                    H5P_DEFAULT)
+                       : -1;
+    if (ds < 0)
+        rc = sola_errf(e, SOLA_EINVAL, "%s: cannot create dataset '%s' (duplicate name?)",
+                       w->path, name);
+    else if (rows && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = sola_errf(e, SOLA_EIO, "%s[%s]: write failed (disk full?)", w->path, name);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (sp >= 0)
+        H5Sclose(sp);
+    unlock();
+    return rc;
+}
+
+static void h5w_free(sola_h5w *w)
+{
+    free(w->path);
+    free(w->tmp);
+    free(w);
+}
+
+int sola_h5w_commit(sola_h5w *w, sola_err *e)
+{
+    lock();
+    herr_t hr = H5Fclose(w->f);
+    unlock();
+    int rc = 0;
+    int fd = hr < 0 ? -1 : open(w->tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        rc = sola_errf(e, SOLA_EIO, "%s: cannot finish the HDF5 file (disk full?)", w->path);
+    } else if (rename(w->tmp, w->path) != 0) {
+        rc = sola_errf(e, SOLA_EIO, "%s: rename failed: %s", w->path, strerror(errno));
+    }
+    if (fd >= 0)
+        close(fd);
+    if (rc) {
+        unlink(w->tmp);
+    } else {
+        char dir[4096];
+        const char *slash = strrchr(w->path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - w->path) : 1,
+                 slash ? w->path : ".");
+        sola_fsync_dir(dir[0] ? dir : "/");
+    }
+    h5w_free(w);
+    return rc;
+}
+
+void sola_h5w_abort(sola_h5w *w)
+{
+    if (!w)
+        return;
+    lock();
+    H5Fclose(w->f);
+    unlock();
+    unlink(w->tmp);
+    h5w_free(w);
+}
