@@ -502,6 +502,8 @@ srv_jobs *srv_jobs_start(srv *s, sola_err *e)
     uv_timer_start(&J->timer, on_tick, 250, 250);
     uv_unref((uv_handle_t *)&J->timer);
     jobs_refresh(J);
+    /* before serving: a restarted replica lists its dead jobs as interrupted at once */
+    jobs_try_lock(J);
     if (pthread_create(&J->thr, NULL, jobs_thread, J) != 0) {
         sola_errf(e, SOLA_EIO, "cannot start the job thread");
         srv_jobs_stop(J);

@@ -109,5 +109,7 @@ void jobs_refresh_one(srv_jobs *J, int id);
 
 /* ---- jobs_run.c ---- */
 void *jobs_thread(void *arg);
+/* Takes the training lock if free; then recovers what a dead runner left. */
+void jobs_try_lock(srv_jobs *J);
 
 #endif

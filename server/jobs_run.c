@@ -52,6 +52,10 @@ static int exists(const char *p)
 /* Ends a run in state st (mu not held); writes the record and wakes the streams. */
 static void finish(srv_jobs *J, job *j, int st, const char *error)
 {
+    /* files first: whoever sees the final state sees no leftovers (a crash in between
+     * leaves `running` with the model registered, which recovery recognises) */
+    if (job_terminal(st))
+        jobs_remove_files(J, j->id);
     pthread_mutex_lock(&J->mu);
     j->st = st;
     j->local = 0;
@@ -71,8 +75,6 @@ static void finish(srv_jobs *J, job *j, int st, const char *error)
     sola_err e = {0};
     if (jobs_write(J, j, &e))
         srv_logf(J->s, "error", "job %d: cannot write its record: %s", id, e.msg);
-    if (job_terminal(st))
-        jobs_remove_files(J, id);
     jobs_notify(J);
     if (st == JS_SUCCEEDED)
         srv_logf(J->s, "info", "job %d succeeded: model %s version %d", id,
@@ -208,7 +210,7 @@ static void recover(srv_jobs *J)
     jobs_notify(J);
 }
 
-static void try_lock(srv_jobs *J)
+void jobs_try_lock(srv_jobs *J)
 {
     if (flock(J->lock_fd, LOCK_EX | LOCK_NB) != 0)
         return;
@@ -266,7 +268,7 @@ typedef struct run_state {
     int done, cancelled_msg;
     char error[512];
     int dirty;
-    double last_write;
+    double last_write, last_log;
 } run_state;
 
 /* One JSON line from the child. */
@@ -311,9 +313,11 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
     json_decref(o);
     rs->dirty = 1;
     jobs_notify(J);
-    if (epoch_done) {
+    /* the record follows within a second (supervise); the log every few seconds */
+    double now = now_s();
+    if (epoch_done && (ep == eps || now - rs->last_log >= 5.0)) {
+        rs->last_log = now;
         srv_logf(J->s, "info", "job %d: epoch %d/%d, loss %.6f", id, ep, eps, loss);
-        rs->last_write = 0; /* the record follows every epoch */
     }
 }
 
@@ -573,7 +577,7 @@ void *jobs_thread(void *arg)
         if (stop)
             break;
         if (!atomic_load(&J->have_lock) && !draining)
-            try_lock(J);
+            jobs_try_lock(J);
         jobs_refresh(J);
         job *j = atomic_load(&J->have_lock) && !draining ? pick(J) : NULL;
         if (j) {
