@@ -42,6 +42,14 @@ build() {
             $CC $CFLAGS $SAN -c "$s" -o "$p"
         fi
     done
+    # The web page's assets, generated the way CMake does (api/routes_web.c serves them).
+    gen=
+    if [ -f "$ROOT/web/embed.cmake" ] && grep -q api_web_assets "$ROOT"/api/*.c 2>/dev/null; then
+        mkdir -p "$OUT/gen"
+        cmake -DWEB_DIR="$ROOT/web" -DOUT="$OUT/gen/web_assets.c" -P "$ROOT/web/embed.cmake"
+        $CC -std=c11 -O1 -c "$OUT/gen/web_assets.c" -o "$OUT/gen/web_assets.o"
+        gen="$OUT/gen/web_assets.o"
+    fi
     # Objects of sources that no longer exist must not be linked.
     for o in "$OUT"/obj/*.o; do
         [ -e "$o" ] || continue
@@ -53,6 +61,7 @@ build() {
         # building while api/ is in flux.
         case $h in api_*) sel="core_ api_" ;; *) sel="core_" ;; esac
         objs= plain=
+        case $h in api_*) objs=$gen plain=$gen ;; esac
         for p in $sel; do
             objs="$objs $OUT/obj/$p*.o"
             plain="$plain $OUT/objplain/$p*.o"

@@ -5,6 +5,8 @@
  *     and /tsm. A refusal is SOLA_EFORMAT-style with a message naming "request body",
  *     out and rest left empty; an accepted body re-encoded with the API's own JSON
  *     float printer parses back to the same floats bit for bit.
+ *   fuzz_one_api_number: one JSON number's text; the fast float parser
+ *     (api_parse_float_fast) and the scanner must give strtof's float bit for bit.
  *   fuzz_one_api_train: api_train_spec_parse, the body of POST /train. A refusal is
  *     SOLA_EINVAL or SOLA_ESHAPE with a message; an accepted spec written as JSON text
  *     (as the job record stores it) and parsed again gives the same spec: what was
@@ -107,6 +109,79 @@ out:
     sola_array_free(&a);
     json_decref(rest);
     return res;
+}
+
+/* ---- JSON numbers: the fast float parser against strtof ------------------------- */
+
+/* 1 if s[0..n) is a JSON number (RFC 8259): -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int fuzz_is_json_number(const char *s, size_t n)
+{
+    size_t i = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    if (i < n && s[i] == '0')
+        i++;
+    else if (i < n && s[i] >= '1' && s[i] <= '9')
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+    else
+        return 0;
+    if (i < n && s[i] == '.') {
+        size_t d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t d = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d)
+            return 0;
+    }
+    return i == n;
+}
+
+/* The input is one number's text. api_parse_float_fast (Clinger's path) must either
+ * decline or give strtof's correctly rounded float bit for bit; and the whole scanner
+ * given {"features": [[TEXT]]} must agree with strtof whenever it accepts. */
+FUZZ_UNUSED static int fuzz_one_api_number(const uint8_t *data, size_t size)
+{
+    if (size == 0 || size > 400 || !fuzz_is_json_number((const char *)data, size))
+        return 1;
+    char text[401];
+    memcpy(text, data, size);
+    text[size] = 0;
+    float ref = strtof(text, NULL), fast;
+    uint32_t rb, fb;
+    memcpy(&rb, &ref, 4);
+    if (api_parse_float_fast(text, size, &fast)) {
+        memcpy(&fb, &fast, 4);
+        if (fb != rb)
+            return fuzz_violation("api_parse_float_fast(\"%s\") = %.9g (0x%08x), strtof gives "
+                                  "%.9g (0x%08x)", text, (double)fast, fb, (double)ref, rb);
+    }
+    char body[480];
+    int n = snprintf(body, sizeof body, "{\"features\": [[%s]]}", text);
+    sola_array a;
+    json_t *rest = NULL;
+    sola_err e = {0};
+    if (api_parse_features_json(body, (size_t)n, &a, &rest, &e) == 0) {
+        memcpy(&fb, a.data, 4);
+        int bad = fb != rb;
+        float got = a.data[0];
+        sola_array_free(&a);
+        json_decref(rest);
+        if (bad)
+            return fuzz_violation("features [[%s]] read as %.9g (0x%08x), strtof gives %.9g "
+                                  "(0x%08x)", text, (double)got, fb, (double)ref, rb);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- api_train_spec_parse (POST /train) ----------------------------------------- */
@@ -584,6 +659,7 @@ FUZZ_UNUSED static int fuzz_one_api_request(const uint8_t *data, size_t size)
 
 FUZZ_UNUSED static const fuzz_target fuzz_api_targets[] = {
     {"api_features", fuzz_one_api_features},
+    {"api_number", fuzz_one_api_number},
     {"api_train", fuzz_one_api_train},
     {"api_request", fuzz_one_api_request},
 };

@@ -122,6 +122,8 @@ START_TEST(model_corpus) { replay_own("model"); }
 END_TEST
 START_TEST(api_features_corpus) { replay_own("api_features"); }
 END_TEST
+START_TEST(api_number_corpus) { replay_own("api_number"); }
+END_TEST
 START_TEST(api_train_corpus) { replay_own("api_train"); }
 END_TEST
 START_TEST(api_request_corpus) { replay_own("api_request"); }
@@ -176,6 +178,7 @@ static Suite *suite(void)
     tcase_add_test(tc, safetensors_corpus);
     tcase_add_test(tc, model_corpus);
     tcase_add_test(tc, api_features_corpus);
+    tcase_add_test(tc, api_number_corpus);
     tcase_add_test(tc, api_train_corpus);
     tcase_add_test(tc, api_request_corpus);
     tcase_add_test(tc, every_file_through_every_harness);
