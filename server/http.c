@@ -301,8 +301,16 @@ static int body_append(req *r, const char *data, size_t n)
             ssize_t w = write(r->body_fd, data + off, n - off);
             if (w < 0 && errno == EINTR)
                 continue;
-            if (w <= 0)
-                return errno == ENOSPC ? 507 : 500;
+            if (w <= 0) {
+                int st = errno == ENOSPC ? 507 : 500;
+                /* give the space back now, not when the client has finished sending */
+                close(r->body_fd);
+                r->body_fd = -1;
+                unlink(r->body_path);
+                free(r->body_path);
+                r->body_path = NULL;
+                return st;
+            }
             off += (size_t)w;
         }
         r->blen += n;
