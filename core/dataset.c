@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "h5io.h"
+#include "layouts.h"
 #include "npy.h"
 #include "npz.h"
 
@@ -184,7 +186,14 @@ void sola_dataset_free(sola_dataset *d)
     for (int i = 0; i < d->n; i++) {
         free(d->items[i].name);
         free(d->items[i].file);
+        free(d->items[i].file2);
     }
+    for (int i = 0; i < d->nskipped; i++) {
+        free(d->skipped[i]);
+        free(d->skip_why[i]);
+    }
+    free(d->skipped);
+    free(d->skip_why);
     free(d->items);
     free(d->dir);
     free(d);
@@ -210,8 +219,8 @@ static int list_dir(sola_dataset *d, sola_err *e)
     struct dirent *de;
     while ((de = readdir(dh))) {
         const char *f = de->d_name;
-        int is_npz = sola_has_ext(f, ".npz");
-        if (f[0] == '.' || (!is_npz && !sola_has_ext(f, ".npy")))
+        int is_npz = sola_has_ext(f, ".npz"), is_csv = sola_has_ext(f, ".csv");
+        if (f[0] == '.' || (!is_npz && !is_csv && !sola_has_ext(f, ".npy")))
             continue;
         char *full = join(d->dir, f);
         struct stat st;
@@ -241,13 +250,20 @@ static int list_dir(sola_dataset *d, sola_err *e)
         }
         it->name[strlen(f) - 4] = 0;
         it->npz = is_npz;
+        it->kind = is_npz ? SOLA_ITEM_NPZ : is_csv ? SOLA_ITEM_CSV : SOLA_ITEM_NPY;
         d->n++;
     }
     closedir(dh);
     if (rc)
         return rc;
     if (d->n == 0)
-        return sola_errf(e, SOLA_EFORMAT, "%s: no .npy or .npz files", d->dir);
+        return sola_errf(e, SOLA_EFORMAT, "%s: no .npy or .npz files (nor BMN .csv)", d->dir);
+    return 0;
+}
+
+/* Sorts the items and refuses two files that make the same item. */
+static int sort_items(sola_dataset *d, sola_err *e)
+{
     qsort(d->items, (size_t)d->n, sizeof *d->items, item_cmp);
     for (int i = 1; i < d->n; i++)
         if (!strcmp(d->items[i - 1].name, d->items[i].name))
@@ -296,6 +312,51 @@ static int report_mixed_c(const sola_dataset *d, const int *cs, sola_err *e)
 
 int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e)
 {
+    return sola_dataset_open_ex(dir, NULL, out, e);
+}
+
+/* Shape of item i as [T, C] after the ct transpose. */
+static int item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err *e)
+{
+    const sola_dataset_item *it = &d->items[i];
+    if (it->kind != SOLA_ITEM_NPY && it->kind != SOLA_ITEM_NPZ)
+        return sola_layout_item_shape(d, i, T, C, e);
+    char *path = join(d->dir, it->file);
+    if (!path)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
+    payload p;
+    int rc = payload_open(path, it->npz, &p, e);
+    if (!rc && d->ct && (p.T < 1 || p.T > INT_MAX))
+        rc = sola_errf(e, SOLA_ESHAPE, "%s: with --layout ct the first axis is C, but it is "
+                       "%lld", path, (long long)p.T);
+    free(path);
+    if (rc)
+        return rc;
+    *T = d->ct ? p.C : p.T;
+    *C = d->ct ? (int)p.T : p.C;
+    payload_close(&p);
+    return 0;
+}
+
+/* Removes item i, noting it as skipped with the reason in e. */
+static int skip_item(sola_dataset *d, int i, const sola_err *why)
+{
+    sola_dataset_item *it = &d->items[i];
+    int rc = sola_dataset_add_skip_(d, it->name, why->msg);
+    free(it->name);
+    free(it->file);
+    free(it->file2);
+    memmove(it, it + 1, (size_t)(d->n - i - 1) * sizeof *it);
+    d->n--;
+    return rc;
+}
+
+int sola_dataset_open_ex(const char *dir, const sola_dataset_opts *o, sola_dataset **out,
+                         sola_err *e)
+{
+    sola_dataset_opts defaults = {0};
+    if (!o)
+        o = &defaults;
     *out = NULL;
     int rc = 0;
     int *cs = NULL;
@@ -310,30 +371,51 @@ int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e)
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
         goto err;
     }
-    if ((rc = list_dir(d, e)))
+    d->ct = o->ct;
+    struct stat st;
+    if (stat(d->dir, &st) == 0 && S_ISREG(st.st_mode)) {
+        d->h5 = 1;
+        if ((rc = sola_layout_h5_list(d, e)))
+            goto err;
+    } else {
+        if ((rc = list_dir(d, e)) || (rc = sola_layout_group(d, o->skip_bad, e)))
+            goto err;
+    }
+    if ((rc = sort_items(d, e)))
         goto err;
-    cs = calloc((size_t)d->n, sizeof *cs);
+    cs = calloc((size_t)d->n + 1, sizeof *cs);
     if (!cs) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
         goto err;
     }
     int mixed = 0;
-    for (int i = 0; i < d->n; i++) {
-        char *path = join(d->dir, d->items[i].file);
-        if (!path) {
-            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", dir);
+    for (int i = 0; i < d->n;) {
+        int64_t T;
+        int C;
+        sola_err why = {0};
+        rc = item_shape(d, i, &T, &C, &why);
+        if (rc == SOLA_ENOMEM || (rc && !o->skip_bad)) {
+            if (e)
+                *e = why;
             goto err;
         }
-        payload p;
-        rc = payload_open(path, d->items[i].npz, &p, e);
-        free(path);
-        if (rc)
-            goto err;
-        d->items[i].T = p.T;
-        cs[i] = p.C;
-        mixed |= p.C != cs[0];
-        d->total_T += p.T;
-        payload_close(&p);
+        if (rc) {
+            if ((rc = skip_item(d, i, &why))) {
+                sola_errf(e, rc, "%s: out of memory", dir);
+                goto err;
+            }
+            continue;
+        }
+        d->items[i].T = T;
+        cs[i] = C;
+        mixed |= C != cs[0];
+        d->total_T += T;
+        i++;
+    }
+    if (d->n == 0) {
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: none of the %d videos could be read (first: %s)",
+                       dir, d->nskipped, d->nskipped ? d->skip_why[0] : "?");
+        goto err;
     }
     if (mixed) {
         rc = report_mixed_c(d, cs, e);
@@ -366,7 +448,10 @@ int sola_dataset_find(const sola_dataset *d, const char *name)
 
 char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n)
 {
-    int w = snprintf(buf, n, "%s/%s", d->dir, d->items[i].file);
+    const sola_dataset_item *it = &d->items[i];
+    int w = d->h5      ? snprintf(buf, n, "%s[%s]", d->dir, it->file)
+            : it->file2 ? snprintf(buf, n, "%s/%s+%s", d->dir, it->file, it->file2)
+                        : snprintf(buf, n, "%s/%s", d->dir, it->file);
     return w >= 0 && (size_t)w < n ? buf : NULL;
 }
 
@@ -437,6 +522,17 @@ int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, floa
         return sola_errf(e, SOLA_EINVAL, "%s/%s: window [%lld, %lld) outside its %lld snippets",
                          d->dir, d->items[i].file, (long long)start, (long long)start + W,
                          (long long)d->items[i].T);
+    if (i >= 0 && i < d->n && (d->ct || d->items[i].kind > SOLA_ITEM_NPZ)) {
+        if (d->items[i].kind == SOLA_ITEM_H5 && !d->ct)
+            return sola_h5_read_rows(d->dir, d->items[i].file, start, W, d->C, out, e);
+        sola_array a;
+        int rc = sola_dataset_load(d, i, &a, e);
+        if (!rc)
+            memcpy(out, a.data + (size_t)start * (size_t)d->C,
+                   (size_t)W * (size_t)d->C * sizeof *out);
+        sola_array_free(&a);
+        return rc;
+    }
     if (i >= 0 && i < d->n && !d->items[i].npz && sola_dataset_path(d, i, path, sizeof path) &&
         window_pread(d, path, i, start, W, out))
         return 0;
@@ -458,6 +554,17 @@ int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e
 {
     char path[4096];
     memset(out, 0, sizeof *out);
+    if (i >= 0 && i < d->n && (d->ct || d->items[i].kind > SOLA_ITEM_NPZ)) {
+        int rc = sola_layout_load(d, i, out, e);
+        if (!rc && (out->shape[0] != d->items[i].T || out->shape[1] != d->C)) {
+            sola_dataset_path(d, i, path, sizeof path);
+            rc = sola_errf(e, SOLA_ESHAPE, "%s: changed since the dataset was opened (now "
+                           "[%lld, %lld], was [%lld, %d])", path, (long long)out->shape[0],
+                           (long long)out->shape[1], (long long)d->items[i].T, d->C);
+            sola_array_free(out);
+        }
+        return rc;
+    }
     payload p;
     int rc = open_item(d, i, path, sizeof path, &p, e);
     if (rc)
@@ -498,4 +605,19 @@ int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e)
     *C = p.C;
     payload_close(&p);
     return 0;
+}
+
+int sola_dataset_write_missing(const sola_dataset *d, const char *path, sola_err *e)
+{
+    size_t len = 0;
+    for (int i = 0; i < d->nskipped; i++)
+        len += strlen(d->skipped[i]) + 1;
+    char *buf = malloc(len + 1), *p = buf;
+    if (!buf)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+    for (int i = 0; i < d->nskipped; i++)
+        p += sprintf(p, "%s\n", d->skipped[i]);
+    int rc = sola_write_atomic(path, buf, len, e);
+    free(buf);
+    return rc;
 }

@@ -24,11 +24,22 @@
 #include "array.h"
 #include "err.h"
 
+/* What an item is stored as (layouts.h reads all but the first two). */
+enum {
+    SOLA_ITEM_NPY = 0, /* NAME.npy */
+    SOLA_ITEM_NPZ,     /* NAME.npz ("feats" or the single member) */
+    SOLA_ITEM_PAIR,    /* video_features NAME_rgb.npy + NAME_flow.npy, concatenated */
+    SOLA_ITEM_CSV,     /* BMN/BSN NAME.csv with a header row */
+    SOLA_ITEM_H5,      /* dataset `file` inside the HDF5 file d->dir */
+};
+
 typedef struct sola_dataset_item {
     char *name;  /* stem ("video_001"), owned */
     char *file;  /* file name inside the folder ("video_001.npy"), owned */
     int64_t T;   /* snippets */
     int npz;     /* 1 for .npz */
+    int kind;    /* SOLA_ITEM_* */
+    char *file2; /* PAIR: the flow file; NULL otherwise; owned */
 } sola_dataset_item;
 
 typedef struct sola_dataset {
@@ -37,7 +48,20 @@ typedef struct sola_dataset {
     int n;
     int C;                   /* channels, common to all items */
     int64_t total_T;         /* sum of T */
+    int ct;                  /* files hold [C, T]; items are still read as [T, C] */
+    int h5;                  /* dir is one HDF5 file; items are its datasets */
+    const char *layout;      /* static: "npy", "npz", "video_features rgb+flow", ... */
+    /* Items left out by sola_dataset_opts.skip_bad: names and why (owned). */
+    char **skipped, **skip_why;
+    int nskipped;
 } sola_dataset;
+
+typedef struct sola_dataset_opts {
+    int ct;       /* 1: files are channel-first [C, T] (--layout ct) */
+    int skip_bad; /* 1: a corrupt/unreadable file or half an rgb/flow pair is left out
+                   * and listed in d->skipped instead of failing the open (files that
+                   * disagree on C still fail it) */
+} sola_dataset_opts;
 
 /* Scans dir. Errors (message names the folder or file):
  *   SOLA_ENOTFOUND  folder missing;            SOLA_EIO  unreadable folder/file
@@ -46,12 +70,19 @@ typedef struct sola_dataset {
  *                   listed with their C, and the majority C is given)
  * *out is NULL on failure; free with sola_dataset_free. */
 int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e);
+/* The same with options (NULL = defaults), and `path` may also be an HDF5 file
+ * (.h5/.hdf5) of one dataset per video. The folder may hold any layout of layouts.h. */
+int sola_dataset_open_ex(const char *path, const sola_dataset_opts *o, sola_dataset **out,
+                         sola_err *e);
+/* Writes the names of d->skipped, one per line, to path (atomically). */
+int sola_dataset_write_missing(const sola_dataset *d, const char *path, sola_err *e);
 void sola_dataset_free(sola_dataset *d);
 
 /* Index of the item named `name` (stem), or -1. Binary search. */
 int sola_dataset_find(const sola_dataset *d, const char *name);
 
-/* Full path of item i into buf (size n); returns buf, or NULL if it does not fit. */
+/* Full path of item i into buf (size n); returns buf, or NULL if it does not fit.
+ * An HDF5 item reads "FILE.h5[name]", a pair "DIR/NAME_rgb.npy+NAME_flow.npy". */
 char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n);
 
 /* Copies rows [start, start+W) of item i into out [W, C] as float32.

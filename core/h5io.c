@@ -183,6 +183,24 @@ static int open_ds(hid_t f, const char *path, const char *name, hid_t *ds, hsize
     return 0;
 }
 
+int sola_h5_shape(const char *path, const char *name, int64_t shape[2], sola_err *e)
+{
+    lock();
+    hid_t f, ds;
+    hsize_t dims[2];
+    int rc = open_file(path, &f, e);
+    if (!rc) {
+        if (!(rc = open_ds(f, path, name, &ds, dims, e))) {
+            shape[0] = (int64_t)dims[0];
+            shape[1] = (int64_t)dims[1];
+            H5Dclose(ds);
+        }
+        H5Fclose(f);
+    }
+    unlock();
+    return rc;
+}
+
 int sola_h5_read(const char *path, const char *name, sola_array *out, sola_err *e)
 {
     memset(out, 0, sizeof *out);

@@ -35,6 +35,9 @@ int sola_h5_is_hdf5(const char *path);
 int sola_h5_list(const char *path, sola_h5_entry **out, int *n, sola_err *e);
 void sola_h5_list_free(sola_h5_entry *en, int n);
 
+/* Shape of the 2-D float dataset `name` (SOLA_ESHAPE if it is not one). */
+int sola_h5_shape(const char *path, const char *name, int64_t shape[2], sola_err *e);
+
 /* Reads the whole 2-D dataset `name` as float32 [rows, cols] into out (data newly
  * allocated). */
 int sola_h5_read(const char *path, const char *name, sola_array *out, sola_err *e);

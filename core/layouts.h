@@ -1,0 +1,64 @@
+/* layouts.h -- the feature layouts users bring from other codebases, behind the one
+ * dataset interface of dataset.h (SPEC 2). dataset.c lists the files and keeps the
+ * fast path for plain time-major .npy; everything else is read here:
+ *
+ *   video_features  NAME_rgb.npy + NAME_flow.npy (float64 as written by v-iashin's
+ *                   video_features; RGB||flow concatenated on C, trimmed to the
+ *                   shorter T) -> one item NAME. Single-stream NAME_<key>.npy beside a
+ *                   NAME_fps.npy or NAME_timestamps_ms.npy sibling -> item NAME. The
+ *                   siblings themselves are never items.
+ *   HDF5            one file (TSP, G-TAD releases), one 2-D float dataset per video
+ *                   directly under "/" -> items named by dataset (h5io.h).
+ *   BMN/BSN CSV     a folder of NAME.csv, a header row then one row per snippet
+ *                   (csv_mean_100: 100 x 400).
+ *   channel-first   any of the above stored [C, T] (MS-TCN) with layout ct: items are
+ *                   still handed out [T, C]; writers put them back [C, T].
+ *
+ * Functions here are internal to the dataset module (dataset.c calls them) except
+ * the CSV reader/writer, which sola refine uses to write CSV back as CSV. */
+#ifndef SOLA_LAYOUTS_H
+#define SOLA_LAYOUTS_H
+
+#include <stdint.h>
+
+#include "array.h"
+#include "dataset.h"
+#include "err.h"
+
+/* After dataset.c listed a folder (items with name = stem, file, kind NPY/NPZ/CSV):
+ * drops the _fps/_timestamps_ms siblings, merges rgb/flow pairs into PAIR items,
+ * renames single-stream items that have siblings, sorts, and sets d->layout. Half a
+ * pair fails the open (SOLA_ENOTFOUND naming the lonely file) unless skip_bad, when
+ * it goes to d->skipped. */
+int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e);
+
+/* Lists an HDF5 file into d (d->dir = the file, one item per 2-D float dataset).
+ * SOLA_EFORMAT when it holds none (the message says what it does hold). */
+int sola_layout_h5_list(sola_dataset *d, sola_err *e);
+
+/* Shape of item i as [T, C] (after the ct transpose), reading as little as the
+ * format allows. */
+int sola_layout_item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err *e);
+
+/* Loads item i whole as [T, C] float32 (ct transposed, pairs concatenated).
+ * out->data newly allocated. */
+int sola_layout_load(const sola_dataset *d, int i, sola_array *out, sola_err *e);
+
+/* Notes item `name` as left out, with why (copied). 0 or SOLA_ENOMEM. */
+int sola_dataset_add_skip_(sola_dataset *d, const char *name, const char *why);
+
+/* Transposes a [R, K] array in place into [K, R] (allocates a new buffer). */
+int sola_layout_transpose(sola_array *a, sola_err *e);
+
+/* BMN/BSN CSV: a header row, then rows of comma-separated numbers, all the same
+ * count. out [rows, cols]; *header (if not NULL) gets a newly allocated copy of the
+ * header line (no newline). Bounded by the file size; a bad number names its line
+ * and column. */
+int sola_csv_load(const char *path, sola_array *out, char **header, sola_err *e);
+
+/* Writes [rows, cols] as CSV (atomically) under `header` (one line; NULL writes
+ * "0,1,...,cols-1"), values with 9 significant digits so float32 round-trips. */
+int sola_csv_save(const char *path, const char *header, const float *data, int64_t rows,
+                  int64_t cols, sola_err *e);
+
+#endif
