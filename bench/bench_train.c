@@ -2,20 +2,25 @@
  * against this machine's sgemm peak and, with --torch, against PyTorch, all in one run.
  *
  *   bench_train [--threads 2] [--batch 256] [--C 2048] [--H 512] [--P 512] [--k1 5]
- *               [--k2 1] [--steps 6] [--full] [--torch]
+ *               [--k2 1] [--rounds 3] [--block 2] [--full] [--torch]
  *
  * Prints the OpenBLAS kernel set, the sgemm peak (best of 2048x2048x2048 runs with the
- * same threads), then the best step time (and the median), windows/s, GFLOPS (sola_loss_grad_flops
- * per step / time) and the fraction of the peak, with the time split into forward,
- * backward and AdamW. --torch runs bench/bench_train_torch.py with the same shapes and
- * threads afterwards and prints the ratio. --full times the whole-window path (what
- * PyTorch computes) instead of the trimmed one. */
+ * same threads), then the best and median step time, windows/s, GFLOPS
+ * (sola_loss_grad_flops per step / time) and the fraction of the peak, with the time
+ * split into forward, backward and AdamW and into the phases of the step. --torch
+ * starts bench/bench_train_torch.py --serve (under $SOLA_SRC, with the same shapes,
+ * threads and environment) and interleaves blocks of its steps with blocks of ours,
+ * alternating who goes first, so both see the same load on a shared machine; the
+ * ratio is printed at the end. --full times the whole-window path (what PyTorch
+ * computes) instead of the trimmed one. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model.h"
 #include "rng.h"
@@ -77,9 +82,68 @@ static double sgemm_peak(int n, int reps)
     return 2.0 * n * (double)n * n / best / 1e9;
 }
 
+/* Starts bench_train_torch.py --serve with the same shapes and threads; 0 when it
+ * said "ready". */
+static int spawn_torch(int threads, int B, int C, int H, int P, int k1, int k2, pid_t *pid,
+                       FILE **in, FILE **out)
+{
+    int to[2], from[2];
+    if (pipe(to) || pipe(from))
+        return -1;
+    const char *src = getenv("SOLA_SRC");
+    char script[4096], a[7][16];
+    snprintf(script, sizeof script, "%s/bench/bench_train_torch.py", src ? src : ".");
+    int v[7] = {threads, B, C, H, P, k1, k2};
+    for (int i = 0; i < 7; i++)
+        snprintf(a[i], sizeof a[i], "%d", v[i]);
+    fflush(stdout);
+    *pid = fork();
+    if (*pid < 0)
+        return -1;
+    if (*pid == 0) {
+        dup2(to[0], 0);
+        dup2(from[1], 1);
+        close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+        execl("/usr/bin/python3", "python3", script, "--serve", "--threads", a[0], "--batch",
+              a[1], "--C", a[2], "--H", a[3], "--P", a[4], "--k1", a[5], "--k2", a[6],
+              (char *)NULL);
+        _exit(127);
+    }
+    close(to[0]), close(from[1]);
+    *in = fdopen(to[1], "w");
+    *out = fdopen(from[0], "r");
+    char line[256];
+    if (!*in || !*out || !fgets(line, sizeof line, *out) || strncmp(line, "ready", 5)) {
+        fprintf(stderr, "bench_train: %s did not start\n", script);
+        return -1;
+    }
+    printf("%s", line + 6);
+    return 0;
+}
+
+/* Runs k torch steps; returns how many times it read into t. */
+static int torch_block(FILE *in, FILE *out, int k, double *t)
+{
+    fprintf(in, "run %d\n", k);
+    fflush(in);
+    char line[4096];
+    if (!fgets(line, sizeof line, out) || strncmp(line, "times", 5))
+        return 0;
+    int n = 0;
+    char *p = line + 5, *end;
+    while (n < k) {
+        double v = strtod(p, &end);
+        if (end == p)
+            break;
+        t[n++] = v;
+        p = end;
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 2, B = 256, C = 2048, H = 512, P = 512, k1 = 5, k2 = 1, steps = 6;
+    int threads = 2, B = 256, C = 2048, H = 512, P = 512, k1 = 5, k2 = 1, rounds = 3, block = 2;
     int full = 0, torch = 0;
     for (int i = 1; i < argc; i++) {
         int *dst = NULL;
@@ -90,12 +154,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--P")) dst = &P;
         else if (!strcmp(argv[i], "--k1")) dst = &k1;
         else if (!strcmp(argv[i], "--k2")) dst = &k2;
-        else if (!strcmp(argv[i], "--steps")) dst = &steps;
+        else if (!strcmp(argv[i], "--rounds")) dst = &rounds;
+        else if (!strcmp(argv[i], "--block")) dst = &block;
         else if (!strcmp(argv[i], "--full")) { full = 1; continue; }
         else if (!strcmp(argv[i], "--torch")) { torch = 1; continue; }
         if (!dst || i + 1 >= argc || (*dst = atoi(argv[++i])) < 1) {
             fprintf(stderr, "usage: bench_train [--threads N] [--batch B] [--C C] [--H H] "
-                            "[--P P] [--k1 K] [--k2 K] [--steps S] [--full] [--torch]\n");
+                            "[--P P] [--k1 K] [--k2 K] [--rounds R] [--block S] [--full] [--torch]\n");
             return 2;
         }
     }
@@ -132,77 +197,88 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double *tstep = xmalloc((size_t)steps * sizeof *tstep);
-    double *tfwd = xmalloc((size_t)steps * sizeof *tfwd);
-    double *topt = xmalloc((size_t)steps * sizeof *topt);
+    /* torch in --serve mode on two pipes, driven block by block */
+    FILE *tin = NULL, *tout = NULL;
+    pid_t tpid = -1;
+    if (torch && spawn_torch(threads, B, C, H, P, k1, k2, &tpid, &tin, &tout))
+        torch = 0;
+
+    int nsteps = rounds * block;
+    double *tstep = xmalloc((size_t)nsteps * sizeof *tstep);
+    double *ttorch = xmalloc((size_t)nsteps * sizeof *ttorch);
+    double *topt = xmalloc((size_t)nsteps * sizeof *topt);
     double ph[SOLA_PHASES], phsum[SOLA_PHASES] = {0};
     float loss = 0;
-    for (int s = -1; s < steps; s++) { /* s = -1: warm-up */
-        double t0 = now();
-        if (sola_loss(c, m, x, B, &loss, &e))
-            goto fail;
-        double t1 = now();
-        if (sola_loss_grad(c, m, x, B, &loss, grads, &e))
-            goto fail;
-        double t2 = now();
-        sola_trainctx_phases(c, ph);
-        for (int k = 0; s >= 0 && k < SOLA_PHASES; k++)
-            phsum[k] += ph[k];
-        sola_adamw_step(&opt, m->params, grads);
-        double t3 = now();
-        if (s >= 0) {
-            tfwd[s] = t1 - t0;
-            tstep[s] = (t2 - t1) + (t3 - t2);
-            topt[s] = t3 - t2;
+    int ns = 0, nt = 0;
+    /* warm-up: one step of ours (the torch side warmed up before "ready") */
+    if (sola_loss_grad(c, m, x, B, &loss, grads, &e))
+        goto fail;
+    sola_adamw_step(&opt, m->params, grads);
+    for (int r = 0; r < rounds; r++) {
+        for (int side = 0; side < 2; side++) {
+            /* alternate who goes first, so that neither always follows the other */
+            int ours = (side == 0) == (r % 2 == 0);
+            if (!ours) {
+                if (torch && torch_block(tin, tout, block, ttorch + nt) == block)
+                    nt += block;
+                continue;
+            }
+            for (int k = 0; k < block; k++) {
+                double t1 = now();
+                if (sola_loss_grad(c, m, x, B, &loss, grads, &e))
+                    goto fail;
+                double t2 = now();
+                sola_trainctx_phases(c, ph);
+                for (int q = 0; q < SOLA_PHASES; q++)
+                    phsum[q] += ph[q];
+                sola_adamw_step(&opt, m->params, grads);
+                double t3 = now();
+                tstep[ns] = t3 - t1;
+                topt[ns++] = t3 - t2;
+            }
         }
     }
-    /* Best of the steps (on a shared machine other load only ever adds time); the
-     * phases are means, so they show where the time goes, not the best case. */
-    double step = best(tstep, steps), fwd = best(tfwd, steps), ad = best(topt, steps);
-    double step_med = median(tstep, steps);
+    if (tin) {
+        fputs("quit\n", tin);
+        fclose(tin);
+        fclose(tout);
+        waitpid(tpid, NULL, 0);
+    }
+    /* Best of the steps (on a shared machine other load only ever adds time), and the
+     * median; the phases are means, to show where the time goes. */
+    double step = best(tstep, ns), ad = best(topt, ns), fwd = 0, bwd = 0;
+    for (int q = 0; q < SOLA_PHASES; q++)
+        *(strncmp(sola_trainctx_phase_name(q), "fwd", 3) ? &bwd : &fwd) += phsum[q] / ns;
+    double step_med = median(tstep, ns);
     double flops = sola_loss_grad_flops(c, B);
     double gf = flops / (step - ad) / 1e9;
     printf("sola step (%s rows), B=%d C=%d H=%d P=%d k1=%d k2=%d W=%d N=%d, loss %.6f\n",
            full ? "all W" : "kept", B, C, H, P, k1, k2, cfg.W, cfg.N, (double)loss);
     printf("  %.1f GFLOP per step (%.0f MFLOP per window)\n", flops / 1e9, flops / B / 1e6);
-    printf("  step %.1f ms = forward %.1f + backward %.1f + AdamW %.1f (%zu params)\n",
-           step * 1e3, fwd * 1e3, (step - ad - fwd) * 1e3, ad * 1e3, m->nparams);
+    printf("  step %.1f ms (best); mean forward %.1f + backward %.1f, best AdamW %.1f (%zu "
+           "params)\n",
+           step * 1e3, fwd * 1e3, bwd * 1e3, ad * 1e3, m->nparams);
     printf("  %.1f GFLOPS in loss+grad = %.0f%% of sgemm peak\n", gf, 100 * gf / peak);
     printf("  phases (mean ms):");
-    for (int k = 0; k < SOLA_PHASES; k++)
-        if (phsum[k] > 0)
-            printf("%s %s %.1f", k ? "," : "", sola_trainctx_phase_name(k), phsum[k] / steps * 1e3);
+    for (int q = 0; q < SOLA_PHASES; q++)
+        if (phsum[q] > 0)
+            printf("%s %s %.1f", q ? "," : "", sola_trainctx_phase_name(q), phsum[q] / ns * 1e3);
     printf("\n");
-    printf("ours: %.1f ms/step (median %.1f)  %.1f windows/s\n", step * 1e3, step_med * 1e3,
-           B / step);
-
-    if (torch) {
-        char cmd[1024];
-        const char *src = getenv("SOLA_SRC");
-        snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 %s/bench/bench_train_torch.py --threads %d --batch %d "
-                 "--C %d --H %d --P %d --k1 %d --k2 %d --steps %d",
-                 src ? src : ".", threads, B, C, H, P, k1, k2, steps);
-        FILE *p = popen(cmd, "r");
-        char line[512];
-        double tw = 0;
-        while (p && fgets(line, sizeof line, p)) {
-            fputs(line, stdout);
-            double ms, med, ws;
-            if (sscanf(line, "torch: %lf ms/step (median %lf) %lf windows/s", &ms, &med, &ws) == 3)
-                tw = ws;
-        }
-        if (p)
-            pclose(p);
-        if (tw > 0)
-            printf("ratio ours/torch: %.2fx windows/s\n", (B / step) / tw);
-        else
-            printf("torch run failed (set SOLA_SRC to the source tree)\n");
+    printf("ours:  best %.1f ms/step, median %.1f  -> %.1f windows/s (%d steps)\n", step * 1e3,
+           step_med * 1e3, B / step, ns);
+    if (torch && nt > 0) {
+        double tb = best(ttorch, nt), tm = median(ttorch, nt);
+        printf("torch: best %.1f ms/step, median %.1f  -> %.1f windows/s (%d steps)\n", tb * 1e3,
+               tm * 1e3, B / tb, nt);
+        printf("ratio ours/torch windows/s: %.2fx (best), %.2fx (median)\n", tb / step,
+               tm / step_med);
+    } else if (torch) {
+        printf("torch: no result (is /usr/bin/python3 with torch there? SOLA_SRC set?)\n");
     }
     sola_adamw_free(&opt);
     sola_trainctx_free(c);
     sola_model_free(m);
-    free(x), free(grads), free(tstep), free(tfwd), free(topt);
+    free(x), free(grads), free(tstep), free(ttorch), free(topt);
     return 0;
 fail:
     fprintf(stderr, "bench_train: %s\n", e.msg);

@@ -7,10 +7,15 @@
 One step = the authors' recipe on a batch of B windows of W = 23 snippets: module on the
 whole window (as their code does), keep positions 4, 6, ..., 18, normalize, head,
 cosine against the stop-gradient, clamp, BCE, backward, AdamW over module + head.
-Prints the best (and median) step time and windows/s on a line starting with "torch:" (parsed by
-bench_train --torch).
+Prints the best (and median) step time and windows/s on a line starting with "torch:".
+
+--serve (used by bench_train --torch): after the set-up and one warm-up step, reads
+lines "run K" from stdin and answers each with "times T1 ... TK" (seconds per step),
+so that the C benchmark can interleave blocks of its steps and ours in time and both
+see the same load on a shared machine; "quit" or EOF ends.
 """
 import argparse
+import sys
 import time
 
 import torch
@@ -56,6 +61,7 @@ def main():
     ap.add_argument("--k1", type=int, default=5)
     ap.add_argument("--k2", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--serve", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -69,6 +75,19 @@ def main():
                             weight_decay=0.01)
     windows = torch.randn(a.batch, W, a.C).abs()
     step(model, opt, windows, idx, target)  # warm-up
+    if a.serve:
+        print("ready torch %s" % torch.__version__, flush=True)
+        for line in sys.stdin:
+            w = line.split()
+            if not w or w[0] != "run":
+                break
+            ts = []
+            for _ in range(int(w[1])):
+                t = time.perf_counter()
+                step(model, opt, windows, idx, target)
+                ts.append(time.perf_counter() - t)
+            print("times " + " ".join("%.6f" % t for t in ts), flush=True)
+        return
     times = []
     for _ in range(a.steps):
         t = time.perf_counter()
