@@ -124,7 +124,7 @@ void sola_im2col(float *col, const float *inp, const int *src, int R, int IC, in
         return;
     }
     im2col_job a = {col, inp, src, zeros, IC, k};
-    sola_parallel_for((size_t)R, 16, im2col_rows, &a);
+    sola_parallel_for((size_t)R, sola_grain((size_t)IC * k), im2col_rows, &a);
     free(zeros);
 }
 
@@ -272,14 +272,14 @@ static void norm_bwd_rows(void *p, size_t r0, size_t r1)
 void sola_normalize_forward(float *z, float *norm, const float *r, int R, int C, float eps)
 {
     norm_job a = {.out = z, .norm = norm, .in = r, .C = C, .eps = eps};
-    sola_parallel_for((size_t)R, 64, norm_fwd_rows, &a);
+    sola_parallel_for((size_t)R, sola_grain((size_t)C), norm_fwd_rows, &a);
 }
 
 void sola_normalize_backward(float *dr, const float *dz, const float *z, const float *norm,
                              int R, int C, float eps)
 {
     norm_job a = {.out = dr, .in = dz, .z = z, .normc = norm, .C = C, .eps = eps};
-    sola_parallel_for((size_t)R, 64, norm_bwd_rows, &a);
+    sola_parallel_for((size_t)R, sola_grain((size_t)C), norm_bwd_rows, &a);
 }
 
 void sola_simbce_target(double *target, int N, double K)
@@ -344,7 +344,7 @@ double sola_simbce_forward(double *cache, const float *z, const float *g, const 
                            int B, int N, int C, double scale)
 {
     simbce_job a = {cache, z, g, target, NULL, N, C, scale};
-    sola_parallel_for((size_t)B, 8, simbce_fwd_windows, &a);
+    sola_parallel_for((size_t)B, sola_grain((size_t)N * N * C), simbce_fwd_windows, &a);
     /* summed in a fixed order: the loss does not depend on the thread count */
     double loss = 0.0;
     for (size_t k = 0; k < (size_t)B * N * N; k++)
@@ -390,5 +390,5 @@ void sola_simbce_backward(float *dg, const double *cache, const float *z, const 
                           int N, int C)
 {
     simbce_job a = {(double *)cache, z, g, NULL, dg, N, C, 0.0};
-    sola_parallel_for((size_t)B, 8, simbce_bwd_windows, &a);
+    sola_parallel_for((size_t)B, sola_grain((size_t)N * N * C), simbce_bwd_windows, &a);
 }

@@ -52,6 +52,12 @@ void sola_normalize_backward(float *dr, const float *dz, const float *z, const f
  * depend on the thread count as long as fn writes only its own items. */
 typedef void (*sola_range_fn)(void *arg, size_t begin, size_t end);
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg);
+/* A grain giving each thread at least ~64K floats of work, so that starting a thread
+ * (tens of microseconds, more on a loaded machine) stays small next to its work. */
+static inline size_t sola_grain(size_t floats_per_item)
+{
+    return floats_per_item >= 65536 ? 1 : 65536 / (floats_per_item ? floats_per_item : 1);
+}
 
 /* The similarity-matching loss of B windows of N kept snippets each:
  *   c[b,i,j] = (sg(z[b,i]) . g[b,j]) / (|z[b,i]| |g[b,j]| + 1e-8)

@@ -437,11 +437,11 @@ END_TEST
 
 START_TEST(same_result_on_one_or_two_threads)
 {
-    sola_model *m = small_model(40, 12, 5, 3, 1, 2, 20, 51);
+    sola_model *m = small_model(256, 12, 5, 3, 1, 2, 20, 51);
     sola_train_cfg cfg;
     sola_train_cfg_default(&cfg);
     sola_err e = {0};
-    int B = 40; /* enough rows for the elementwise loops to split */
+    int B = 80; /* enough work for the elementwise loops to split (sola_grain) */
     sola_trainctx *c = sola_trainctx_new(m, &cfg, B, &e);
     float *x = random_windows(B, cfg.W, m->C, 52);
     float *g1 = falloc(m->nparams), *g2 = falloc(m->nparams), l1, l2;
