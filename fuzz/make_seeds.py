@@ -95,7 +95,10 @@ def npz(members, compressed):
     b = io.BytesIO()
     with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) as z:
         for name, a in members:
-            z.writestr(name + ".npy", npy(a))
+            # a fixed timestamp: the same arrays give the same bytes on every run
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+            z.writestr(info, npy(a))
     return b.getvalue()
 
 
