@@ -52,7 +52,7 @@ void api_train_spec_default(api_train_spec *s)
     s->hidden = 512;
     s->kernel = 5;
     s->kernel2 = 1;
-    s->checkpoint_every = 1;
+    s->checkpoint_every = 10; /* as `sola train`; a checkpoint holds 3x the parameters */
 }
 
 enum { F_INT, F_NUM, F_U64 };

@@ -442,7 +442,7 @@ START_TEST(kill9_during_training_then_resume_equals_uninterrupted)
                           "\"batch\":2,\"head\":16,\"hidden\":16}");
     wait_state(&s, done, "succeeded", 30000);
     const char *spec = "{\"dataset\":\"d\",\"output_model\":\"%s\",\"epochs\":150,\"batch\":2,"
-                       "\"head\":16,\"hidden\":16,\"lr\":0.001,\"seed\":9}";
+                       "\"head\":16,\"hidden\":16,\"lr\":0.001,\"seed\":9,\"checkpoint_every\":1}";
     char body[512];
     snprintf(body, sizeof body, spec, "resumed");
     int id = submit(&s, body);
