@@ -2,11 +2,12 @@
  *
  * IN may be one .npy ([T, C] or [B, T, C]), one .npz (every member refined, names
  * kept; with an .npy output only the sequence member "feats"/the single member), or
- * a directory: then OUT is a directory and every NAME.npy / NAME.npz inside IN gets a
- * refined twin with the same name, shape and dtype float32, so downstream configs
- * only change their feature folder. A directory is streamed file by file (memory
- * does not grow with the number of files); each output is written atomically; a bad
- * file is reported with its name and skipped, and the exit code is 1 at the end. */
+ * a dataset: a directory in any layout of core/layouts.h (NAME.npy/.npz, video_features
+ * pairs, BMN CSV) or an HDF5 file. A dataset goes through refine_dataset.c: every video
+ * gets a refined twin with the same name and T, float32, so downstream configs only
+ * change their feature folder; streamed video by video; each output written
+ * atomically; a bad video is reported with its name, skipped and listed in
+ * missing_files.txt, and the exit code is 1 at the end unless --allow-missing. */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -20,9 +21,11 @@
 #include "fsutil.h"
 #include "npy.h"
 #include "npz.h"
+#include "refine_dataset.h"
 
 static const char usage[] =
-    "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR) -o OUT(.npy|.npz|DIR) [--threads N]";
+    "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
+    "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--threads N]";
 
 static int is_dir(const char *p)
 {
@@ -91,77 +94,21 @@ static int refine_file(const sola_model *m, const char *in, const char *out, sol
     return rc;
 }
 
-static int wanted(const char *name)
-{
-    return name[0] != '.' && (sola_has_ext(name, ".npy") || sola_has_ext(name, ".npz"));
-}
-
-static int refine_dir(const sola_model *m, const char *in, const char *out, sola_ws *ws)
-{
-    sola_err e = {0};
-    if (sola_mkdirs(out, 0755, &e)) {
-        cli_errorf("%s", e.msg);
-        return EXIT_RUNTIME;
-    }
-    /* Two passes over the directory: one to count (for progress), one to work, so
-     * that nothing is held per file. */
-    DIR *d = opendir(in);
-    if (!d) {
-        cli_errorf("%s: cannot open directory: %s", in, strerror(errno));
-        return EXIT_RUNTIME;
-    }
-    long total = 0, done = 0, failed = 0, frames = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        total += wanted(de->d_name);
-    if (total == 0) {
-        closedir(d);
-        cli_errorf("%s: no .npy or .npz files to refine", in);
-        return EXIT_RUNTIME;
-    }
-    rewinddir(d);
-    cli_progress p;
-    cli_progress_init(&p);
-    char ip[4096], op[4096];
-    while ((de = readdir(d))) {
-        if (!wanted(de->d_name))
-            continue;
-        snprintf(ip, sizeof ip, "%s/%s", in, de->d_name);
-        snprintf(op, sizeof op, "%s/%s", out, de->d_name);
-        if (refine_file(m, ip, op, ws, &frames, &e)) {
-            if (p.tty)
-                fputc('\n', stderr);
-            cli_errorf("skipped %s", e.msg);
-            failed++;
-        }
-        done++;
-        char extra[64];
-        snprintf(extra, sizeof extra, "%ld frames", frames);
-        cli_progress_update(&p, "refine", done, total, "files", extra);
-    }
-    cli_progress_end(&p);
-    closedir(d);
-    fprintf(stderr, "refined %ld of %ld files into %s (%ld frames)\n", done - failed, total,
-            out, frames);
-    if (failed) {
-        cli_errorf("%ld file%s could not be refined (listed above)", failed,
-                   failed == 1 ? "" : "s");
-        return EXIT_RUNTIME;
-    }
-    return EXIT_OK;
-}
-
 int cmd_refine(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},
         {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'},
+        {"layout", required_argument, 0, 'L'},
+        {"allow-missing", no_argument, 0, 'A'},
+        {"h5-out", required_argument, 0, 'H'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *mpath = NULL, *out = NULL;
     long threads = 0;
+    cli_refine_opts ro = {0};
     optind = 1;
     opterr = 0;
     int c;
@@ -173,6 +120,13 @@ int cmd_refine(int argc, char **argv)
             if (cli_parse_int(optarg, 1, 1024, &threads))
                 return cli_usage(usage, "--threads wants a positive integer, got '%s'", optarg);
             break;
+        case 'L':
+            if (strcmp(optarg, "tc") && strcmp(optarg, "ct"))
+                return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", optarg);
+            ro.ct = !strcmp(optarg, "ct");
+            break;
+        case 'A': ro.allow_missing = 1; break;
+        case 'H': ro.h5_out = optarg; break;
         case 'h': printf("usage: %s\n", usage); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -184,7 +138,11 @@ int cmd_refine(int argc, char **argv)
     if (optind + 1 != argc)
         return cli_usage(usage, "exactly one input (.npy, .npz or directory) is required");
     const char *in = argv[optind];
-    int in_dir = is_dir(in);
+    int in_dir = is_dir(in) || cli_is_h5_name(in);
+    if (!in_dir && (ro.ct || ro.h5_out))
+        return cli_usage(usage, "--layout and --h5-out apply to a folder or HDF5 input");
+    if (ro.h5_out && !cli_is_h5_name(ro.h5_out))
+        return cli_usage(usage, "--h5-out wants a .h5 or .hdf5 file name, got '%s'", ro.h5_out);
     if (!in_dir && !sola_has_ext(in, ".npy") && !sola_has_ext(in, ".npz"))
         return cli_usage(usage, "%s: input must be a .npy or .npz file or a directory", in);
     if (!in_dir && !sola_has_ext(out, ".npy") && !sola_has_ext(out, ".npz"))
@@ -206,7 +164,7 @@ int cmd_refine(int argc, char **argv)
         cli_errorf("out of memory");
         rc = EXIT_RUNTIME;
     } else if (in_dir) {
-        rc = refine_dir(m, in, out, ws);
+        rc = cli_refine_dataset(m, mpath, in, out, &ro, ws);
     } else {
         long frames = 0;
         if (refine_file(m, in, out, ws, &frames, &e)) {

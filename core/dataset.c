@@ -607,17 +607,30 @@ int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e)
     return 0;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int sola_dataset_write_missing(const sola_dataset *d, const char *path, sola_err *e)
 {
     size_t len = 0;
     for (int i = 0; i < d->nskipped; i++)
         len += strlen(d->skipped[i]) + 1;
     char *buf = malloc(len + 1), *p = buf;
-    if (!buf)
+    char **names = malloc(sizeof *names * ((size_t)d->nskipped + 1));
+    if (!buf || !names) {
+        free(buf);
+        free(names);
         return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+    }
+    /* sorted, like the items, whatever stage found each one */
+    memcpy(names, d->skipped, sizeof *names * (size_t)d->nskipped);
+    qsort(names, (size_t)d->nskipped, sizeof *names, str_cmp);
     for (int i = 0; i < d->nskipped; i++)
-        p += sprintf(p, "%s\n", d->skipped[i]);
+        p += sprintf(p, "%s\n", names[i]);
     int rc = sola_write_atomic(path, buf, len, e);
     free(buf);
+    free(names);
     return rc;
 }

@@ -325,9 +325,172 @@ Suite *layouts_suite(void)
 
 /* ---- `sola refine` round trips ------------------------------------------------------- */
 
+/* Runs sola in tmp with args (fixture paths as $SOLA_FX/...), stderr in tmp/err.txt;
+ * returns its exit code. */
+static int SOLA(const char *args)
+{
+    return tu_system("cd %s && export SOLA_FX=%s/tests/data/interop && "
+                     "%s/sola %s 2>err.txt >out.txt", tmp, tu_src(), tu_bin(), args);
+}
+
+static void init_model(int C)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "init --dim %d --hidden 4 -o m%d.safetensors", C, C);
+    ck_assert_int_eq(SOLA(cmd), 0);
+}
+
+static char *slurp(const char *rel)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", tmp, rel);
+    char *s = tu_read(p, NULL);
+    if (!s)
+        ck_abort_msg("%s was not written", rel);
+    return s;
+}
+
+/* OUT/NAME.npy is float32 [T, C] equal to the input (fresh models are the identity). */
+static void check_npy(const char *rel, int64_t T, int64_t C, float v_last)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", tmp, rel);
+    size_t len;
+    unsigned char *raw = tu_read(p, &len);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert(memmem(raw, len, "'descr': '<f4'", 14) != NULL); /* float32 written */
+    free(raw);
+    sola_array a;
+    sola_err e = {0};
+    if (sola_npy_load(p, 0, &a, &e))
+        ck_abort_msg("%s", e.msg);
+    ck_assert_int_eq(a.ndim, 2);
+    ck_assert_int_eq(a.shape[0], T);
+    ck_assert_int_eq(a.shape[1], C);
+    ck_assert(fabsf(a.data[T * C - 1] - v_last) < 1e-5f);
+    sola_array_free(&a);
+}
+
+START_TEST(refine_video_features_pairs_keeps_names_and_t)
+{
+    init_model(12);
+    ck_assert_int_eq(SOLA("refine -m m12.safetensors $SOLA_FX/vf_pairs -o out --h5-out o.h5"), 0);
+    check_npy("out/v_a.npy", 6, 12, val(5, 5, -1));
+    check_npy("out/v_b.npy", 5, 12, val(4, 5, -2));
+    char p[4096];
+    snprintf(p, sizeof p, "%s/out/v_a_fps.npy", tmp);
+    ck_assert_ptr_null(tu_read(p, NULL)); /* siblings are not videos */
+    char *meta = slurp("out/refine_meta.json");
+    assert_has(meta, "\"source_layout\": \"video_features rgb+flow\"");
+    assert_has(meta, "\"C\": 12");
+    assert_has(meta, "\"model\": \"m12.safetensors\"");
+    free(meta);
+    /* the HDF5 output is keyed by video */
+    sola_h5_entry *en;
+    int n;
+    sola_err e = {0};
+    snprintf(p, sizeof p, "%s/o.h5", tmp);
+    ck_assert_int_eq(sola_h5_list(p, &en, &n, &e), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(en[1].name, "v_b");
+    ck_assert_int_eq(en[1].shape[0], 5);
+    ck_assert_int_eq(en[1].shape[1], 12);
+    sola_h5_list_free(en, n);
+}
+END_TEST
+
+START_TEST(refine_hdf5_to_folder_and_to_hdf5)
+{
+    init_model(4);
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/tsp.h5 -o out"), 0);
+    check_npy("out/v_a.npy", 6, 4, val(5, 3, 1));
+    check_npy("out/v_b.npy", 9, 4, val(8, 3, 2));
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/tsp.h5 -o r.h5"), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/r.h5", tmp);
+    sola_array a;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_h5_read(p, "v_b", &a, &e), 0);
+    ck_assert_int_eq(a.shape[0], 9);
+    ck_assert_float_eq(a.data[9 * 4 - 1], val(8, 3, 2));
+    sola_array_free(&a);
+    free(slurp("r.refine_meta.json"));
+}
+END_TEST
+
+START_TEST(refine_channel_first_writes_channel_first)
+{
+    init_model(4);
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/ct -o out --layout ct"), 0);
+    check_npy("out/c_a.npy", 4, 9, val(8, 3, 1)); /* [C, T] as the input */
+    char *meta = slurp("out/refine_meta.json");
+    assert_has(meta, "\"layout\": \"ct\"");
+    free(meta);
+    /* without --layout ct the run stops and says why */
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/ct -o out2"), 1);
+    char *err = slurp("err.txt");
+    assert_has(err, "disagree on the channel count");
+    free(err);
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/ct -o out2 --layout xy"), 2);
+}
+END_TEST
+
+START_TEST(refine_csv_and_npz_keep_their_format)
+{
+    init_model(8);
+    ck_assert_int_eq(SOLA("refine -m m8.safetensors $SOLA_FX/bmn_csv -o out"), 0);
+    char p[4096], *hdr = NULL;
+    snprintf(p, sizeof p, "%s/out/v_b.csv", tmp);
+    sola_array a;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_csv_load(p, &a, &hdr, &e), 0);
+    ck_assert_str_eq(hdr, "f0,f1,f2,f3,f4,f5,f6,f7");
+    ck_assert_int_eq(a.shape[0], 10);
+    ck_assert(fabsf(a.data[79] - val(9, 7, 2)) < 1e-5f);
+    free(hdr);
+    sola_array_free(&a);
+    init_model(4);
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/npz -o zout"), 0);
+    sola_npz z;
+    snprintf(p, sizeof p, "%s/zout/v_a.npz", tmp);
+    ck_assert_int_eq(sola_npz_open(p, &z, &e), 0);
+    ck_assert_int_eq(sola_npz_find(&z, "feats"), 0);
+    ck_assert_int_eq(sola_npz_read(&z, 0, 0, &a, &e), 0);
+    ck_assert_int_eq(a.shape[0], 5);
+    sola_array_free(&a);
+    sola_npz_close(&z);
+}
+END_TEST
+
+START_TEST(refine_skips_missing_videos_and_lists_them)
+{
+    init_model(12);
+    ck_assert_int_eq(SOLA("refine -m m12.safetensors $SOLA_FX/vf_missing -o out"), 1);
+    char *err = slurp("err.txt");
+    assert_has(err, "skipped v_lonely");
+    assert_has(err, "v_bad_flow.npy");
+    free(err);
+    check_npy("out/v_a.npy", 6, 12, val(5, 5, -1));
+    char *miss = slurp("out/missing_files.txt");
+    ck_assert_str_eq(miss, "v_bad\nv_lonely\n");
+    free(miss);
+    ck_assert_int_eq(SOLA("refine -m m12.safetensors $SOLA_FX/vf_missing -o out "
+                          "--allow-missing"), 0);
+    /* a clean run removes the stale list */
+    ck_assert_int_eq(SOLA("refine -m m12.safetensors $SOLA_FX/vf_pairs -o out"), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/out/missing_files.txt", tmp);
+    ck_assert_ptr_null(tu_read(p, NULL));
+}
+END_TEST
+
 void layouts_cli_cases(TCase *tc)
 {
-    (void)tc;
+    tcase_add_test(tc, refine_video_features_pairs_keeps_names_and_t);
+    tcase_add_test(tc, refine_hdf5_to_folder_and_to_hdf5);
+    tcase_add_test(tc, refine_channel_first_writes_channel_first);
+    tcase_add_test(tc, refine_csv_and_npz_keep_their_format);
+    tcase_add_test(tc, refine_skips_missing_videos_and_lists_them);
 }
 
 int main(void)

@@ -1,0 +1,25 @@
+/* refine_dataset.h -- `sola refine` of a whole dataset (a folder in any layout of
+ * core/layouts.h, or an HDF5 file) into refined files downstream codebases read
+ * unchanged: same names, same T, float32, same orientation and format family. */
+#ifndef SOLA_CLI_REFINE_DATASET_H
+#define SOLA_CLI_REFINE_DATASET_H
+
+#include "model.h"
+#include "refine.h"
+
+typedef struct cli_refine_opts {
+    int ct;              /* --layout ct: files are [C, T], outputs written [C, T] too */
+    int allow_missing;   /* --allow-missing: skipped videos do not fail the run */
+    const char *h5_out;  /* --h5-out FILE: also (or, with -o FILE.h5, only) an HDF5 file */
+} cli_refine_opts;
+
+/* Refines dataset `in` into `out` (a folder, or an HDF5 file when it ends in .h5 /
+ * .hdf5). Writes OUT/refine_meta.json (FILE.refine_meta.json beside an HDF5 output)
+ * and, when videos were skipped, missing_files.txt beside it. Returns an exit code. */
+int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
+                       const char *out, const cli_refine_opts *o, sola_ws *ws);
+
+/* 1 if path names an HDF5 file by its extension (.h5, .hdf5). */
+int cli_is_h5_name(const char *path);
+
+#endif
