@@ -156,7 +156,9 @@ export function jobView(id) {
         hint ? h('p', {}, hint) : null);
     }
     cancelB.disabled = !['queued', 'running', 'interrupted'].includes(job.state);
-    resumeB.disabled = !['interrupted', 'cancelled', 'failed'].includes(job.state);
+    // only an interrupted job (solad stopped mid-run) continues from its checkpoint
+    resumeB.disabled = job.state !== 'interrupted';
+    resumeB.title = resumeB.disabled ? 'only a job interrupted by a restart of solad can resume' : '';
     const pts = history.map((y, i) => ({ x: i + 1, y }));
     if (liveStep && job.state === 'running') pts.push(liveStep);
     canvas.dataset.points = String(history.length);

@@ -210,7 +210,16 @@ async function main() {
     await page.waitForTimeout(100); // legends are drawn on the next frame
     await shot('06-tsm');
 
-    // 6. a narrow window
+    // 6. cancel a long job from its page
+    const long = await api(url, 'POST', '/train', { dataset: 'syn', epochs: 100000, batch: 8 });
+    await page.goto(url + `/#/jobs/${long.id}`);
+    await page.waitForFunction(() => document.querySelector('#loss-chart').dataset.state === 'running');
+    check(await page.locator('#job-resume').isDisabled(), 'resume is disabled while a job runs');
+    await page.click('#job-cancel');
+    await page.waitForFunction(() => document.querySelector('#loss-chart').dataset.state === 'cancelled');
+    check(true, 'cancel stops a running job, and the page follows it to "cancelled"');
+
+    // 7. a narrow window
     await page.setViewportSize({ width: 390, height: 800 });
     await page.goto(url + `/#/jobs/${jobId}`);
     await page.waitForFunction(() => document.querySelector('#loss-chart').dataset.state === 'succeeded');
