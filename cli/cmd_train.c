@@ -15,10 +15,13 @@
 
 static const char usage[] =
     "sola train (-m INIT.safetensors | --dim C) DATASET_DIR -o OUT.safetensors\n"
-    "           [--objective sola] [--epochs E=150] [--batch B=256] [--lr LR=1e-4] [--seed S=0]\n"
+    "           [--objective sola|cycle|sola+cycle] [--epochs E=150] [--batch B=256] [--lr LR=1e-4] [--seed S=0]\n"
     "           [--threads N] [--resume] [--checkpoint PATH] [--checkpoint-every N=10]\n"
     "           [--hidden H=512] [--kernel K=5] [--head P=512] [--window W=23]\n"
-    "           [--positions N=8] [--start S=4] [--step D=2] [--sharpness K=16]";
+    "           [--positions N=8] [--start S=4] [--step D=2] [--sharpness K=16]\n"
+    "           cycle: [--temperature T=0.07] [--cycle-lambda L=0.1] [--momentum M=0.999]\n"
+    "           [--queue K=4096] [--cycle-subset S=1024] [--cycle-hidden H=512]\n"
+    "           [--cycle-dim D=128]  sola+cycle: [--sola-weight 1] [--cycle-weight 1]";
 
 static const char help[] =
     "Trains the SoLa module on unlabeled feature sequences (DATASET_DIR/NAME.npy|.npz,\n"
@@ -33,7 +36,9 @@ static const char help[] =
     "                    its hyper-parameters; a resumed run ends with the same weights\n"
     "                    as an uninterrupted one\n"
     "  --threads N       BLAS threads; the same seed and threads give the same weights\n"
-    "  --objective       sola (cycle and sola+cycle are not available yet)\n";
+    "  --objective       sola (similarity matching, the authors' recipe), cycle\n"
+    "                    (CycleContrast adapted to feature sequences: docs/cycle.md), or\n"
+    "                    sola+cycle (sola-weight * L_sola + cycle-weight * L_cycle)\n";
 
 static atomic_int stop_flag;
 
@@ -102,7 +107,8 @@ static int file_exists(const char *p)
 int cmd_train(int argc, char **argv)
 {
     enum { O_DIM = 256, O_OBJ, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_RESUME, O_CKPT,
-           O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP };
+           O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP,
+           O_TAU, O_LAMBDA, O_MOM, O_QUEUE, O_SUBSET, O_CHID, O_CDIM, O_WS, O_WC };
     static const struct option opts[] = {
         {"dim", required_argument, 0, O_DIM},
         {"objective", required_argument, 0, O_OBJ},
@@ -122,6 +128,15 @@ int cmd_train(int argc, char **argv)
         {"start", required_argument, 0, O_START},
         {"step", required_argument, 0, O_STEP},
         {"sharpness", required_argument, 0, O_SHARP},
+        {"temperature", required_argument, 0, O_TAU},
+        {"cycle-lambda", required_argument, 0, O_LAMBDA},
+        {"momentum", required_argument, 0, O_MOM},
+        {"queue", required_argument, 0, O_QUEUE},
+        {"cycle-subset", required_argument, 0, O_SUBSET},
+        {"cycle-hidden", required_argument, 0, O_CHID},
+        {"cycle-dim", required_argument, 0, O_CDIM},
+        {"sola-weight", required_argument, 0, O_WS},
+        {"cycle-weight", required_argument, 0, O_WC},
         {"model", required_argument, 0, 'm'},
         {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
@@ -147,13 +162,32 @@ int cmd_train(int argc, char **argv)
         case O_RESUME: o.resume = 1; continue;
         case O_CKPT: ckpt_arg = optarg; continue;
         case O_OBJ:
-            if (!strcmp(optarg, "sola"))
+            if (!strcmp(optarg, "sola") || !strcmp(optarg, "cycle") ||
+                !strcmp(optarg, "sola+cycle")) {
+                o.objective = optarg;
                 continue;
-            if (!strcmp(optarg, "cycle") || !strcmp(optarg, "sola+cycle"))
-                return cli_usage(usage, "--objective %s is not available yet in this build; "
-                                 "use --objective sola", optarg);
+            }
             return cli_usage(usage, "--objective: unknown objective '%s' (sola, cycle, "
                              "sola+cycle)", optarg);
+        case O_TAU:
+        case O_LAMBDA:
+        case O_MOM:
+        case O_WS:
+        case O_WC: {
+            float *fd = c == O_TAU ? &o.cycle.tau : c == O_LAMBDA ? &o.cycle.lambda
+                      : c == O_MOM ? &o.cycle.momentum : c == O_WS ? &o.sola_weight
+                                                                    : &o.cycle_weight;
+            const char *fn = c == O_TAU ? "temperature" : c == O_LAMBDA ? "cycle-lambda"
+                           : c == O_MOM ? "momentum" : c == O_WS ? "sola-weight"
+                                                                  : "cycle-weight";
+            int bad = cli_parse_double(optarg, &x) || !(x >= 0) || x > 1e30 ||
+                      (c == O_TAU && !(x > 0)) || (c == O_MOM && x > 1);
+            if (bad)
+                return cli_usage(usage, "--%s wants a number %s, got '%s'", fn,
+                                 c == O_TAU ? "> 0" : c == O_MOM ? "in [0, 1]" : ">= 0", optarg);
+            *fd = (float)x;
+            continue;
+        }
         case O_SEED:
             if (cli_parse_u64(optarg, &o.seed))
                 return cli_usage(usage, "--seed wants a non-negative integer, got '%s'", optarg);
@@ -178,6 +212,10 @@ int cmd_train(int argc, char **argv)
         case O_POS: nm = "positions"; dst = &o.cfg.N; hi = 1 << 20; break;
         case O_START: nm = "start"; dst = &o.cfg.start; lo = 0; hi = 1 << 20; break;
         case O_STEP: nm = "step"; dst = &o.cfg.step; hi = 1 << 20; break;
+        case O_QUEUE: nm = "queue"; dst = &o.cycle.queue; hi = 1 << 22; break;
+        case O_SUBSET: nm = "cycle-subset"; dst = &o.cycle.subset; hi = 1 << 22; break;
+        case O_CHID: nm = "cycle-hidden"; dst = &o.cycle.hidden; hi = 1 << 16; break;
+        case O_CDIM: nm = "cycle-dim"; dst = &o.cycle.dim; hi = 1 << 16; break;
         default:
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -209,6 +247,10 @@ int cmd_train(int argc, char **argv)
     sola_err e = {0};
     if (sola_train_cfg_check(&o.cfg, &e))
         return cli_usage(usage, "%s", e.msg);
+    if (strcmp(o.objective, "sola") && sola_cycle_cfg_check(&o.cycle, &e))
+        return cli_usage(usage, "%s", e.msg);
+    if (strcmp(o.objective, "sola") && o.cfg.N < 2)
+        return cli_usage(usage, "--objective %s needs --positions >= 2", o.objective);
 
     char *ckpt = ckpt_arg ? strdup(ckpt_arg) : default_ckpt(out);
     if (!ckpt) {

@@ -20,6 +20,27 @@ void sola_trainer_default(sola_trainer_opts *o)
     o->batch = 256;
     o->epochs = 150;
     o->objective = "sola";
+    sola_cycle_cfg_default(&o->cycle);
+    o->sola_weight = 1.0f;
+    o->cycle_weight = 1.0f;
+}
+
+enum { OBJ_SOLA = 1, OBJ_CYCLE = 2 }; /* bits: which losses an objective sums */
+
+static int objective_bits(const char *name)
+{
+    if (!name || !strcmp(name, "sola"))
+        return OBJ_SOLA;
+    if (!strcmp(name, "cycle"))
+        return OBJ_CYCLE;
+    if (!strcmp(name, "sola+cycle"))
+        return OBJ_SOLA | OBJ_CYCLE;
+    return 0;
+}
+
+static const char *objective_name(int bits)
+{
+    return bits == OBJ_CYCLE ? "cycle" : bits == (OBJ_SOLA | OBJ_CYCLE) ? "sola+cycle" : "sola";
 }
 
 void sola_train_result_free(sola_train_result *r)
@@ -84,6 +105,9 @@ typedef struct hyper {
     float lr;
     int batch;
     uint64_t seed;
+    int obj;         /* OBJ_* bits */
+    float ws, wc;    /* sola+cycle weights */
+    sola_cycle_cfg cycle;
 } hyper;
 
 static int put_hyper(sola_model *m, const hyper *h, sola_err *e)
@@ -95,7 +119,9 @@ static int put_hyper(sola_model *m, const hyper *h, sola_err *e)
         meta_fmt(m, "train.window", "%.0f", h->cfg.W) ||
         meta_fmt(m, "train.positions", "%.0f", h->cfg.N) ||
         meta_fmt(m, "train.start", "%.0f", h->cfg.start) ||
-        meta_fmt(m, "train.step", "%.0f", h->cfg.step) || meta_float(m, "train.K", h->cfg.K))
+        meta_fmt(m, "train.step", "%.0f", h->cfg.step) || meta_float(m, "train.K", h->cfg.K) ||
+        sola_model_set_meta(m, "train.objective", objective_name(h->obj)) ||
+        meta_float(m, "train.sola_weight", h->ws) || meta_float(m, "train.cycle_weight", h->wc))
         return sola_errf(e, SOLA_ENOMEM, "trainer: out of memory for metadata");
     return 0;
 }
@@ -144,6 +170,17 @@ static void get_hyper(const sola_model *m, hyper *h)
         if (!*end)
             h->seed = u;
     }
+    if ((s = sola_model_meta(m, "train.objective")) && objective_bits(s))
+        h->obj = objective_bits(s);
+    float *w[2] = {&h->ws, &h->wc};
+    const char *wk[2] = {"train.sola_weight", "train.cycle_weight"};
+    for (int i = 0; i < 2; i++)
+        if ((s = sola_model_meta(m, wk[i]))) {
+            float f = strtof(s, &end);
+            if (!*end && f >= 0 && isfinite(f))
+                *w[i] = f;
+        }
+    sola_cycle_cfg_from_model(m, &h->cycle);
 }
 
 /* Stores the optimizer and the position in the run into m. */
@@ -234,7 +271,7 @@ static int get_state(const sola_model *m, sola_adamw *opt, int *epoch, long *ste
 }
 
 static int put_provenance(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
-                          int epochs_done, sola_err *e)
+                          const char *objective, int epochs_done, sola_err *e)
 {
     const char *name = o->dataset_name;
     if (!name) {
@@ -246,7 +283,7 @@ static int put_provenance(sola_model *m, const sola_dataset *d, const sola_train
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (sola_model_set_meta(m, "objective", o->objective ? o->objective : "sola") ||
+    if (sola_model_set_meta(m, "objective", objective) ||
         sola_model_set_meta(m, "dataset", name) ||
         meta_fmt(m, "epochs", "%.0f", epochs_done) || sola_model_set_meta(m, "created", when))
         return sola_errf(e, SOLA_ENOMEM, "trainer: out of memory for metadata");
@@ -274,12 +311,14 @@ static void plan_epoch(const sola_dataset *d, const int *usable, int nu, int W, 
 /* ---- the loop ------------------------------------------------------------------------- */
 
 static int checkpoint(sola_model *m, const sola_trainer_opts *o, const sola_dataset *d,
-                      const sola_adamw *opt, int epoch, long step, double loss_sum,
-                      const double *hist, int nhist, sola_err *e)
+                      const hyper *h, const sola_cycle *cy, const sola_adamw *opt, int epoch,
+                      long step, double loss_sum, const double *hist, int nhist, sola_err *e)
 {
     int rc = put_state(m, opt, epoch, step, loss_sum, hist, nhist, e);
+    if (!rc && cy)
+        rc = sola_cycle_store(cy, m, e);
     if (!rc)
-        rc = put_provenance(m, d, o, epoch, e);
+        rc = put_provenance(m, d, o, objective_name(h->obj), epoch, e);
     if (!rc && o->checkpoint)
         rc = sola_model_save(m, o->checkpoint, 1, e);
     return rc;
@@ -292,25 +331,34 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
     if (!r)
         r = &dummy;
     memset(r, 0, sizeof *r);
-    hyper h = {o->cfg, o->lr, o->batch, o->seed};
+    hyper h = {o->cfg, o->lr, o->batch, o->seed, objective_bits(o->objective), o->sola_weight,
+               o->cycle_weight, o->cycle};
+    if (!h.obj)
+        return sola_errf(e, SOLA_EINVAL, "trainer: unknown objective '%s' (sola, cycle, "
+                         "sola+cycle)", o->objective);
     if (o->resume && sola_model_extra(m, "trainer.epoch"))
         get_hyper(m, &h);
+    if (h.obj != (OBJ_SOLA | OBJ_CYCLE))
+        h.ws = h.wc = 1.0f; /* the weights only mix the two */
     int rc = sola_train_cfg_check(&h.cfg, e);
     if (rc)
         return rc;
+    if ((h.obj & OBJ_CYCLE) && (rc = sola_cycle_cfg_check(&h.cycle, e)))
+        return rc;
+    if (!(h.ws >= 0) || !(h.wc >= 0) || !isfinite(h.ws) || !isfinite(h.wc))
+        return sola_errf(e, SOLA_EINVAL, "trainer: loss weights must be finite and >= 0 (sola "
+                         "%g, cycle %g)", (double)h.ws, (double)h.wc);
     if (h.batch < 1 || o->epochs < 0 || !(h.lr > 0) || !isfinite(h.lr) ||
         o->checkpoint_every < 0)
         return sola_errf(e, SOLA_EINVAL,
                          "trainer: need batch >= 1 (got %d), epochs >= 0 (%d), lr > 0 (%g), "
                          "checkpoint interval >= 0 (%d)",
                          h.batch, o->epochs, (double)h.lr, o->checkpoint_every);
-    if (o->objective && strcmp(o->objective, "sola"))
-        return sola_errf(e, SOLA_EUNSUP, "trainer: objective '%s' is not available yet (only "
-                         "'sola')", o->objective);
     if (m->C != d->C)
         return sola_errf(e, SOLA_ESHAPE, "%s: features have C=%d but the model has C=%d",
                          d->dir, d->C, m->C);
-    if (m->P == 0 && (rc = sola_model_add_head(m, h.cfg.P, h.seed ^ 0x68656164ull, e)))
+    if ((h.obj & OBJ_SOLA) && m->P == 0 &&
+        (rc = sola_model_add_head(m, h.cfg.P, h.seed ^ 0x68656164ull, e)))
         return rc;
     if (o->threads > 0)
         openblas_set_num_threads(o->threads);
@@ -322,13 +370,24 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
     int hist_cap = o->epochs > 0 ? o->epochs : 1;
     double *hist = calloc((size_t)hist_cap, sizeof *hist);
     float *grads = malloc(m->nparams * sizeof *grads);
+    float *grads2 = NULL; /* sola+cycle: the cycle part */
+    int *vids = malloc((size_t)d->n * sizeof *vids + 1);
     float *win = NULL;
     sola_adamw opt = {0};
     sola_trainctx *ctx = NULL;
+    sola_cycle *cy = NULL;
+    sola_layout lay;
+    sola_model_layout(m->C, m->H, m->k1, m->k2, m->P, &lay);
+    /* `cycle` alone leaves a dissimilarity head the model may carry alone */
+    size_t nopt = h.obj & OBJ_SOLA ? m->nparams : lay.module_total;
     int ep0 = 0, nhist = 0, found = 0;
     long st0 = 0;
     double loss_sum = 0;
-    if (!usable || !order || !start || !hist || !grads) {
+    if (h.obj == (OBJ_SOLA | OBJ_CYCLE) && !(grads2 = malloc(m->nparams * sizeof *grads2))) {
+        free(grads);
+        grads = NULL;
+    }
+    if (!usable || !order || !start || !hist || !grads || !vids) {
         rc = sola_errf(e, SOLA_ENOMEM, "trainer: out of memory");
         goto out;
     }
@@ -352,7 +411,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
         rc = sola_errf(e, SOLA_ENOMEM, "trainer: out of memory for a batch of %d windows", B);
         goto out;
     }
-    if ((rc = sola_adamw_init(&opt, m->nparams, h.lr, e)))
+    if ((rc = sola_adamw_init(&opt, nopt, h.lr, e)))
         goto out;
     if (o->resume && (rc = get_state(m, &opt, &ep0, &st0, &loss_sum, hist, hist_cap, &nhist,
                                      &found, e)))
@@ -366,9 +425,23 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
     }
     r->resumed_epoch = ep0;
     r->resumed_step = st0;
-    if (!(ctx = sola_trainctx_new(m, &h.cfg, B, e))) {
+    if ((h.obj & OBJ_SOLA) && !(ctx = sola_trainctx_new(m, &h.cfg, B, e))) {
         rc = e && e->code ? e->code : SOLA_ENOMEM;
         goto out;
+    }
+    if (h.obj & OBJ_CYCLE) {
+        int cfound = 0;
+        if (!(cy = sola_cycle_new(m, &h.cfg, &h.cycle, B, h.lr, h.seed, e))) {
+            rc = e && e->code ? e->code : SOLA_ENOMEM;
+            goto out;
+        }
+        if (found && (rc = sola_cycle_restore(cy, m, &cfound, e)))
+            goto out;
+        if (found && !cfound) {
+            rc = sola_errf(e, SOLA_EFORMAT, "training state has no cycle.* tensors: it was "
+                           "not made by the %s objective", objective_name(h.obj));
+            goto out;
+        }
     }
     if ((rc = put_hyper(m, &h, e)))
         goto out;
@@ -390,7 +463,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
             loss_sum = 0;
         for (; s < spe; s++) {
             if (o->cancel && atomic_load(o->cancel)) {
-                rc = checkpoint(m, o, d, &opt, ep, s, loss_sum, hist, nhist, e);
+                rc = checkpoint(m, o, d, &h, cy, &opt, ep, s, loss_sum, hist, nhist, e);
                 if (!rc)
                     rc = sola_errf(e, SOLA_ECANCEL, "training cancelled at epoch %d, step %ld%s%s",
                                    ep + 1, s, o->checkpoint ? "; checkpoint written to " : "",
@@ -402,10 +475,25 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                 long idx = s * B + k;
                 if ((rc = sola_dataset_window(d, order[idx], start[idx], W, win + k * wsz, e)))
                     goto out;
+                vids[k] = order[idx];
             }
-            float loss;
-            if ((rc = sola_loss_grad(ctx, m, win, nb, &loss, grads, e)))
+            float loss = 0, lsola = 0, lcyc = 0;
+            if (ctx && (rc = sola_loss_grad(ctx, m, win, nb, &lsola, grads, e)))
                 goto out;
+            if (cy) {
+                /* the batch's draws (positions, soft-NN subset) from (seed, epoch, step) */
+                uint64_t bs = h.seed ^ (0xd1b54a32d192ed03ull * ((uint64_t)ep * 1000003u + (uint64_t)s + 1));
+                if ((rc = sola_cycle_loss_grad(cy, m, win, vids, nb, bs, h.wc, &lcyc, NULL, NULL,
+                                               grads2 ? grads2 : grads, e)))
+                    goto out;
+            }
+            if (grads2) {
+                for (size_t i = 0; i < lay.module_total; i++)
+                    grads[i] = h.ws * grads[i] + grads2[i];
+                for (size_t i = lay.module_total; i < m->nparams; i++)
+                    grads[i] *= h.ws;
+            }
+            loss = (ctx ? h.ws * lsola : 0.0f) + (cy ? h.wc * lcyc : 0.0f);
             if (!isfinite(loss)) {
                 rc = sola_errf(e, SOLA_EINVAL,
                                "training diverged: loss is %g at epoch %d, step %ld; lower the "
@@ -414,6 +502,8 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                 goto out;
             }
             sola_adamw_step(&opt, m->params, grads);
+            if (cy)
+                sola_cycle_step(cy, m);
             loss_sum += (double)loss * nb;
             windows += nb;
             done_steps++;
@@ -433,7 +523,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                 pr.nhistory = nhist;
                 if (o->checkpoint && o->checkpoint_every > 0 && (ep + 1) % o->checkpoint_every == 0 &&
                     ep + 1 < o->epochs) {
-                    if ((rc = checkpoint(m, o, d, &opt, ep + 1, 0, 0, hist, nhist, e)))
+                    if ((rc = checkpoint(m, o, d, &h, cy, &opt, ep + 1, 0, 0, hist, nhist, e)))
                         goto out;
                     pr.checkpointed = 1;
                 }
@@ -443,8 +533,10 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
         }
     }
     rc = put_state(m, &opt, ep, 0, 0, hist, nhist, e);
+    if (!rc && cy)
+        rc = sola_cycle_store(cy, m, e);
     if (!rc)
-        rc = put_provenance(m, d, o, ep, e);
+        rc = put_provenance(m, d, o, objective_name(h.obj), ep, e);
     if (!rc)
         rc = sola_model_pack(m, e);
 out:
@@ -455,7 +547,9 @@ out:
     if (r == &dummy)
         free(r->loss);
     sola_trainctx_free(ctx);
+    sola_cycle_free(cy);
     sola_adamw_free(&opt);
     free(usable), free(order), free(start), free(hist), free(grads), free(win);
+    free(grads2), free(vids);
     return rc;
 }

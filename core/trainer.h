@@ -19,7 +19,10 @@
  *   trainer.loss_sum [4]        that epoch's running loss sum (a double, 16 bits/float)
  *   trainer.loss_history [E]    mean loss of each completed epoch
  * and metadata train.batch, train.lr, train.seed, train.window, train.positions,
- * train.start, train.step, train.K (exact decimal strings). No generator state is
+ * train.start, train.step, train.K, train.objective, train.sola_weight,
+ * train.cycle_weight (exact decimal strings). The cycle objective adds its heads,
+ * momentum copies, queues and heads' optimizer (cycle.*, see cycle.h); with `cycle`
+ * alone the AdamW state covers the module only and no dissimilarity head is added. No generator state is
  * stored: the plan is re-derived from (seed, epoch).
  *
  * Thread rules: sola_train runs on the caller's thread and owns m while it runs; the
@@ -31,6 +34,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cycle.h"
 #include "dataset.h"
 #include "err.h"
 #include "model.h"
@@ -59,7 +63,10 @@ typedef struct sola_trainer_opts {
     const char *checkpoint; /* path or NULL */
     int checkpoint_every;   /* epochs between checkpoints (0: only on cancel) */
     int resume;             /* 1: continue from the state stored in the model, if any */
-    const char *objective;  /* "sola" (the only one the trainer runs so far) */
+    const char *objective;  /* "sola", "cycle" or "sola+cycle" (cycle.h) */
+    sola_cycle_cfg cycle;   /* the cycle objective's settings (heads, queues, tau...) */
+    float sola_weight;      /* sola+cycle: loss = sola_weight L_sola + cycle_weight */
+    float cycle_weight;     /*   L_cycle (1 and 1); unused by the single objectives */
     const char *dataset_name; /* for metadata; NULL: the folder's last component */
     void (*progress)(const sola_train_progress *p, void *ud);
     void *ud;

@@ -336,8 +336,12 @@ START_TEST(cli_train_resume_and_exit_codes)
     assert_same_params(a, b);
     sola_model_free(a), sola_model_free(b);
 
-    ck_assert_int_eq(tu_system("%s/sola train --dim 8 %s -o %s/c.safetensors --objective cycle "
+    ck_assert_int_eq(tu_system("%s/sola train --dim 8 %s -o %s/c.safetensors --objective moco "
                                ">/dev/null 2>&1", bin, dir, dir), 2);
+    ck_assert_int_eq(tu_system("%s/sola train --dim 8 %s -o %s/c.safetensors --objective cycle "
+                               "--temperature 0 >/dev/null 2>&1", bin, dir, dir), 2);
+    ck_assert_int_eq(tu_system("%s/sola train --dim 8 %s -o %s/c.safetensors --objective cycle "
+                               "--queue 8 --cycle-subset 9 >/dev/null 2>&1", bin, dir, dir), 2);
     ck_assert_int_eq(tu_system("%s/sola train --dim 8 %s >/dev/null 2>&1", bin, dir), 2);
     ck_assert_int_eq(tu_system("%s/sola train %s -o %s/c.safetensors >/dev/null 2>&1", bin, dir,
                                dir), 2);
