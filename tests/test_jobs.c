@@ -441,7 +441,7 @@ START_TEST(kill9_during_training_then_resume_equals_uninterrupted)
     int done = submit(&s, "{\"dataset\":\"d\",\"output_model\":\"early\",\"epochs\":1,"
                           "\"batch\":2,\"head\":16,\"hidden\":16}");
     wait_state(&s, done, "succeeded", 30000);
-    const char *spec = "{\"dataset\":\"d\",\"output_model\":\"%s\",\"epochs\":150,\"batch\":2,"
+    const char *spec = "{\"dataset\":\"d\",\"output_model\":\"%s\",\"epochs\":400,\"batch\":2,"
                        "\"head\":16,\"hidden\":16,\"lr\":0.001,\"seed\":9,\"checkpoint_every\":1}";
     char body[512];
     snprintf(body, sizeof body, spec, "resumed");
@@ -474,7 +474,7 @@ START_TEST(kill9_during_training_then_resume_equals_uninterrupted)
     ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
     ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(o, "resumed_from"),
                                                         "epoch")), 1);
-    ck_assert_int_eq(json_array_size(json_object_get(o, "loss_history")), 150);
+    ck_assert_int_eq(json_array_size(json_object_get(o, "loss_history")), 400);
     json_decref(o);
 
     /* the same job without the interruption gives the same weights, bit for bit */
@@ -501,24 +501,44 @@ START_TEST(sigterm_checkpoints_and_resume_jobs_continues)
     su_server s;
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     put_dataset(&s, "d", 6, 2);
-    int id = submit(&s, "{\"dataset\":\"d\",\"epochs\":100,\"batch\":2,\"head\":16,"
+    int id = submit(&s, "{\"dataset\":\"d\",\"epochs\":1000000,\"batch\":2,\"head\":16,"
                         "\"hidden\":16,\"checkpoint_every\":0}");
     wait_state(&s, id, "running", 30000);
-    while (job_int(&s, id, "epoch") < 2)
+    while (job_int(&s, id, "epoch") < 3)
         su_sleep_ms(5);
     ck_assert_int_eq(su_stop(&s), 0); /* SIGTERM: drain, checkpoint, exit 0 */
     char p[4096];
     pathf(p, "%s/jobs/%d.ckpt.safetensors", dir, id);
     ck_assert_msg(access(p, F_OK) == 0, "no checkpoint at %s after SIGTERM", p);
+    pathf(p, "%s/jobs/%d.json", dir, id);
+    json_t *rec = json_load_file(p, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(rec, "state")), "interrupted");
+    json_decref(rec);
 
+    /* --resume-jobs: it continues by itself, from where it stopped */
     const char *again[] = {"--data", dir, "--resume-jobs", NULL};
     ck_assert_int_eq(su_start(&s, dir, again), 0);
-    wait_state(&s, id, "succeeded", 60000);
-    json_t *o = job(&s, id);
+    wait_state(&s, id, "running", 30000);
+    json_t *o = NULL;
+    for (int t = 0; t < 3000; t += 10, su_sleep_ms(10)) {
+        json_decref(o);
+        o = job(&s, id);
+        if (json_integer_value(json_object_get(o, "runs")) == 2 &&
+            json_integer_value(json_object_get(json_object_get(o, "resumed_from"), "epoch")) > 0)
+            break;
+    }
     ck_assert_int_ge(json_integer_value(json_object_get(json_object_get(o, "resumed_from"),
                                                         "epoch")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
     json_decref(o);
-    ck_assert_int_ne(access(p, F_OK), 0); /* checkpoint removed once done */
+    su_resp r;
+    char jp[64];
+    snprintf(jp, sizeof jp, "/jobs/%d", id);
+    su_http(NULL, "DELETE", url(&s, jp), NULL, NULL, 0, &r);
+    expect(&r, 202, NULL);
+    wait_state(&s, id, "cancelled", 30000);
+    pathf(p, "%s/jobs/%d.ckpt.safetensors", dir, id);
+    ck_assert_int_ne(access(p, F_OK), 0); /* removed once the job is over */
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);
     free(dir);
