@@ -4,21 +4,35 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "annotations.h"
 #include "cli.h"
+#include "dataset.h"
+#include "fsutil.h"
 #include "model.h"
 #include "probe.h"
 
 static const char usage[] =
-    "sola probe --features DIR --labels DIR [--model M] [--seed S] [--epochs E] "
-    "[--val-frac F]";
+    "sola probe --features DIR|FILE.h5 (--labels DIR | --annotations JSON [--subset S] "
+    "[--fps F] [--stride S] [--frames N] [--offset O]) [--model M] [--seed S] [--epochs E] "
+    "[--val-frac F] [--layout tc|ct] [--allow-missing] [--missing-list FILE]";
 
 static const char help[] =
     "Linear evaluation of the SoLa authors: L2-normalised snippet features, a linear\n"
     "layer to action/background, cross-entropy, SGD lr 0.01 momentum 0.9, batch 256.\n"
     "Videos (not snippets) are split into train and validation by the seed.\n"
     "\n"
-    "  --features DIR  feature folder (NAME.npy / NAME.npz, [T, C])\n"
+    "  --features DIR  feature folder (NAME.npy / NAME.npz, [T, C]; any layout of\n"
+    "                  docs/interop.md) or an HDF5 file of one dataset per video\n"
     "  --labels DIR    NAME.npy per video: integer or bool [T], nonzero = action\n"
+    "  --annotations J ActionFormer/OpenTAD JSON instead of --labels: a snippet is action\n"
+    "                  when its centre lies in a segment, g(t) = (t*fps - offset)/stride\n"
+    "  --subset S      only videos of this subset (case-insensitive), e.g. validation\n"
+    "  --fps F         fps of videos whose JSON entry has none\n"
+    "  --stride S      frames between snippets (4); --frames N frames per snippet (16);\n"
+    "  --offset O      frame of snippet 0's centre (frames/2)\n"
+    "  --layout ct     feature files are [C, T]\n"
+    "  --allow-missing unreadable or missing videos are skipped without failing the run\n"
+    "  --missing-list F  write the names of skipped videos to F\n"
     "  --model M       refine the features with this model first\n"
     "  --seed S        split, init and shuffle seed (0)\n"
     "  --epochs E      training epochs (16)\n"
@@ -32,17 +46,79 @@ static void on_epoch(int epoch, int epochs, double loss, void *ud)
     cli_progress_update(ud, "probe", epoch, epochs, "epochs", extra);
 }
 
+typedef struct ann_ctx {
+    sola_annotations *a;
+    sola_ann_params p;
+} ann_ctx;
+
+/* Labels of one video from the annotation JSON (sola_probe_opts.labels). */
+static int ann_labels(void *ud, const char *name, int64_t T, uint8_t *lab, sola_err *e)
+{
+    ann_ctx *c = ud;
+    int v = sola_ann_find(c->a, name);
+    if (v < 0)
+        return 1; /* not in the JSON (or not in the subset): not probed */
+    if (!lab)
+        return 0;
+    sola_ann_report r;
+    int rc = sola_ann_labels(c->a, v, T, &c->p, NULL, lab, &r, e);
+    if (rc)
+        return rc;
+    if (r.mismatch)
+        cli_errorf("warning: %s: %lld snippets, but its duration gives %lld (stride %g, %g "
+                   "frames per snippet); check --fps/--stride, labels may be misaligned", name,
+                   (long long)T, (long long)r.expected_T, c->p.stride, c->p.frames);
+    if (r.outside)
+        cli_errorf("warning: %s: %d segment%s outside its %lld snippets, ignored", name,
+                   r.outside, r.outside == 1 ? "" : "s", (long long)T);
+    return 0;
+}
+
+/* Videos the probe cannot use: unreadable files, and annotated videos without
+ * features. Logs each; writes the list if asked; returns how many. */
+static int report_missing(const char *feats, const sola_dataset_opts *dopt,
+                          const sola_annotations *a, const char *list, sola_err *e)
+{
+    sola_dataset *d = NULL;
+    if (sola_dataset_open_ex(feats, dopt, &d, e))
+        return -1;
+    for (int i = 0; i < d->nskipped; i++)
+        cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
+    for (int i = 0; a && i < a->n; i++)
+        if (sola_dataset_find(d, a->videos[i].name) < 0) {
+            cli_errorf("skipped %s: annotated but no features in %s", a->videos[i].name, feats);
+            if (sola_dataset_note_skip(d, a->videos[i].name, "no features")) {
+                sola_dataset_free(d);
+                return sola_errf(e, SOLA_ENOMEM, "out of memory"), -1;
+            }
+        }
+    int n = d->nskipped;
+    if (list && sola_dataset_write_missing(d, list, e))
+        n = -1;
+    sola_dataset_free(d);
+    return n;
+}
+
 int cmd_probe(int argc, char **argv)
 {
     sola_probe_opts o;
     sola_probe_default(&o);
-    const char *feats = NULL, *labels = NULL, *model = NULL;
-    int threads = 0;
+    const char *feats = NULL, *labels = NULL, *model = NULL, *ann = NULL, *subset = NULL;
+    const char *missing_list = NULL;
+    int threads = 0, allow_missing = 0;
+    sola_dataset_opts dopt = {.skip_bad = 1};
+    ann_ctx actx = {0};
+    sola_ann_params_default(&actx.p);
+    actx.p.offset = -1; /* frames / 2 unless given */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: %s\n\n%s", usage, help);
             return EXIT_OK;
+        }
+        if (!strcmp(a, "--allow-missing")) {
+            allow_missing = 1;
+            continue;
         }
         if (i + 1 >= argc)
             return cli_usage(usage, "%s: unknown option or missing value", a);
@@ -53,6 +129,26 @@ int cmd_probe(int argc, char **argv)
             feats = v;
         } else if (!strcmp(a, "--labels")) {
             labels = v;
+        } else if (!strcmp(a, "--annotations")) {
+            ann = v;
+        } else if (!strcmp(a, "--subset")) {
+            subset = v;
+        } else if (!strcmp(a, "--missing-list")) {
+            missing_list = v;
+        } else if (!strcmp(a, "--layout")) {
+            if (strcmp(v, "tc") && strcmp(v, "ct"))
+                return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", v);
+            dopt.ct = !strcmp(v, "ct");
+        } else if (!strcmp(a, "--fps") || !strcmp(a, "--stride") || !strcmp(a, "--frames") ||
+                   !strcmp(a, "--offset")) {
+            int off = !strcmp(a, "--offset");
+            if (cli_parse_double(v, &x) || !(off ? x >= 0 : x > 0) || x > 1e6)
+                return cli_usage(usage, "%s: '%s' is not a %s number", a, v,
+                                 off ? "non-negative" : "positive");
+            *(!strcmp(a, "--fps")      ? &actx.p.default_fps
+              : !strcmp(a, "--stride") ? &actx.p.stride
+              : !strcmp(a, "--frames") ? &actx.p.frames
+                                       : &actx.p.offset) = x;
         } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             model = v;
         } else if (!strcmp(a, "--seed")) {
@@ -74,13 +170,34 @@ int cmd_probe(int argc, char **argv)
             return cli_usage(usage, "unknown option '%s'", a);
         }
     }
-    if (!feats || !labels)
-        return cli_usage(usage, "need --features DIR and --labels DIR");
+    if (!feats || !labels == !ann)
+        return cli_usage(usage, "need --features DIR and one of --labels DIR, --annotations JSON");
     cli_set_threads(threads);
     sola_err e = {0};
+    if (ann && sola_ann_load(ann, subset, &actx.a, &e)) {
+        cli_errorf("%s", e.msg);
+        return EXIT_RUNTIME;
+    }
+    if (ann && actx.a->n == 0) {
+        cli_errorf("%s: no videos%s%s", ann, subset ? " in subset " : "", subset ? subset : "");
+        sola_ann_free(actx.a);
+        return EXIT_RUNTIME;
+    }
+    int nmissing = report_missing(feats, &dopt, actx.a, missing_list, &e);
+    if (nmissing < 0) {
+        cli_errorf("%s", e.msg);
+        sola_ann_free(actx.a);
+        return EXIT_RUNTIME;
+    }
+    o.dataset = &dopt;
+    if (ann) {
+        o.labels = ann_labels;
+        o.labels_ud = &actx;
+    }
     sola_model *m = NULL;
     if (model && !(m = sola_model_load(model, &e))) {
         cli_errorf("%s", e.msg);
+        sola_ann_free(actx.a);
         return EXIT_RUNTIME;
     }
     o.model = m;
@@ -92,6 +209,7 @@ int cmd_probe(int argc, char **argv)
     int rc = sola_probe_run(feats, labels, &o, &r, &e);
     cli_progress_end(&p);
     sola_model_free(m);
+    sola_ann_free(actx.a);
     if (rc) {
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
@@ -110,5 +228,11 @@ int cmd_probe(int argc, char **argv)
     else
         printf("boundary      n/a    (no transition in the validation videos)\n");
     printf("train loss    %.4f   (last epoch)\n", r.train_loss);
+    if (nmissing) {
+        cli_errorf("%d video%s skipped (listed above)%s", nmissing, nmissing == 1 ? "" : "s",
+                   allow_missing ? "; --allow-missing: not an error" : "");
+        if (!allow_missing)
+            return EXIT_RUNTIME;
+    }
     return EXIT_OK;
 }

@@ -188,7 +188,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             if (p.tty)
                 fputc('\n', stderr);
             cli_errorf("skipped %s: %s", d->items[i].name, e.msg);
-            if (sola_dataset_add_skip_(d, d->items[i].name, e.msg)) {
+            if (sola_dataset_note_skip(d, d->items[i].name, e.msg)) {
                 cli_errorf("out of memory");
                 rc = EXIT_RUNTIME;
                 break;

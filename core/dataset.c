@@ -342,7 +342,7 @@ static int item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err
 static int skip_item(sola_dataset *d, int i, const sola_err *why)
 {
     sola_dataset_item *it = &d->items[i];
-    int rc = sola_dataset_add_skip_(d, it->name, why->msg);
+    int rc = sola_dataset_note_skip(d, it->name, why->msg);
     free(it->name);
     free(it->file);
     free(it->file2);

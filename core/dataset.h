@@ -74,6 +74,9 @@ int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e);
  * (.h5/.hdf5) of one dataset per video. The folder may hold any layout of layouts.h. */
 int sola_dataset_open_ex(const char *path, const sola_dataset_opts *o, sola_dataset **out,
                          sola_err *e);
+/* Adds `name` to d->skipped with why (both copied), for videos a caller could not
+ * use either (a failed refine, annotated but absent). 0 or SOLA_ENOMEM. */
+int sola_dataset_note_skip(sola_dataset *d, const char *name, const char *why);
 /* Writes the names of d->skipped, one per line, to path (atomically). */
 int sola_dataset_write_missing(const sola_dataset *d, const char *path, sola_err *e);
 void sola_dataset_free(sola_dataset *d);

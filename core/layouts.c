@@ -13,7 +13,7 @@
 #include "npy.h"
 #include "npz.h"
 
-int sola_dataset_add_skip_(sola_dataset *d, const char *name, const char *why)
+int sola_dataset_note_skip(sola_dataset *d, const char *name, const char *why)
 {
     char **a = realloc(d->skipped, sizeof *a * (size_t)(d->nskipped + 1));
     if (a)
@@ -153,7 +153,7 @@ int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
             goto out;
         }
         snprintf(buf, sizeof buf, "%.*s", len, nm);
-        if (sola_dataset_add_skip_(d, buf, why)) {
+        if (sola_dataset_note_skip(d, buf, why)) {
             rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
             goto out;
         }

@@ -44,9 +44,6 @@ int sola_layout_item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sol
  * out->data newly allocated. */
 int sola_layout_load(const sola_dataset *d, int i, sola_array *out, sola_err *e);
 
-/* Notes item `name` as left out, with why (copied). 0 or SOLA_ENOMEM. */
-int sola_dataset_add_skip_(sola_dataset *d, const char *name, const char *why);
-
 /* Transposes a [R, K] array in place into [K, R] (allocates a new buffer). */
 int sola_layout_transpose(sola_array *a, sola_err *e);
 

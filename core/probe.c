@@ -209,17 +209,34 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
         return sola_errf(e, SOLA_EINVAL, "probe: validation fraction %g must be in (0, 1)",
                          (double)o->val_frac);
     sola_dataset *d = NULL;
-    int rc = sola_dataset_open(features_dir, &d, e);
+    int rc = sola_dataset_open_ex(features_dir, o->dataset, &d, e);
     if (rc)
         return rc;
     float *x = NULL;
     uint8_t *y = NULL, *isval = NULL, *bnd = NULL;
-    int *perm = NULL;
+    int *perm = NULL, *use = NULL, nu = 0;
     sola_ws *ws = NULL;
     sola_array feat = {0};
-    if (d->n < 2) {
-        rc = sola_errf(e, SOLA_EINVAL, "%s: the probe needs at least 2 videos (1 to train, 1 to "
-                       "validate), found %d", d->dir, d->n);
+    /* The videos taking part: all, or those the label source knows (a subset). */
+    size_t N = 0, nx;
+    if (!(use = malloc(((size_t)d->n + 1) * sizeof *use))) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
+        goto out;
+    }
+    for (int i = 0; i < d->n; i++) {
+        int r = o->labels ? o->labels(o->labels_ud, d->items[i].name, d->items[i].T, NULL, e) : 0;
+        if (r < 0) {
+            rc = r;
+            goto out;
+        }
+        if (r == 0) {
+            use[nu++] = i;
+            N += (size_t)d->items[i].T;
+        }
+    }
+    if (nu < 2) {
+        rc = sola_errf(e, SOLA_EINVAL, "%s: the probe needs at least 2 labelled videos (1 to "
+                       "train, 1 to validate), found %d", d->dir, nu);
         goto out;
     }
     if (o->model && o->model->C != d->C) {
@@ -227,7 +244,6 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
                        d->dir, d->C, o->model->C);
         goto out;
     }
-    size_t N = (size_t)d->total_T, nx;
     if (sola_mul_size(N, (size_t)d->C, &nx) || sola_mul_size(nx, sizeof(float), &nx)) {
         rc = sola_errf(e, SOLA_ETOOBIG, "%s: too many snippets for the probe", d->dir);
         goto out;
@@ -236,7 +252,7 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
     y = malloc(N ? N : 1);
     isval = malloc(N ? N : 1);
     bnd = malloc(N ? N : 1);
-    perm = malloc((size_t)d->n * sizeof *perm);
+    perm = malloc((size_t)nu * sizeof *perm);
     if (!x || !y || !isval || !bnd || !perm || (o->model && !(ws = sola_ws_new()))) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu snippets", d->dir, N);
         goto out;
@@ -244,16 +260,16 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
     /* Split videos: a seeded shuffle, the first n_val are validation. */
     sola_rng rng;
     sola_rng_seed(&rng, o->seed);
-    for (int i = 0; i < d->n; i++)
+    for (int i = 0; i < nu; i++)
         perm[i] = i;
-    for (int i = d->n - 1; i > 0; i--) {
+    for (int i = nu - 1; i > 0; i--) {
         int j = (int)sola_rng_below(&rng, (uint64_t)i + 1), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
-    int nval = (int)lround(d->n * (double)o->val_frac);
-    nval = nval < 1 ? 1 : nval > d->n - 1 ? d->n - 1 : nval;
-    uint8_t *vflag = calloc((size_t)d->n, 1);
+    int nval = (int)lround(nu * (double)o->val_frac);
+    nval = nval < 1 ? 1 : nval > nu - 1 ? nu - 1 : nval;
+    uint8_t *vflag = calloc((size_t)nu, 1);
     if (!vflag) {
         rc = sola_errf(e, SOLA_ENOMEM, "probe: out of memory");
         goto out;
@@ -263,7 +279,8 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
 
     size_t row = 0;
     char lpath[4200], fpath[4096];
-    for (int i = 0; i < d->n && !rc; i++) {
+    for (int k = 0; k < nu && !rc; k++) {
+        int i = use[k];
         int64_t T = d->items[i].T;
         sola_dataset_path(d, i, fpath, sizeof fpath);
         if ((size_t)snprintf(lpath, sizeof lpath, "%s/%s.npy", labels_dir, d->items[i].name) >=
@@ -271,7 +288,8 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
             rc = sola_errf(e, SOLA_EINVAL, "%s: path too long", labels_dir);
             break;
         }
-        if ((rc = load_labels(lpath, fpath, T, y + row, e)))
+        if (o->labels ? (rc = o->labels(o->labels_ud, d->items[i].name, T, y + row, e)) != 0
+                      : (rc = load_labels(lpath, fpath, T, y + row, e)) != 0)
             break;
         if ((rc = sola_dataset_load(d, i, &feat, e)))
             break;
@@ -294,7 +312,7 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
             for (int64_t s = t - o->radius; s <= t + o->radius && !b; s++)
                 b = s >= 0 && s < T && l[s] != l[t];
             bnd[row + t] = (uint8_t)b;
-            isval[row + t] = vflag[i];
+            isval[row + t] = vflag[k];
         }
         row += (size_t)T;
     }
@@ -304,12 +322,12 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
     rc = sola_probe_fit(x, y, isval, bnd, (long)N, d->C, o, r, e);
     if (!rc) {
         r->videos_val = nval;
-        r->videos_train = d->n - nval;
+        r->videos_train = nu - nval;
     }
 out:
     sola_array_free(&feat);
     sola_ws_free(ws);
-    free(x), free(y), free(isval), free(bnd), free(perm);
+    free(x), free(y), free(isval), free(bnd), free(perm), free(use);
     sola_dataset_free(d);
     return rc;
 }

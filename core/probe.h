@@ -33,6 +33,13 @@ typedef struct sola_probe_opts {
     /* Called after each epoch with the epoch's mean training loss (may be NULL). */
     void (*progress)(int epoch, int epochs, double loss, void *ud);
     void *ud;
+    /* Labels from somewhere other than labels_dir (annotation JSON), or NULL. Called
+     * first with lab == NULL to ask whether video `name` is labelled (0 yes, 1 no:
+     * it is left out of the probe), then with lab [T] to fill with 0/1. Negative:
+     * an error, message in e. */
+    int (*labels)(void *ud, const char *name, int64_t T, uint8_t *lab, sola_err *e);
+    void *labels_ud;
+    const struct sola_dataset_opts *dataset; /* layout / skipping; NULL: defaults */
 } sola_probe_opts;
 
 void sola_probe_default(sola_probe_opts *o);
