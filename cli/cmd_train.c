@@ -14,7 +14,8 @@
 #include "trainer.h"
 
 static const char usage[] =
-    "sola train (-m INIT.safetensors | --dim C) DATASET_DIR -o OUT.safetensors\n"
+    "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors\n"
+    "           [--layout tc|ct] [--allow-missing]\n"
     "           [--objective sola|cycle|sola+cycle] [--epochs E=150] [--batch B=256] [--lr LR=1e-4] [--seed S=0]\n"
     "           [--threads N] [--resume] [--checkpoint PATH] [--checkpoint-every N=10]\n"
     "           [--hidden H=512] [--kernel K=5] [--head P=512] [--window W=23]\n"
@@ -108,7 +109,8 @@ int cmd_train(int argc, char **argv)
 {
     enum { O_DIM = 256, O_OBJ, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_RESUME, O_CKPT,
            O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP,
-           O_TAU, O_LAMBDA, O_MOM, O_QUEUE, O_SUBSET, O_CHID, O_CDIM, O_WS, O_WC };
+           O_TAU, O_LAMBDA, O_MOM, O_QUEUE, O_SUBSET, O_CHID, O_CDIM, O_WS, O_WC,
+           O_LAYOUT, O_ALLOW_MISSING };
     static const struct option opts[] = {
         {"dim", required_argument, 0, O_DIM},
         {"objective", required_argument, 0, O_OBJ},
@@ -137,6 +139,8 @@ int cmd_train(int argc, char **argv)
         {"cycle-dim", required_argument, 0, O_CDIM},
         {"sola-weight", required_argument, 0, O_WS},
         {"cycle-weight", required_argument, 0, O_WC},
+        {"layout", required_argument, 0, O_LAYOUT},
+        {"allow-missing", no_argument, 0, O_ALLOW_MISSING},
         {"model", required_argument, 0, 'm'},
         {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
@@ -147,6 +151,8 @@ int cmd_train(int argc, char **argv)
     o.checkpoint_every = 10;
     long C = 0, H = 512, k1 = 5, threads = 0;
     const char *init = NULL, *out = NULL, *ckpt_arg = NULL;
+    sola_dataset_opts dopt = {.skip_bad = 1}; /* layouts: docs/interop.md */
+    int allow_missing = 0;
     optind = 1;
     opterr = 0;
     int c;
@@ -160,6 +166,12 @@ int cmd_train(int argc, char **argv)
         case 'o': out = optarg; continue;
         case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         case O_RESUME: o.resume = 1; continue;
+        case O_ALLOW_MISSING: allow_missing = 1; continue;
+        case O_LAYOUT:
+            if (strcmp(optarg, "tc") && strcmp(optarg, "ct"))
+                return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", optarg);
+            dopt.ct = !strcmp(optarg, "ct");
+            continue;
         case O_CKPT: ckpt_arg = optarg; continue;
         case O_OBJ:
             if (!strcmp(optarg, "sola") || !strcmp(optarg, "cycle") ||
@@ -296,8 +308,25 @@ int cmd_train(int argc, char **argv)
     }
 
     sola_dataset *d = NULL;
-    if (sola_dataset_open(dir, &d, &e))
+    if (sola_dataset_open_ex(dir, &dopt, &d, &e))
         goto fail;
+    if (d->nskipped) { /* unreadable videos: named, then stop unless --allow-missing */
+        for (int i = 0; i < d->nskipped; i++)
+            cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
+        char mp[4200];
+        const char *sl = strrchr(out, '/');
+        snprintf(mp, sizeof mp, "%.*smissing_files.txt", sl ? (int)(sl - out + 1) : 0, out);
+        if (sola_dataset_write_missing(d, mp, &e))
+            cli_errorf("%s", e.msg);
+        cli_errorf("%d video%s unreadable (listed in %s)%s", d->nskipped,
+                   d->nskipped == 1 ? "" : "s", mp,
+                   allow_missing ? "; --allow-missing: training without them"
+                                 : "; fix them or pass --allow-missing");
+        if (!allow_missing) {
+            sola_dataset_free(d);
+            goto fail_quiet;
+        }
+    }
     if (d->C != m->C) {
         cli_errorf("%s: features have C=%d but %s has C=%d", dir, d->C,
                    from ? from : init ? init : "the new model", m->C);
