@@ -33,6 +33,10 @@ typedef struct api_train_spec {
     /* a fresh model's shape (ignored with base_model) */
     int hidden, kernel, kernel2;
     int checkpoint_every; /* epochs between checkpoints */
+    /* cycle and sola+cycle (core/cycle.h; refused with objective sola) */
+    double temperature, cycle_lambda, momentum;
+    int queue, cycle_subset, cycle_hidden, cycle_dim;
+    double sola_weight, cycle_weight; /* sola+cycle: the two losses' weights */
 } api_train_spec;
 
 void api_train_spec_default(api_train_spec *s);
@@ -43,12 +47,16 @@ void api_train_spec_default(api_train_spec *s);
  * cannot train; the message names the field. */
 int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e);
 
+/* The cycle objective's settings of a spec, as core/cycle.h takes them. */
+struct sola_cycle_cfg;
+void api_train_spec_cycle(const api_train_spec *s, struct sola_cycle_cfg *c);
+
 /* The spec as JSON, every field resolved (new reference; NULL if out of memory). */
 json_t *api_train_spec_json(const api_train_spec *s);
 
-/* The one place that knows which objectives this build trains: 0, or SOLA_ESHAPE with
- * "objective 'cycle' is not available in this build", or SOLA_EINVAL for a name that
- * is no objective at all. */
+/* The one place that knows which objectives this build trains (sola, cycle,
+ * sola+cycle): 0, or SOLA_ESHAPE with "objective 'X' is not available in this build"
+ * for a known one this build lacks, or SOLA_EINVAL for a name that is no objective. */
 int api_train_objective_check(const char *name, sola_err *e);
 
 /* ---- what the job routes need from the process --------------------------------- */

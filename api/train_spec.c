@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cycle.h"
 #include "sola_loss.h"
 #include "train.h"
 
@@ -15,8 +16,8 @@ static const struct {
     int available;
 } objectives[] = {
     {"sola", 1},
-    {"cycle", 0},
-    {"sola+cycle", 0},
+    {"cycle", 1},
+    {"sola+cycle", 1},
 };
 
 int api_train_objective_check(const char *name, sola_err *e)
@@ -26,8 +27,7 @@ int api_train_objective_check(const char *name, sola_err *e)
             return objectives[i].available
                        ? 0
                        : sola_errf(e, SOLA_ESHAPE,
-                                   "objective '%s' is not available in this build (available: "
-                                   "sola)",
+                                   "objective '%s' is not available in this build",
                                    name);
     return sola_errf(e, SOLA_EINVAL, "\"objective\": unknown objective '%.40s' (sola, cycle, "
                      "sola+cycle)", name);
@@ -53,34 +53,68 @@ void api_train_spec_default(api_train_spec *s)
     s->kernel = 5;
     s->kernel2 = 1;
     s->checkpoint_every = 10; /* as `sola train`; a checkpoint holds 3x the parameters */
+    sola_cycle_cfg cc;
+    sola_cycle_cfg_default(&cc);
+    s->temperature = cc.tau;
+    s->cycle_lambda = cc.lambda;
+    s->momentum = cc.momentum;
+    s->queue = cc.queue;
+    s->cycle_subset = cc.subset;
+    s->cycle_hidden = cc.hidden;
+    s->cycle_dim = cc.dim;
+    s->sola_weight = 1;
+    s->cycle_weight = 1;
 }
 
-enum { F_INT, F_NUM, F_U64 };
+/* The cycle settings of a spec as core takes them. */
+void api_train_spec_cycle(const api_train_spec *s, sola_cycle_cfg *c)
+{
+    c->tau = (float)s->temperature;
+    c->lambda = (float)s->cycle_lambda;
+    c->momentum = (float)s->momentum;
+    c->queue = s->queue;
+    c->subset = s->cycle_subset;
+    c->hidden = s->cycle_hidden;
+    c->dim = s->cycle_dim;
+}
 
-/* The numeric fields: name, kind, bounds, where. */
+enum { F_INT, F_NUM, F_U64, F_NUM0 }; /* F_NUM: lo < x <= hi; F_NUM0: lo <= x <= hi */
+
+/* The numeric fields: name, kind, bounds, where; cycle = 1 for the settings of the
+ * cycle objective (refused with objective sola, not shown for it). */
 typedef struct field {
     const char *name;
     int kind;
     double lo, hi;
     size_t off;
+    int cycle;
 } field;
 
 #define OFF(m) offsetof(api_train_spec, m)
 static const field fields[] = {
-    {"epochs", F_INT, 1, 1000000, OFF(epochs)},
-    {"batch", F_INT, 1, 1 << 20, OFF(batch)},
-    {"lr", F_NUM, 0, 10, OFF(lr)},
-    {"seed", F_U64, 0, 9007199254740992.0, OFF(seed)},
-    {"window", F_INT, 1, 1 << 16, OFF(window)},
-    {"positions", F_INT, 1, 1 << 16, OFF(positions)},
-    {"start", F_INT, 0, 1 << 16, OFF(start)},
-    {"step", F_INT, 1, 1 << 16, OFF(step)},
-    {"head", F_INT, 1, 1 << 16, OFF(head)},
-    {"K", F_NUM, 0, 1e6, OFF(K)},
-    {"hidden", F_INT, 1, 1 << 16, OFF(hidden)},
-    {"kernel", F_INT, 1, 255, OFF(kernel)},
-    {"kernel2", F_INT, 1, 255, OFF(kernel2)},
-    {"checkpoint_every", F_INT, 0, 1000000, OFF(checkpoint_every)},
+    {"epochs", F_INT, 1, 1000000, OFF(epochs), 0},
+    {"batch", F_INT, 1, 1 << 20, OFF(batch), 0},
+    {"lr", F_NUM, 0, 10, OFF(lr), 0},
+    {"seed", F_U64, 0, 9007199254740992.0, OFF(seed), 0},
+    {"window", F_INT, 1, 1 << 16, OFF(window), 0},
+    {"positions", F_INT, 1, 1 << 16, OFF(positions), 0},
+    {"start", F_INT, 0, 1 << 16, OFF(start), 0},
+    {"step", F_INT, 1, 1 << 16, OFF(step), 0},
+    {"head", F_INT, 1, 1 << 16, OFF(head), 0},
+    {"K", F_NUM, 0, 1e6, OFF(K), 0},
+    {"hidden", F_INT, 1, 1 << 16, OFF(hidden), 0},
+    {"kernel", F_INT, 1, 255, OFF(kernel), 0},
+    {"kernel2", F_INT, 1, 255, OFF(kernel2), 0},
+    {"checkpoint_every", F_INT, 0, 1000000, OFF(checkpoint_every), 0},
+    {"temperature", F_NUM, 0, 100, OFF(temperature), 1},
+    {"cycle_lambda", F_NUM0, 0, 1e6, OFF(cycle_lambda), 1},
+    {"momentum", F_NUM0, 0, 1, OFF(momentum), 1},
+    {"queue", F_INT, 1, 1 << 22, OFF(queue), 1},
+    {"cycle_subset", F_INT, 1, 1 << 22, OFF(cycle_subset), 1},
+    {"cycle_hidden", F_INT, 1, 1 << 16, OFF(cycle_hidden), 1},
+    {"cycle_dim", F_INT, 1, 1 << 16, OFF(cycle_dim), 1},
+    {"sola_weight", F_NUM0, 0, 1e6, OFF(sola_weight), 1},
+    {"cycle_weight", F_NUM0, 0, 1e6, OFF(cycle_weight), 1},
 };
 static const char *const strings[] = {"dataset", "objective", "base_model", "output_model"};
 
@@ -98,13 +132,14 @@ static int known_list(char *out, size_t n)
 static int parse_number(const field *f, json_t *v, api_train_spec *s, sola_err *e)
 {
     char *p = (char *)s + f->off;
-    if (f->kind == F_NUM) {
+    if (f->kind == F_NUM || f->kind == F_NUM0) {
         if (!json_is_number(v))
             return sola_errf(e, SOLA_EINVAL, "\"%s\" must be a number", f->name);
         double d = json_number_value(v);
-        if (!isfinite(d) || !(d > f->lo) || d > f->hi)
-            return sola_errf(e, SOLA_EINVAL, "\"%s\" must be > %g and <= %g (got %g)", f->name,
-                             f->lo, f->hi, d);
+        int lo_ok = f->kind == F_NUM ? d > f->lo : d >= f->lo;
+        if (!isfinite(d) || !lo_ok || d > f->hi)
+            return sola_errf(e, SOLA_EINVAL, "\"%s\" must be %s %g and <= %g (got %g)",
+                             f->name, f->kind == F_NUM ? ">" : ">=", f->lo, f->hi, d);
         memcpy(p, &d, sizeof d);
         return 0;
     }
@@ -150,9 +185,9 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
     if (!json_is_object(o))
         return sola_errf(e, SOLA_EINVAL, "request body: expected a JSON object "
                          "{\"dataset\": NAME, ...}");
-    const char *key;
+    const char *key, *cycle_key = NULL;
     json_t *v;
-    int rc = 0;
+    int rc = 0, has_cycle = 0;
     json_object_foreach(o, key, v) {
         int done = 0;
         for (size_t i = 0; i < sizeof strings / sizeof strings[0] && !done; i++) {
@@ -168,6 +203,9 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
             if (!strcmp(key, fields[i].name)) {
                 done = 1;
                 rc = parse_number(&fields[i], v, s, e);
+                has_cycle |= fields[i].cycle;
+                if (fields[i].cycle && !cycle_key)
+                    cycle_key = fields[i].name;
             }
         if (!done && !strcmp(key, "base_version")) {
             done = 1;
@@ -199,6 +237,16 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
                          "uploaded with PUT /datasets/NAME");
     if ((rc = api_train_objective_check(s->objective, e)))
         return rc;
+    int cyc = strcmp(s->objective, "sola") != 0;
+    if (has_cycle && !cyc)
+        return sola_errf(e, SOLA_EINVAL, "\"%s\" is a setting of the cycle objective: send "
+                         "\"objective\": \"cycle\" or \"sola+cycle\"", cycle_key);
+    if (cyc) {
+        sola_cycle_cfg cc;
+        api_train_spec_cycle(s, &cc);
+        if ((rc = sola_cycle_cfg_check(&cc, e)))
+            return rc;
+    }
     if (s->base_version && !s->base_model[0])
         return sola_errf(e, SOLA_EINVAL, "\"base_version\" needs \"base_model\"");
     if (s->kernel % 2 == 0 || s->kernel2 % 2 == 0)
@@ -222,11 +270,14 @@ json_t *api_train_spec_json(const api_train_spec *s)
         return NULL;
     if (s->base_version)
         json_object_set_new(o, "base_version", json_integer(s->base_version));
+    int cyc = strcmp(s->objective, "sola") != 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         const field *f = &fields[i];
         const char *p = (const char *)s + f->off;
         json_t *v;
-        if (f->kind == F_NUM) {
+        if (f->cycle && !cyc)
+            continue;
+        if (f->kind == F_NUM || f->kind == F_NUM0) {
             double d;
             memcpy(&d, p, sizeof d);
             v = json_real(d);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cycle.h"
 #include "dataset.h"
 #include "jobs.h"
 #include "model.h"
@@ -177,6 +178,9 @@ int srv_train_worker_main(int argc, char **argv)
     opts.checkpoint_every = sp.checkpoint_every;
     opts.resume = resume;
     opts.objective = sp.objective;
+    api_train_spec_cycle(&sp, &opts.cycle);
+    opts.sola_weight = (float)sp.sola_weight;
+    opts.cycle_weight = (float)sp.cycle_weight;
     opts.dataset_name = sp.dataset;
     prog g = {0};
     opts.progress = on_progress;

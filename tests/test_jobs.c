@@ -289,13 +289,27 @@ START_TEST(upload_train_events_new_version_activate_refine)
     ck_assert_ptr_nonnull(strstr(r.body, "\"H\":8"));
     su_resp_free(&r);
 
+    /* the other objectives, with small heads and queues */
+    id = submit(&s, "{\"dataset\":\"d\",\"objective\":\"sola+cycle\",\"output_model\":\"sc\","
+                    "\"epochs\":2,\"batch\":4,\"head\":16,\"hidden\":8,\"queue\":32,"
+                    "\"cycle_subset\":8,\"cycle_hidden\":16,\"cycle_dim\":8,"
+                    "\"cycle_weight\":0.5}");
+    wait_state(&s, id, "succeeded", 30000);
+    o = job(&s, id);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(o, "params"), "queue")),
+                     32);
+    json_decref(o);
+    ck_assert_int_eq(su_get(&s, NULL, "/models/sc", &r), 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"objective\":\"sola+cycle\""));
+    su_resp_free(&r);
+
     ck_assert_int_eq(su_get(&s, NULL, "/jobs", &r), 200);
     o = json_loads(r.body, 0, NULL);
-    ck_assert_int_eq(json_array_size(json_object_get(o, "jobs")), 3);
+    ck_assert_int_eq(json_array_size(json_object_get(o, "jobs")), 4);
     json_decref(o);
     su_resp_free(&r);
     ck_assert_int_eq(su_get(&s, NULL, "/metrics", &r), 200);
-    ck_assert_ptr_nonnull(strstr(r.body, "solad_jobs{state=\"succeeded\"} 3"));
+    ck_assert_ptr_nonnull(strstr(r.body, "solad_jobs{state=\"succeeded\"} 4"));
     su_resp_free(&r);
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);
@@ -313,10 +327,11 @@ START_TEST(bad_training_requests)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     put_dataset(&s, "d", 3, 1);
     su_resp r;
-    post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"cycle\"}", &r);
-    expect(&r, 422, "objective 'cycle' is not available in this build");
-    post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"sola+cycle\"}", &r);
-    expect(&r, 422, "not available in this build");
+    post_json(&s, "/train", "{\"dataset\":\"d\",\"temperature\":0.1}", &r);
+    expect(&r, 400, "\\\"temperature\\\" is a setting of the cycle objective");
+    post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"cycle\",\"queue\":8,"
+                            "\"cycle_subset\":16}", &r);
+    expect(&r, 400, "subset");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"magic\"}", &r);
     expect(&r, 400, "unknown objective");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"epoch\":3}", &r);
