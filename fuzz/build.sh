@@ -95,8 +95,12 @@ run() {
     [ -d "$seeds" ] || seeds=
     # One process (the machine is shared); 64 KiB inputs are ample for every format's
     # header logic; 2 GiB RSS so that a size field trusted too far shows as a finding.
+    # The request harness writes a data directory (uploads, fsyncs): on /dev/shm
+    # those cost nothing and the fuzzer runs ~30x faster.
+    tmp=${TMPDIR:-/tmp}
+    [ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm
     # shellcheck disable=SC2086
-    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -max_total_time="$secs" -max_len=65536 \
+    TMPDIR=$tmp OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -max_total_time="$secs" -max_len=65536 \
         -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$OUT/findings/$name/" "$OUT/corpus/$name" $seeds
 }

@@ -129,22 +129,26 @@ END_TEST
 START_TEST(api_request_corpus) { replay_own("api_request"); }
 END_TEST
 
-/* Each harness over the other targets' files: wrong formats refused cleanly. */
+/* Each harness over the other targets' files (its own ran above): wrong formats
+ * refused cleanly. */
 START_TEST(every_file_through_every_harness)
 {
-    flist l = {0};
     char rel[256];
+    int total = 0;
     for (int i = 0; i < NALL; i++) {
+        flist l = {0};
         snprintf(rel, sizeof rel, "fuzz/corpus/%s", target_at(i)->name);
         add_dir(&l, rel);
         snprintf(rel, sizeof rel, "fuzz/regressions/%s", target_at(i)->name);
         add_dir(&l, rel);
+        total += l.n;
+        for (int f = 0; f < l.n; f++)
+            for (int t = 0; t < NALL; t++)
+                if (t != i)
+                    replay_file(target_at(t)->name, target_at(t)->fn, l.path[f]);
+        flist_free(&l);
     }
-    ck_assert_int_gt(l.n, 20);
-    for (int i = 0; i < l.n; i++)
-        for (int t = 0; t < NALL; t++)
-            replay_file(target_at(t)->name, target_at(t)->fn, l.path[i]);
-    flist_free(&l);
+    ck_assert_int_gt(total, 20);
     fuzz_api_cleanup();
 }
 END_TEST
