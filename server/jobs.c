@@ -449,7 +449,11 @@ static void on_tick(uv_timer_t *t)
         }
         pthread_mutex_unlock(&J->mu);
     }
-    wake_all(J); /* keepalives, drain ends; a stream with nothing to say stays put */
+    /* keepalives and drain ends only: progress wakes streams through on_async */
+    uint64_t now = uv_now(J->s->loop);
+    for (jstream *s = J->streams; s; s = s->next)
+        if (s->st.wake && (J->s->draining || now - s->last_ms >= STREAM_KEEPALIVE_MS))
+            s->st.wake(s->st.wake_arg);
 }
 
 static void on_closed(uv_handle_t *h)

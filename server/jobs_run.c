@@ -382,6 +382,9 @@ static pid_t spawn(const char *spec, int threads, int *fd)
     if (pid == 0) {
         /* async-signal-safe calls only from here on */
         dup2(p[1], 1);
+        /* only stdin/stdout/stderr: no inherited sockets or pipes keep a client's
+         * connection (or anything else of the daemon's) open after it has gone */
+        close_range(3, ~0U, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent)
             _exit(120);
