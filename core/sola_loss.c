@@ -35,7 +35,8 @@ struct sola_trainctx {
     double *target; /* [N, N] */
     double *cache;  /* [Bmax, N, N, SOLA_SIMBCE_CACHE] loss terms for the backward */
     int freeze;     /* 0 off, 1 capture sg(z) on the next call, 2 use the captured */
-    float *zsg;     /* (Bmax*N, C) the captured sg(z) */
+    float *zsg;     /* (zsg_rows, C) the captured sg(z) */
+    int zsg_rows;
 
     /* activations; shapes per batch of B windows */
     float *xcol;  /* (B*nS, C*k1) im2col of the windows */
@@ -473,10 +474,14 @@ static double forward(sola_trainctx *c, const sola_model *m, const float *x, int
     sola_relu_forward(c->a1, (size_t)rN * P);
     sola_linear_forward(c->g, c->a1, m->hw2, m->hb2, rN, P, C);
     mark(c, 4);
+    /* a different batch size (or a rebuilt plan) than at capture: capture again */
+    if (c->freeze == 2 && (!c->zsg || c->zsg_rows != rN))
+        c->freeze = 1;
     if (c->freeze == 1) {
         free(c->zsg);
+        c->zsg_rows = rN;
         c->zsg = malloc((size_t)rN * C * sizeof *c->zsg);
-        if (c->zsg) {
+        if (c->zsg) { /* no memory: the loss simply stays the normal one */
             memcpy(c->zsg, c->z, (size_t)rN * C * sizeof *c->zsg);
             c->freeze = 2;
         }
