@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "blasinfo.h"
 #include "fsutil.h"
 #include "jobs.h"
 #include "server.h"
@@ -358,6 +359,9 @@ int main(int argc, char **argv)
     s.ctx.jobs = s.jobs ? &srv_jobs_be : NULL;
     if (srv_http_start(&s))
         goto out;
+    char blaswarn[512];
+    if (sola_blas_warning(blaswarn, sizeof blaswarn))
+        srv_logf(&s, "warn", "%s", blaswarn);
     printf("solad listening on http://%s\n", s.bound);
     fflush(stdout);
     srv_logf(&s, "info",
