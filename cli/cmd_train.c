@@ -351,8 +351,10 @@ int cmd_train(int argc, char **argv)
     u.done0 = (long)ep0 * spe;
     u.total = (long)(o.epochs > ep0 ? o.epochs - ep0 : 0) * spe;
     fprintf(stderr, "training on %s: %d videos (%d shorter than W=%d skipped), C=%d, H=%d, "
-                    "%d epochs, batch %d\n",
-            dir, used, d->n - used, W, d->C, m->H, o.epochs, B);
+                    "%d epochs, batch %d, objective %s\n",
+            dir, used, d->n - used, W, d->C, m->H, o.epochs, B,
+            ep0 > 0 && sola_model_meta(m, "train.objective") ? sola_model_meta(m, "train.objective")
+                                                            : o.objective);
     o.dataset_name = dir; /* the path as typed says more than its last component */
     o.progress = on_progress;
     o.ud = &u;
