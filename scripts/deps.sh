@@ -4,13 +4,21 @@
 # Usage: scripts/deps.sh [--test]   (--test adds what only the test suite needs)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev
-      libuv1-dev libpng-dev zlib1g-dev curl)
+      libuv1-dev libpng-dev zlib1g-dev libhdf5-dev curl)
+# Tools wanted by command rather than by package: a machine may have them from
+# elsewhere (e.g. node and npm from NodeSource, where Debian's npm would conflict).
+cmds=()
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml prometheus nginx)
+  pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml
+         python3-h5py prometheus nginx)
+  cmds+=(chromium:chromium node:nodejs npm:npm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+for c in "${cmds[@]}"; do
+  command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c#*:}")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
