@@ -87,7 +87,8 @@ static int collect_classes(json_t *db, sola_annotations *a, sola_err *e)
             a->nclasses = (int)++n;
         }
     }
-    qsort(a->classes, n, sizeof *a->classes, str_cmp);
+    if (n)
+        qsort(a->classes, n, sizeof *a->classes, str_cmp);
     size_t u = 0;
     for (size_t i = 0; i < n; i++) {
         if (u && !strcmp(a->classes[u - 1], a->classes[i]))
@@ -101,6 +102,8 @@ static int collect_classes(json_t *db, sola_annotations *a, sola_err *e)
 
 static int class_index(const sola_annotations *a, const char *l)
 {
+    if (!a->nclasses)
+        return -1;
     char *const *p = bsearch(&l, a->classes, (size_t)a->nclasses, sizeof *a->classes, str_cmp);
     return p ? (int)(p - a->classes) : -1;
 }
