@@ -186,6 +186,8 @@ typedef struct api_ctx {
 enum {
     API_AUTH = 1,      /* mutating: needs the bearer token when one is configured */
     API_BODY_FILE = 2, /* body streamed to a temporary file (uploads) */
+    API_BODY_BIG = 4,  /* with API_BODY_FILE: limited by --max-upload, not --max-body
+                        * (datasets: never loaded whole, so disk is the only bound) */
 };
 
 typedef int (*api_handler)(const api_ctx *ctx, api_request *rq, api_response *rs,

@@ -416,8 +416,8 @@ static enum MHD_Result on_first(req *r)
     }
     if (api_check_auth(&s->ctx, &r->rq, route, &r->rs))
         return early(r);
-    if ((route->flags & API_BODY_FILE) && s->cfg.max_upload)
-        r->limit = s->cfg.max_upload; /* spooled to disk: not bounded by memory */
+    if ((route->flags & API_BODY_BIG) && (route->flags & API_BODY_FILE) && s->cfg.max_upload)
+        r->limit = s->cfg.max_upload; /* spooled to disk, never loaded whole */
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {

@@ -32,7 +32,7 @@ typedef struct srv_config {
     unsigned max_conns, max_conns_per_ip;
     int debug_delay_ms;        /* testing aid: each work item sleeps this long first */
     uint64_t rescan_ms;        /* periodic rescan of DATA/models, 0 = only on SIGHUP */
-    size_t max_upload;         /* bytes of a streamed upload (datasets, models); 0 = max_body */
+    size_t max_upload;         /* bytes of a dataset upload (API_BODY_BIG); 0 = max_body */
     int train_threads;         /* BLAS threads of the training process */
     int job_queue;             /* queued training jobs before 503 */
     int resume_jobs;           /* interrupted jobs resume by themselves at start */
