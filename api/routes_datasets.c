@@ -247,9 +247,10 @@ static int h_delete(const api_ctx *ctx, api_request *rq, api_response *rs, api_w
 const api_route api_routes_datasets[] = {
     {"GET", "/datasets", h_list, 0},
     {"GET", "/datasets/{dataset}", h_describe, 0},
-    {"PUT", "/datasets/{dataset}", h_put_npz, API_AUTH | API_BODY_FILE},
+    {"PUT", "/datasets/{dataset}", h_put_npz, API_AUTH | API_BODY_FILE | API_BODY_BIG},
     {"DELETE", "/datasets/{dataset}", h_delete, API_AUTH},
-    {"PUT", "/datasets/{dataset}/items/{item}", h_put_item, API_AUTH | API_BODY_FILE},
+    {"PUT", "/datasets/{dataset}/items/{item}", h_put_item,
+     API_AUTH | API_BODY_FILE | API_BODY_BIG},
     {"DELETE", "/datasets/{dataset}/items/{item}", h_delete, API_AUTH},
     {NULL, NULL, NULL, 0},
 };

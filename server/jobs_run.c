@@ -64,10 +64,9 @@ static void finish(srv_jobs *J, job *j, int st, const char *error)
         J->running_id = 0;
     if (error)
         snprintf(j->error, sizeof j->error, "%s", error);
-    if (job_terminal(st)) {
+    j->resume = 0; /* set again by POST /jobs/ID/resume */
+    if (job_terminal(st))
         jobs_now_iso(j->finished);
-        j->resume = 0;
-    }
     jobs_changed(J, j);
     int id = j->id;
     pthread_mutex_unlock(&J->mu);
