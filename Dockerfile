@@ -22,7 +22,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libopenblas-pthread-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
-      libpng-dev zlib1g-dev check libcurl4-openssl-dev \
+      libpng-dev zlib1g-dev libhdf5-dev check libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -50,10 +50,12 @@ FROM debian:${DEBIAN_TAG}
 #   libjansson4           JSON
 #   libuv1                event loop + worker pool
 #   libpng16-16, zlib1g   PNG heatmaps, .npz
+#   libhdf5-103-1         HDF5 feature files (TSP, G-TAD layouts)
 #   curl                  HEALTHCHECK only
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas0-pthread libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g curl \
+      libopenblas0-pthread libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g \
+      libhdf5-103-1 curl \
  && rm -rf /var/lib/apt/lists/*
 
 # Fixed numeric uid/gid 10001: the same ids as deploy/k8s (runAsUser/fsGroup), so a
