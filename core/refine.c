@@ -15,9 +15,17 @@
  * Batches lay sequences end to end: the GEMMs run over all rows at once and only the
  * shifted sums respect each sequence's row range, so every sequence sees its own zero
  * padding. OpenBLAS computes a GEMM row with different instruction sequences depending
- * on where it falls in the kernel's blocking (rows in a partial block take a tail
- * kernel), so a batched result equals the separate call to float32 rounding (a few
- * ulp), not bit for bit. */
+ * on where it falls in the kernel's blocking: rows in a partial block of the kernel's
+ * unroll take a tail kernel, and with several threads the rows are cut into
+ * 2 x threads slices (level3_thread.c), each ending in its own partial block. So every
+ * pass -- one sequence or many -- uses the same padded layout (sola_refine_layout):
+ * each sequence starts on a multiple of SEQ_ALIGN rows (12, the unroll of the Haswell
+ * kernels; the SkylakeX/Cooperlake ones use 4) and the total is a multiple of
+ * SEQ_ALIGN x 2 x threads, so every row lands in a full block at the same offset in
+ * both cases and a batched sequence is bit-identical to its own call (verified over
+ * lengths 1..300, k2 = 1 and 3, 1 and 2 threads, both kernel sets: tests/test_batching.c).
+ * The rows between sequences are zero in x and zeroed again after every conv of kernel
+ * > 1 (the shifted sum writes only a sequence's own rows), so they stay finite. */
 #include "refine.h"
 
 #include <cblas.h>
@@ -30,7 +38,10 @@ struct sola_ws {
     float *z;    /* [rows, kmax*H] tap products, only when a kernel is > 1 */
     float *h;    /* [2, rows, H]: h1 then h2 */
     float *h1, *h2;
-    size_t zcap, hcap; /* in floats */
+    float *xp, *yp; /* [rows, C] padded copies for sola_refine_batch */
+    size_t zcap, hcap, xcap, ycap; /* in floats */
+    size_t *offs;   /* sequence offsets for sola_refine_batch */
+    int ocap;
 };
 
 sola_ws *sola_ws_new(void)
@@ -44,12 +55,15 @@ void sola_ws_free(sola_ws *ws)
         return;
     free(ws->z);
     free(ws->h);
+    free(ws->xp);
+    free(ws->yp);
+    free(ws->offs);
     free(ws);
 }
 
 size_t sola_ws_bytes(const sola_ws *ws)
 {
-    return ws ? (ws->zcap + ws->hcap) * sizeof(float) : 0;
+    return ws ? (ws->zcap + ws->hcap + ws->xcap + ws->ycap) * sizeof(float) : 0;
 }
 
 /* 64-byte aligned buffer of n floats (contents not kept: every call overwrites). */
@@ -120,10 +134,12 @@ static void shift_sum_relu(const float *z, int L, int k, int d, int n, const flo
     }
 }
 
-/* relu(conv(x)) for the sequences lens[0..n) laid end to end in x [rows, cin];
- * wp [cin, k*cout] packed taps, out [rows, cout]. */
+/* relu(conv(x)) for the sequences lens[0..n) at rows offs[0..n) of x [rows, cin];
+ * wp [cin, k*cout] packed taps, out [rows, cout]. Rows outside every sequence: for
+ * k = 1 relu(b + x.W) (finite, never read by a sequence), for k > 1 zero. */
 static void conv_relu(const float *x, int rows, int cin, const float *wp, const float *b,
-                      int cout, int k, int d, const int *lens, int n, float *z, float *out)
+                      int cout, int k, int d, const size_t *offs, const int *lens, int n,
+                      float *z, float *out)
 {
     if (k == 1) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cout, cin, 1.0f, x, cin, wp,
@@ -134,10 +150,15 @@ static void conv_relu(const float *x, int rows, int cin, const float *wp, const 
     int kc = k * cout;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, kc, cin, 1.0f, x, cin, wp, kc,
                 0.0f, z, kc);
-    size_t r0 = 0;
-    for (int i = 0; i < n; i++) {
+    size_t r = 0;
+    for (int i = 0; i <= n; i++) {
+        size_t r0 = i < n ? offs[i] : (size_t)rows;
+        if (r0 > r) /* the gap before this sequence (or after the last) */
+            memset(out + r * (size_t)cout, 0, (r0 - r) * (size_t)cout * sizeof(float));
+        if (i == n)
+            break;
         shift_sum_relu(z + r0 * (size_t)kc, lens[i], k, d, cout, b, out + r0 * (size_t)cout);
-        r0 += (size_t)lens[i];
+        r = r0 + (size_t)lens[i];
     }
 }
 
@@ -145,6 +166,106 @@ static int check_model(const sola_model *m, sola_err *e)
 {
     if (!m || !m->w0p || !m->w2p)
         return sola_errf(e, SOLA_EINVAL, "refine: model is not packed (call sola_model_pack)");
+    return 0;
+}
+
+/* Row quantum of the whole pass: with t BLAS threads OpenBLAS cuts the rows into up
+ * to t parts, each halved again (DIVIDE_RATE 2); every cut must fall on a multiple of
+ * SEQ_ALIGN. With t > 2 the part count may be any of 1..t, hence the lcm; beyond 4
+ * threads this is not verified (and the padding grows), so it stays at 4's. */
+static int total_align(void)
+{
+    int t = openblas_get_num_threads();
+    if (t <= 1)
+        return SOLA_REFINE_SEQ_ALIGN;
+    static const int lcm[] = {1, 1, 2, 6, 12};
+    return SOLA_REFINE_SEQ_ALIGN * 2 * lcm[t < 4 ? t : 4];
+}
+
+/* Fewest rows of a pass: OpenBLAS (0.3.21, SkylakeX/Cooperlake kernels) sends a GEMM
+ * with M*N*K <= 100^3 to a separate small-matrix kernel with its own rounding, so a
+ * short sequence alone would be computed differently from the same rows in a batch.
+ * Every GEMM of the pass is kept above that size, with a margin of 2. */
+static size_t min_rows(const sola_model *m)
+{
+    double C = m->C, H = m->H, mk = C * H * m->k1;
+    if (H * H * m->k2 < mk)
+        mk = H * H * m->k2;
+    if (C * H < mk)
+        mk = C * H;
+    return (size_t)(2e6 / mk) + 1;
+}
+
+int sola_refine_batchable(const sola_model *m)
+{
+    /* with several threads OpenBLAS may also cut the output columns in halves, chosen
+     * by the row count; each half must be whole micro-kernel blocks (<= 32 columns) */
+    return openblas_get_num_threads() <= 1 || (m->C % 64 == 0 && m->H % 64 == 0);
+}
+
+int sola_refine_layout(const sola_model *m, const int *lens, int n, size_t *offs,
+                       size_t *prows, sola_err *e)
+{
+    if (n < 1 || !lens || !m)
+        return sola_errf(e, SOLA_EINVAL, "refine: need at least one sequence");
+    size_t r = 0, a = SOLA_REFINE_SEQ_ALIGN, R = (size_t)total_align();
+    for (int i = 0; i < n; i++) {
+        if (lens[i] < 1)
+            return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d has length %d (must be >= 1)",
+                             i, lens[i]);
+        if (offs)
+            offs[i] = r;
+        r += ((size_t)lens[i] + a - 1) / a * a;
+        if (r > (size_t)INT_MAX / 2)
+            return sola_errf(e, SOLA_ETOOBIG, "refine: %zu rows in one batch are too many", r);
+    }
+    size_t lo = min_rows(m);
+    if (r < lo)
+        r = lo;
+    *prows = (r + R - 1) / R * R;
+    return 0;
+}
+
+int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
+                       const int *lens, int n, size_t prows, float *yp, sola_ws *ws,
+                       sola_err *e)
+{
+    int rc = check_model(m, e);
+    if (rc)
+        return rc;
+    if (n < 1 || !lens || !offs || !xp || !yp || !ws || prows > INT_MAX)
+        return sola_errf(e, SOLA_EINVAL, "refine: need at least one sequence, input and output");
+    for (int i = 0; i < n; i++)
+        if (lens[i] < 1 || offs[i] + (size_t)lens[i] > prows)
+            return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d (rows %zu + %d) is outside "
+                                             "the %zu-row layout", i, offs[i], lens[i], prows);
+    size_t C = (size_t)m->C, H = (size_t)m->H, total;
+    if (sola_mul_size(prows, C, &total))
+        return sola_errf(e, SOLA_ETOOBIG, "refine: %zu x %zu floats overflow", prows, C);
+    int rows = (int)prows;
+
+    /* tanh(0) = 0: the identity, exactly, without touching the weights. */
+    float ta = tanhf(m->alpha[0]);
+    if (ta == 0.0f) {
+        memcpy(yp, xp, total * sizeof(float));
+        return 0;
+    }
+    if ((rc = ws_reserve(ws, m, prows, e)))
+        return rc;
+
+    conv_relu(xp, rows, m->C, m->w0p, m->b0, m->H, m->k1, m->d1, offs, lens, n, ws->z, ws->h1);
+    conv_relu(ws->h1, rows, m->H, m->w2p, m->b2, m->H, m->k2, m->d2, offs, lens, n, ws->z,
+              ws->h2);
+
+    /* y = x + ta*b4, then y += ta * h2 . W4^T  (W4 is [C, H]: no repack needed) */
+    for (size_t r = 0; r < prows; r++) {
+        const float *xr = xp + r * C;
+        float *yr = yp + r * C;
+        for (size_t c = 0; c < C; c++)
+            yr[c] = xr[c] + ta * m->b4[c];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, m->C, m->H, ta, ws->h2, (int)H,
+                m->w4, (int)H, 1.0f, yp, m->C);
     return 0;
 }
 
@@ -156,41 +277,38 @@ int sola_refine_batch(const sola_model *m, const float *x, const int *lens, int 
         return rc;
     if (n < 1 || !lens || !x || !y || !ws)
         return sola_errf(e, SOLA_EINVAL, "refine: need at least one sequence, input and output");
-    size_t rows = 0;
-    for (int i = 0; i < n; i++) {
-        if (lens[i] < 1)
-            return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d has length %d (must be >= 1)",
-                             i, lens[i]);
-        rows += (size_t)lens[i];
+    if (n > ws->ocap) {
+        size_t *o = realloc(ws->offs, sizeof *o * (size_t)n);
+        if (!o)
+            return sola_errf(e, SOLA_ENOMEM, "refine: out of memory for %d sequences", n);
+        ws->offs = o;
+        ws->ocap = n;
     }
-    if (rows > INT_MAX)
-        return sola_errf(e, SOLA_ETOOBIG, "refine: %zu rows in one batch are too many", rows);
-    size_t C = (size_t)m->C, H = (size_t)m->H, total;
-    if (sola_mul_size(rows, C, &total))
-        return sola_errf(e, SOLA_ETOOBIG, "refine: %zu x %zu floats overflow", rows, C);
-
-    /* tanh(0) = 0: the identity, exactly, without touching the weights. */
-    float ta = tanhf(m->alpha[0]);
-    if (ta == 0.0f) {
-        memcpy(y, x, total * sizeof(float));
-        return 0;
-    }
-    if ((rc = ws_reserve(ws, m, rows, e)))
+    size_t prows, C = (size_t)m->C, total;
+    if ((rc = sola_refine_layout(m, lens, n, ws->offs, &prows, e)))
         return rc;
-
-    conv_relu(x, (int)rows, m->C, m->w0p, m->b0, m->H, m->k1, m->d1, lens, n, ws->z, ws->h1);
-    conv_relu(ws->h1, (int)rows, m->H, m->w2p, m->b2, m->H, m->k2, m->d2, lens, n, ws->z,
-              ws->h2);
-
-    /* y = x + ta*b4, then y += ta * h2 . W4^T  (W4 is [C, H]: no repack needed) */
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * C;
-        float *yr = y + r * C;
-        for (size_t c = 0; c < C; c++)
-            yr[c] = xr[c] + ta * m->b4[c];
+    if (sola_mul_size(prows, C, &total))
+        return sola_errf(e, SOLA_ETOOBIG, "refine: %zu x %zu floats overflow", prows, C);
+    if (grow(&ws->xp, &ws->xcap, total) || grow(&ws->yp, &ws->ycap, total))
+        return sola_errf(e, SOLA_ENOMEM, "refine: out of memory for %zu rows of width %zu",
+                         prows, C);
+    /* the padded copies cost two passes over [T, C], ~2% of the GEMMs at T = 1000 */
+    size_t r = 0, src = 0;
+    for (int i = 0; i < n; i++) {
+        size_t o = ws->offs[i], L = (size_t)lens[i];
+        memset(ws->xp + r * C, 0, (o - r) * C * sizeof(float));
+        memcpy(ws->xp + o * C, x + src * C, L * C * sizeof(float));
+        r = o + L;
+        src += L;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, m->C, m->H, ta, ws->h2,
-                (int)H, m->w4, (int)H, 1.0f, y, m->C);
+    memset(ws->xp + r * C, 0, (prows - r) * C * sizeof(float));
+    if ((rc = sola_refine_padded(m, ws->xp, ws->offs, lens, n, prows, ws->yp, ws, e)))
+        return rc;
+    src = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(y + src * C, ws->yp + ws->offs[i] * C, (size_t)lens[i] * C * sizeof(float));
+        src += (size_t)lens[i];
+    }
     return 0;
 }
 

@@ -26,9 +26,32 @@ int sola_refine(const sola_model *m, const float *x, int T, float *y, sola_ws *w
                 sola_err *e);
 
 /* n sequences of lengths lens[i] laid end to end in x (sum lens rows) -> y, with
- * results identical to n separate sola_refine calls (used for dynamic batching). */
+ * results bit-identical to n separate sola_refine calls (used for dynamic batching):
+ * both go through the padded layout below. */
 int sola_refine_batch(const sola_model *m, const float *x, const int *lens, int n, float *y,
                       sola_ws *ws, sola_err *e);
+
+/* The padded layout every pass uses, so that a sequence's result does not depend on
+ * what else is in the GEMM (OpenBLAS's blocking, see refine.c): sequence i starts at
+ * row offs[i], a multiple of SOLA_REFINE_SEQ_ALIGN, and the total prows is a multiple
+ * of a quantum that depends on the BLAS thread count at the time of the call (so
+ * compute the layout on the thread, and with the thread count, that refines). offs may
+ * be NULL. 0, SOLA_EINVAL (n < 1), SOLA_ESHAPE (a length < 1) or SOLA_ETOOBIG. */
+#define SOLA_REFINE_SEQ_ALIGN 12
+int sola_refine_layout(const sola_model *m, const int *lens, int n, size_t *offs,
+                       size_t *prows, sola_err *e);
+
+/* 1 if a batched pass of this model gives the same bits as separate ones with the
+ * current BLAS thread count (C and H multiples of 64, or one thread); a batcher
+ * computes other models one request at a time. */
+int sola_refine_batchable(const sola_model *m);
+
+/* The pass itself on data already in that layout: xp, yp [prows, C] (rows outside
+ * the sequences of xp should be zero; those of yp are unspecified). Lets a batcher
+ * gather requests straight into the layout instead of copying twice. */
+int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
+                       const int *lens, int n, size_t prows, float *yp, sola_ws *ws,
+                       sola_err *e);
 
 /* FLOPs of one refine of length T (multiply-add = 2). */
 double sola_refine_flops(const sola_model *m, int T);
