@@ -223,6 +223,28 @@ void jobs_try_lock(srv_jobs *J)
     recover(J);
 }
 
+/* Queued jobs another replica asked to cancel (DATA/jobs/ID.cancel): cancelled now,
+ * also while a job runs, so that the asker sees it without waiting for the queue. */
+static void cancel_requested(srv_jobs *J)
+{
+    for (;;) {
+        job *hit = NULL;
+        pthread_mutex_lock(&J->mu);
+        for (int i = 0; i < J->n && !hit; i++) {
+            char cp[4096];
+            if (J->v[i]->st != JS_QUEUED)
+                continue;
+            jobs_path(J, J->v[i]->id, "cancel", cp);
+            if (exists(cp))
+                hit = J->v[i];
+        }
+        pthread_mutex_unlock(&J->mu);
+        if (!hit)
+            return;
+        finish(J, hit, JS_CANCELLED, NULL); /* removes the file: no loop */
+    }
+}
+
 /* The next queued job (lowest id), now marked running; NULL if none. A job with a
  * cancel request from another replica is cancelled instead. */
 static job *pick(srv_jobs *J)
@@ -441,10 +463,13 @@ static int supervise(srv_jobs *J, job *j, pid_t pid, int fd, run_state *rs, int 
         }
         double now = now_s();
         int c = atomic_load(&J->cancel);
-        if (!c && now - last_check > 0.5) {
+        if (now - last_check > 0.5) {
+            /* what other replicas did meanwhile: new jobs, cancel requests */
             last_check = now;
-            if (exists(cancel_file))
+            if (!c && exists(cancel_file))
                 atomic_store(&J->cancel, c = CANCEL_USER);
+            jobs_refresh(J);
+            cancel_requested(J);
         }
         if (c == CANCEL_USER)
             *user_cancel = 1;

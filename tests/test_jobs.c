@@ -560,6 +560,62 @@ START_TEST(sigterm_checkpoints_and_resume_jobs_continues)
 }
 END_TEST
 
+/* ---- replicas sharing a data directory ------------------------------------------------- */
+
+static int runner_pid(const su_server *s, int id)
+{
+    json_t *o = job(s, id);
+    const char *r = json_string_value(json_object_get(o, "runner"));
+    int pid = r && strchr(r, ':') ? atoi(strchr(r, ':') + 1) : 0;
+    json_decref(o);
+    return pid;
+}
+
+START_TEST(replicas_share_jobs_and_one_runs_them)
+{
+    char *dir = tu_tmpdir();
+    const char *args[] = {"--data", dir, "--resume-jobs", NULL};
+    su_server a, b;
+    ck_assert_int_eq(su_start(&a, dir, args), 0); /* a takes the lock: it starts first */
+    ck_assert_int_eq(su_start(&b, dir, args), 0);
+    put_dataset(&b, "d", 4, 1);
+    const char *endless = "{\"dataset\":\"d\",\"epochs\":1000000,\"batch\":2,\"head\":16,"
+                          "\"hidden\":16,\"checkpoint_every\":1}";
+    int j1 = submit(&b, endless); /* accepted by b, run by a */
+    wait_state(&a, j1, "running", 30000);
+    wait_state(&b, j1, "running", 30000);
+    ck_assert_int_eq(runner_pid(&b, j1), a.pid);
+    int j2 = submit(&b, endless); /* waits behind j1, on both */
+    char st[32];
+    ck_assert_str_eq(state_of(&a, j2, st, sizeof st), "queued");
+    /* b cancels what a runs, and what waits */
+    su_resp r;
+    su_http(NULL, "DELETE", url(&b, "/jobs/1"), NULL, NULL, 0, &r);
+    expect(&r, 202, "cancel_requested");
+    wait_state(&b, j1, "cancelled", 30000);
+    wait_state(&a, j2, "running", 30000);
+    /* a dies: b takes over and resumes j2 from its checkpoint (--resume-jobs) */
+    while (job_int(&a, j2, "epoch") < 3)
+        su_sleep_ms(5);
+    kill(a.pid, SIGKILL);
+    waitpid(a.pid, NULL, 0);
+    a.pid = 0;
+    for (int t = 0; t < 30000 && runner_pid(&b, j2) != b.pid; t += 20)
+        su_sleep_ms(20);
+    ck_assert_int_eq(runner_pid(&b, j2), b.pid);
+    wait_state(&b, j2, "running", 30000);
+    json_t *o = job(&b, j2);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
+    json_decref(o);
+    su_http(NULL, "DELETE", url(&b, "/jobs/2"), NULL, NULL, 0, &r);
+    expect(&r, 202, NULL);
+    wait_state(&b, j2, "cancelled", 30000);
+    ck_assert_int_eq(su_stop(&b), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- kill -9 at random moments ------------------------------------------------------ */
 
 typedef struct chaos {
@@ -697,6 +753,7 @@ static Suite *suite(void)
     tcase_add_test(t, kill9_during_training_then_resume_equals_uninterrupted);
     tcase_add_test(t, sigterm_checkpoints_and_resume_jobs_continues);
     tcase_add_test(t, kill9_at_random_moments_loses_nothing_acknowledged);
+    tcase_add_test(t, replicas_share_jobs_and_one_runs_them);
     suite_add_tcase(s, t);
     return s;
 }
