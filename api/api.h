@@ -169,6 +169,12 @@ typedef struct api_backend {
     int (*ready)(void *self, char *why, size_t n);
     json_t *(*health)(void *self);                         /* new reference */
     int (*metrics)(void *self, char **text, size_t *len);  /* malloc'd text */
+
+    /* Worker thread: refines n sequences (lengths lens, end to end in x) of m into y,
+     * perhaps in one pass with other requests' (dynamic batching, server/batcher.h);
+     * bit-identical to sola_refine_batch. NULL: handlers call sola_refine_batch. */
+    int (*refine)(void *self, const sola_model *m, const float *x, const int *lens, int n,
+                  float *y, sola_ws *ws, sola_err *e);
 } api_backend;
 
 typedef struct api_ctx {
@@ -217,6 +223,11 @@ int api_handle(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *
 
 /* Everything at once (match, auth, handler): for tests and simple callers. */
 int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w);
+
+/* The refine every handler uses: through be->refine when the server batches, else
+ * sola_refine_batch on the worker's workspace (api/refine_call.c). */
+int api_refine(const api_ctx *ctx, const sola_model *m, const float *x, const int *lens,
+               int n, float *y, sola_ws *ws, sola_err *e);
 
 /* ---- helpers shared by handlers (api/util.c) --------------------------------- */
 

@@ -446,7 +446,7 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
         }
         for (int64_t b = 0; b < B; b++)
             lens[b] = (int)T;
-        rc = sola_refine_batch(m, x.data, lens, (int)B, y.data, ws, &e);
+        rc = api_refine(ctx, m, x.data, lens, (int)B, y.data, ws, &e);
         free(lens);
         if (rc)
             goto fail;
