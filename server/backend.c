@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batcher.h"
 #include "jobs.h"
 #include "server.h"
 
@@ -131,6 +132,15 @@ static int be_metrics(void *self, char **text, size_t *len)
     return metrics_render(s->met, &g, models_fn, s, text, len);
 }
 
+static int be_refine(void *self, const sola_model *m, const float *x, const int *lens, int n,
+                     float *y, sola_ws *ws, sola_err *e)
+{
+    srv *s = self;
+    if (s->batcher)
+        return batcher_refine(s->batcher, m, x, lens, n, y, e);
+    return sola_refine_batch(m, x, lens, n, y, ws, e);
+}
+
 void srv_backend_init(srv *s)
 {
     api_backend *b = &s->be;
@@ -148,6 +158,7 @@ void srv_backend_init(srv *s)
     b->ready = be_ready;
     b->health = be_health;
     b->metrics = be_metrics;
+    b->refine = be_refine;
     s->ctx.be = b;
     s->ctx.self = s;
     s->ctx.max_body = s->cfg.max_body;

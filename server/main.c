@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "batcher.h"
 #include "blasinfo.h"
 #include "fsutil.h"
 #include "jobs.h"
@@ -54,6 +55,11 @@ static const char usage[] =
     "                         Replicas sharing --data run one training job at a time: the\n"
     "                         one holding the flock on DATA/jobs/trainer.lock runs them,\n"
     "                         any replica accepts and lists them (docs/jobs.md).\n"
+    "  --max-batch-frames N   dynamic batching: concurrent refines of one model version\n"
+    "                         are computed as one pass of up to N snippets, bit-identical\n"
+    "                         to separate passes (docs/v2.md); 0 = off (default 4096)\n"
+    "  --batch-window-us US   how long a pass waits for more requests while other\n"
+    "                         workers are still parsing (default 2000)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -169,11 +175,13 @@ int main(int argc, char **argv)
     c->max_upload = (size_t)64 << 30;
     c->train_threads = 1;
     c->job_queue = 16;
+    c->max_batch_frames = 4096;
+    c->batch_window_us = 2000;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
-           O_RESUMEJOBS };
+           O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -196,6 +204,8 @@ int main(int argc, char **argv)
         {"train-threads", required_argument, 0, O_TRAINTHREADS},
         {"job-queue", required_argument, 0, O_JOBQUEUE},
         {"resume-jobs", no_argument, 0, O_RESUMEJOBS},
+        {"max-batch-frames", required_argument, 0, O_BATCHFRAMES},
+        {"batch-window-us", required_argument, 0, O_BATCHWINDOW},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -288,6 +298,16 @@ int main(int argc, char **argv)
             c->job_queue = (int)v;
             break;
         case O_RESUMEJOBS: c->resume_jobs = 1; break;
+        case O_BATCHFRAMES:
+            if (parse_long(optarg, 0, 1 << 24, &v))
+                return bad("--max-batch-frames %s: expected 0 (off) or more", optarg);
+            c->max_batch_frames = (int)v;
+            break;
+        case O_BATCHWINDOW:
+            if (parse_long(optarg, 0, 1000000, &v))
+                return bad("--batch-window-us %s: expected 0..1000000 microseconds", optarg);
+            c->batch_window_us = (int)v;
+            break;
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:
@@ -303,9 +323,14 @@ int main(int argc, char **argv)
     }
 
     /* libuv sizes its (process-wide) threadpool once, at the first uv_queue_work:
-     * the workers are that pool. */
+     * the workers are that pool. With batching the pool only parses and encodes and
+     * the batcher's --workers threads compute, so the pool is as large as the requests
+     * that may be admitted at once (each waits in the batcher for its pass). */
     char nbuf[16];
-    snprintf(nbuf, sizeof nbuf, "%d", c->workers);
+    int pool = c->workers;
+    if (c->max_batch_frames > 0)
+        pool = c->workers + (c->queue < 128 ? c->queue : 128);
+    snprintf(nbuf, sizeof nbuf, "%d", pool < 1024 ? pool : 1024);
     setenv("UV_THREADPOOL_SIZE", nbuf, 1);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (c->threads == 0)
@@ -357,6 +382,12 @@ int main(int argc, char **argv)
         goto out;
     }
     s.ctx.jobs = s.jobs ? &srv_jobs_be : NULL;
+    if (c->max_batch_frames > 0 &&
+        !(s.batcher = batcher_new(c->workers, c->batch_window_us, c->max_batch_frames,
+                                  &s.running, &e))) {
+        fprintf(stderr, "solad: %s\n", e.msg);
+        goto out;
+    }
     if (srv_http_start(&s))
         goto out;
     char blaswarn[512];
@@ -376,6 +407,7 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     srv_jobs_stop(s.jobs);
+    batcher_free(s.batcher); /* drained: nobody waits in it any more */
     if (s.loop)
         uv_loop_close(s.loop);
     reg_free(s.reg);

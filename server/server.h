@@ -36,6 +36,8 @@ typedef struct srv_config {
     int train_threads;         /* BLAS threads of the training process */
     int job_queue;             /* queued training jobs before 503 */
     int resume_jobs;           /* interrupted jobs resume by themselves at start */
+    int batch_window_us;       /* dynamic batching: wait for company (batcher.h) */
+    int max_batch_frames;      /* snippets per batched pass; 0 = batching off */
 } srv_config;
 
 /* Workspaces for the compute threads: one per worker, reused. */
@@ -58,6 +60,7 @@ typedef struct srv {
 
     reg *reg;
     struct srv_jobs *jobs; /* training jobs (jobs.h); NULL without --data */
+    struct batcher *batcher; /* dynamic batching (batcher.h); NULL when off */
     metrics *met;
     api_backend be;
     api_ctx ctx;

@@ -1,0 +1,45 @@
+/* batcher.h -- dynamic batching of refine passes.
+ *
+ * Worker threads (libuv's pool) parse requests and then hand their sequences to the
+ * batcher, which owns the compute threads (--workers of them). A compute thread takes
+ * the oldest waiting request, waits up to --batch-window-us for more requests of the
+ * same model version while other workers are still parsing (never when nobody else
+ * could join), gathers up to --max-batch-frames snippets, and computes them as one
+ * padded pass (sola_refine_padded). The result is bit-identical to a pass of each
+ * request alone (core/refine.c explains the layout that makes it so), so batching
+ * changes throughput and latency, never a reply's bytes. */
+#ifndef SOLAD_BATCHER_H
+#define SOLAD_BATCHER_H
+
+#include <stdatomic.h>
+
+#include "err.h"
+#include "model.h"
+#include "refine.h"
+
+typedef struct batcher batcher;
+
+typedef struct batcher_stats {
+    long passes;      /* refine passes computed */
+    long requests;    /* requests served by them */
+    long frames;      /* snippets */
+} batcher_stats;
+
+/* nthreads compute threads; window_us >= 0; max_frames >= 1 (snippets per pass);
+ * busy: the number of work items executing on workers (the server's `running`),
+ * read to know whether anyone else may still join a batch. NULL + e on failure. */
+batcher *batcher_new(int nthreads, int window_us, int max_frames, atomic_int *busy,
+                     sola_err *e);
+/* Stops and joins the compute threads; no call to batcher_refine may be in progress. */
+void batcher_free(batcher *b);
+
+/* Worker thread: refines n sequences of lengths lens laid end to end in x [sum, C]
+ * into y, as sola_refine_batch would, bit for bit; blocks until done. A model that
+ * cannot batch bit-identically (sola_refine_batchable) and a request larger than
+ * max_frames are computed alone, still on the compute threads. 0 or SOLA_E*. */
+int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *lens, int n,
+                   float *y, sola_err *e);
+
+void batcher_get_stats(batcher *b, batcher_stats *st);
+
+#endif
