@@ -397,7 +397,10 @@ static pid_t spawn(const char *spec, int threads, int *fd)
         close(p[1]);
         return -1;
     }
-    int prio = getpriority(PRIO_PROCESS, 0) + 10;
+    /* nice levels below solad: 10, or $SOLAD_TRAIN_NICE (0..19; 0 to measure without) */
+    const char *nv = getenv("SOLAD_TRAIN_NICE");
+    int nice_by = nv && *nv >= '0' && *nv <= '9' ? atoi(nv) : 10;
+    int prio = getpriority(PRIO_PROCESS, 0) + (nice_by > 19 ? 19 : nice_by);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
