@@ -21,6 +21,7 @@ static const api_route *const tables[] = {
     api_routes_datasets,
     api_routes_jobs,
     api_routes_web,
+    api_routes_v2,
     NULL,
 };
 

@@ -12,6 +12,7 @@ extern const api_route api_routes_models[]; /* model registry */
 extern const api_route api_routes_datasets[]; /* training data uploads */
 extern const api_route api_routes_jobs[];   /* training jobs */
 extern const api_route api_routes_web[];    /* the web page: /, /static/NAME */
+extern const api_route api_routes_v2[];     /* Open Inference Protocol v2 */
 
 /* The OpenAPI document (static JSON text). */
 extern const char api_openapi_json[];
