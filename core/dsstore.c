@@ -1,5 +1,8 @@
-/* dsstore.c -- the daemon's dataset store on disk (see dsstore.h). */
+/* dsstore.c -- the daemon's dataset store on disk (see dsstore.h): names, the
+ * writers' lock, single items, removal, views, snapshots, recovery. Whole datasets
+ * from a .npz are in dsstore_npz.c. */
 #include "dsstore.h"
+#include "dsstore_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,23 +14,16 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "dataset.h"
 #include "fsutil.h"
-#include "npz.h"
 
-#define CHUNK (256 * 1024)
-#define PATHN 4096
-
-static int io_code(int err)
+int sola_ds__io_code(int err)
 {
     return err == ENOSPC || err == EDQUOT ? SOLA_ENOSPC : SOLA_EIO;
 }
 
-/* snprintf into a PATHN buffer. Roots are checked to be short (root_ok) and names
- * are at most 64 bytes, so paths fit; a wrapper keeps -Wformat-truncation quiet. */
-__attribute__((format(printf, 2, 3))) static void pf(char *out, const char *fmt, ...)
+void sola_ds__pf(char *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -49,7 +45,7 @@ int sola_ds_name_ok(const char *s)
     return 1;
 }
 
-static int check_names(const char *root, const char *ds, const char *item, sola_err *e)
+int sola_ds__check_names(const char *root, const char *ds, const char *item, sola_err *e)
 {
     if (!root || strlen(root) > PATHN - 256)
         return sola_errf(e, SOLA_EINVAL, "dataset store: the data directory path is too long");
@@ -85,17 +81,16 @@ static int item_file(const char *fname, char *stem, size_t n)
 
 /* ---- the writers' lock ------------------------------------------------------- */
 
-/* flock on ROOT/.lock, creating ROOT; returns the fd (close to unlock) or < 0. */
-static int store_lock(const char *root, sola_err *e)
+int sola_ds__store_lock(const char *root, sola_err *e)
 {
     int rc = sola_mkdirs(root, 0755, e);
     if (rc)
         return rc;
     char p[PATHN];
-    pf(p, "%s/.lock", root);
+    sola_ds__pf(p, "%s/.lock", root);
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return sola_errf(e, io_code(errno), "%s: %s", p, strerror(errno));
+        return sola_errf(e, sola_ds__io_code(errno), "%s: %s", p, strerror(errno));
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             int err = errno;
@@ -128,7 +123,7 @@ static int copy_file(const char *src, const char *dst, sola_err *e)
     if (out < 0) {
         int err = errno;
         close(in);
-        return sola_errf(e, io_code(err), "cannot create a file in the dataset: %s",
+        return sola_errf(e, sola_ds__io_code(err), "cannot create a file in the dataset: %s",
                          strerror(err));
     }
     char *buf = malloc(CHUNK);
@@ -148,25 +143,24 @@ static int copy_file(const char *src, const char *dst, sola_err *e)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0) {
-                rc = sola_errf(e, io_code(errno), "storing the item: %s", strerror(errno));
+                rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: %s", strerror(errno));
                 break;
             }
             o += w;
         }
     }
     if (!rc && fsync(out) != 0)
-        rc = sola_errf(e, io_code(errno), "storing the item: fsync: %s", strerror(errno));
+        rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: fsync: %s", strerror(errno));
     free(buf);
     close(in);
     if (close(out) != 0 && !rc)
-        rc = sola_errf(e, io_code(errno), "storing the item: %s", strerror(errno));
+        rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: %s", strerror(errno));
     if (rc)
         unlink(dst);
     return rc;
 }
 
-/* Rewrites a message about a hidden path so that it names what the user sent. */
-static void rename_in_msg(sola_err *e, const char *hidden, const char *shown)
+void sola_ds__rename_in_msg(sola_err *e, const char *hidden, const char *shown)
 {
     if (!e)
         return;
@@ -199,7 +193,7 @@ static int other_item_c(const char *dir, const char *except, char *which, size_t
         if (!item_file(de->d_name, stem, sizeof stem) || (except && !strcmp(stem, except)))
             continue;
         char p[PATHN];
-        pf(p, "%s/%s", dir, de->d_name);
+        sola_ds__pf(p, "%s/%s", dir, de->d_name);
         int64_t T;
         sola_err e2 = {0};
         if (sola_dataset_peek_file(p, &T, &C, &e2) == 0) {
@@ -219,20 +213,20 @@ static int other_item_c(const char *dir, const char *except, char *which, size_t
 int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
                      int *created, int64_t *Tout, int *Cout, sola_err *e)
 {
-    int rc = check_names(root, ds, item, e);
+    int rc = sola_ds__check_names(root, ds, item, e);
     if (rc)
         return rc;
-    int lk = store_lock(root, e);
+    int lk = sola_ds__store_lock(root, e);
     if (lk < 0)
         return lk;
     char dir[PATHN], final[PATHN], hidden[PATHN], shown[160];
-    pf(dir, "%s/%s", root, ds);
-    pf(final, "%s/%s.npy", dir, item);
-    pf(hidden, "%s/.up.%s.%ld.npy", dir, item, (long)getpid());
+    sola_ds__pf(dir, "%s/%s", root, ds);
+    sola_ds__pf(final, "%s/%s.npy", dir, item);
+    sola_ds__pf(hidden, "%s/.up.%s.%ld.npy", dir, item, (long)getpid());
     snprintf(shown, sizeof shown, "dataset %s, item %s", ds, item);
     int new_dir = access(dir, F_OK) != 0;
     if (new_dir && mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        rc = sola_errf(e, io_code(errno), "dataset %s: cannot create it: %s", ds,
+        rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: cannot create it: %s", ds,
                        strerror(errno));
         goto out;
     }
@@ -241,7 +235,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
      * filesystems (uploads spooled outside the data directory). */
     if (link(src, hidden) == 0) {
         if (fsync_file(hidden) != 0) {
-            rc = sola_errf(e, io_code(errno), "%s: fsync: %s", shown, strerror(errno));
+            rc = sola_errf(e, sola_ds__io_code(errno), "%s: fsync: %s", shown, strerror(errno));
             goto fail;
         }
     } else if ((rc = copy_file(src, hidden, e))) {
@@ -250,7 +244,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     int64_t T;
     int C;
     if ((rc = sola_dataset_peek_file(hidden, &T, &C, e))) {
-        rename_in_msg(e, hidden, shown);
+        sola_ds__rename_in_msg(e, hidden, shown);
         goto fail;
     }
     char other[SOLA_DS_NAME_MAX + 8] = "";
@@ -264,13 +258,13 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     }
     *created = access(final, F_OK) != 0;
     if (rename(hidden, final) != 0) {
-        rc = sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
+        rc = sola_errf(e, sola_ds__io_code(errno), "%s: %s", shown, strerror(errno));
         goto fail;
     }
     unlink(hidden); /* rename() leaves both names when they were links to one file */
     /* a .npz item of the same name would shadow or duplicate the new one */
     char npz[PATHN];
-    pf(npz, "%s/%s.npz", dir, item);
+    sola_ds__pf(npz, "%s/%s.npz", dir, item);
     if (unlink(npz) == 0)
         *created = 0;
     sola_fsync_dir(dir);
@@ -290,270 +284,6 @@ out:
     return rc;
 }
 
-/* ---- a whole dataset from a .npz --------------------------------------------- */
-
-static uint32_t rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int write_all(int fd, const void *buf, size_t n, const char *what, sola_err *e)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return sola_errf(e, io_code(errno), "%s: %s", what, strerror(errno));
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t off)
-{
-    char *p = buf;
-    while (n) {
-        ssize_t r = pread(fd, p, n, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-        off += r;
-    }
-    return 0;
-}
-
-/* Writes member en of the archive (open as fd, len bytes) to path: stored members
- * are copied, deflated ones inflated; the CRC and sizes are checked on the way. */
-static int extract_member(int fd, size_t len, const sola_npz_entry *en, const char *path,
-                          const char *shown, unsigned char *ibuf, unsigned char *obuf,
-                          sola_err *e)
-{
-    unsigned char lh[30];
-    size_t off = en->offset, end;
-    if (off > len || len - off < 30 || pread_all(fd, lh, 30, (off_t)off) ||
-        rd32(lh) != 0x04034b50)
-        return sola_errf(e, SOLA_EFORMAT, "%s: bad local header in the archive", shown);
-    off += 30 + (size_t)(lh[26] | lh[27] << 8) + (size_t)(lh[28] | lh[29] << 8);
-    if (sola_add_size(off, en->csize, &end) || end > len)
-        return sola_errf(e, SOLA_EFORMAT, "%s: member data runs past the end of the archive "
-                         "(truncated upload?)", shown);
-    if (en->method != 0 && en->method != 8)
-        return sola_errf(e, SOLA_EUNSUP, "%s: compression method %d (only stored or "
-                         "deflated)", shown, en->method);
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0)
-        return sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    int rc = 0, zinit = 0;
-    if (en->method == 8) {
-        if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
-            close(out);
-            return sola_errf(e, SOLA_ENOMEM, "%s: zlib init failed", shown);
-        }
-        zinit = 1;
-    }
-    uLong crc = crc32(0L, Z_NULL, 0);
-    size_t left = en->csize, produced = 0;
-    int zdone = 0;
-    while (!rc && left > 0 && !zdone) {
-        size_t n = left < CHUNK ? left : CHUNK;
-        if (pread_all(fd, ibuf, n, (off_t)off)) {
-            rc = sola_errf(e, SOLA_EIO, "%s: cannot read the archive", shown);
-            break;
-        }
-        off += n;
-        left -= n;
-        if (!zinit) {
-            crc = crc32(crc, ibuf, (uInt)n);
-            produced += n;
-            rc = write_all(out, ibuf, n, shown, e);
-            continue;
-        }
-        zs.next_in = ibuf;
-        zs.avail_in = (uInt)n;
-        while (!rc && zs.avail_in > 0 && !zdone) {
-            zs.next_out = obuf;
-            zs.avail_out = CHUNK;
-            int zr = inflate(&zs, Z_NO_FLUSH);
-            if (zr != Z_OK && zr != Z_STREAM_END) {
-                rc = sola_errf(e, SOLA_EFORMAT, "%s: corrupt deflate data (%s)", shown,
-                               zs.msg ? zs.msg : "zlib error");
-                break;
-            }
-            size_t got = CHUNK - zs.avail_out;
-            /* bounded by the declared size: a zip bomb stops here */
-            if (got > en->usize - produced) {
-                rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates past its declared size of %zu "
-                               "bytes", shown, en->usize);
-                break;
-            }
-            crc = crc32(crc, obuf, (uInt)got);
-            produced += got;
-            rc = write_all(out, obuf, got, shown, e);
-            zdone = zr == Z_STREAM_END;
-        }
-    }
-    if (zinit)
-        inflateEnd(&zs);
-    if (!rc && produced != en->usize)
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: holds %zu bytes but the archive declares %zu "
-                       "(truncated upload?)", shown, produced, en->usize);
-    if (!rc && (uint32_t)crc != en->crc)
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC mismatch (corrupt archive)", shown);
-    if (!rc && fsync(out) != 0)
-        rc = sola_errf(e, io_code(errno), "%s: fsync: %s", shown, strerror(errno));
-    if (close(out) != 0 && !rc)
-        rc = sola_errf(e, io_code(errno), "%s: %s", shown, strerror(errno));
-    return rc;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Refuses member names that are not item names, and duplicates. */
-static int check_members(const sola_npz *z, const char *ds, sola_err *e)
-{
-    if (z->n == 0)
-        return sola_errf(e, SOLA_EFORMAT, "dataset %s: the .npz archive has no members", ds);
-    const char **names = malloc(sizeof *names * (size_t)z->n);
-    if (!names)
-        return sola_errf(e, SOLA_ENOMEM, "out of memory");
-    int rc = 0;
-    for (int i = 0; i < z->n && !rc; i++) {
-        names[i] = z->entries[i].name;
-        if (!sola_ds_name_ok(names[i]))
-            rc = sola_errf(e, SOLA_EINVAL, "dataset %s: member \"%.80s\" is not a valid item "
-                           "name (1-64 of A-Z a-z 0-9 . _ -, no '/', not starting with '.' "
-                           "or '-')", ds, names[i]);
-    }
-    if (!rc) {
-        qsort(names, (size_t)z->n, sizeof *names, cmp_str);
-        for (int i = 1; i < z->n && !rc; i++)
-            if (!strcmp(names[i - 1], names[i]))
-                rc = sola_errf(e, SOLA_EFORMAT, "dataset %s: member \"%s\" appears twice", ds,
-                               names[i]);
-    }
-    free(names);
-    return rc;
-}
-
-int sola_ds_put_npz(const char *root, const char *ds, const char *src, int *created,
-                    int *nitems, sola_err *e)
-{
-    int rc = check_names(root, ds, NULL, e);
-    if (rc)
-        return rc;
-    sola_npz z;
-    memset(&z, 0, sizeof z);
-    /* the directory parse maps the file but touches only its directory pages */
-    if ((rc = sola_npz_open(src, &z, e))) {
-        rename_in_msg(e, src, "the uploaded .npz");
-        if (rc != SOLA_ENOMEM && rc != SOLA_EIO)
-            rc = e ? (e->code = SOLA_EFORMAT) : SOLA_EFORMAT;
-        return rc;
-    }
-    if ((rc = check_members(&z, ds, e))) {
-        sola_npz_close(&z);
-        return rc;
-    }
-    int lk = store_lock(root, e);
-    if (lk < 0) {
-        sola_npz_close(&z);
-        return lk;
-    }
-    char stage[PATHN], dir[PATHN];
-    pf(stage, "%s/.staging.%s.XXXXXX", root, ds);
-    pf(dir, "%s/%s", root, ds);
-    unsigned char *ibuf = malloc(CHUNK), *obuf = malloc(CHUNK);
-    int fd = open(src, O_RDONLY | O_CLOEXEC);
-    int staged = 0;
-    if (!ibuf || !obuf) {
-        rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (fd < 0) {
-        rc = sola_errf(e, SOLA_EIO, "upload: %s", strerror(errno));
-        goto out;
-    }
-    if (!mkdtemp(stage)) {
-        rc = sola_errf(e, io_code(errno), "dataset %s: cannot create a staging directory: %s",
-                       ds, strerror(errno));
-        goto out;
-    }
-    staged = 1;
-    int C0 = 0;
-    const char *first = NULL;
-    for (int i = 0; i < z.n && !rc; i++) {
-        const sola_npz_entry *en = &z.entries[i];
-        char path[PATHN], shown[200];
-        pf(path, "%s/%s.npy", stage, en->name);
-        snprintf(shown, sizeof shown, "dataset %s, member %s", ds, en->name);
-        if ((rc = extract_member(fd, z.len, en, path, shown, ibuf, obuf, e)))
-            break;
-        int64_t T;
-        int C;
-        if ((rc = sola_dataset_peek_file(path, &T, &C, e))) {
-            rename_in_msg(e, path, shown);
-            break;
-        }
-        if (!first) {
-            first = en->name;
-            C0 = C;
-        } else if (C != C0) {
-            rc = sola_errf(e, SOLA_ESHAPE, "%s has C=%d channels but member %s has C=%d; "
-                           "items of one dataset share C", shown, C, first, C0);
-        }
-    }
-    if (rc)
-        goto out;
-    sola_fsync_dir(stage);
-    *created = access(dir, F_OK) != 0;
-    if (*created) {
-        if (rename(stage, dir) != 0) {
-            rc = sola_errf(e, io_code(errno), "dataset %s: %s", ds, strerror(errno));
-            goto out;
-        }
-        staged = 0;
-    } else {
-        /* Swap in one step so that readers never find the dataset missing; where the
-         * filesystem cannot exchange, move the old one aside first. */
-        if (renameat2(AT_FDCWD, stage, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-            char aside[PATHN];
-            pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
-            sola_ds_rmtree(aside);
-            if (rename(dir, aside) != 0 || rename(stage, dir) != 0) {
-                rc = sola_errf(e, io_code(errno), "dataset %s: %s", ds, strerror(errno));
-                rename(aside, dir);
-                goto out;
-            }
-            sola_ds_rmtree(aside);
-        }
-        /* stage now holds the old dataset: removed below */
-    }
-    sola_fsync_dir(root);
-    if (nitems)
-        *nitems = z.n;
-out:
-    if (staged)
-        sola_ds_rmtree(stage);
-    if (fd >= 0)
-        close(fd);
-    free(ibuf);
-    free(obuf);
-    sola_npz_close(&z);
-    close(lk);
-    return rc;
-}
-
 /* ---- removal ----------------------------------------------------------------- */
 
 int sola_ds_rmtree(const char *dir)
@@ -569,7 +299,7 @@ int sola_ds_rmtree(const char *dir)
         if (unlinkat(dirfd(d), de->d_name, 0) != 0) {
             /* a subdirectory (we never nest more than one level, but be thorough) */
             char p[PATHN];
-            pf(p, "%s/%s", dir, de->d_name);
+            sola_ds__pf(p, "%s/%s", dir, de->d_name);
             if (errno == EISDIR || errno == EPERM)
                 rc |= sola_ds_rmtree(p);
             else
@@ -596,23 +326,23 @@ static int dir_has_items(const char *dir)
 
 int sola_ds_delete(const char *root, const char *ds, const char *item, sola_err *e)
 {
-    int rc = check_names(root, ds, item, e);
+    int rc = sola_ds__check_names(root, ds, item, e);
     if (rc)
         return rc;
     char dir[PATHN];
-    pf(dir, "%s/%s", root, ds);
+    sola_ds__pf(dir, "%s/%s", root, ds);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\"", ds);
-    int lk = store_lock(root, e);
+    int lk = sola_ds__store_lock(root, e);
     if (lk < 0)
         return lk;
     if (item) {
         char p[PATHN];
         int gone = 0;
-        pf(p, "%s/%s.npy", dir, item);
+        sola_ds__pf(p, "%s/%s.npy", dir, item);
         gone |= unlink(p) == 0;
-        pf(p, "%s/%s.npz", dir, item);
+        sola_ds__pf(p, "%s/%s.npz", dir, item);
         gone |= unlink(p) == 0;
         if (!gone) {
             rc = sola_errf(e, SOLA_ENOTFOUND, "dataset %s has no item named \"%s\"", ds, item);
@@ -625,7 +355,7 @@ int sola_ds_delete(const char *root, const char *ds, const char *item, sola_err 
     /* Renamed away first: the dataset disappears in one step even if removing its
      * files takes long or is interrupted (sola_ds_recover finishes the job). */
     char aside[PATHN];
-    pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
+    sola_ds__pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
     sola_ds_rmtree(aside);
     if (rename(dir, aside) != 0) {
         rc = errno == ENOENT ? sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\"", ds)
@@ -649,11 +379,11 @@ static int cmp_item(const void *a, const void *b)
 int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *e)
 {
     memset(out, 0, sizeof *out);
-    int rc = check_names(root, ds, NULL, e);
+    int rc = sola_ds__check_names(root, ds, NULL, e);
     if (rc)
         return rc;
     char dir[PATHN];
-    pf(dir, "%s/%s", root, ds);
+    sola_ds__pf(dir, "%s/%s", root, ds);
     DIR *d = opendir(dir);
     if (!d)
         return sola_errf(e, errno == ENOENT || errno == ENOTDIR ? SOLA_ENOTFOUND : SOLA_EIO,
@@ -678,7 +408,7 @@ int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *
         sola_ds_item *it = &out->items[out->n];
         memcpy(it->name, stem, strlen(stem) + 1); /* <= 64 bytes, checked above */
         char p[PATHN];
-        pf(p, "%s/%s", dir, de->d_name);
+        sola_ds__pf(p, "%s/%s", dir, de->d_name);
         struct stat st;
         int C;
         if (stat(p, &st) != 0)
@@ -708,11 +438,11 @@ int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *
 
 int sola_ds_dim(const char *root, const char *ds, int *C, sola_err *e)
 {
-    int rc = check_names(root, ds, NULL, e);
+    int rc = sola_ds__check_names(root, ds, NULL, e);
     if (rc)
         return rc;
     char dir[PATHN], which[SOLA_DS_NAME_MAX + 8];
-    pf(dir, "%s/%s", root, ds);
+    sola_ds__pf(dir, "%s/%s", root, ds);
     *C = other_item_c(dir, NULL, which, sizeof which, e);
     if (*C == 0)
         return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\" (or it holds no readable "
@@ -738,7 +468,7 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
         if (!sola_ds_name_ok(de->d_name))
             continue;
         char dir[PATHN];
-        pf(dir, "%s/%s", root, de->d_name);
+        sola_ds__pf(dir, "%s/%s", root, de->d_name);
         DIR *sd = opendir(dir);
         if (!sd)
             continue;
@@ -783,17 +513,17 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
 
 int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err *e)
 {
-    int rc = check_names(root, ds, NULL, e);
+    int rc = sola_ds__check_names(root, ds, NULL, e);
     if (rc)
         return rc;
     char dir[PATHN];
-    pf(dir, "%s/%s", root, ds);
+    sola_ds__pf(dir, "%s/%s", root, ds);
     DIR *d = opendir(dir);
     if (!d)
         return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO,
                          "no dataset named \"%s\"", ds);
     if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
-        rc = sola_errf(e, io_code(errno), "%s: %s", dst, strerror(errno));
+        rc = sola_errf(e, sola_ds__io_code(errno), "%s: %s", dst, strerror(errno));
         closedir(d);
         return rc;
     }
@@ -803,8 +533,8 @@ int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err
         if (!item_file(de->d_name, stem, sizeof stem))
             continue;
         char a[PATHN], b[PATHN];
-        pf(a, "%s/%s", dir, de->d_name);
-        pf(b, "%s/%s", dst, de->d_name);
+        sola_ds__pf(a, "%s/%s", dir, de->d_name);
+        sola_ds__pf(b, "%s/%s", dst, de->d_name);
         if (link(a, b) != 0 && errno != EEXIST) {
             rc = sola_errf(e, SOLA_EIO, "dataset %s: cannot link %s into a snapshot: %s", ds,
                            de->d_name, strerror(errno));
@@ -825,7 +555,7 @@ int sola_ds_recover(const char *root)
     if (!d)
         return 0;
     /* under the writers' lock: a replica's upload in progress is not a leftover */
-    int lk = store_lock(root, NULL);
+    int lk = sola_ds__store_lock(root, NULL);
     if (lk < 0) {
         closedir(d);
         return 0;
@@ -834,7 +564,7 @@ int sola_ds_recover(const char *root)
     struct dirent *de;
     while ((de = readdir(d))) {
         char p[PATHN];
-        pf(p, "%s/%s", root, de->d_name);
+        sola_ds__pf(p, "%s/%s", root, de->d_name);
         if (!strncmp(de->d_name, ".staging.", 9) || !strncmp(de->d_name, ".trash.", 7)) {
             sola_ds_rmtree(p);
             n++;
