@@ -107,6 +107,16 @@ int jobs_refresh(srv_jobs *J);
 /* One record by id, refreshed from disk if it changed (for GET /jobs/ID). */
 void jobs_refresh_one(srv_jobs *J, int id);
 
+/* ---- jobs_finish.c ---- */
+/* Ends a run in state st (mu not held): for a final state the job's files go first,
+ * then the record is written and the streams woken. error may be NULL. */
+void jobs_finish(srv_jobs *J, job *j, int st, const char *error);
+/* Installs DATA/jobs/ID.out.safetensors as the next version of the output model
+ * (activating it if asked); the version goes to the record first. */
+int jobs_register(srv_jobs *J, job *j, sola_err *e);
+/* Jobs a dead runner left `running` (called once the lock is ours). */
+void jobs_recover(srv_jobs *J);
+
 /* ---- jobs_run.c ---- */
 void *jobs_thread(void *arg);
 /* Takes the training lock if free; then recovers what a dead runner left. */

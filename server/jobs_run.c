@@ -1,7 +1,7 @@
 /* jobs_run.c -- the job thread: takes the training lock when it can, recovers jobs a
  * dead runner left `running`, picks queued jobs one at a time and supervises the
- * training process of each (solad --train-worker, train_worker.c), then registers the
- * trained model as a new version of the output model.
+ * training process of each (solad --train-worker, train_worker.c); how a run ends
+ * (registration, final state, recovery) is in jobs_finish.c.
  *
  * Why a process and not a thread: OpenBLAS's thread count is global to a process, so
  * a training thread would either take the inference workers' BLAS threads or change
@@ -49,166 +49,6 @@ static int exists(const char *p)
     return access(p, F_OK) == 0;
 }
 
-/* Ends a run in state st (mu not held); writes the record and wakes the streams. */
-static void finish(srv_jobs *J, job *j, int st, const char *error)
-{
-    /* files first: whoever sees the final state sees no leftovers (a crash in between
-     * leaves `running` with the model registered, which recovery recognises) */
-    if (job_terminal(st))
-        jobs_remove_files(J, j->id);
-    pthread_mutex_lock(&J->mu);
-    j->st = st;
-    j->local = 0;
-    j->eta_s = 0;
-    if (J->running_id == j->id)
-        J->running_id = 0;
-    if (error)
-        snprintf(j->error, sizeof j->error, "%s", error);
-    j->resume = 0; /* set again by POST /jobs/ID/resume */
-    if (job_terminal(st))
-        jobs_now_iso(j->finished);
-    jobs_changed(J, j);
-    int id = j->id;
-    pthread_mutex_unlock(&J->mu);
-    atomic_store(&J->cancel, 0);
-    sola_err e = {0};
-    if (jobs_write(J, j, &e))
-        srv_logf(J->s, "error", "job %d: cannot write its record: %s", id, e.msg);
-    jobs_notify(J);
-    if (st == JS_SUCCEEDED)
-        srv_logf(J->s, "info", "job %d succeeded: model %s version %d", id,
-                 j->spec.output_model, j->model_version);
-    else
-        srv_logf(J->s, st == JS_FAILED ? "error" : "info", "job %d %s%s%s", id,
-                 job_state_names[st], error ? ": " : "", error ? error : "");
-}
-
-/* ---- registering the result ---------------------------------------------------- */
-
-/* Highest version of a model known to the registry or present on disk (a replica's
- * upload the registry has not rescanned yet), 0 if none. */
-static int max_version(srv_jobs *J, const char *name)
-{
-    int mx = 0;
-    json_t *d = reg_describe(J->s->reg, name, NULL); /* new reference or NULL */
-    json_t *v;
-    size_t i;
-    json_array_foreach(json_object_get(d, "versions"), i, v) {
-        if (json_integer_value(v) > mx)
-            mx = (int)json_integer_value(v);
-    }
-    json_decref(d);
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%.3900s/models/%s", J->s->cfg.data_dir, name);
-    for (int k = mx + 1; k < mx + 64; k++) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/%d.safetensors", dir, k);
-        if (!exists(p))
-            break;
-        mx = k;
-    }
-    return mx;
-}
-
-/* Installs DATA/jobs/ID.out.safetensors as a new version of the output model. The
- * chosen version is written to the record first, so that a runner dying between the
- * two steps lets the next one recognise the installed file instead of adding a copy. */
-static int register_model(srv_jobs *J, job *j, sola_err *e)
-{
-    char out[4096];
-    jobs_path(J, j->id, "out", out);
-    pthread_mutex_lock(&J->mu);
-    char name[72];
-    snprintf(name, sizeof name, "%s", j->spec.output_model);
-    int activate = j->spec.activate;
-    pthread_mutex_unlock(&J->mu);
-    int v = max_version(J, name) + 1, rc = SOLA_EIO;
-    for (int tries = 0; tries < 16; tries++, v++) {
-        pthread_mutex_lock(&J->mu);
-        j->model_version = v;
-        pthread_mutex_unlock(&J->mu);
-        if ((rc = jobs_write(J, j, e)))
-            return rc;
-        int conflict = 0;
-        rc = reg_put(J->s->reg, name, v, out, &conflict, e);
-        if (!rc || !conflict)
-            break; /* a conflict means a replica took v meanwhile: try the next one */
-    }
-    if (rc) {
-        pthread_mutex_lock(&J->mu);
-        j->model_version = 0;
-        pthread_mutex_unlock(&J->mu);
-        return rc;
-    }
-    unlink(out);
-    if (activate && (rc = reg_activate(J->s->reg, name, v, e)))
-        return rc;
-    return 0;
-}
-
-/* ---- the lock and recovery ------------------------------------------------------- */
-
-/* Jobs a dead runner left behind (called once the lock is ours). */
-static void recover(srv_jobs *J)
-{
-    jobs_refresh(J);
-    for (int i = 0;; i++) {
-        pthread_mutex_lock(&J->mu);
-        if (i >= J->n) {
-            pthread_mutex_unlock(&J->mu);
-            break;
-        }
-        job *j = J->v[i];
-        int st = j->st, id = j->id, mv = j->model_version, local = j->local;
-        char name[72];
-        snprintf(name, sizeof name, "%s", j->spec.output_model);
-        pthread_mutex_unlock(&J->mu);
-        if (local || (st != JS_RUNNING && !(st == JS_INTERRUPTED && J->s->cfg.resume_jobs)))
-            continue;
-        char out[4096], inst[4200];
-        jobs_path(J, id, "out", out);
-        snprintf(inst, sizeof inst, "%.3900s/models/%s/%d.safetensors", J->s->cfg.data_dir, name,
-                 mv);
-        sola_err e = {0};
-        if (st == JS_RUNNING && exists(out)) {
-            /* the model was trained: only its registration was cut short */
-            if (mv && exists(inst)) {
-                unlink(out);
-                finish(J, j, JS_SUCCEEDED, NULL);
-            } else if (register_model(J, j, &e)) {
-                finish(J, j, JS_FAILED, e.msg);
-            } else {
-                finish(J, j, JS_SUCCEEDED, NULL);
-            }
-            continue;
-        }
-        if (st == JS_RUNNING && mv && exists(inst)) {
-            finish(J, j, JS_SUCCEEDED, NULL);
-            continue;
-        }
-        pthread_mutex_lock(&J->mu);
-        if (J->s->cfg.resume_jobs) {
-            j->st = JS_QUEUED;
-            j->resume = 1;
-            j->error[0] = '\0';
-        } else {
-            j->st = JS_INTERRUPTED;
-            snprintf(j->error, sizeof j->error,
-                     "the solad that ran it stopped (%s); POST /jobs/%d/resume continues "
-                     "from its last checkpoint",
-                     st == JS_RUNNING ? "crash or kill" : "restart", id);
-        }
-        jobs_changed(J, j);
-        pthread_mutex_unlock(&J->mu);
-        if (jobs_write(J, j, &e))
-            srv_logf(J->s, "error", "job %d: %s", id, e.msg);
-        srv_logf(J->s, "info", "job %d %s: %s", id,
-                 st == JS_RUNNING ? "was running when its runner stopped" : "was interrupted",
-                 J->s->cfg.resume_jobs ? "queued to resume (--resume-jobs)" : "interrupted");
-    }
-    jobs_notify(J);
-}
-
 void jobs_try_lock(srv_jobs *J)
 {
     if (flock(J->lock_fd, LOCK_EX | LOCK_NB) != 0)
@@ -220,7 +60,7 @@ void jobs_try_lock(srv_jobs *J)
         srv_logf(J->s, "warn", "%s/trainer.lock: cannot note the holder", J->dir);
     srv_logf(J->s, "info", "this replica runs the training jobs (holds %s/trainer.lock)",
              J->dir);
-    recover(J);
+    jobs_recover(J);
 }
 
 /* Queued jobs another replica asked to cancel (DATA/jobs/ID.cancel): cancelled now,
@@ -241,7 +81,7 @@ static void cancel_requested(srv_jobs *J)
         pthread_mutex_unlock(&J->mu);
         if (!hit)
             return;
-        finish(J, hit, JS_CANCELLED, NULL); /* removes the file: no loop */
+        jobs_finish(J, hit, JS_CANCELLED, NULL); /* removes the file: no loop */
     }
 }
 
@@ -263,7 +103,7 @@ static job *pick(srv_jobs *J)
         jobs_path(J, j->id, "cancel", cp);
         if (exists(cp)) {
             pthread_mutex_unlock(&J->mu);
-            finish(J, j, JS_CANCELLED, NULL);
+            jobs_finish(J, j, JS_CANCELLED, NULL);
             continue;
         }
         j->st = JS_RUNNING;
@@ -525,7 +365,7 @@ static void run_job(srv_jobs *J, job *j)
     if (!exists(snap) && sola_ds_snapshot(J->ds_root, sp.dataset, snap, &e)) {
         if (e.code == SOLA_ENOTFOUND) {
             snprintf(msg, sizeof msg, "dataset %s no longer exists", sp.dataset);
-            finish(J, j, JS_FAILED, msg);
+            jobs_finish(J, j, JS_FAILED, msg);
             return;
         }
         srv_logf(J->s, "warn", "job %d: %s; training on the live dataset", id, e.msg);
@@ -551,7 +391,7 @@ static void run_job(srv_jobs *J, job *j)
             reg_release(J->s->reg, v);
         if (rc) {
             snprintf(msg, sizeof msg, "base model: %s", e.msg);
-            finish(J, j, JS_FAILED, msg);
+            jobs_finish(J, j, JS_FAILED, msg);
             return;
         }
     }
@@ -562,7 +402,7 @@ static void run_job(srv_jobs *J, job *j)
     free(spec);
     if (pid < 0) {
         snprintf(msg, sizeof msg, "cannot start the training process: %s", strerror(errno));
-        finish(J, j, JS_FAILED, msg);
+        jobs_finish(J, j, JS_FAILED, msg);
         return;
     }
     run_state rs = {0};
@@ -570,22 +410,22 @@ static void run_job(srv_jobs *J, job *j)
     int status = supervise(J, j, pid, fd, &rs, &user_cancel);
 
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && rs.done) {
-        if (register_model(J, j, &e)) {
+        if (jobs_register(J, j, &e)) {
             snprintf(msg, sizeof msg, "registering the model: %s", e.msg);
-            finish(J, j, JS_FAILED, msg);
+            jobs_finish(J, j, JS_FAILED, msg);
         } else {
-            finish(J, j, JS_SUCCEEDED, NULL);
+            jobs_finish(J, j, JS_SUCCEEDED, NULL);
         }
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
         snprintf(msg, sizeof msg, "solad was shutting down; POST /jobs/%d/resume continues "
                  "from the checkpoint", id);
-        finish(J, j, user_cancel ? JS_CANCELLED : JS_INTERRUPTED, user_cancel ? NULL : msg);
+        jobs_finish(J, j, user_cancel ? JS_CANCELLED : JS_INTERRUPTED, user_cancel ? NULL : msg);
     } else if (!user_cancel && atomic_load(&J->cancel) == CANCEL_SHUTDOWN) {
         snprintf(msg, sizeof msg, "solad was shutting down and the training process did not "
                  "stop in time; POST /jobs/%d/resume continues from the last checkpoint", id);
-        finish(J, j, JS_INTERRUPTED, msg);
+        jobs_finish(J, j, JS_INTERRUPTED, msg);
     } else if (rs.error[0]) {
-        finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : rs.error);
+        jobs_finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : rs.error);
     } else {
         if (WIFSIGNALED(status))
             snprintf(msg, sizeof msg, "the training process died (signal %d: %s)",
@@ -593,7 +433,7 @@ static void run_job(srv_jobs *J, job *j)
         else
             snprintf(msg, sizeof msg, "the training process exited with status %d",
                      WEXITSTATUS(status));
-        finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : msg);
+        jobs_finish(J, j, user_cancel ? JS_CANCELLED : JS_FAILED, user_cancel ? NULL : msg);
     }
 }
 
