@@ -219,12 +219,24 @@ int v2_parse_request(const char *body, size_t len, const char *hdr_len, int max_
         bin_len = len - jlen;
     }
     json_error_t je;
-    json_t *root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK, &je);
     if (!root)
         return sola_errf(e, SOLA_EFORMAT, "request JSON%s, line %d column %d: %s",
                          hdr_len ? " header" : "", je.line, je.column, je.text);
     int rc = 0;
     json_t *outputs = json_object_get(root, "outputs"); /* borrowed, as the others */
+    size_t used = (size_t)je.position;
+    while (used < jlen && strchr(" \t\r\n", body[used]))
+        used++;
+    if (used < jlen) {
+        rc = sola_errf(e, SOLA_EFORMAT,
+                       hdr_len ? "%zu bytes after the JSON header are inside "
+                                 "Inference-Header-Content-Length"
+                               : "%zu bytes follow the JSON: binary tensor data needs the "
+                                 "Inference-Header-Content-Length header (the JSON's length)",
+                       jlen - used);
+        goto out;
+    }
     if (!json_is_object(root)) {
         rc = sola_errf(e, SOLA_EFORMAT, "request must be a JSON object");
         goto out;

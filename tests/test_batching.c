@@ -7,11 +7,15 @@
  * window so they do meet) return exactly the bytes a solad without batching returns. */
 #include <cblas.h>
 #include <check.h>
+#include <curl/curl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "model.h"
+#include "npy.h"
 #include "refine.h"
 #include "rng.h"
 #include "serverutil.h"
@@ -122,6 +126,133 @@ START_TEST(layout)
 }
 END_TEST
 
+/* ---- through solad ----------------------------------------------------------- */
+
+#define NREQ 8
+
+typedef struct call {
+    const su_server *s;
+    int T;
+    int v2;           /* /v2 binary infer, else /refine with .npy */
+    const float *x;
+    su_resp r;
+} call;
+
+static void *do_call(void *arg)
+{
+    call *c = arg;
+    char url[256];
+    const int C = 64;
+    size_t nb = (size_t)c->T * C * 4;
+    if (c->v2) {
+        char hdr[400], hv[64];
+        int hl = snprintf(hdr, sizeof hdr,
+                          "{\"inputs\":[{\"name\":\"features\",\"shape\":[%d,%d],\"datatype\":"
+                          "\"FP32\",\"parameters\":{\"binary_data_size\":%zu}}],\"outputs\":[{"
+                          "\"name\":\"refined\",\"parameters\":{\"binary_data\":true}}]}",
+                          c->T, C, nb);
+        char *body = malloc((size_t)hl + nb);
+        memcpy(body, hdr, (size_t)hl);
+        memcpy(body + hl, c->x, nb);
+        snprintf(hv, sizeof hv, "Inference-Header-Content-Length: %d", hl);
+        const char *h[] = {hv, NULL};
+        snprintf(url, sizeof url, "%s/v2/models/m/infer", c->s->base);
+        su_http(NULL, "POST", url, h, body, (size_t)hl + nb, &c->r);
+        free(body);
+    } else {
+        void *b;
+        size_t len;
+        sola_err e = {0};
+        int64_t sh[2] = {c->T, C};
+        sola_npy_encode(c->x, 2, sh, &b, &len, &e);
+        const char *h[] = {"Content-Type: application/x-npy", NULL};
+        snprintf(url, sizeof url, "%s/refine", c->s->base);
+        su_http(NULL, "POST", url, h, b, len, &c->r);
+        free(b);
+    }
+    return NULL;
+}
+
+/* NREQ requests at once (mixed T, both routes); replies in out[] (caller frees). */
+static void burst(const su_server *s, float *const *xs, const int *Ts, su_resp *out)
+{
+    call c[NREQ];
+    pthread_t th[NREQ];
+    for (int i = 0; i < NREQ; i++) {
+        c[i] = (call){s, Ts[i], i % 2, xs[i], {0}};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, do_call, &c[i]), 0);
+    }
+    for (int i = 0; i < NREQ; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(c[i].r.status == 200, "request %d: %ld %.200s", i, c[i].r.status,
+                      c[i].r.body);
+        out[i] = c[i].r;
+    }
+}
+
+static long batch_stat(const su_server *s, const char *key)
+{
+    su_resp r;
+    ck_assert_int_eq(su_get(s, NULL, "/healthz", &r), 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    long v = (long)json_integer_value(json_object_get(json_object_get(j, "batching"), key));
+    json_decref(j);
+    su_resp_free(&r);
+    return v;
+}
+
+/* The same burst to a solad that batches and to one that does not: every reply's
+ * bytes are equal, and the batching one did gather requests into shared passes. */
+START_TEST(daemon_batched_replies_are_bitwise_unbatched)
+{
+    char *dir = tu_tmpdir();
+    sola_err e = {0};
+    sola_model *m = sola_model_new(64, 64, 5, 3, 0, &e);
+    ck_assert_ptr_nonnull(m);
+    sola_model_init(m, 21);
+    m->alpha[0] = 0.8f;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/models/m", dir);
+    ck_assert_int_eq(sola_mkdirs(p, 0755, &e), 0);
+    snprintf(p, sizeof p, "%s/models/m/1.safetensors", dir);
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    /* every request first sleeps 100 ms on its worker, so all are parsing when the
+     * first reaches the batcher: it waits (window 1 s) and they share passes */
+    const char *on[] = {"--data", dir, "--rescan-interval", "0", "--threads", "2",
+                        "--debug-work-delay-ms", "100", "--batch-window-us", "1000000", NULL};
+    const char *off[] = {"--data", dir, "--rescan-interval", "0", "--threads", "2",
+                         "--max-batch-frames", "0", NULL};
+    su_server a, b;
+    ck_assert_int_eq(su_start(&a, dir, on), 0);
+    ck_assert_int_eq(su_start(&b, dir, off), 0);
+    int Ts[NREQ] = {1, 16, 5, 100, 13, 37, 2, 64};
+    float *xs[NREQ];
+    for (int i = 0; i < NREQ; i++)
+        xs[i] = su_input(Ts[i], 64, 40 + (unsigned)i);
+    su_resp ra[NREQ], rb[NREQ];
+    burst(&a, xs, Ts, ra);
+    burst(&b, xs, Ts, rb);
+    for (int i = 0; i < NREQ; i++) {
+        ck_assert_uint_eq(ra[i].len, rb[i].len);
+        ck_assert_msg(memcmp(ra[i].body, rb[i].body, ra[i].len) == 0,
+                      "request %d (T=%d, %s): batched reply differs from unbatched", i, Ts[i],
+                      i % 2 ? "/v2 infer" : "/refine");
+        su_resp_free(&ra[i]);
+        su_resp_free(&rb[i]);
+        free(xs[i]);
+    }
+    long passes = batch_stat(&a, "passes"), reqs = batch_stat(&a, "requests");
+    ck_assert_int_eq(reqs, NREQ);
+    ck_assert_msg(passes < reqs, "%ld requests took %ld passes: nothing was batched", reqs,
+                  passes);
+    su_stop(&a);
+    su_stop(&b);
+    sola_model_free(m);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("batching");
@@ -131,10 +262,17 @@ static Suite *suite(void)
     tcase_add_loop_test(c, batch_bitwise_k2_1, 0, 2);
     tcase_add_test(c, layout);
     suite_add_tcase(s, c);
+    c = tcase_create("daemon");
+    tcase_set_timeout(c, 60);
+    tcase_add_test(c, daemon_batched_replies_are_bitwise_unbatched);
+    suite_add_tcase(s, c);
     return s;
 }
 
 int main(void)
 {
-    return tu_run(suite());
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = tu_run(suite());
+    curl_global_cleanup();
+    return rc;
 }
