@@ -90,7 +90,7 @@ static json_t *be_health(void *self)
     srv *s = self;
     double up = (double)(uv_now(s->loop) - s->start_ms) / 1000.0;
     int running = atomic_load(&s->running);
-    return json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s}", "status",
+    json_t *h = json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s}", "status",
                      s->draining ? "draining" : "ok", "version", API_VERSION, "uptime_s", up,
                      "models", reg_nmodels(s->reg), "models_loaded", reg_nloaded(s->reg),
                      "queue_depth", s->inflight - running > 0 ? s->inflight - running : 0,
@@ -98,6 +98,16 @@ static json_t *be_health(void *self)
                      "workers", s->cfg.workers, "queue_limit",
                      s->cfg.queue, "blas_threads", s->cfg.threads, "auth", s->token != NULL,
                      "data_dir", s->cfg.data_dir ? s->cfg.data_dir : "");
+    if (h && s->batcher) { /* how much batching happens: requests per pass */
+        batcher_stats b;
+        batcher_get_stats(s->batcher, &b);
+        json_object_set_new(h, "batching",
+                            json_pack("{s:I,s:I,s:I,s:i,s:i}", "passes", (json_int_t)b.passes,
+                                      "requests", (json_int_t)b.requests, "frames",
+                                      (json_int_t)b.frames, "window_us", s->cfg.batch_window_us,
+                                      "max_frames", s->cfg.max_batch_frames));
+    }
+    return h;
 }
 
 typedef struct models_arg {
