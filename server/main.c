@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <time.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -126,14 +129,23 @@ static char *read_token(const char *path)
 }
 
 /* Removes upload files a previous process left behind (killed mid-upload). */
+/* Removes uploads that a dead solad left in DATA/tmp. Replicas share the directory, so
+ * a file still being written by a live replica must survive another's restart: only
+ * files untouched for UPLOAD_STALE_S are removed (a live upload writes continuously;
+ * MHD's connection timeout ends a stalled one long before). */
+#define UPLOAD_STALE_S (15 * 60)
 static void clean_tmp(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
+    time_t now = time(NULL);
     struct dirent *de;
+    struct stat st;
     while ((de = readdir(d)))
-        if (strncmp(de->d_name, "upload.", 7) == 0)
+        if (strncmp(de->d_name, "upload.", 7) == 0 &&
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            now - st.st_mtime > UPLOAD_STALE_S)
             unlinkat(dirfd(d), de->d_name, 0);
     closedir(d);
 }
