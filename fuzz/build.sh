@@ -102,7 +102,9 @@ run() {
     # shellcheck disable=SC2086
     TMPDIR=$tmp OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -max_total_time="$secs" -max_len=65536 \
         -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$OUT/findings/$name/" "$OUT/corpus/$name" $seeds
+        -artifact_prefix="$OUT/findings/$name/" "$OUT/corpus/$name" $seeds || true
+    # A crash skips the harnesses' atexit cleanup: remove their scratch directories.
+    rm -rf "$tmp"/solafuzz.* "$tmp"/solafuzz-ds.*
 }
 
 merge() {
@@ -110,8 +112,11 @@ merge() {
     # the committed files do not (the named seeds stay as they are).
     name=$1
     mkdir -p "$ROOT/fuzz/corpus/$name"
-    OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -merge=1 -max_len=65536 \
+    tmp=${TMPDIR:-/tmp}
+    [ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm
+    TMPDIR=$tmp OPENBLAS_NUM_THREADS=1 "$OUT/fuzz_$name" -merge=1 -max_len=65536 \
         "$ROOT/fuzz/corpus/$name" "$OUT/corpus/$name"
+    rm -rf "$tmp"/solafuzz.* "$tmp"/solafuzz-ds.*
     echo "fuzz/corpus/$name: $(ls "$ROOT/fuzz/corpus/$name" | wc -l) files," \
         "$(du -sk "$ROOT/fuzz/corpus/$name" | cut -f1) KiB"
 }

@@ -10,7 +10,9 @@
  *   - whatever is accepted survives our own writer: encode it, parse it back, and the
  *     numbers are bit for bit the same (a reader and writer that disagree corrupt
  *     data silently, which no crash detector would see);
- *   - an accepted model can run a short refine.
+ *   - an accepted model can run a short refine;
+ *   - the dataset store either refuses an upload leaving the store as it was, or
+ *     stores exactly what the archive holds.
  * Returns 0 (accepted), 1 (refused cleanly) or -1 when an invariant broke; then
  * fuzz_why says which. The parser always gets an exactly sized heap copy, so ASan
  * sees a read one byte past the end.
@@ -20,6 +22,7 @@
 #ifndef SOLA_FUZZ_HARNESS_H
 #define SOLA_FUZZ_HARNESS_H
 
+#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -27,6 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ftw.h>
+#include <zlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dsstore.h"
+#include "fsutil.h"
 #include "model.h"
 #include "npy.h"
 #include "npz.h"
@@ -489,8 +499,19 @@ FUZZ_UNUSED static int fuzz_one_model(const uint8_t *data, size_t size)
         free(enc);
         enc = NULL;
     }
-    /* A short refine: whatever the weights, no out-of-bounds access. */
+    /* A short refine: whatever the weights, no out-of-bounds access, and a workspace
+     * of bounded size. Known finding F5 (docs/reliability.md): refine pads every pass
+     * to at least 2e6 / min(C*H*k1, H*H*k2, C*H) rows, so a small model with a wide
+     * kernel (C = H = 1, k1 = 255: 2 GB; k1 = 4095: 32 GB) asks for gigabytes for one
+     * row. Until that is fixed such models skip the refine here; SOLA_FUZZ_KNOWN=1
+     * runs it and checks the workspace stays under 64 MiB. */
     int T = 1 + (int)(size % 4);
+    size_t prows = 0, kmax = (size_t)(m->k1 > m->k2 ? m->k1 : m->k2), width;
+    width = kmax * (size_t)m->H + 2 * (size_t)m->H + 2 * (size_t)m->C;
+    int strict_ws = getenv("SOLA_FUZZ_KNOWN") != NULL;
+    if (!strict_ws && (sola_refine_layout(m, &T, 1, NULL, &prows, NULL) ||
+                       prows * width > ((size_t)16 << 20)))
+        goto out;
     size_t n = (size_t)T * (size_t)m->C;
     x = malloc(n * sizeof *x);
     y = malloc(n * sizeof *y);
@@ -503,6 +524,10 @@ FUZZ_UNUSED static int fuzz_one_model(const uint8_t *data, size_t size)
         if (rc)
             res = fuzz_violation("model: refine of T=%d refused on an accepted model: %s", T,
                                  re.msg);
+        else if (strict_ws && sola_ws_bytes(ws) > ((size_t)64 << 20))
+            res = fuzz_violation("model: refine of T=%d (C=%d H=%d k1=%d k2=%d) holds a %zu MiB "
+                                 "workspace", T, m->C, m->H, m->k1, m->k2,
+                                 sola_ws_bytes(ws) >> 20);
         else
             fuzz_touch(y, n);
     }
@@ -513,6 +538,200 @@ out:
     free(enc);
     sola_model_free(m2);
     sola_model_free(m);
+    return res;
+}
+
+/* ---- dataset store: a .npz upload (sola_ds_put_npz) ---------------------------- */
+
+/* The store's directory for this process: ROOT holds dataset "keep" (item "a",
+ * [2, 3]); ROOT/../up.npz receives each input. Built once, removed at exit. */
+static char fuzz_ds_dir[300];
+
+static int fuzz_ds_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Also called by the replay test: check's forked children leave through _exit. */
+FUZZ_UNUSED static void fuzz_ds_cleanup(void)
+{
+    if (fuzz_ds_dir[0])
+        nftw(fuzz_ds_dir, fuzz_ds_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* (Re)creates dataset "keep"; 0 or -1. */
+static int fuzz_ds_keep(const char *root)
+{
+    char p[512];
+    sola_err e = {0};
+    snprintf(p, sizeof p, "%s/keep.npy", fuzz_ds_dir);
+    const float x[6] = {1, 2, 3, 4, 5, 6};
+    int created;
+    if (access(p, F_OK) != 0 && sola_npy_save(p, x, 2, (int64_t[]){2, 3}, &e))
+        return -1;
+    return sola_ds_put_item(root, "keep", "a", p, &created, NULL, NULL, &e) ? -1 : 0;
+}
+
+static const char *fuzz_ds_root(void)
+{
+    static char root[400];
+    if (!root[0]) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(fuzz_ds_dir, sizeof fuzz_ds_dir, "%s/solafuzz-ds.%ld",
+                 tmp && *tmp ? tmp : "/tmp", (long)getpid());
+        snprintf(root, sizeof root, "%s/datasets", fuzz_ds_dir);
+        sola_err e = {0};
+        if (sola_mkdirs(root, 0755, &e) || fuzz_ds_keep(root))
+            abort();
+        atexit(fuzz_ds_cleanup);
+    }
+    return root;
+}
+
+/* Hidden entries (staging, trash, upload files) in dir, ".lock" aside. */
+static int fuzz_ds_hidden(const char *dir, char *first, size_t n)
+{
+    DIR *d = opendir(dir);
+    int c = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+            strcmp(de->d_name, ".lock") && c++ == 0)
+            snprintf(first, n, "%s", de->d_name);
+    if (d)
+        closedir(d);
+    return c;
+}
+
+
+/* Known finding F4 (docs/reliability.md): a deflated member whose stream lacks its
+ * end (no final block) but yields exactly the declared bytes with the right CRC is
+ * stored by sola_ds_put_npz (which stops when the input runs out) and refused by
+ * sola_npz_read (which requires the stream's end, with a misleading "inflates to
+ * more than the declared" message). 1 if member i of the archive data[size] is such
+ * a member. Remove when the two readers agree. */
+static int fuzz_known_f4(const uint8_t *data, size_t size, const sola_npz_entry *en)
+{
+    if (en->method != 8 || en->offset + 30 > size)
+        return 0;
+    const uint8_t *l = data + en->offset;
+    size_t start = en->offset + 30 + (size_t)(l[26] | l[27] << 8) + (size_t)(l[28] | l[29] << 8);
+    if (start > size || en->csize > size - start)
+        return 0;
+    unsigned char *out = malloc(en->usize + 1);
+    if (!out)
+        return 0;
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    int ended = 0;
+    if (inflateInit2(&zs, -MAX_WBITS) == Z_OK) {
+        zs.next_in = (Bytef *)(data + start);
+        zs.avail_in = (uInt)en->csize;
+        zs.next_out = out;
+        zs.avail_out = (uInt)en->usize + 1;
+        ended = inflate(&zs, Z_FINISH) == Z_STREAM_END;
+        inflateEnd(&zs);
+    }
+    free(out);
+    return !ended && zs.total_out == en->usize;
+}
+
+/* The input is an uploaded .npz, stored as dataset "x" (even sizes) or over the
+ * existing dataset "keep" (odd sizes). Refused: a clean refusal naming the dataset
+ * (or "the uploaded .npz" for archive-level errors),
+ * no hidden leftovers, "keep" unchanged and "x" absent. Accepted: every item is a
+ * [T, C] float file with one C, equal bit for bit to what the random-access reader
+ * (sola_npz_read) makes of the same member. */
+FUZZ_UNUSED static int fuzz_one_dataset_npz(const uint8_t *data, size_t size)
+{
+    const char *root = fuzz_ds_root();
+    const char *ds = size & 1 ? "keep" : "x";
+    char src[512], p[600], hid[256] = "";
+    snprintf(src, sizeof src, "%s/up.npz", fuzz_ds_dir);
+    FILE *f = fopen(src, "wb");
+    if (!f || fwrite(data, 1, size, f) != size) {
+        if (f)
+            fclose(f);
+        return 0;
+    }
+    fclose(f);
+    int created = -1, nitems = -1, res = 0;
+    sola_err e = {0};
+    int rc = sola_ds_put_npz(root, ds, src, &created, &nitems, &e);
+    if (fuzz_ds_hidden(root, hid, sizeof hid)) {
+        res = fuzz_violation("dataset store: %s left in the store after a %s upload", hid,
+                             rc ? "refused" : "accepted");
+        goto restore;
+    }
+    sola_ds_info info;
+    memset(&info, 0, sizeof info);
+    if (rc) {
+        /* The message names the dataset, or the upload for archive-level errors. */
+        if (rc >= 0 || rc < SOLA_ENOSPC || e.code != rc || !e.msg[0] ||
+            (!strstr(e.msg, ds) && !strstr(e.msg, "uploaded"))) {
+            res = fuzz_violation("sola_ds_put_npz refused with code %d/%d and message \"%s\" "
+                                 "(must name dataset %s or the upload)", rc, e.code, e.msg, ds);
+            goto restore;
+        }
+        sola_err se = {0};
+        int src2 = sola_ds_stat(root, ds, &info, &se);
+        if (!strcmp(ds, "x") && src2 != SOLA_ENOTFOUND)
+            res = fuzz_violation("a refused upload left dataset x behind (stat: %d)", src2);
+        else if (!strcmp(ds, "keep") &&
+                 (src2 || info.n != 1 || strcmp(info.items[0].name, "a") || info.C != 3))
+            res = fuzz_violation("a refused upload changed dataset keep");
+        sola_ds_info_free(&info);
+        res = res ? res : 1;
+        goto restore;
+    }
+    /* Accepted: compare every item with the random-access reader's view. */
+    sola_npz z;
+    sola_err ze = {0};
+    if (sola_npz_parse(data, size, FUZZ_NAME, &z, &ze)) {
+        res = fuzz_violation("the store accepted an archive sola_npz_parse refuses: %s", ze.msg);
+        goto restore;
+    }
+    sola_err se = {0};
+    if (sola_ds_stat(root, ds, &info, &se) || info.n != z.n || info.n != nitems) {
+        res = fuzz_violation("stored %d items of %d members (stat: %s)", info.n, z.n, se.msg);
+        sola_npz_close(&z);
+        sola_ds_info_free(&info);
+        goto restore;
+    }
+    for (int i = 0; i < z.n && !res; i++) {
+        sola_array a, b;
+        sola_err re = {0};
+        snprintf(p, sizeof p, "%s/%s/%s.npy", root, ds, z.entries[i].name);
+        if (sola_npz_read(&z, i, 0, &a, &re)) {
+            if (!fuzz_known_f4(data, size, &z.entries[i]))
+                res = fuzz_violation("member %s stored, but sola_npz_read refuses it: %s",
+                                     z.entries[i].name, re.msg);
+        } else {
+            if (sola_npy_load(p, 0, &b, &re))
+                res = fuzz_violation("stored item %s does not load: %s", p, re.msg);
+            else if (b.ndim != 2 || b.shape[1] != info.C || !fuzz_same_array(&a, &b))
+                res = fuzz_violation("stored item %s differs from the archive's member", p);
+            sola_array_free(&b);
+            sola_array_free(&a);
+        }
+    }
+    sola_npz_close(&z);
+    sola_ds_info_free(&info);
+restore:
+    /* Back to the fixture for the next input. */
+    snprintf(p, sizeof p, "%s/x", root);
+    nftw(p, fuzz_ds_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (!strcmp(ds, "keep") && !rc) {
+        snprintf(p, sizeof p, "%s/keep", root);
+        nftw(p, fuzz_ds_rm, 16, FTW_DEPTH | FTW_PHYS);
+        if (fuzz_ds_keep(root))
+            abort();
+    }
+    unlink(src);
     return res;
 }
 
@@ -530,6 +749,7 @@ FUZZ_UNUSED static const fuzz_target fuzz_targets[] = {
     {"npz", fuzz_one_npz},
     {"safetensors", fuzz_one_safetensors},
     {"model", fuzz_one_model},
+    {"dataset_npz", fuzz_one_dataset_npz},
 };
 #define FUZZ_NTARGETS ((int)(sizeof fuzz_targets / sizeof fuzz_targets[0]))
 

@@ -591,12 +591,13 @@ FUZZ_UNUSED static int fuzz_one_api_request(const uint8_t *data, size_t size)
     memset(&rs, 0, sizeof rs);
     api_work w;
     int res = 0;
+    /* One workspace for the process, as each of solad's workers keeps its own. */
+    static sola_ws *ws;
+    if (!ws && !(ws = sola_ws_new()))
+        abort();
     if (api_dispatch(&ctx, &rq, &rs, &w) == API_DEFER) {
-        sola_ws *ws = sola_ws_new();
-        if (ws)
-            w.run(w.state, ws, &rs);
+        w.run(w.state, ws, &rs);
         w.done(w.state);
-        sola_ws_free(ws);
     }
     /* An event stream is pulled to its end, as the server would. */
     int stream_bad = 0;

@@ -141,6 +141,16 @@ def main():
     put("npz", "own_two_members", npz([("a", np.zeros((2, 2), "<f4")),
                                       ("b", np.zeros((1, 2), ">f2"))], True))
 
+    # Dataset uploads (.npz, one item per member, equal C).
+    copy("dataset_npz", "tests/data/formats/savez*.npz", "fmt_")
+    put("dataset_npz", "ok_stored", npz([("v1", np.ones((3, 4), "<f4")),
+                                         ("v2", np.arange(8, dtype="<f8").reshape(2, 4))], False))
+    put("dataset_npz", "ok_deflated", npz([("a", np.zeros((5, 2), "<f4"))], True))
+    put("dataset_npz", "bad_c", npz([("a", np.zeros((5, 2), "<f4")), ("b", np.zeros((5, 3), "<f4"))],
+                                    True))
+    put("dataset_npz", "bad_name", npz([(".hidden", np.zeros((2, 2), "<f4"))], False))
+    put("dataset_npz", "bad_1d", npz([("a", np.zeros(4, "<f4"))], False))
+
     # API: JSON feature bodies, and whole requests (see fuzz/harness_api.h for the
     # request text form: request line, query lines, blank, header lines, blank, body).
     feats = {
