@@ -268,8 +268,13 @@ int main(int argc, char **argv)
            step_med * 1e3, B / step, ns);
     if (torch && nt > 0) {
         double tb = best(ttorch, nt), tm = median(ttorch, nt);
-        printf("torch: best %.1f ms/step, median %.1f  -> %.1f windows/s (%d steps)\n", tb * 1e3,
-               tm * 1e3, B / tb, nt);
+        /* torch runs the module on every row of the window: the full path's FLOPs */
+        sola_trainctx_set_full(c, 1);
+        double tflops = sola_loss_grad_flops(c, B);
+        sola_trainctx_set_full(c, full);
+        printf("torch: best %.1f ms/step, median %.1f  -> %.1f windows/s (%d steps), "
+               "%.1f GFLOPS on its %.0f MFLOP per window\n",
+               tb * 1e3, tm * 1e3, B / tb, nt, tflops / tb / 1e9, tflops / B / 1e6);
         printf("ratio ours/torch windows/s: %.2fx (best), %.2fx (median)\n", tb / step,
                tm / step_med);
     } else if (torch) {
