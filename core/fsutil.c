@@ -13,7 +13,8 @@
 
 static int io_code(int err)
 {
-    return err == ENOSPC || err == EDQUOT ? SOLA_ENOSPC : SOLA_EIO;
+    /* a quota or file-size limit is "no space" to the caller, like a full disk */
+    return err == ENOSPC || err == EDQUOT || err == EFBIG ? SOLA_ENOSPC : SOLA_EIO;
 }
 
 int sola_map_file(const char *path, sola_map *m, sola_err *e)

@@ -543,14 +543,19 @@ static int check_out_shape(int ndim, const int64_t *shape, size_t *nbytes, sola_
         return sola_errf(e, SOLA_EINVAL, "npy: cannot write %d dimensions (1..%d)", ndim,
                          SOLA_MAXDIM);
     size_t n = sizeof(float);
+    int empty = 0;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return sola_errf(e, SOLA_EINVAL, "npy: negative dimension %lld",
                              (long long)shape[i]);
+        empty |= shape[i] == 0;
+    }
+    /* An empty array has no data whatever its other dimensions (the reader accepts
+     * such files, so the writer must too: fuzz finding F1). */
+    for (int i = 0; i < ndim && !empty; i++)
         if (sola_mul_size(n, (size_t)shape[i], &n) != 0)
             return sola_errf(e, SOLA_ETOOBIG, "npy: shape overflows the address space");
-    }
-    *nbytes = n;
+    *nbytes = empty ? 0 : n;
     return 0;
 }
 

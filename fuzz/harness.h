@@ -111,13 +111,6 @@ FUZZ_UNUSED static int fuzz_npy_roundtrip(const sola_array *a)
     size_t elen = 0;
     sola_err e = {0};
     int rc = sola_npy_encode(a->data, a->ndim, a->shape, &enc, &elen, &e);
-    /* Known finding F1 (docs/reliability.md): the reader accepts an empty array whose
-     * other dimensions multiply past SIZE_MAX, e.g. shape (4294967296, 1887088205, 0),
-     * as numpy does; the writer's overflow check multiplies before it sees the 0 and
-     * refuses it. Harmless (nothing to write) and reported to the owner; tolerated
-     * here so the fuzzer can look past it. Remove when check_out_shape is fixed. */
-    if (rc == SOLA_ETOOBIG && sola_array_numel(a) == 0)
-        return 0;
     if (rc)
         return fuzz_violation("npy: an accepted array (ndim %d) cannot be re-encoded: %s",
                               a->ndim, e.msg);

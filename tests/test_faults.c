@@ -218,8 +218,8 @@ static void expect_refused_save(const full_case *fc, const char *what, const cha
         CCHECK(rc == SOLA_ENOSPC, "%s: disk full gave code %d (%s), want SOLA_ENOSPC", what,
                rc, e->msg);
     else
-        /* EFBIG: SOLA_EIO today; SOLA_ENOSPC once fsutil maps EFBIG (reported). */
-        CCHECK(rc == SOLA_ENOSPC || rc == SOLA_EIO, "%s: file-size limit gave code %d (%s)",
+        /* EFBIG (a size limit or quota) is reported like a full disk */
+        CCHECK(rc == SOLA_ENOSPC, "%s: file-size limit gave code %d (%s), want SOLA_ENOSPC",
                what, rc, e->msg);
     CCHECK(e->code == rc && strstr(e->msg, path), "%s: message does not name %s: %s", what,
            path, e->msg);
