@@ -129,6 +129,11 @@ static int extract_member(int fd, size_t len, const sola_npz_entry *en, const ch
     }
     if (zinit)
         inflateEnd(&zs);
+    /* Same rule as sola_npz_read: a deflated member must end its stream, so that what
+     * the store accepts, refine and the CLI read too (fuzz finding F4). */
+    if (!rc && zinit && !zdone)
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: deflate stream does not end (truncated upload?)",
+                       shown);
     if (!rc && produced != en->usize)
         rc = sola_errf(e, SOLA_EFORMAT, "%s: holds %zu bytes but the archive declares %zu "
                        "(truncated upload?)", shown, produced, en->usize);

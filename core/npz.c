@@ -429,8 +429,22 @@ static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *
         rc = sola_errf(e, SOLA_EFORMAT, "%s: corrupt deflate data (%s)", what,
                        s.msg ? s.msg : "invalid stream");
     } else if (s.avail_out == 0 && out_left == 0) {
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates to more than the declared %zu bytes",
-                       what, usize);
+        /* Output full without the stream's end: one spare byte tells "more data than
+         * declared" from "the stream stops without its final block". */
+        unsigned char spare;
+        s.next_out = &spare;
+        s.avail_out = 1;
+        if (s.avail_in == 0 && in_left)
+            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+        zr = inflate(&s, Z_NO_FLUSH);
+        if (zr == Z_STREAM_END && s.avail_out == 1)
+            rc = 0;
+        else if (s.avail_out == 0)
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: inflates to more than the declared %zu bytes",
+                           what, usize);
+        else
+            rc = sola_errf(e, SOLA_EFORMAT,
+                           "%s: deflate stream does not end (truncated member)", what);
     } else {
         rc = sola_errf(e, SOLA_EFORMAT, "%s: deflate data ends early (truncated member)", what);
     }

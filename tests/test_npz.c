@@ -312,6 +312,35 @@ START_TEST(numpy_reads_our_files)
 }
 END_TEST
 
+/* A deflated member that yields its declared bytes but whose stream never ends (no
+ * final block) is refused with that reason, not as "more than declared" (F4). */
+START_TEST(unterminated_deflate_stream_refused)
+{
+    char *path = tu_path("fuzz/regressions/dataset_npz/20261125-unterminated-deflate.npz");
+    size_t len;
+    void *buf = tu_read(path, &len);
+    ck_assert_ptr_nonnull(buf);
+    sola_npz z;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npz_parse(buf, len, "f4.npz", &z, &e), 0);
+    int refused = 0;
+    for (int i = 0; i < z.n; i++) {
+        sola_array a;
+        if (sola_npz_read(&z, i, 0, &a, &e) == 0) {
+            sola_array_free(&a);
+            continue;
+        }
+        refused++;
+        ck_assert_int_eq(e.code, SOLA_EFORMAT);
+        ck_assert_msg(strstr(e.msg, "does not end"), "message: %s", e.msg);
+    }
+    ck_assert_int_ge(refused, 1);
+    sola_npz_close(&z);
+    free(buf);
+    free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("npz");
@@ -324,6 +353,7 @@ int main(void)
     tcase_add_test(tc, every_prefix_refused);
     tcase_add_test(tc, writer_refuses_bad_names_and_saves_atomically);
     tcase_add_test(tc, numpy_reads_our_files);
+    tcase_add_test(tc, unterminated_deflate_stream_refused);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
