@@ -19,9 +19,9 @@
  * unroll take a tail kernel, and with several threads the rows are cut into
  * 2 x threads slices (level3_thread.c), each ending in its own partial block. So every
  * pass -- one sequence or many -- uses the same padded layout (sola_refine_layout):
- * each sequence starts on a multiple of SEQ_ALIGN rows (12, the unroll of the Haswell
- * kernels; the SkylakeX/Cooperlake ones use 4) and the total is a multiple of
- * SEQ_ALIGN x 2 x threads, so every row lands in a full block at the same offset in
+ * each sequence starts on a multiple of the kernel's row block (12 for the Haswell
+ * kernels, 4 for SkylakeX/Cooperlake's) and the total is a multiple of
+ * block x 2 x threads, so every row lands in a full block at the same offset in
  * both cases and a batched sequence is bit-identical to its own call (verified over
  * lengths 1..300, k2 = 1 and 3, 1 and 2 threads, both kernel sets: tests/test_batching.c).
  * The rows between sequences are zero in x and zeroed again after every conv of kernel
@@ -30,9 +30,11 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct sola_ws {
     float *z;    /* [rows, kmax*H] tap products, only when a kernel is > 1 */
@@ -169,17 +171,35 @@ static int check_model(const sola_model *m, sola_err *e)
     return 0;
 }
 
+int sola_refine_seq_align(void)
+{
+    /* The rows of a GEMM micro-kernel block: 12 for the Haswell kernels (also used on
+     * Zen), 4 for SkylakeX/Cooperlake's; 12 is a multiple of both, so unknown kernel
+     * sets get 12 (tests/test_batching.c checks whatever this machine runs). The name
+     * is fixed once OpenBLAS has loaded. Compute threads (the batcher's, the uv pool's)
+     * ask concurrently: every one computes the same value, so a relaxed atomic is all
+     * the first call needs (a plain static was a data race, found by TSan). */
+    static _Atomic int align;
+    int a = atomic_load_explicit(&align, memory_order_relaxed);
+    if (!a) {
+        const char *c = openblas_get_corename();
+        a = c && (!strcasecmp(c, "skylakex") || !strcasecmp(c, "cooperlake")) ? 4 : 12;
+        atomic_store_explicit(&align, a, memory_order_relaxed);
+    }
+    return a;
+}
+
 /* Row quantum of the whole pass: with t BLAS threads OpenBLAS cuts the rows into up
  * to t parts, each halved again (DIVIDE_RATE 2); every cut must fall on a multiple of
- * SEQ_ALIGN. With t > 2 the part count may be any of 1..t, hence the lcm; beyond 4
+ * the block. With t > 2 the part count may be any of 1..t, hence the lcm; beyond 4
  * threads this is not verified (and the padding grows), so it stays at 4's. */
 static int total_align(void)
 {
-    int t = openblas_get_num_threads();
+    int t = openblas_get_num_threads(), a = sola_refine_seq_align();
     if (t <= 1)
-        return SOLA_REFINE_SEQ_ALIGN;
+        return a;
     static const int lcm[] = {1, 1, 2, 6, 12};
-    return SOLA_REFINE_SEQ_ALIGN * 2 * lcm[t < 4 ? t : 4];
+    return a * 2 * lcm[t < 4 ? t : 4];
 }
 
 /* Fewest rows of a pass: OpenBLAS (0.3.21, SkylakeX/Cooperlake kernels) sends a GEMM
@@ -208,7 +228,7 @@ int sola_refine_layout(const sola_model *m, const int *lens, int n, size_t *offs
 {
     if (n < 1 || !lens || !m)
         return sola_errf(e, SOLA_EINVAL, "refine: need at least one sequence");
-    size_t r = 0, a = SOLA_REFINE_SEQ_ALIGN, R = (size_t)total_align();
+    size_t r = 0, a = (size_t)sola_refine_seq_align(), R = (size_t)total_align();
     for (int i = 0; i < n; i++) {
         if (lens[i] < 1)
             return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d has length %d (must be >= 1)",

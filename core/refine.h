@@ -33,11 +33,11 @@ int sola_refine_batch(const sola_model *m, const float *x, const int *lens, int 
 
 /* The padded layout every pass uses, so that a sequence's result does not depend on
  * what else is in the GEMM (OpenBLAS's blocking, see refine.c): sequence i starts at
- * row offs[i], a multiple of SOLA_REFINE_SEQ_ALIGN, and the total prows is a multiple
+ * row offs[i], a multiple of sola_refine_seq_align(), and the total prows is a multiple
  * of a quantum that depends on the BLAS thread count at the time of the call (so
  * compute the layout on the thread, and with the thread count, that refines). offs may
  * be NULL. 0, SOLA_EINVAL (n < 1), SOLA_ESHAPE (a length < 1) or SOLA_ETOOBIG. */
-#define SOLA_REFINE_SEQ_ALIGN 12
+int sola_refine_seq_align(void); /* 4 or 12, by OpenBLAS's kernel set */
 int sola_refine_layout(const sola_model *m, const int *lens, int n, size_t *offs,
                        size_t *prows, sola_err *e);
 
