@@ -62,7 +62,7 @@ static const char usage[] =
     "                         are computed as one pass of up to N snippets, bit-identical\n"
     "                         to separate passes (docs/v2.md); 0 = off (default 4096)\n"
     "  --batch-window-us US   how long a pass waits for more requests while other\n"
-    "                         workers are still parsing (default 2000)\n"
+    "                         workers are still parsing (default 500)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     c->train_threads = 1;
     c->job_queue = 16;
     c->max_batch_frames = 4096;
-    c->batch_window_us = 2000;
+    c->batch_window_us = 500;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
