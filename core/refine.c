@@ -205,7 +205,10 @@ static int total_align(void)
 /* Fewest rows of a pass: OpenBLAS (0.3.21, SkylakeX/Cooperlake kernels) sends a GEMM
  * with M*N*K <= 100^3 to a separate small-matrix kernel with its own rounding, so a
  * short sequence alone would be computed differently from the same rows in a batch.
- * Every GEMM of the pass is kept above that size, with a margin of 2. */
+ * Every GEMM of the pass is kept above that size, with a margin of 2 -- unless that
+ * takes more than 1024 rows or 4 M floats of workspace (a small model: C = H = 1 with
+ * k1 = 255 would ask for 2 GB, docs/reliability.md F5); such a model is not padded and
+ * not batched (sola_refine_batchable), so its passes stay separate and identical. */
 static size_t min_rows(const sola_model *m)
 {
     double C = m->C, H = m->H, mk = C * H * m->k1;
@@ -213,11 +216,17 @@ static size_t min_rows(const sola_model *m)
         mk = H * H * m->k2;
     if (C * H < mk)
         mk = C * H;
-    return (size_t)(2e6 / mk) + 1;
+    double rows = floor(2e6 / mk) + 1;
+    double kmax = m->k1 > m->k2 ? m->k1 : m->k2;
+    if (rows > 1024 || rows * (kmax * H + 2 * H + 2 * C) > 4.0 * 1024 * 1024)
+        return 0;
+    return (size_t)rows;
 }
 
 int sola_refine_batchable(const sola_model *m)
 {
+    if (min_rows(m) == 0) /* too small to keep off the small-matrix path */
+        return 0;
     /* with several threads OpenBLAS may also cut the output columns in halves, chosen
      * by the row count; each half must be whole micro-kernel blocks (<= 32 columns) */
     return openblas_get_num_threads() <= 1 || (m->C % 64 == 0 && m->H % 64 == 0);

@@ -42,8 +42,10 @@ int sola_refine_layout(const sola_model *m, const int *lens, int n, size_t *offs
                        size_t *prows, sola_err *e);
 
 /* 1 if a batched pass of this model gives the same bits as separate ones with the
- * current BLAS thread count (C and H multiples of 64, or one thread); a batcher
- * computes other models one request at a time. */
+ * current BLAS thread count (C and H multiples of 64, or one thread; and not so small
+ * that its GEMMs fall to OpenBLAS's small-matrix kernel); a batcher computes other
+ * models one request at a time, and sola_refine_batch equals separate calls for them
+ * only to float32 rounding. */
 int sola_refine_batchable(const sola_model *m);
 
 /* The pass itself on data already in that layout: xp, yp [prows, C] (rows outside

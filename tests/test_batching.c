@@ -126,6 +126,21 @@ START_TEST(layout)
     ck_assert_ptr_nonnull(strstr(e.msg, "sequence 1"));
     ck_assert_int_eq(sola_refine_layout(m, lens, 0, offs, &prows, &e), SOLA_EINVAL);
     sola_model_free(m);
+
+    /* a tiny model with a wide kernel is not padded into gigabytes (reliability F5):
+     * it is simply not batched */
+    m = sola_model_new(1, 1, 255, 1, 0, &e);
+    ck_assert_ptr_nonnull(m);
+    sola_model_init(m, 1);
+    m->alpha[0] = 0.5f;
+    ck_assert_int_eq(sola_model_pack(m, &e), 0);
+    ck_assert_int_eq(sola_refine_batchable(m), 0);
+    sola_ws *ws = sola_ws_new();
+    float x = 1.0f, y;
+    ck_assert_int_eq(sola_refine(m, &x, 1, &y, ws, &e), 0);
+    ck_assert_uint_lt(sola_ws_bytes(ws), 1u << 20);
+    sola_ws_free(ws);
+    sola_model_free(m);
 }
 END_TEST
 
