@@ -12,6 +12,7 @@
 #include "npy.h"
 #include "npz.h"
 #include "refine.h"
+#include "routes.h"
 #include "testutil.h"
 
 /* ---- a fake backend holding one model ---------------------------------------- */
@@ -419,6 +420,22 @@ START_TEST(openapi_is_json_listing_routes)
     json_t *paths = json_object_get(j, "paths");
     ck_assert_ptr_nonnull(json_object_get(paths, "/refine"));
     ck_assert_ptr_nonnull(json_object_get(paths, "/models/{model}/versions/{version}"));
+    /* every route of every table is documented, with its method */
+    const api_route *tables[] = {api_routes_ops,  api_routes_infer, api_routes_models,
+                                 api_routes_datasets, api_routes_jobs, api_routes_web,
+                                 api_routes_v2};
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (const api_route *r = tables[t]; r->method; r++) {
+            json_t *path = json_object_get(paths, r->pattern);
+            ck_assert_msg(path != NULL, "openapi.json lacks the path %s", r->pattern);
+            char m[16];
+            size_t k = 0;
+            for (; r->method[k] && k < sizeof m - 1; k++)
+                m[k] = (char)(r->method[k] | 0x20);
+            m[k] = 0;
+            ck_assert_msg(json_object_get(path, m) != NULL || !strcmp(m, "head"),
+                          "openapi.json lacks %s %s", r->method, r->pattern);
+        }
     json_decref(j);
     api_response_clear(&rs);
 }
