@@ -47,9 +47,11 @@ void sola_normalize_backward(float *dr, const float *dz, const float *z, const f
                              int R, int C, float eps);
 
 /* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges of at least
- * `grain` items, on as many threads as OpenBLAS is allowed (openblas_get_num_threads;
- * the BLAS threads are idle between GEMMs). Ranges must be independent. Results do not
- * depend on the thread count as long as fn writes only its own items. */
+ * `grain` items, on as many threads as OpenBLAS is allowed (openblas_get_num_threads).
+ * Ranges must be independent. Results do not depend on the thread count as long as fn
+ * writes only its own items. The layers below do NOT use it for their passes: right
+ * after a GEMM, OpenBLAS's workers busy-wait on the other cores and a split pass ran
+ * 2x slower than a serial one (measured; see serial_for in sola_layers.c). */
 typedef void (*sola_range_fn)(void *arg, size_t begin, size_t end);
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg);
 /* A grain giving each thread at least ~64K floats of work, so that starting a thread

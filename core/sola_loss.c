@@ -458,7 +458,7 @@ static void module_forward(sola_trainctx *c, const sola_model *m, const float *x
     mark(c, 2);
     // refined = x + tanh(alpha) h at the kept rows
     rowjob rj = {c, x, tanhf(m->alpha[0])};
-    sola_parallel_for((size_t)rN, sola_grain((size_t)C), residual_rows, &rj);
+    residual_rows(&rj, 0, (size_t)rN); /* on this thread: see serial_for in sola_layers.c */
 }
 
 /* Forward through module, head and loss; leaves every activation for the backward. */
@@ -527,7 +527,7 @@ static void module_backward(sola_trainctx *c, const sola_model *m, int B, float 
     if (c->dhh != c->dr)
         memset(c->dhh, 0, (size_t)rO * C * sizeof *c->dhh);
     rowjob rj = {c, NULL, ta};
-    sola_parallel_for((size_t)rN, sola_grain((size_t)C), alpha_rows, &rj);
+    alpha_rows(&rj, 0, (size_t)rN);
     double dot = 0.0;
     for (int r = 0; r < rN; r++)
         dot += c->rowdot[r];

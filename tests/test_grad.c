@@ -441,7 +441,7 @@ START_TEST(same_result_on_one_or_two_threads)
     sola_train_cfg cfg;
     sola_train_cfg_default(&cfg);
     sola_err e = {0};
-    int B = 80; /* enough work for the elementwise loops to split (sola_grain) */
+    int B = 80; /* OpenBLAS splits the GEMMs (and AdamW its loop) by thread count */
     sola_trainctx *c = sola_trainctx_new(m, &cfg, B, &e);
     float *x = random_windows(B, cfg.W, m->C, 52);
     float *g1 = falloc(m->nparams), *g2 = falloc(m->nparams), l1, l2;
