@@ -156,4 +156,27 @@ RC_API int rc_count_prefix(const char *dir, const char *prefix)
     return n;
 }
 
+/* Reads what arrives within ms into buf (NUL-terminated, at most n-1 bytes), stopping
+ * once it holds stop (NULL: the first read). Bytes read, -1 on EOF/error with none. */
+RC_API long rc_recv_until(int fd, char *buf, size_t n, const char *stop, int ms)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int waited = 0; waited <= ms && got < n - 1; waited += 50) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        ssize_t k = recv(fd, buf + got, n - 1 - got, MSG_DONTWAIT);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        buf[got] = '\0';
+        if (!stop || strstr(buf, stop))
+            break;
+    }
+    return got ? (long)got : -1;
+}
+
 #endif

@@ -232,9 +232,14 @@ START_TEST(connections_past_the_per_ip_limit_are_refused_others_served)
     int fd0 = rc_fd_count(s.pid);
 
     int hold[PER_IP];
-    for (int i = 0; i < PER_IP; i++)
+    for (int i = 0; i < PER_IP; i++) {
+        /* one keep-alive request each: answered, so accepted and counted */
         ck_assert_int_ge(hold[i] = rc_connect(s.port, "127.0.0.1"), 0);
-    su_sleep_ms(200); /* accepted */
+        ck_assert_int_eq(rc_sends(hold[i], "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+        char buf[1024];
+        ck_assert_int_gt(rc_recv_until(hold[i], buf, sizeof buf, "alive", 10000), 0);
+        ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "held %d: %.100s", i, buf);
+    }
     /* the same address is refused (accepted and closed at once) ... */
     ck_assert_int_eq(livez_from(&s, "127.0.0.1"), 0);
     int extra_fd = rc_connect(s.port, "127.0.0.1");
@@ -297,7 +302,13 @@ START_TEST(disconnects_mid_upload_and_mid_compute_free_their_work)
 {
     char d[16];
     snprintf(d, sizeof d, "%d", DELAY_MS);
-    const char *extra[] = {"--debug-work-delay-ms", d, "--queue", "16", NULL};
+    /* libmicrohttpd 0.9.75 (epoll, edge-triggered) sometimes misses an EOF that comes
+     * with the last bytes of a body and notices only at --conn-timeout (docs/
+     * reliability.md, R1): the bound asserted below is that timeout, not "at once" */
+    char to[16];
+    snprintf(to, sizeof to, "%d", CONN_TIMEOUT);
+    const char *extra[] = {"--debug-work-delay-ms", d, "--queue", "16", "--conn-timeout", to,
+                           NULL};
     su_server s;
     char *dir = start(&s, extra);
     ck_assert_int_eq(refine_once(&s, NULL), 200);
@@ -322,7 +333,7 @@ START_TEST(disconnects_mid_upload_and_mid_compute_free_their_work)
     ck_assert_msg(seen, "no upload file appeared in %s/tmp", dir);
     close(fd);
     int left = 1;
-    for (int i = 0; i < 200 && left; i++) {
+    for (int i = 0; i < (CONN_TIMEOUT + 10) * 40 && left; i++) {
         left = count_uploads(dir);
         if (left)
             su_sleep_ms(25);
