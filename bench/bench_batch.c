@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "benchutil.h"
 #include "fsutil.h"
 #include "model.h"
 #include "npy.h"
@@ -35,23 +36,10 @@
 #define MAXC 256
 #define MAXCFG 8
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void die(const char *m)
 {
     fprintf(stderr, "bench_batch: %s\n", m);
     exit(2);
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef struct cfg {
@@ -62,39 +50,17 @@ typedef struct cfg {
 static pid_t spawn(const char *self, const char *data, const cfg *c, int maxbf, char *base,
                    size_t n)
 {
-    char bin[4096], a[4][16], logp[4200];
-    snprintf(bin, sizeof bin, "%s", self);
-    char *sl = strrchr(bin, '/');
-    snprintf(sl ? sl + 1 : bin, sizeof bin - (size_t)(sl ? sl + 1 - bin : 0), "solad");
-    snprintf(logp, sizeof logp, "%s/solad.log", data);
+    char a[4][16];
     snprintf(a[0], 16, "%d", c->workers);
     snprintf(a[1], 16, "%d", c->threads);
     snprintf(a[2], 16, "%d", c->window);
     snprintf(a[3], 16, "%d", c->frames ? maxbf : 0);
-    int pfd[2];
-    if (pipe(pfd))
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        close(pfd[0]);
-        close(pfd[1]);
-        if (!freopen(logp, "a", stderr))
-            _exit(127);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--data", data, "--workers", a[0],
-              "--threads", a[1], "--batch-window-us", a[2], "--max-batch-frames", a[3],
-              "--max-frames", "100000", "--queue", "256", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    char line[256];
-    ssize_t k = read(pfd[0], line, sizeof line - 1);
-    close(pfd[0]);
-    line[k > 0 ? k : 0] = '\0';
-    const char *p = strstr(line, "http://");
-    if (!p)
+    const char *opt[] = {"--workers", a[0], "--threads", a[1], "--batch-window-us", a[2],
+                         "--max-batch-frames", a[3], "--max-frames", "100000", "--queue",
+                         "256", NULL};
+    pid_t pid = bench_spawn_solad(self, data, opt, base, n);
+    if (pid < 0)
         die("solad did not start (is it built next to bench_batch?)");
-    snprintf(base, n, "%.*s", (int)strcspn(p, "\r\n"), p);
     return pid;
 }
 
@@ -148,16 +114,16 @@ static void *client_main(void *arg)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
-    while (now() < c->until) {
+    while (bench_now() < c->until) {
         s.len = 0;
-        double t0 = now();
+        double t0 = bench_now();
         long st = 0;
         if (curl_easy_perform(h) != CURLE_OK ||
             (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st), st != 200)) {
             c->errors++;
             continue;
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (c->nlat == c->cap) {
             c->cap = c->cap ? c->cap * 2 : 256;
             c->lat = realloc(c->lat, sizeof *c->lat * (size_t)c->cap);
@@ -299,7 +265,7 @@ int main(int argc, char **argv)
                 client cl[MAXC];
                 pthread_t th[MAXC];
                 char hv[K][64];
-                double t0 = now() + 0.3; /* a warm-up request each first */
+                double t0 = bench_now() + 0.3; /* a warm-up request each first */
                 for (int k = 0; k < K; k++) {
                     cl[k] = (client){0};
                     cl[k].url = url;
@@ -318,7 +284,7 @@ int main(int argc, char **argv)
                     cl[k].ref = &refs[cfgs[c].threads > 1][k];
                     cl[k].ref_len = &ref_lens[cfgs[c].threads > 1][k];
                 }
-                double start = now();
+                double start = bench_now();
                 for (int k = 0; k < K; k++)
                     pthread_create(&th[k], NULL, client_main, &cl[k]);
                 int n = 0, errs = 0, mism = 0;
@@ -328,7 +294,7 @@ int main(int argc, char **argv)
                     errs += cl[k].errors;
                     mism += cl[k].mismatches;
                 }
-                double el = now() - start;
+                double el = bench_now() - start;
                 double *all = malloc(sizeof(double) * (size_t)(n ? n : 1));
                 int o = 0;
                 for (int k = 0; k < K; k++) {
@@ -337,9 +303,9 @@ int main(int argc, char **argv)
                     free(cl[k].lat);
                     curl_slist_free_all(cl[k].hdrs);
                 }
-                qsort(all, (size_t)n, sizeof *all, cmpd);
-                result res = {n / el, n * (double)T / el, n ? all[n / 2] * 1e3 : 0,
-                              n ? all[(int)(0.99 * (n - 1) + 0.5)] * 1e3 : 0, n};
+                result res = {n / el, n * (double)T / el,
+                              n ? bench_pct(all, n, 0.5) * 1e3 : 0,
+                              n ? bench_pct(all, n, 0.99) * 1e3 : 0, n};
                 free(all);
                 if (res.rps > best[c].rps)
                     best[c] = res;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "model.h"
 #include "npy.h"
 #include "rng.h"
@@ -31,19 +32,6 @@ static void die(const char *msg)
 {
     fprintf(stderr, "bench_jobs: %s\n", msg);
     exit(1);
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 typedef struct sink {
@@ -126,35 +114,11 @@ static void *npy_of(int T, int C, uint64_t seed, size_t *len)
 static pid_t spawn(const char *self, const char *data, const char *workers,
                    const char *threads, const char *tthreads, char *base, size_t n)
 {
-    char bin[4096], logp[4200];
-    snprintf(bin, sizeof bin, "%s", self);
-    char *slash = strrchr(bin, '/');
-    snprintf(slash ? slash + 1 : bin, sizeof bin - (size_t)(slash ? slash + 1 - bin : 0),
-             "solad");
-    snprintf(logp, sizeof logp, "%s/solad.log", data);
-    int pfd[2];
-    if (pipe(pfd))
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        close(pfd[0]);
-        close(pfd[1]);
-        FILE *lf = freopen(logp, "a", stderr);
-        (void)lf;
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--data", data, "--workers", workers,
-              "--threads", threads, "--train-threads", tthreads, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    char line[256];
-    ssize_t k = read(pfd[0], line, sizeof line - 1);
-    close(pfd[0]);
-    line[k > 0 ? k : 0] = '\0';
-    const char *p = strstr(line, "http://");
-    if (!p)
+    const char *opt[] = {"--workers", workers, "--threads", threads, "--train-threads",
+                         tthreads, NULL};
+    pid_t pid = bench_spawn_solad(self, data, opt, base, n);
+    if (pid < 0)
         die("solad did not start (is it built next to bench_jobs?)");
-    snprintf(base, n, "%.*s", (int)strcspn(p, "\r\n"), p);
     return pid;
 }
 
@@ -163,11 +127,11 @@ static double one(CURL *c, const char *base, const void *npy, size_t len)
 {
     char url[256];
     snprintf(url, sizeof url, "%s/refine?model=m", base);
-    double t0 = now();
+    double t0 = bench_now();
     long st = http(c, "POST", url, "application/x-npy", npy, len, NULL);
     if (st != 200)
         die("a refine request failed");
-    return (now() - t0) * 1e3;
+    return (bench_now() - t0) * 1e3;
 }
 
 /* n sequential refines; latencies (ms) into lat. */
@@ -205,10 +169,9 @@ static pid_t trainer_pid(pid_t solad)
 
 static void report(const char *name, double *lat, int n)
 {
-    qsort(lat, (size_t)n, sizeof *lat, cmp_double);
-#define P(q) lat[(int)((q) * (n - 1) + 0.5)]
-    printf("%-22s %8.2f %8.2f %8.2f %8.2f\n", name, P(0.5), P(0.9), P(0.99), lat[n - 1]);
-#undef P
+    double p50 = bench_pct(lat, n, 0.5), p90 = bench_pct(lat, n, 0.9);
+    double p99 = bench_pct(lat, n, 0.99);
+    printf("%-22s %8.2f %8.2f %8.2f %8.2f\n", name, p50, p90, p99, lat[n - 1]);
 }
 
 int main(int argc, char **argv)
@@ -308,13 +271,13 @@ int main(int argc, char **argv)
     pid_t tp = trainer_pid(pid);
     if (!tp)
         die("cannot find the training process");
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < 2 * N; i++) {
         kill(tp, i % 2 ? SIGSTOP : SIGCONT);
         (i % 2 ? after : busy)[i / 2] = one(c, base, npy, len);
     }
     kill(tp, SIGCONT);
-    double el = now() - t0;
+    double el = bench_now() - t0;
     j = get_json(c, url);
     double wps = json_number_value(json_object_get(j, "windows_per_s"));
     json_decref(j);

@@ -26,22 +26,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "model.h"
 #include "refine.h"
 #include "rng.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static float *randn(size_t n, uint64_t seed)
 {
@@ -64,10 +52,10 @@ static double sgemm_peak(int n, int reps)
     float *a = randn(nn, 1), *b = randn(nn, 2), *c = malloc(nn * sizeof(float));
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t = now();
+        double t = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
                     c, n);
-        t = now() - t;
+        t = bench_now() - t;
         if (r > 0 && t < best)
             best = t;
     }
@@ -118,11 +106,11 @@ static int time_refine(bench *b, int T, int reps, double *med, double *min)
     }
     double *ts = malloc((size_t)reps * sizeof(double));
     for (int r = 0; r < reps; r++) {
-        double t = now();
+        double t = bench_now();
         sola_refine(b->m, x, T, y, b->ws, &e);
-        ts[r] = now() - t;
+        ts[r] = bench_now() - t;
     }
-    qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+    qsort(ts, (size_t)reps, sizeof(double), bench_cmp_double);
     *med = ts[reps / 2];
     *min = ts[0];
     free(ts);
@@ -147,11 +135,11 @@ static int time_batch(bench *b, int T, int B, int reps, double *med)
         goto out;
     }
     for (int r = 0; r < reps; r++) {
-        double t = now();
+        double t = bench_now();
         sola_refine_batch(b->m, x, lens, B, y, b->ws, &e);
-        ts[r] = now() - t;
+        ts[r] = bench_now() - t;
     }
-    qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+    qsort(ts, (size_t)reps, sizeof(double), bench_cmp_double);
     *med = ts[reps / 2] / B;
     rc = 0;
 out:

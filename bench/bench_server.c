@@ -32,31 +32,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "benchutil.h"
 #include "fsutil.h"
 #include "model.h"
 #include "npy.h"
 #include "refine.h"
 #include "rng.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(double *v, int n, double p)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    int i = (int)(p * (n - 1) + 0.5);
-    return v[i < n ? i : n - 1];
-}
 
 static void die(const char *msg)
 {
@@ -151,39 +132,13 @@ static json_t *get_json(const char *base, const char *path)
 static pid_t spawn(const char *self, const char *data, int workers, int threads, char *base,
                    size_t n)
 {
-    char bin[4096];
-    snprintf(bin, sizeof bin, "%s", self);
-    char *slash = strrchr(bin, '/');
-    snprintf(slash ? slash + 1 : bin, sizeof bin - (size_t)(slash ? slash + 1 - bin : 0),
-             "solad");
-    char ws[16], ts[16], logp[4096];
-    snprintf(logp, sizeof logp, "%s/solad.log", data);
+    char ws[16], ts[16];
     snprintf(ws, sizeof ws, "%d", workers);
     snprintf(ts, sizeof ts, "%d", threads);
-    int pfd[2];
-    if (pipe(pfd))
-        die("pipe");
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pfd[1], 1);
-        close(pfd[0]);
-        close(pfd[1]);
-        /* the request log stays on (it is part of the daemon's cost), in a file */
-        FILE *lf = freopen(logp, "a", stderr);
-        (void)lf;
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--data", data, "--workers", ws, "--threads",
-              ts, "--max-frames", "100000", (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    char line[256];
-    ssize_t k = read(pfd[0], line, sizeof line - 1);
-    close(pfd[0]);
-    line[k > 0 ? k : 0] = '\0';
-    const char *p = strstr(line, "http://");
-    if (!p)
+    const char *opt[] = {"--workers", ws, "--threads", ts, "--max-frames", "100000", NULL};
+    pid_t pid = bench_spawn_solad(self, data, opt, base, n);
+    if (pid < 0)
         die("solad did not start (is it built next to bench_server?)");
-    snprintf(base, n, "%.*s", (int)strcspn(p, "\r\n"), p);
     return pid;
 }
 
@@ -239,24 +194,24 @@ static void measure(const char *base, const sola_model *m, sola_ws *ws, payload 
         if (post(c, url, ct, body, blen, &s) != 200)
             die(s.p ? s.p : "request failed");
     }
-    double t0 = now();
+    double t0 = bench_now();
     double total_req = 0;
     for (int i = 0; i < n; i++) {
-        double t = now();
+        double t = bench_now();
         if (sola_refine(m, p->x, p->T, y, ws, &e))
             die(e.msg);
-        bare[i] = now() - t;
-        t = now();
+        bare[i] = bench_now() - t;
+        t = bench_now();
         if (post(c, url, ct, body, blen, &s) != 200)
             die(s.p ? s.p : "request failed");
-        lat[i] = now() - t;
+        lat[i] = bench_now() - t;
         work[i] = s.work_ms / 1e3;
         total_req += lat[i];
     }
     (void)t0;
-    double bmed = pct(bare, n, 0.5);
-    double lmed = pct(lat, n, 0.5), l99 = pct(lat, n, 0.99);
-    double wmed = pct(work, n, 0.5);
+    double bmed = bench_pct(bare, n, 0.5);
+    double lmed = bench_pct(lat, n, 0.5), l99 = bench_pct(lat, n, 0.99);
+    double wmed = bench_pct(work, n, 0.5);
     printf("  %-5s T=%-5d %6.1f req/s  p50 %7.2f ms  p99 %7.2f ms  bare %7.2f ms  ratio %5.2fx"
            "  (server work %7.2f ms; %.1f MB in, %.1f MB out)\n",
            json ? "json" : "npy", p->T, n / total_req, lmed * 1e3, l99 * 1e3, bmed * 1e3,
@@ -300,7 +255,7 @@ static void throughput(const char *base, payload *p, int clients, int per)
     pthread_t th[64];
     if (clients > 64)
         clients = 64;
-    double t = now();
+    double t = bench_now();
     for (int i = 0; i < clients; i++) {
         cs[i] = (conc){url, p, per, 0};
         pthread_create(&th[i], NULL, conc_main, &cs[i]);
@@ -310,7 +265,7 @@ static void throughput(const char *base, payload *p, int clients, int per)
         pthread_join(th[i], NULL);
         fail += cs[i].fail;
     }
-    double dt = now() - t;
+    double dt = bench_now() - t;
     printf("  npy   T=%-5d %d clients x %d: %7.1f req/s, %.0f frames/s%s\n", p->T, clients, per,
            clients * per / dt, clients * per * (double)p->T / dt, fail ? " (FAILURES)" : "");
     fflush(stdout);

@@ -22,26 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "model.h"
 #include "rng.h"
 #include "sola_loss.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return v[n / 2];
 }
 
@@ -71,10 +59,10 @@ static double sgemm_peak(int n, int reps)
         a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t = now();
+        double t = bench_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
                     c, n);
-        t = now() - t;
+        t = bench_now() - t;
         if (r && t < best)
             best = t;
     }
@@ -224,15 +212,15 @@ int main(int argc, char **argv)
                 continue;
             }
             for (int k = 0; k < block; k++) {
-                double t1 = now();
+                double t1 = bench_now();
                 if (sola_loss_grad(c, m, x, B, &loss, grads, &e))
                     goto fail;
-                double t2 = now();
+                double t2 = bench_now();
                 sola_trainctx_phases(c, ph);
                 for (int q = 0; q < SOLA_PHASES; q++)
                     phsum[q] += ph[q];
                 sola_adamw_step(&opt, m->params, grads);
-                double t3 = now();
+                double t3 = bench_now();
                 tstep[ns] = t3 - t1;
                 topt[ns++] = t3 - t2;
             }
