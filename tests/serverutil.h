@@ -320,6 +320,27 @@ SU_API float *su_input(int T, int C, unsigned seed)
     return x;
 }
 
+/* sola_refine of x [T, m->C] on this side, for comparing with a reply (caller frees). */
+SU_API float *su_refine_local(const sola_model *m, const float *x, int T)
+{
+    float *y = malloc(sizeof(float) * (size_t)T * (size_t)m->C);
+    sola_ws *ws = sola_ws_new();
+    sola_err e = {0};
+    ck_assert_int_eq(sola_refine(m, x, T, y, ws, &e), 0);
+    sola_ws_free(ws);
+    return y;
+}
+
+/* x [T, C] as an .npy body (caller frees). */
+SU_API void *su_npy_of(const float *x, int T, int C, size_t *len)
+{
+    void *b;
+    sola_err e = {0};
+    int64_t sh[2] = {T, C};
+    ck_assert_int_eq(sola_npy_encode(x, 2, sh, &b, len, &e), 0);
+    return b;
+}
+
 /* JSON body {"features": x} (+ extra members text, may be ""). malloc'd. */
 SU_API char *su_json_features(const float *x, int T, int C, const char *extra)
 {

@@ -11,25 +11,6 @@
 
 #define C_DIM 64
 
-static float *refine_local(const sola_model *m, const float *x, int T)
-{
-    float *y = malloc(sizeof(float) * (size_t)T * (size_t)m->C);
-    sola_ws *ws = sola_ws_new();
-    sola_err e = {0};
-    ck_assert_int_eq(sola_refine(m, x, T, y, ws, &e), 0);
-    sola_ws_free(ws);
-    return y;
-}
-
-static void *npy_of(const float *x, int T, int C, size_t *len)
-{
-    void *b;
-    sola_err e = {0};
-    int64_t sh[2] = {T, C};
-    ck_assert_int_eq(sola_npy_encode(x, 2, sh, &b, len, &e), 0);
-    return b;
-}
-
 static char *url(const su_server *s, const char *path)
 {
     static char u[4][1024];
@@ -49,7 +30,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     const int T = 9;
     float *x = su_input(T, C_DIM, 1);
-    float *y = refine_local(m, x, T);
+    float *y = su_refine_local(m, x, T);
     su_resp r;
     char h[256];
 
@@ -71,7 +52,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
 
     /* .npy in, .npy out (no model named: the only one) */
     size_t nlen;
-    void *npy = npy_of(x, T, C_DIM, &nlen);
+    void *npy = su_npy_of(x, T, C_DIM, &nlen);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
@@ -178,13 +159,13 @@ START_TEST(error_statuses_over_http)
     expect_err(&r, 400, "request body");
     float *x = su_input(4, 63, 2);
     size_t nlen;
-    void *npy = npy_of(x, 4, 63, &nlen);
+    void *npy = su_npy_of(x, 4, 63, &nlen);
     su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
     expect_err(&r, 422, "C=63 channels but model default version 1 expects C=64");
     free(npy);
     free(x);
     x = su_input(4, 64, 2);
-    npy = npy_of(x, 4, 64, &nlen);
+    npy = su_npy_of(x, 4, 64, &nlen);
     su_http(NULL, "POST", url(&s, "/refine?model=nosuch"), hn, npy, nlen, &r);
     expect_err(&r, 404, "no model named \"nosuch\"");
     su_http(NULL, "POST", url(&s, "/refine?version=2"), hn, npy, nlen, &r);
@@ -208,7 +189,7 @@ START_TEST(error_statuses_over_http)
 
     /* T above --max-frames */
     x = su_input(17, 64, 3);
-    npy = npy_of(x, 17, 64, &nlen);
+    npy = su_npy_of(x, 17, 64, &nlen);
     su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
     expect_err(&r, 413, "T=17");
     free(npy);
@@ -342,7 +323,7 @@ START_TEST(token_guards_registry_writes)
     /* a refine now says version 2 */
     float *x = su_input(3, C_DIM, 9);
     size_t nlen;
-    void *npy = npy_of(x, 3, C_DIM, &nlen);
+    void *npy = su_npy_of(x, 3, C_DIM, &nlen);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
     ck_assert_int_eq(r.status, 200);
@@ -419,7 +400,7 @@ START_TEST(replicas_sharing_a_directory_follow_each_other)
     ck_assert(wait_for(&b, "/models/m", 200, "\"active\":2"));
     float *x = su_input(4, C_DIM, 5);
     size_t n;
-    void *npy = npy_of(x, 4, C_DIM, &n);
+    void *npy = su_npy_of(x, 4, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     char h[32];
     su_http(NULL, "POST", url(&b, "/refine"), hn, npy, n, &r);
@@ -473,7 +454,7 @@ START_TEST(broken_active_file_keeps_previous_version_serving)
     su_resp_free(&r);
     float *x = su_input(3, C_DIM, 2);
     size_t n;
-    void *npy = npy_of(x, 3, C_DIM, &n);
+    void *npy = su_npy_of(x, 3, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     char h[32];
     su_http(NULL, "POST", url(&s, "/refine"), hn, npy, n, &r);
@@ -534,7 +515,7 @@ START_TEST(full_queue_answers_503_with_retry_after)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     float *x = su_input(2, 64, 4);
     size_t nlen;
-    void *npy = npy_of(x, 2, 64, &nlen);
+    void *npy = su_npy_of(x, 2, 64, &nlen);
     bg b[2] = {{&s, npy, nlen, 0}, {&s, npy, nlen, 0}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++)

@@ -10,25 +10,6 @@
 
 #define C_DIM 64
 
-static float *refine_local(const sola_model *m, const float *x, int T)
-{
-    float *y = malloc(sizeof(float) * (size_t)T * (size_t)m->C);
-    sola_ws *ws = sola_ws_new();
-    sola_err e = {0};
-    ck_assert_int_eq(sola_refine(m, x, T, y, ws, &e), 0);
-    sola_ws_free(ws);
-    return y;
-}
-
-static void *npy_of(const float *x, int T, int C, size_t *len)
-{
-    void *b;
-    sola_err e = {0};
-    int64_t sh[2] = {T, C};
-    ck_assert_int_eq(sola_npy_encode(x, 2, sh, &b, len, &e), 0);
-    return b;
-}
-
 /* Outcome of one reply against the expected outputs; returns the index of the
  * matching expectation (0 or 1) or -1. */
 static int match_reply(const su_resp *r, int json, const float *const *want, int nwant, int T)
@@ -81,7 +62,7 @@ static void *client_main(void *arg)
     for (int i = 0; i < PER_CLIENT; i++) {
         int T = 1 + (c->id * 7 + i * 3) % 24;
         float *x = su_input(T, C_DIM, (unsigned)(c->id * 100 + i));
-        float *y = refine_local(c->m, x, T);
+        float *y = su_refine_local(c->m, x, T);
         int json = (c->id + i) % 2;
         su_resp r;
         if (json) {
@@ -91,7 +72,7 @@ static void *client_main(void *arg)
             free(b);
         } else {
             size_t n;
-            void *b = npy_of(x, T, C_DIM, &n);
+            void *b = su_npy_of(x, T, C_DIM, &n);
             const char *hn[] = {"Content-Type: application/x-npy", NULL};
             su_http(h, "POST", u, hn, b, n, &r);
             free(b);
@@ -162,7 +143,7 @@ static void *act_client(void *arg)
     char u[256];
     snprintf(u, sizeof u, "%s/refine?model=m", c->s->base);
     size_t n;
-    void *b = npy_of(c->x, c->T, C_DIM, &n);
+    void *b = su_npy_of(c->x, c->T, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     while (!atomic_load(c->stop) || c->n < 4) {
         su_resp r;
@@ -198,7 +179,7 @@ START_TEST(activation_under_load_fails_nothing)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     const int T = 12;
     float *x = su_input(T, C_DIM, 77);
-    float *y1 = refine_local(m1, x, T), *y2 = refine_local(m2, x, T);
+    float *y1 = su_refine_local(m1, x, T), *y2 = su_refine_local(m2, x, T);
     ck_assert_double_gt(tu_max_rel_err(y1, y2, (size_t)T * C_DIM), 1e-3);
     atomic_int stop = 0;
     actc c[NACT];
@@ -236,7 +217,7 @@ START_TEST(activation_under_load_fails_nothing)
     ck_assert_int_gt(seen2, 0);
     /* after the last activation returned, new requests get version 2 */
     size_t n;
-    void *b = npy_of(x, T, C_DIM, &n);
+    void *b = su_npy_of(x, T, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     snprintf(u, sizeof u, "%s/refine", s.base);
     su_http(NULL, "POST", u, hn, b, n, &r);
@@ -338,9 +319,9 @@ START_TEST(sigterm_finishes_accepted_requests_and_exits_0)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     const int T = 10;
     float *x = su_input(T, C_DIM, 3);
-    float *y = refine_local(m, x, T);
+    float *y = su_refine_local(m, x, T);
     size_t n;
-    void *b = npy_of(x, T, C_DIM, &n);
+    void *b = su_npy_of(x, T, C_DIM, &n);
     const float *want[1] = {y};
 
     CURL *keep = curl_easy_init(); /* a connection opened before the signal */
@@ -428,7 +409,7 @@ START_TEST(drain_deadline_exits_0)
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     float *x = su_input(2, 64, 1);
     size_t n;
-    void *b = npy_of(x, 2, 64, &n);
+    void *b = su_npy_of(x, 2, 64, &n);
     one o = {.s = &s, .b = b, .n = n};
     pthread_t th;
     pthread_create(&th, NULL, one_main, &o);
