@@ -278,6 +278,17 @@ SU_API void su_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* base+path in one of four per-thread buffers, so a call may hold up to four at once
+ * (a request URL and the URLs in its assertion message). */
+SU_API char *su_url(const su_server *s, const char *path)
+{
+    static _Thread_local char u[4][1024];
+    static _Thread_local int k;
+    k = (k + 1) % 4;
+    snprintf(u[k], sizeof u[k], "%s%s", s->base, path);
+    return u[k];
+}
+
 /* ---- data -------------------------------------------------------------------- */
 
 /* A model whose output differs from its input (alpha != 0), saved as

@@ -271,15 +271,6 @@ END_TEST
 
 /* ---- over HTTP ----------------------------------------------------------------- */
 
-static char *url(const su_server *s, const char *path)
-{
-    static char u[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(u[k], sizeof u[k], "%s%s", s->base, path);
-    return u[k];
-}
-
 static long put_file(const su_server *s, const char *path, const char *file, const char *ctype,
                      const char *auth, su_resp *r)
 {
@@ -289,7 +280,7 @@ static long put_file(const su_server *s, const char *path, const char *file, con
     char ct[128];
     snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
     const char *h[] = {ct, auth, NULL};
-    su_http(NULL, "PUT", url(s, path), h, b, n, r);
+    su_http(NULL, "PUT", su_url(s, path), h, b, n, r);
     free(b);
     return r->status;
 }
@@ -380,15 +371,15 @@ START_TEST(http_synth_dataset_item_by_item_and_as_npz)
     json_decref(o);
 
     /* deleting an item, then the dataset */
-    su_http(NULL, "DELETE", url(&s, "/datasets/syn/items/video_0000"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/datasets/syn/items/video_0000"), NULL, NULL, 0, &r);
     expect_status(&r, 200, "video_0000");
     o = get_json(&s, "/datasets/syn", 200);
     ck_assert_int_eq(json_integer_value(json_object_get(o, "n_items")), 4);
     json_decref(o);
-    su_http(NULL, "DELETE", url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
     expect_status(&r, 200, NULL);
     json_decref(get_json(&s, "/datasets/syn", 404));
-    su_http(NULL, "DELETE", url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
     expect_status(&r, 404, "no dataset");
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);
@@ -419,7 +410,7 @@ START_TEST(http_bad_uploads_leave_nothing_behind)
     ck_assert_int_eq(put_file(&s, "/models/m/versions/1", f, "application/octet-stream", NULL, &r),
                      413); /* models are loaded whole: --max-body */
     expect_status(&r, 413, "--max-body");
-    su_http(NULL, "DELETE", url(&s, "/datasets/big"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/datasets/big"), NULL, NULL, 0, &r);
     expect_status(&r, 200, NULL);
     write_npy(f, 40, 8, 1);
     ck_assert_int_eq(put_file(&s, "/datasets/d/items/ok", f, "application/x-npy", NULL, &r), 201);
@@ -429,16 +420,16 @@ START_TEST(http_bad_uploads_leave_nothing_behind)
     size_t n;
     char *buf = tu_read(f, &n);
     const char *h[] = {"Content-Type: application/x-npy", NULL};
-    su_http(NULL, "PUT", url(&s, "/datasets/d/items/t"), h, buf, n - 64, &r);
+    su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/t"), h, buf, n - 64, &r);
     expect_status(&r, 400, "dataset d, item t");
-    su_http(NULL, "PUT", url(&s, "/datasets/d/items/g"), h, "{\"features\": 1}", 15, &r);
+    su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/g"), h, "{\"features\": 1}", 15, &r);
     expect_status(&r, 400, "item g");
-    su_http(NULL, "PUT", url(&s, "/datasets/d/items/e"), h, "", 0, &r);
+    su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/e"), h, "", 0, &r);
     expect_status(&r, 400, "empty body");
-    su_http(NULL, "PUT", url(&s, "/datasets/d"), h, buf, n, &r); /* .npy where .npz goes */
+    su_http(NULL, "PUT", su_url(&s, "/datasets/d"), h, buf, n, &r); /* .npy where .npz goes */
     expect_status(&r, 415, ".npz");
     const char *hz[] = {"Content-Type: application/x-npz", NULL};
-    su_http(NULL, "PUT", url(&s, "/datasets/z"), hz, buf, n, &r);
+    su_http(NULL, "PUT", su_url(&s, "/datasets/z"), hz, buf, n, &r);
     expect_status(&r, 400, "npz");
     free(buf);
     /* another dimension */
@@ -536,7 +527,7 @@ START_TEST(http_every_mutating_route_needs_the_token)
                {"POST", "/jobs/1/resume"}};
     const char *hj[] = {"Content-Type: application/json", NULL};
     for (size_t i = 0; i < sizeof mut / sizeof mut[0]; i++) {
-        su_http(NULL, mut[i].method, url(&s, mut[i].path), hj, "{\"dataset\":\"d\"}", 15, &r);
+        su_http(NULL, mut[i].method, su_url(&s, mut[i].path), hj, "{\"dataset\":\"d\"}", 15, &r);
         ck_assert_msg(r.status == 401, "%s %s: %ld", mut[i].method, mut[i].path, r.status);
         su_resp_free(&r);
     }
@@ -544,7 +535,7 @@ START_TEST(http_every_mutating_route_needs_the_token)
     ck_assert_int_eq(json_integer_value(json_object_get(o, "n_items")), 1);
     json_decref(o);
     const char *hg[] = {good, NULL};
-    su_http(NULL, "DELETE", url(&s, "/datasets/d"), hg, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/datasets/d"), hg, NULL, 0, &r);
     expect_status(&r, 200, NULL);
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);

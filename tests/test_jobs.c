@@ -24,15 +24,6 @@ __attribute__((format(printf, 2, 3))) static void pathf(char *out, const char *f
     va_end(ap);
 }
 
-static char *url(const su_server *s, const char *path)
-{
-    static __thread char u[4][1024];
-    static __thread int k;
-    k = (k + 1) % 4;
-    snprintf(u[k], sizeof u[k], "%s%s", s->base, path);
-    return u[k];
-}
-
 /* A dataset of n videos [T_i, C_DIM] as one .npz upload. */
 static long put_dataset(const su_server *s, const char *name, int n, unsigned seed)
 {
@@ -59,7 +50,7 @@ static long put_dataset(const su_server *s, const char *name, int n, unsigned se
     snprintf(path, sizeof path, "/datasets/%s", name);
     const char *h[] = {"Content-Type: application/x-npz", NULL};
     su_resp r;
-    su_http(NULL, "PUT", url(s, path), h, buf, len, &r);
+    su_http(NULL, "PUT", su_url(s, path), h, buf, len, &r);
     free(buf);
     long st = r.status;
     ck_assert_msg(st == 201 || st == 200, "PUT %s: %ld %s", path, st, r.body ? r.body : "");
@@ -70,7 +61,7 @@ static long put_dataset(const su_server *s, const char *name, int n, unsigned se
 static long post_json(const su_server *s, const char *path, const char *body, su_resp *r)
 {
     const char *h[] = {"Content-Type: application/json", NULL};
-    su_http(NULL, "POST", url(s, path), h, body, strlen(body), r);
+    su_http(NULL, "POST", su_url(s, path), h, body, strlen(body), r);
     return r->rc == CURLE_OK ? r->status : 0;
 }
 
@@ -213,7 +204,7 @@ static void follow(const su_server *s, int id, sse *e)
     char path[64];
     snprintf(path, sizeof path, "/jobs/%d/events", id);
     CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url(s, path));
+    curl_easy_setopt(c, CURLOPT_URL, su_url(s, path));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, e);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
@@ -353,7 +344,7 @@ START_TEST(bad_training_requests)
     post_json(&s, "/train", "{\"dataset\":\"d\",\"base_model\":\"wide\"}", &r);
     expect(&r, 422, "C=32");
     const char *hx[] = {"Content-Type: text/plain", NULL};
-    su_http(NULL, "POST", url(&s, "/train"), hx, "{}", 2, &r);
+    su_http(NULL, "POST", su_url(&s, "/train"), hx, "{}", 2, &r);
     expect(&r, 415, NULL);
     ck_assert_int_eq(su_get(&s, NULL, "/jobs/7", &r), 404);
     su_resp_free(&r);
@@ -361,7 +352,7 @@ START_TEST(bad_training_requests)
     su_resp_free(&r);
     ck_assert_int_eq(su_get(&s, NULL, "/jobs/7/events", &r), 404);
     su_resp_free(&r);
-    su_http(NULL, "DELETE", url(&s, "/jobs/7"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/jobs/7"), NULL, NULL, 0, &r);
     expect(&r, 404, "no job 7");
     post_json(&s, "/jobs/7/resume", "{}", &r);
     expect(&r, 404, NULL);
@@ -406,16 +397,16 @@ START_TEST(queue_bound_and_cancel)
     su_resp_free(&r);
 
     /* a queued job is dropped at once */
-    su_http(NULL, "DELETE", url(&s, "/jobs/2"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/jobs/2"), NULL, NULL, 0, &r);
     expect(&r, 200, "\"state\":\"cancelled\"");
     ck_assert_int_eq(b, 2);
     /* a running one stops within a step */
-    su_http(NULL, "DELETE", url(&s, "/jobs/1"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/jobs/1"), NULL, NULL, 0, &r);
     expect(&r, 202, "\"cancel_requested\":true");
     wait_state(&s, a, "cancelled", 30000);
     ck_assert_int_eq(su_get(&s, NULL, "/models/out", &r), 404); /* no version registered */
     su_resp_free(&r);
-    su_http(NULL, "DELETE", url(&s, "/jobs/1"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/jobs/1"), NULL, NULL, 0, &r);
     expect(&r, 409, "already cancelled");
     post_json(&s, "/jobs/1/resume", "{}", &r);
     expect(&r, 409, "only an interrupted job");
@@ -549,7 +540,7 @@ START_TEST(sigterm_checkpoints_and_resume_jobs_continues)
     su_resp r;
     char jp[64];
     snprintf(jp, sizeof jp, "/jobs/%d", id);
-    su_http(NULL, "DELETE", url(&s, jp), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, jp), NULL, NULL, 0, &r);
     expect(&r, 202, NULL);
     wait_state(&s, id, "cancelled", 30000);
     pathf(p, "%s/jobs/%d.ckpt.safetensors", dir, id);
@@ -590,7 +581,7 @@ START_TEST(replicas_share_jobs_and_one_runs_them)
     ck_assert_str_eq(state_of(&a, j2, st, sizeof st), "queued");
     /* b cancels what a runs, and what waits */
     su_resp r;
-    su_http(NULL, "DELETE", url(&b, "/jobs/1"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&b, "/jobs/1"), NULL, NULL, 0, &r);
     expect(&r, 202, "cancel_requested");
     wait_state(&b, j1, "cancelled", 30000);
     wait_state(&a, j2, "running", 30000);
@@ -607,7 +598,7 @@ START_TEST(replicas_share_jobs_and_one_runs_them)
     json_t *o = job(&b, j2);
     ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
     json_decref(o);
-    su_http(NULL, "DELETE", url(&b, "/jobs/2"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&b, "/jobs/2"), NULL, NULL, 0, &r);
     expect(&r, 202, NULL);
     wait_state(&b, j2, "cancelled", 30000);
     ck_assert_int_eq(su_stop(&b), 0);
@@ -645,7 +636,7 @@ static void *chaos_ops(void *arg)
         snprintf(name, sizeof name, "r%dk%d", c->round, k);
         snprintf(path, sizeof path, "/datasets/d/items/%s", name);
         su_resp r;
-        su_http(NULL, "PUT", url(c->s, path), hn, npy, len, &r);
+        su_http(NULL, "PUT", su_url(c->s, path), hn, npy, len, &r);
         if (r.rc == CURLE_OK && r.status / 100 == 2 && c->nitems < 64)
             snprintf(c->items[c->nitems++], sizeof c->items[0], "%s", name);
         su_resp_free(&r);

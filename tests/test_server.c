@@ -11,15 +11,6 @@
 
 #define C_DIM 64
 
-static char *url(const su_server *s, const char *path)
-{
-    static char u[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(u[k], sizeof u[k], "%s%s", s->base, path);
-    return u[k];
-}
-
 START_TEST(refine_over_json_and_npy_equals_sola_refine)
 {
     char *dir = tu_tmpdir();
@@ -37,7 +28,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
     /* JSON in, JSON out */
     char *js = su_json_features(x, T, C_DIM, "\"model\": \"m\"");
     const char *hj[] = {"Content-Type: application/json", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hj, js, strlen(js), &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hj, js, strlen(js), &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     ck_assert_str_eq(su_header(&r, "X-Model", h, sizeof h), "m");
     ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "1");
@@ -54,7 +45,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
     size_t nlen;
     void *npy = su_npy_of(x, T, C_DIM, &nlen);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     ck_assert_str_eq(su_header(&r, "Content-Type", h, sizeof h), "application/x-npy");
     sola_array a = {0};
@@ -68,7 +59,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
 
     /* .npy in, .npz out with both TSMs */
     const char *hz[] = {"Content-Type: application/x-npy", "Accept: application/x-npz", NULL};
-    su_http(NULL, "POST", url(&s, "/refine?tsm=both&model=m&version=1"), hz, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine?tsm=both&model=m&version=1"), hz, npy, nlen, &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     sola_npz z;
     ck_assert_int_eq(sola_npz_parse(r.body, r.len, "reply", &z, &e), 0);
@@ -83,7 +74,7 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
 
     /* POST /tsm as a PNG heatmap, both side by side */
     const char *hp[] = {"Content-Type: application/x-npy", "Accept: image/png", NULL};
-    su_http(NULL, "POST", url(&s, "/tsm?tsm=both"), hp, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/tsm?tsm=both"), hp, npy, nlen, &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     ck_assert_str_eq(su_header(&r, "Content-Type", h, sizeof h), "image/png");
     ck_assert_mem_eq(r.body, "\x89PNG\r\n\x1a\n", 8);
@@ -153,36 +144,36 @@ START_TEST(error_statuses_over_http)
     const char *hj[] = {"Content-Type: application/json", NULL};
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
 
-    su_http(NULL, "POST", url(&s, "/refine"), hj, "{\"features\": [[1,2,", 18, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hj, "{\"features\": [[1,2,", 18, &r);
     expect_err(&r, 400, "malformed JSON");
-    su_http(NULL, "POST", url(&s, "/refine"), hn, "\x93NUMPY\x01\x00\x05\x00{'de", 15, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, "\x93NUMPY\x01\x00\x05\x00{'de", 15, &r);
     expect_err(&r, 400, "request body");
     float *x = su_input(4, 63, 2);
     size_t nlen;
     void *npy = su_npy_of(x, 4, 63, &nlen);
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     expect_err(&r, 422, "C=63 channels but model default version 1 expects C=64");
     free(npy);
     free(x);
     x = su_input(4, 64, 2);
     npy = su_npy_of(x, 4, 64, &nlen);
-    su_http(NULL, "POST", url(&s, "/refine?model=nosuch"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine?model=nosuch"), hn, npy, nlen, &r);
     expect_err(&r, 404, "no model named \"nosuch\"");
-    su_http(NULL, "POST", url(&s, "/refine?version=2"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine?version=2"), hn, npy, nlen, &r);
     expect_err(&r, 404, "has no version 2");
-    su_http(NULL, "GET", url(&s, "/refine"), NULL, NULL, 0, &r);
+    su_http(NULL, "GET", su_url(&s, "/refine"), NULL, NULL, 0, &r);
     ck_assert_str_eq(su_header(&r, "Allow", h, sizeof h), "POST");
     expect_err(&r, 405, "not allowed");
-    su_http(NULL, "DELETE", url(&s, "/models/default"), NULL, NULL, 0, &r);
+    su_http(NULL, "DELETE", su_url(&s, "/models/default"), NULL, NULL, 0, &r);
     ck_assert_str_eq(su_header(&r, "Allow", h, sizeof h), "GET, HEAD");
     expect_err(&r, 405, "not allowed");
-    su_http(NULL, "GET", url(&s, "/nowhere"), NULL, NULL, 0, &r);
+    su_http(NULL, "GET", su_url(&s, "/nowhere"), NULL, NULL, 0, &r);
     expect_err(&r, 404, "no route");
     const char *hform[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hform, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hform, npy, nlen, &r);
     expect_err(&r, 415, "not supported");
     const char *hacc[] = {"Content-Type: application/x-npy", "Accept: text/csv", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hacc, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hacc, npy, nlen, &r);
     expect_err(&r, 406, "Accept");
     free(npy);
     free(x);
@@ -190,7 +181,7 @@ START_TEST(error_statuses_over_http)
     /* T above --max-frames */
     x = su_input(17, 64, 3);
     npy = su_npy_of(x, 17, 64, &nlen);
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     expect_err(&r, 413, "T=17");
     free(npy);
     free(x);
@@ -199,7 +190,7 @@ START_TEST(error_statuses_over_http)
     size_t big = 100000;
     char *junk = malloc(big);
     memset(junk, '1', big);
-    su_http(NULL, "POST", url(&s, "/refine"), hj, junk, big, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hj, junk, big, &r);
     expect_err(&r, 413, "--max-body");
     free(junk);
     /* ... and sent chunked (no length): refused when it crosses the limit */
@@ -209,7 +200,7 @@ START_TEST(error_statuses_over_http)
     hl = curl_slist_append(hl, "Transfer-Encoding: chunked");
     hl = curl_slist_append(hl, "Expect:");
     memset(&r, 0, sizeof r);
-    curl_easy_setopt(c, CURLOPT_URL, url(&s, "/refine"));
+    curl_easy_setopt(c, CURLOPT_URL, su_url(&s, "/refine"));
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, chunk_read);
     curl_easy_setopt(c, CURLOPT_READDATA, &src);
@@ -256,14 +247,14 @@ START_TEST(token_guards_registry_writes)
     const char *good[] = {"Content-Type: application/octet-stream",
                           "Authorization: Bearer t0ken-42", NULL};
 
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/1"), oct, mbytes, mlen, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/1"), oct, mbytes, mlen, &r);
     ck_assert_ptr_nonnull(su_header(&r, "WWW-Authenticate", h, sizeof h));
     expect_err(&r, 401, "Authorization: Bearer");
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/1"), bad, mbytes, mlen, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/1"), bad, mbytes, mlen, &r);
     ck_assert_ptr_nonnull(strstr(su_header(&r, "WWW-Authenticate", h, sizeof h), "invalid_token"));
     expect_err(&r, 401, "wrong bearer token");
     /* not a model: refused, nothing stored */
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/1"), good, "garbage!", 8, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/1"), good, "garbage!", 8, &r);
     expect_err(&r, 400, "uploaded model");
     snprintf(file, sizeof file, "%s/models/m/1.safetensors", dir);
     ck_assert_int_ne(access(file, F_OK), 0);
@@ -271,11 +262,11 @@ START_TEST(token_guards_registry_writes)
     ck_assert_int_eq(su_get(&s, NULL, "/models/default", &r), 200);
     su_resp_free(&r);
 
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/1"), good, mbytes, mlen, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/1"), good, mbytes, mlen, &r);
     ck_assert_msg(r.status == 201, "status %ld: %s", r.status, r.body);
     ck_assert_str_eq(su_header(&r, "Location", h, sizeof h), "/models/m/versions/1");
     su_resp_free(&r);
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/1"), good, mbytes, mlen, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/1"), good, mbytes, mlen, &r);
     expect_err(&r, 409, "exists");
     /* the first stored model replaces the embedded default and is active */
     ck_assert_int_eq(su_get(&s, NULL, "/models", &r), 200);
@@ -295,17 +286,17 @@ START_TEST(token_guards_registry_writes)
     ck_assert_int_eq(sola_model_save(m2, file, 0, &e), 0);
     free(mbytes);
     mbytes = tu_read(file, &mlen);
-    su_http(NULL, "PUT", url(&s, "/models/m/versions/2"), good, mbytes, mlen, &r);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/2"), good, mbytes, mlen, &r);
     ck_assert_int_eq(r.status, 201);
     su_resp_free(&r);
     const char *aj[] = {"Content-Type: application/json", NULL};
     const char *ajt[] = {"Content-Type: application/json", "Authorization: Bearer t0ken-42",
                          NULL};
-    su_http(NULL, "POST", url(&s, "/models/m/activate"), aj, "{\"version\": 2}", 14, &r);
+    su_http(NULL, "POST", su_url(&s, "/models/m/activate"), aj, "{\"version\": 2}", 14, &r);
     expect_err(&r, 401, "Authorization");
-    su_http(NULL, "POST", url(&s, "/models/m/activate"), ajt, "{\"version\": 3}", 14, &r);
+    su_http(NULL, "POST", su_url(&s, "/models/m/activate"), ajt, "{\"version\": 3}", 14, &r);
     expect_err(&r, 404, "no version 3");
-    su_http(NULL, "POST", url(&s, "/models/m/activate"), ajt, "{\"version\": 2}", 14, &r);
+    su_http(NULL, "POST", su_url(&s, "/models/m/activate"), ajt, "{\"version\": 2}", 14, &r);
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     su_resp_free(&r);
     snprintf(file, sizeof file, "%s/models/m/active", dir);
@@ -325,7 +316,7 @@ START_TEST(token_guards_registry_writes)
     size_t nlen;
     void *npy = su_npy_of(x, 3, C_DIM, &nlen);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "2");
     su_resp_free(&r);
@@ -342,7 +333,7 @@ START_TEST(token_guards_registry_writes)
     }
     ck_assert_int_eq(st, 200);
     /* two models now: a request naming none is ambiguous */
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     expect_err(&r, 400, "several models");
 
     ck_assert_int_eq(su_stop(&s), 0);
@@ -389,11 +380,11 @@ START_TEST(replicas_sharing_a_directory_follow_each_other)
     char *bytes = tu_read(file, &len);
     su_resp r;
     const char *oct[] = {"Content-Type: application/octet-stream", NULL};
-    su_http(NULL, "PUT", url(&a, "/models/m/versions/2"), oct, bytes, len, &r);
+    su_http(NULL, "PUT", su_url(&a, "/models/m/versions/2"), oct, bytes, len, &r);
     ck_assert_int_eq(r.status, 201);
     su_resp_free(&r);
     const char *aj[] = {"Content-Type: application/json", NULL};
-    su_http(NULL, "POST", url(&a, "/models/m/activate"), aj, "{\"version\":2}", 13, &r);
+    su_http(NULL, "POST", su_url(&a, "/models/m/activate"), aj, "{\"version\":2}", 13, &r);
     ck_assert_int_eq(r.status, 200);
     su_resp_free(&r);
     /* replica b notices without a signal */
@@ -403,7 +394,7 @@ START_TEST(replicas_sharing_a_directory_follow_each_other)
     void *npy = su_npy_of(x, 4, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     char h[32];
-    su_http(NULL, "POST", url(&b, "/refine"), hn, npy, n, &r);
+    su_http(NULL, "POST", su_url(&b, "/refine"), hn, npy, n, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "2");
     su_resp_free(&r);
@@ -457,7 +448,7 @@ START_TEST(broken_active_file_keeps_previous_version_serving)
     void *npy = su_npy_of(x, 3, C_DIM, &n);
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
     char h[32];
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, n, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, n, &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "1");
     su_resp_free(&r);
@@ -530,7 +521,7 @@ START_TEST(full_queue_answers_503_with_retry_after)
     su_resp r;
     char h[64];
     const char *hn[] = {"Content-Type: application/x-npy", NULL};
-    su_http(NULL, "POST", url(&s, "/refine"), hn, npy, nlen, &r);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, nlen, &r);
     ck_assert_str_eq(su_header(&r, "Retry-After", h, sizeof h), "1");
     expect_err(&r, 503, "busy");
     for (int i = 0; i < 2; i++) {
