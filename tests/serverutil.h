@@ -289,6 +289,18 @@ SU_API char *su_url(const su_server *s, const char *path)
     return u[k];
 }
 
+/* Asserts the reply's status and, when needle is not NULL, that its body contains
+ * needle; frees the reply. */
+SU_API void su_expect(su_resp *r, long want, const char *needle)
+{
+    ck_assert_msg(r->status == want, "status %ld, wanted %ld: %s", r->status, want,
+                  r->body ? r->body : "");
+    if (needle)
+        ck_assert_msg(r->body && strstr(r->body, needle), "reply lacks \"%s\": %s", needle,
+                      r->body ? r->body : "");
+    su_resp_free(r);
+}
+
 /* ---- data -------------------------------------------------------------------- */
 
 /* A model whose output differs from its input (alpha != 0), saved as

@@ -295,16 +295,6 @@ static json_t *get_json(const su_server *s, const char *path, long want)
     return o;
 }
 
-static void expect_status(su_resp *r, long want, const char *needle)
-{
-    ck_assert_msg(r->status == want, "status %ld, wanted %ld: %s", r->status, want,
-                  r->body ? r->body : "");
-    if (needle)
-        ck_assert_msg(r->body && strstr(r->body, needle), "reply lacks \"%s\": %s", needle,
-                      r->body ? r->body : "");
-    su_resp_free(r);
-}
-
 START_TEST(http_synth_dataset_item_by_item_and_as_npz)
 {
     char *dir = tu_tmpdir();
@@ -372,15 +362,15 @@ START_TEST(http_synth_dataset_item_by_item_and_as_npz)
 
     /* deleting an item, then the dataset */
     su_http(NULL, "DELETE", su_url(&s, "/datasets/syn/items/video_0000"), NULL, NULL, 0, &r);
-    expect_status(&r, 200, "video_0000");
+    su_expect(&r, 200, "video_0000");
     o = get_json(&s, "/datasets/syn", 200);
     ck_assert_int_eq(json_integer_value(json_object_get(o, "n_items")), 4);
     json_decref(o);
     su_http(NULL, "DELETE", su_url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
-    expect_status(&r, 200, NULL);
+    su_expect(&r, 200, NULL);
     json_decref(get_json(&s, "/datasets/syn", 404));
     su_http(NULL, "DELETE", su_url(&s, "/datasets/syn"), NULL, NULL, 0, &r);
-    expect_status(&r, 404, "no dataset");
+    su_expect(&r, 404, "no dataset");
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);
     free(dir);
@@ -406,12 +396,12 @@ START_TEST(http_bad_uploads_leave_nothing_behind)
     su_resp_free(&r);
     write_npy(f, 400, 256, 1);
     ck_assert_int_eq(put_file(&s, "/datasets/big/items/no", f, "application/x-npy", NULL, &r), 413);
-    expect_status(&r, 413, "--max-upload");
+    su_expect(&r, 413, "--max-upload");
     ck_assert_int_eq(put_file(&s, "/models/m/versions/1", f, "application/octet-stream", NULL, &r),
                      413); /* models are loaded whole: --max-body */
-    expect_status(&r, 413, "--max-body");
+    su_expect(&r, 413, "--max-body");
     su_http(NULL, "DELETE", su_url(&s, "/datasets/big"), NULL, NULL, 0, &r);
-    expect_status(&r, 200, NULL);
+    su_expect(&r, 200, NULL);
     write_npy(f, 40, 8, 1);
     ck_assert_int_eq(put_file(&s, "/datasets/d/items/ok", f, "application/x-npy", NULL, &r), 201);
     su_resp_free(&r);
@@ -421,21 +411,21 @@ START_TEST(http_bad_uploads_leave_nothing_behind)
     char *buf = tu_read(f, &n);
     const char *h[] = {"Content-Type: application/x-npy", NULL};
     su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/t"), h, buf, n - 64, &r);
-    expect_status(&r, 400, "dataset d, item t");
+    su_expect(&r, 400, "dataset d, item t");
     su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/g"), h, "{\"features\": 1}", 15, &r);
-    expect_status(&r, 400, "item g");
+    su_expect(&r, 400, "item g");
     su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/e"), h, "", 0, &r);
-    expect_status(&r, 400, "empty body");
+    su_expect(&r, 400, "empty body");
     su_http(NULL, "PUT", su_url(&s, "/datasets/d"), h, buf, n, &r); /* .npy where .npz goes */
-    expect_status(&r, 415, ".npz");
+    su_expect(&r, 415, ".npz");
     const char *hz[] = {"Content-Type: application/x-npz", NULL};
     su_http(NULL, "PUT", su_url(&s, "/datasets/z"), hz, buf, n, &r);
-    expect_status(&r, 400, "npz");
+    su_expect(&r, 400, "npz");
     free(buf);
     /* another dimension */
     write_npy(g, 40, 12, 2);
     ck_assert_int_eq(put_file(&s, "/datasets/d/items/w", g, "application/x-npy", NULL, &r), 422);
-    expect_status(&r, 422, "C=12");
+    su_expect(&r, 422, "C=12");
     /* [B, T, C] is a batch, not one video */
     float *x = su_input(2 * 30 * 8, 1, 3);
     int64_t sh3[3] = {2, 30, 8};
@@ -536,7 +526,7 @@ START_TEST(http_every_mutating_route_needs_the_token)
     json_decref(o);
     const char *hg[] = {good, NULL};
     su_http(NULL, "DELETE", su_url(&s, "/datasets/d"), hg, NULL, 0, &r);
-    expect_status(&r, 200, NULL);
+    su_expect(&r, 200, NULL);
     ck_assert_int_eq(su_stop(&s), 0);
     tu_rmtree(dir);
     free(dir);
@@ -609,13 +599,13 @@ START_TEST(http_disk_full_is_507_and_the_store_stays_consistent)
     for (int i = 0; i < 5; i++)
         free(a[i].data);
     put_file(&s, "/datasets/big", z, "application/x-npz", NULL, &r);
-    expect_status(&r, 507, NULL);
+    su_expect(&r, 507, NULL);
     /* a body larger than the free space: 507 while spooling */
     char big[4096];
     pathf(big, "%s/big.npy", dir);
     write_npy(big, 1200, 256, 3);
     put_file(&s, "/datasets/d/items/big", big, "application/x-npy", NULL, &r);
-    expect_status(&r, 507, "disk full");
+    su_expect(&r, 507, "disk full");
     /* nothing half-written, and the store still takes uploads that fit */
     json_decref(get_json(&s, "/datasets/big", 404));
     json_t *o = get_json(&s, "/datasets/d", 200);

@@ -125,16 +125,6 @@ static int job_int(const su_server *s, int id, const char *key)
     return v;
 }
 
-static void expect(su_resp *r, long status, const char *needle)
-{
-    ck_assert_msg(r->status == status, "status %ld, wanted %ld: %s", r->status, status,
-                  r->body ? r->body : "");
-    if (needle)
-        ck_assert_msg(r->body && strstr(r->body, needle), "reply lacks \"%s\": %s", needle,
-                      r->body ? r->body : "");
-    su_resp_free(r);
-}
-
 /* The refined features of x under model m, version v (0 = active). */
 static float *refine(const su_server *s, const char *m, int v, const float *x, int T)
 {
@@ -319,33 +309,33 @@ START_TEST(bad_training_requests)
     put_dataset(&s, "d", 3, 1);
     su_resp r;
     post_json(&s, "/train", "{\"dataset\":\"d\",\"temperature\":0.1}", &r);
-    expect(&r, 400, "\\\"temperature\\\" is a setting of the cycle objective");
+    su_expect(&r, 400, "\\\"temperature\\\" is a setting of the cycle objective");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"cycle\",\"queue\":8,"
                             "\"cycle_subset\":16}", &r);
-    expect(&r, 400, "subset");
+    su_expect(&r, 400, "subset");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"objective\":\"magic\"}", &r);
-    expect(&r, 400, "unknown objective");
+    su_expect(&r, 400, "unknown objective");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"epoch\":3}", &r);
-    expect(&r, 400, "unknown field \\\"epoch\\\"");
+    su_expect(&r, 400, "unknown field \\\"epoch\\\"");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"lr\":-1}", &r);
-    expect(&r, 400, "lr");
+    su_expect(&r, 400, "lr");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"window\":4,\"positions\":8}", &r);
-    expect(&r, 400, NULL);
+    su_expect(&r, 400, NULL);
     post_json(&s, "/train", "{\"epochs\":3}", &r);
-    expect(&r, 400, "\\\"dataset\\\" is required");
+    su_expect(&r, 400, "\\\"dataset\\\" is required");
     post_json(&s, "/train", "{\"dataset\":\"../d\"}", &r);
-    expect(&r, 400, "dataset");
+    su_expect(&r, 400, "dataset");
     post_json(&s, "/train", "{\"dataset\":", &r);
-    expect(&r, 400, "malformed JSON");
+    su_expect(&r, 400, "malformed JSON");
     post_json(&s, "/train", "{\"dataset\":\"nope\"}", &r);
-    expect(&r, 404, "nope");
+    su_expect(&r, 404, "nope");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"base_model\":\"nope\"}", &r);
-    expect(&r, 404, "nope");
+    su_expect(&r, 404, "nope");
     post_json(&s, "/train", "{\"dataset\":\"d\",\"base_model\":\"wide\"}", &r);
-    expect(&r, 422, "C=32");
+    su_expect(&r, 422, "C=32");
     const char *hx[] = {"Content-Type: text/plain", NULL};
     su_http(NULL, "POST", su_url(&s, "/train"), hx, "{}", 2, &r);
-    expect(&r, 415, NULL);
+    su_expect(&r, 415, NULL);
     ck_assert_int_eq(su_get(&s, NULL, "/jobs/7", &r), 404);
     su_resp_free(&r);
     ck_assert_int_eq(su_get(&s, NULL, "/jobs/x1", &r), 404);
@@ -353,9 +343,9 @@ START_TEST(bad_training_requests)
     ck_assert_int_eq(su_get(&s, NULL, "/jobs/7/events", &r), 404);
     su_resp_free(&r);
     su_http(NULL, "DELETE", su_url(&s, "/jobs/7"), NULL, NULL, 0, &r);
-    expect(&r, 404, "no job 7");
+    su_expect(&r, 404, "no job 7");
     post_json(&s, "/jobs/7/resume", "{}", &r);
-    expect(&r, 404, NULL);
+    su_expect(&r, 404, NULL);
     ck_assert_int_eq(su_get(&s, NULL, "/jobs", &r), 200);
     ck_assert_ptr_nonnull(strstr(r.body, "{\"jobs\":[]}"));
     su_resp_free(&r);
@@ -365,7 +355,7 @@ START_TEST(bad_training_requests)
     const char *none[] = {"--dim", "16", NULL};
     ck_assert_int_eq(su_start(&s, dir, none), 0);
     post_json(&s, "/train", "{\"dataset\":\"d\"}", &r);
-    expect(&r, 409, "--data");
+    su_expect(&r, 409, "--data");
     ck_assert_int_eq(su_get(&s, NULL, "/jobs", &r), 200);
     su_resp_free(&r);
     ck_assert_int_eq(su_stop(&s), 0);
@@ -398,18 +388,18 @@ START_TEST(queue_bound_and_cancel)
 
     /* a queued job is dropped at once */
     su_http(NULL, "DELETE", su_url(&s, "/jobs/2"), NULL, NULL, 0, &r);
-    expect(&r, 200, "\"state\":\"cancelled\"");
+    su_expect(&r, 200, "\"state\":\"cancelled\"");
     ck_assert_int_eq(b, 2);
     /* a running one stops within a step */
     su_http(NULL, "DELETE", su_url(&s, "/jobs/1"), NULL, NULL, 0, &r);
-    expect(&r, 202, "\"cancel_requested\":true");
+    su_expect(&r, 202, "\"cancel_requested\":true");
     wait_state(&s, a, "cancelled", 30000);
     ck_assert_int_eq(su_get(&s, NULL, "/models/out", &r), 404); /* no version registered */
     su_resp_free(&r);
     su_http(NULL, "DELETE", su_url(&s, "/jobs/1"), NULL, NULL, 0, &r);
-    expect(&r, 409, "already cancelled");
+    su_expect(&r, 409, "already cancelled");
     post_json(&s, "/jobs/1/resume", "{}", &r);
-    expect(&r, 409, "only an interrupted job");
+    su_expect(&r, 409, "only an interrupted job");
     /* its files are gone: only the records remain */
     char p[4096];
     pathf(p, "%s/jobs/1.ckpt.safetensors", dir);
@@ -474,7 +464,7 @@ START_TEST(kill9_during_training_then_resume_equals_uninterrupted)
     su_resp_free(&r);
 
     post_json(&s, "/jobs/2/resume", "{}", &r);
-    expect(&r, 202, "\"resume\":true"); /* queued, or already picked up */
+    su_expect(&r, 202, "\"resume\":true"); /* queued, or already picked up */
     wait_state(&s, id, "succeeded", 60000);
     o = job(&s, id);
     ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
@@ -541,7 +531,7 @@ START_TEST(sigterm_checkpoints_and_resume_jobs_continues)
     char jp[64];
     snprintf(jp, sizeof jp, "/jobs/%d", id);
     su_http(NULL, "DELETE", su_url(&s, jp), NULL, NULL, 0, &r);
-    expect(&r, 202, NULL);
+    su_expect(&r, 202, NULL);
     wait_state(&s, id, "cancelled", 30000);
     pathf(p, "%s/jobs/%d.ckpt.safetensors", dir, id);
     ck_assert_int_ne(access(p, F_OK), 0); /* removed once the job is over */
@@ -582,7 +572,7 @@ START_TEST(replicas_share_jobs_and_one_runs_them)
     /* b cancels what a runs, and what waits */
     su_resp r;
     su_http(NULL, "DELETE", su_url(&b, "/jobs/1"), NULL, NULL, 0, &r);
-    expect(&r, 202, "cancel_requested");
+    su_expect(&r, 202, "cancel_requested");
     wait_state(&b, j1, "cancelled", 30000);
     wait_state(&a, j2, "running", 30000);
     /* a dies: b takes over and resumes j2 from its checkpoint (--resume-jobs) */
@@ -599,7 +589,7 @@ START_TEST(replicas_share_jobs_and_one_runs_them)
     ck_assert_int_eq(json_integer_value(json_object_get(o, "runs")), 2);
     json_decref(o);
     su_http(NULL, "DELETE", su_url(&b, "/jobs/2"), NULL, NULL, 0, &r);
-    expect(&r, 202, NULL);
+    su_expect(&r, 202, NULL);
     wait_state(&b, j2, "cancelled", 30000);
     ck_assert_int_eq(su_stop(&b), 0);
     tu_rmtree(dir);
