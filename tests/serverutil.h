@@ -142,6 +142,16 @@ SU_API void su_dump_log(const su_server *s)
     }
 }
 
+/* main() of a daemon test: libcurl's global state set up around the whole run (it is
+ * not thread-safe to do lazily from the tests' client threads). */
+SU_API int su_run(Suite *suite)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = tu_run(suite);
+    curl_global_cleanup();
+    return rc;
+}
+
 /* ---- HTTP -------------------------------------------------------------------- */
 
 typedef struct su_resp {

@@ -393,8 +393,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = tu_run(suite());
-    curl_global_cleanup();
-    return rc;
+    return su_run(suite());
 }
