@@ -549,8 +549,9 @@ static void module_backward(sola_trainctx *c, const sola_model *m, int B, float 
 #undef G
 }
 
-int sola_loss_grad(sola_trainctx *c, const sola_model *m, const float *windows, int B,
-                   float *loss, float *grads, sola_err *e)
+/* The loss of a batch, and its gradients when grads is not NULL. */
+static int loss_step(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+                     float *loss, float *grads, sola_err *e)
 {
     int rc = check_call(c, m, windows, B, e);
     if (rc)
@@ -561,25 +562,24 @@ int sola_loss_grad(sola_trainctx *c, const sola_model *m, const float *windows, 
                          "sola loss is not finite (%g): the windows or the model hold NaN "
                          "or Inf values",
                          l);
-    backward(c, m, B, grads);
+    if (grads)
+        backward(c, m, B, grads);
     *loss = (float)l;
     return 0;
+}
+
+int sola_loss_grad(sola_trainctx *c, const sola_model *m, const float *windows, int B,
+                   float *loss, float *grads, sola_err *e)
+{
+    if (!grads)
+        return sola_errf(e, SOLA_EINVAL, "sola_loss_grad: no gradient buffer");
+    return loss_step(c, m, windows, B, loss, grads, e);
 }
 
 int sola_loss(sola_trainctx *c, const sola_model *m, const float *windows, int B,
               float *loss, sola_err *e)
 {
-    int rc = check_call(c, m, windows, B, e);
-    if (rc)
-        return rc;
-    double l = forward(c, m, windows, B);
-    if (!isfinite(l))
-        return sola_errf(e, SOLA_EFORMAT,
-                         "sola loss is not finite (%g): the windows or the model hold NaN "
-                         "or Inf values",
-                         l);
-    *loss = (float)l;
-    return 0;
+    return loss_step(c, m, windows, B, loss, NULL, e);
 }
 
 double sola_loss_grad_flops(const sola_trainctx *c, int B)
