@@ -178,7 +178,10 @@ export function jobView(id) {
 
   function onState(j) {
     job = j;
-    history = Array.isArray(j.loss_history) ? j.loss_history.slice() : history;
+    // a job's loss history only grows (resume keeps it): a state record that lags
+    // behind the progress events already drawn must not shrink the curve
+    if (Array.isArray(j.loss_history) && j.loss_history.length >= history.length)
+      history = j.loss_history.slice();
     liveStep = null;
     render();
     if (!ACTIVE.has(j.state) && j.state !== 'interrupted' && es) { es.close(); es = null; live.textContent = ''; }
@@ -190,7 +193,7 @@ export function jobView(id) {
     if (typeof p.epoch_loss === 'number' && p.epochs_done > history.length) {
       // epochs missed while the tab was away come with the next full state
       if (p.epochs_done === history.length + 1) history.push(p.epoch_loss);
-      else { history.length = 0; request('GET', `/jobs/${id}`).then(onState, showError); }
+      else request('GET', `/jobs/${id}`).then(onState, showError); // keep drawing what we have
     }
     const spe = p.steps_per_epoch || 0;
     if (typeof p.loss === 'number' && spe && p.step < spe)
