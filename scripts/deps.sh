@@ -6,12 +6,12 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev
       libuv1-dev libpng-dev zlib1g-dev libhdf5-dev curl)
 # Tools wanted by command rather than by package: a machine may have them from
-# elsewhere (e.g. node and npm from NodeSource, where Debian's npm would conflict).
+# elsewhere.
 cmds=()
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml
-         python3-h5py prometheus nginx)
-  cmds+=(chromium:chromium node:nodejs npm:npm)
+         python3-h5py prometheus nginx chromium-driver python3-selenium)
+  cmds+=(chromium:chromium)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

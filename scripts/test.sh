@@ -4,12 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --test
-# The browser test's driver (playwright-core, from the npm registry; it drives Debian's
-# chromium and never downloads a browser). Without it that one test prints SKIP.
-if [ ! -d tests/web/node_modules/playwright-core ]; then
-  (cd tests/web && npm ci --no-audit --no-fund --loglevel=error) ||
-    echo "WARNING: npm ci failed: the browser test will be skipped" >&2
-fi
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs" >/dev/null

@@ -5,16 +5,12 @@
  * index.html) is served with the right Content-Type and the bytes of web/ (a stale
  * embed would fail here), ETags answer 304, unknown assets 404 and other methods 405.
  *
- * Then the browser test (tests/web/web.test.mjs): headless Debian chromium, driven by
- * playwright-core, against a real solad -- upload, train, watch the loss, compare
- * TSMs, no console errors; screenshots in $SOLA_BIN/web-artifacts. It needs
- * /usr/bin/chromium (or $CHROMIUM), node and tests/web/node_modules (npm ci in
- * tests/web); without them it prints SKIP and passes. */
+ * The page in a real browser against a real solad is the ctest test_web_browser
+ * (tests/web/web_test.py, headless Debian chromium driven by python3-selenium). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "api.h"
 #include "testutil.h"
@@ -214,36 +210,6 @@ START_TEST(unknown_assets_and_methods)
 }
 END_TEST
 
-static int exists_exec(const char *p)
-{
-    return p && access(p, X_OK) == 0;
-}
-
-START_TEST(browser)
-{
-    const char *chromium = getenv("CHROMIUM") ? getenv("CHROMIUM") : "/usr/bin/chromium";
-    char *mods = tu_path("tests/web/node_modules/playwright-core/package.json");
-    int have_mods = access(mods, R_OK) == 0;
-    free(mods);
-    int have_node = tu_system("command -v node >/dev/null 2>&1") == 0;
-    if (getenv("SOLA_SKIP_BROWSER") || !exists_exec(chromium) || !have_mods || !have_node) {
-        printf("SKIP browser test: %s\n",
-               getenv("SOLA_SKIP_BROWSER") ? "SOLA_SKIP_BROWSER is set"
-               : !exists_exec(chromium)    ? "no chromium (apt-get install chromium)"
-               : !have_node                ? "no node (apt-get install nodejs)"
-                                           : "no tests/web/node_modules (cd tests/web && npm ci)");
-        fflush(stdout);
-        return;
-    }
-    char *script = tu_path("tests/web/web.test.mjs");
-    fflush(stdout);
-    int rc = tu_system("SOLA_BIN='%s' CHROMIUM='%s' node '%s'", tu_bin(), chromium, script);
-    free(script);
-    ck_assert_msg(rc == 0, "browser test failed (exit %d); screenshots and solad.log in %s/web-artifacts",
-                  rc, tu_bin());
-}
-END_TEST
-
 static Suite *suite(void)
 {
     Suite *s = suite_create("web");
@@ -253,10 +219,6 @@ static Suite *suite(void)
     tcase_add_test(tc, etag_revalidation);
     tcase_add_test(tc, unknown_assets_and_methods);
     suite_add_tcase(s, tc);
-    TCase *tb = tcase_create("browser");
-    tcase_set_timeout(tb, 180);
-    tcase_add_test(tb, browser);
-    suite_add_tcase(s, tb);
     return s;
 }
 
