@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the build, the daemon and the tests need.
-# Skips apt entirely when everything is already installed (CI re-runs, offline use).
-# Usage: scripts/deps.sh [--test]   (--test adds what only the test suite needs)
+# Installs the Debian 12 packages that building and serving need, or with --test also
+# those only the test suite needs. Does nothing (no apt at all) when everything is
+# already installed: CI re-runs and offline machines are fine.
+# Usage: scripts/deps.sh [--test]       (as root, or with sudo)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+# Building sola and solad, and running the examples scripts/serve.sh prints (curl).
 pkgs=(build-essential cmake pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev
-      libuv1-dev libpng-dev zlib1g-dev libhdf5-dev curl)
+      libuv1-dev libpng-dev zlib1g-dev libhdf5-dev curl ca-certificates)
 # Tools wanted by command rather than by package: a machine may have them from
 # elsewhere.
 cmds=()
@@ -12,6 +16,10 @@ if [ "${1:-}" = "--test" ]; then
   pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml
          python3-h5py prometheus nginx chromium-driver python3-selenium)
   cmds+=(chromium:chromium)
+elif [ -n "${1:-}" ]; then
+  echo "usage: scripts/deps.sh [--test]" >&2
+  echo "deps.sh: unknown argument '$1'" >&2
+  exit 2
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,8 +31,19 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-echo "installing: ${missing[*]}" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || {
+    echo "deps.sh: these Debian packages are missing: ${missing[*]}" >&2
+    echo "deps.sh: run this script as root, or install sudo, to install them" >&2
+    exit 1
+  }
+  SUDO=(sudo)
+  sudo -v   # ask for the password now, not in the middle of a logged step
+fi
+echo "Installing ${#missing[@]} Debian packages and what they depend on (a few minutes on a fresh machine):" >&2
+echo "  ${missing[*]}" >&2
+logs=${SOLA_LOG_DIR:-build/logs}
+step "apt-get update" "$logs/apt-update.log" "${SUDO[@]}" apt-get update
+step "apt-get install" "$logs/apt-install.log" "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}"
