@@ -25,6 +25,20 @@ static inline size_t sola_array_numel(const sola_array *a)
     return n;
 }
 
+/* Index of the first NaN or infinity in x[0..n), or n when every value is finite.
+ * The in-memory half of the project's one value check (sola_npy_check_values in
+ * npy.h is the file half). */
+static inline size_t sola_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        __builtin_memcpy(&u, &x[i], 4);
+        if ((u & 0x7f800000u) == 0x7f800000u)
+            return i;
+    }
+    return n;
+}
+
 static inline void sola_array_free(sola_array *a)
 {
     free(a->data);

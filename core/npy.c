@@ -7,8 +7,13 @@
  * file order first (one tight loop per dtype), then transposed if Fortran-ordered. */
 #include "npy.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsutil.h"
 
@@ -343,14 +348,16 @@ static void shape_str(const npy_hdr *h, char *buf, size_t n)
         snprintf(buf + k, n - k, h->ndim == 1 ? ",)" : ")");
 }
 
-/* Converts numel items of the header's dtype at src (file order) to float32. */
-static void convert(const npy_hdr *h, const unsigned char *src, float *dst)
+/* Converts n items of the header's dtype at src (file order) to float32. Returns the
+ * index (within these n) of the first f8 value that is finite but beyond float32's
+ * range (it would silently become an infinity), or n when there is none. */
+static size_t convert_n(const npy_hdr *h, const unsigned char *src, float *dst, size_t n)
 {
-    size_t n = h->numel, sz = h->itemsize;
+    size_t sz = h->itemsize, over = n;
     int swap = h->big != !host_is_le();
     if (h->kind == 'f' && sz == 4 && !swap) {
         memcpy(dst, src, n * 4);
-        return;
+        return n;
     }
     for (size_t i = 0; i < n; i++, src += sz) {
         uint64_t v = load_uint(src, sz, h->big);
@@ -365,6 +372,8 @@ static void convert(const npy_hdr *h, const unsigned char *src, float *dst)
                 double d;
                 memcpy(&d, &v, 8);
                 f = (float)d;
+                if (over == n && isinf(f) && !isinf(d))
+                    over = i;
             }
         } else if (h->kind == 'b') {
             f = v != 0;
@@ -376,6 +385,36 @@ static void convert(const npy_hdr *h, const unsigned char *src, float *dst)
         }
         dst[i] = f;
     }
+    return over;
+}
+
+/* "[t, c]": the coordinates of the element at file-order index i (C or Fortran). */
+static void elem_str(const npy_hdr *h, size_t i, char *buf, size_t n)
+{
+    int64_t idx[SOLA_MAXDIM] = {0};
+    for (int k = 0; k < h->ndim; k++) {
+        int d = h->fortran ? k : h->ndim - 1 - k; /* fastest-varying first */
+        int64_t dim = h->shape[d] > 0 ? h->shape[d] : 1;
+        idx[d] = (int64_t)(i % (size_t)dim);
+        i /= (size_t)dim;
+    }
+    size_t o = (size_t)snprintf(buf, n, "[");
+    for (int k = 0; k < h->ndim && o < n; k++)
+        o += (size_t)snprintf(buf + o, n - o, k ? ", %lld" : "%lld", (long long)idx[k]);
+    if (o < n)
+        snprintf(buf + o, n - o, "]");
+}
+
+static int overflow_err(const npy_hdr *h, const char *name, const unsigned char *item,
+                        size_t i, sola_err *e)
+{
+    double d;
+    uint64_t v = load_uint(item, 8, h->big);
+    memcpy(&d, &v, 8);
+    char at[96];
+    elem_str(h, i, at, sizeof at);
+    return sola_errf(e, SOLA_EFORMAT, "%s: element %s is %g, beyond the range of float32 "
+                     "(+-3.4e38): it cannot be converted without becoming infinite", name, at, d);
 }
 
 /* Fortran-ordered src (dims shape[0..nd-1], first index fastest) to C order. */
@@ -475,11 +514,20 @@ int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
             free(data);
             return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", name, nb);
         }
-        convert(&h, src, tmp);
+        size_t over = convert_n(&h, src, tmp, h.numel);
+        if (over < h.numel && !(flags & SOLA_NPY_ALLOW_NONFINITE)) {
+            free(tmp);
+            free(data);
+            return overflow_err(&h, name, src + over * 8, over, e);
+        }
         fortran_to_c(tmp, data, h.ndim, h.shape, h.numel);
         free(tmp);
     } else {
-        convert(&h, src, data);
+        size_t over = convert_n(&h, src, data, h.numel);
+        if (over < h.numel && !(flags & SOLA_NPY_ALLOW_NONFINITE)) {
+            free(data);
+            return overflow_err(&h, name, src + over * 8, over, e);
+        }
     }
     out->data = data;
     out->ndim = h.ndim;
@@ -496,6 +544,76 @@ int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e)
         return rc;
     rc = sola_npy_parse(m.data, m.len, path, flags, out, e);
     sola_unmap(&m);
+    return rc;
+}
+
+/* Streams the payload through a fixed buffer: a dataset item may be gigabytes, and
+ * the page cache, not this process, should hold it. */
+int sola_npy_check_values(const char *path, int flags, sola_err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO, "%s: %s", path,
+                         strerror(errno));
+    enum { CHUNK = 16384 };
+    size_t hcap = SOLA_NPY_MAX_HEADER + 16;
+    unsigned char *hb = malloc(hcap);
+    unsigned char *raw = malloc((size_t)CHUNK * 8);
+    float *f = malloc((size_t)CHUNK * sizeof(float));
+    int rc = 0;
+    npy_hdr h;
+    if (!hb || !raw || !f) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    ssize_t got = pread(fd, hb, hcap, 0);
+    if (got < 0) {
+        rc = sola_errf(e, SOLA_EIO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    /* the header parser checks only that the header fits in what it is given */
+    if ((rc = parse_header(hb, (size_t)got, path, flags & SOLA_NPY_LABELS, &h, e)))
+        goto out;
+    size_t per = (size_t)CHUNK, sz = h.itemsize;
+    for (size_t i = 0; i < h.numel; i += per) {
+        size_t n = h.numel - i < per ? h.numel - i : per, want = n * sz, have = 0;
+        while (have < want) {
+            ssize_t k = pread(fd, raw + have, want - have, (off_t)(h.data_off + i * sz + have));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                rc = sola_errf(e, SOLA_EIO, "%s: %s", path, strerror(errno));
+                goto out;
+            }
+            if (k == 0) {
+                rc = sola_errf(e, SOLA_EFORMAT, "%s: truncated: the data ends at element %zu "
+                               "of %zu", path, i + have / sz, h.numel);
+                goto out;
+            }
+            have += (size_t)k;
+        }
+        if (flags & SOLA_NPY_ALLOW_NONFINITE)
+            break; /* nothing to look for */
+        size_t over = convert_n(&h, raw, f, n);
+        if (over < n) {
+            rc = overflow_err(&h, path, raw + over * 8, i + over, e);
+            goto out;
+        }
+        size_t bad = sola_first_nonfinite(f, n);
+        if (bad < n) {
+            char at[96];
+            elem_str(&h, i + bad, at, sizeof at);
+            rc = sola_errf(e, SOLA_EFORMAT, "%s: element %s is %s (non-finite values are "
+                           "refused)", path, at, isnan(f[bad]) ? "NaN" : f[bad] > 0 ? "+Inf" :
+                           "-Inf");
+            goto out;
+        }
+    }
+out:
+    free(hb);
+    free(raw);
+    free(f);
+    close(fd);
     return rc;
 }
 

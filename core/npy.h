@@ -20,9 +20,16 @@
 
 enum {
     SOLA_NPY_LABELS = 1, /* accept integer and bool dtypes too */
+    /* let NaN/Inf through sola_npy_check_values, and let f8 values beyond float32's
+     * range become infinities in sola_npy_parse/load (as numpy's astype does)
+     * instead of refusing them */
+    SOLA_NPY_ALLOW_NONFINITE = 2,
 };
 
 /* Parses a whole .npy image. `name` (file name or "request body") prefixes errors.
+ * An f8 value too large for float32 is refused (SOLA_EFORMAT, naming the element)
+ * unless flags has SOLA_NPY_ALLOW_NONFINITE; NaN/Inf stored as such pass (callers that
+ * refuse them scan with sola_first_nonfinite).
  * out->data is newly allocated (caller frees with sola_array_free). Accepts ndim
  * 1..SOLA_MAXDIM; callers check the shape they need. */
 int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
@@ -51,6 +58,16 @@ int sola_npy_inspect(const void *buf, size_t len, const char *name, int flags,
 
 /* Maps and parses a file. */
 int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e);
+
+/* The one value check of the project (solad's uploads, `sola train`'s start scan):
+ * reads the .npy file at path through a fixed 128 KiB buffer, never whole, and
+ * returns 0 when every value is finite, or SOLA_EFORMAT naming the file and the first
+ * bad element ("x.npy: element [12, 3] is NaN ..."), an f8 value beyond float32's
+ * range counting as one (it would become an infinity). With SOLA_NPY_ALLOW_NONFINITE
+ * only the header is checked. A truncated file is SOLA_EFORMAT; a missing one
+ * SOLA_ENOTFOUND. For floats already in
+ * memory use sola_first_nonfinite (array.h). */
+int sola_npy_check_values(const char *path, int flags, sola_err *e);
 
 /* Encodes float32 data of the given shape as a malloc'd .npy image. */
 int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **buf,

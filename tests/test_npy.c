@@ -1,6 +1,8 @@
 /* test_npy.c -- .npy reading (files written by numpy), the malformed corpus, our
  * writer's layout, and numpy reading what we write. */
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,13 +26,15 @@ START_TEST(numpy_fixtures_load_exactly)
         char *p = fc_fmt(name);
         sola_array a;
         sola_err e = {0};
-        int rc = sola_npy_load(p, labels ? SOLA_NPY_LABELS : 0, &a, &e);
+        /* numpy's astype turns f8 beyond float32's range into inf: so do we, when asked */
+        int rc = sola_npy_load(p, (labels ? SOLA_NPY_LABELS : 0) | SOLA_NPY_ALLOW_NONFINITE,
+                               &a, &e);
         ck_assert_msg(rc == 0, "%s: %s", name, e.msg);
         fc_check_shape(name, a.ndim, a.shape, json_object_get(v, "shape"));
         fc_check_values(name, a.data, sola_array_numel(&a), json_object_get(v, "values"));
         sola_array_free(&a);
         if (labels) { /* the same file is refused as features */
-            rc = sola_npy_load(p, 0, &a, &e);
+            rc = sola_npy_load(p, SOLA_NPY_ALLOW_NONFINITE, &a, &e);
             ck_assert_int_eq(rc, SOLA_EUNSUP);
             ck_assert_ptr_nonnull(strstr(e.msg, name));
         }
@@ -56,7 +60,7 @@ START_TEST(conversion_values)
     sola_array_free(&a);
     free(p);
     p = fc_fmt("f8_le.npy");
-    ck_assert_int_eq(sola_npy_load(p, 0, &a, &e), 0);
+    ck_assert_int_eq(sola_npy_load(p, SOLA_NPY_ALLOW_NONFINITE, &a, &e), 0);
     ck_assert(a.data[0] == (float)(1.0 / 3.0));
     ck_assert(isinf(a.data[2])); /* 1e39 overflows float32, as numpy's astype */
     ck_assert(a.data[4] == 0.0f && signbit(a.data[4]));
@@ -67,6 +71,92 @@ START_TEST(conversion_values)
     ck_assert(a.data[1] == -300.0f && a.data[2] == 7.0f);
     sola_array_free(&a);
     free(p);
+}
+END_TEST
+
+/* An f8 value beyond float32's range is refused, naming the element, unless the
+ * caller allows non-finite values (then it becomes inf, as numpy's astype). */
+START_TEST(f8_overflow_refused)
+{
+    sola_array a;
+    sola_err e = {0};
+    char *p = fc_fmt("f8_le.npy"); /* [2, 3], element [0, 2] = 1e39 */
+    ck_assert_int_eq(sola_npy_load(p, 0, &a, &e), SOLA_EFORMAT);
+    ck_assert_ptr_null(a.data);
+    ck_assert_msg(strstr(e.msg, "f8_le.npy") && strstr(e.msg, "[0, 2]") &&
+                      strstr(e.msg, "1e+39") && strstr(e.msg, "float32"),
+                  "%s", e.msg);
+    ck_assert_int_eq(sola_npy_check_values(p, 0, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "[0, 2]"), "%s", e.msg);
+    ck_assert_int_eq(sola_npy_check_values(p, SOLA_NPY_ALLOW_NONFINITE, &e), 0);
+    free(p);
+    /* 1e300 in a Fortran-ordered [3, 2]: file index 4 is element [1, 1] */
+    double d[6] = {1, 2, 3, 4, 1e300, 6};
+    unsigned char img[128 + sizeof d];
+    const char *hdr = "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }";
+    memset(img, ' ', 128);
+    memcpy(img, "\x93NUMPY\x01\x00", 8);
+    img[8] = 118;
+    img[9] = 0;
+    memcpy(img + 10, hdr, strlen(hdr));
+    img[127] = '\n';
+    memcpy(img + 128, d, sizeof d);
+    ck_assert_int_eq(sola_npy_parse(img, sizeof img, "x.npy", 0, &a, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "x.npy: element [1, 1] is 1e+300"), "%s", e.msg);
+    ck_assert_int_eq(sola_npy_parse(img, sizeof img, "x.npy", SOLA_NPY_ALLOW_NONFINITE, &a, &e),
+                     0);
+    ck_assert(isinf(a.data[1 * 2 + 1]));
+    sola_array_free(&a);
+}
+END_TEST
+
+/* sola_npy_check_values: the first NaN/Inf is named by its coordinates, in any
+ * dtype and order; clean files pass; truncated and missing files are refused. */
+START_TEST(check_values_names_first_nonfinite)
+{
+    char *dir = tu_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    sola_err e = {0};
+    /* [40000, 3] f4: bigger than the scan's buffer, the NaN past the first chunk */
+    size_t n = 40000 * 3;
+    float *x = calloc(n, sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)i * 0.5f;
+    int64_t sh[2] = {40000, 3};
+    ck_assert_int_eq(sola_npy_save(path, x, 2, sh, &e), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), 0);
+    ck_assert_uint_eq(sola_first_nonfinite(x, n), n);
+    x[30001 * 3 + 2] = NAN;
+    x[39999 * 3] = INFINITY;
+    ck_assert_uint_eq(sola_first_nonfinite(x, n), 30001 * 3 + 2);
+    ck_assert_int_eq(sola_npy_save(path, x, 2, sh, &e), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "x.npy: element [30001, 2] is NaN"), "%s", e.msg);
+    ck_assert_int_eq(sola_npy_check_values(path, SOLA_NPY_ALLOW_NONFINITE, &e), 0);
+    x[30001 * 3 + 2] = 1;
+    ck_assert_int_eq(sola_npy_save(path, x, 2, sh, &e), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "element [39999, 0] is +Inf"), "%s", e.msg);
+    /* a big-endian half with -inf (the f2 fixture) */
+    char *p = fc_fmt("f2_be.npy");
+    ck_assert_int_eq(sola_npy_check_values(p, 0, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "element [1, 1] is +Inf"), "%s", e.msg);
+    free(p);
+    /* truncated: header says more than the file holds */
+    size_t len;
+    char *img = tu_read(path, &len);
+    ck_assert_int_eq(tu_write(path, img, len - 100), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, SOLA_NPY_ALLOW_NONFINITE, &e), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), SOLA_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "truncated"), "%s", e.msg);
+    ck_assert_int_eq(tu_write(path, "not npy", 7), 0);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), SOLA_EFORMAT);
+    unlink(path);
+    ck_assert_int_eq(sola_npy_check_values(path, 0, &e), SOLA_ENOTFOUND);
+    free(img);
+    free(x);
+    tu_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -326,6 +416,8 @@ int main(void)
     tcase_add_test(tc, numpy_fixtures_load_exactly);
     tcase_add_test(tc, conversion_values);
     tcase_add_test(tc, fortran_order_is_transposed);
+    tcase_add_test(tc, f8_overflow_refused);
+    tcase_add_test(tc, check_values_names_first_nonfinite);
     tcase_add_test(tc, malformed_corpus_refused);
     tcase_add_test(tc, encode_layout_and_roundtrip);
     tcase_add_test(tc, save_is_atomic_and_loads);
