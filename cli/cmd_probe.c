@@ -14,7 +14,8 @@
 static const char usage[] =
     "sola probe --features DIR|FILE.h5 (--labels DIR | --annotations JSON [--subset S] "
     "[--fps F] [--stride S] [--frames N] [--offset O]) [--model M] [--seed S] [--epochs E] "
-    "[--val-frac F] [--layout tc|ct] [--allow-missing] [--missing-list FILE]";
+    "[--val-frac F] [--baselines K,K,...|none] [--layout tc|ct] [--allow-missing] "
+    "[--missing-list FILE]";
 
 static const char help[] =
     "Linear evaluation of the SoLa authors: L2-normalised snippet features, a linear\n"
@@ -33,7 +34,10 @@ static const char help[] =
     "  --layout ct     feature files are [C, T]\n"
     "  --allow-missing unreadable or missing videos are skipped without failing the run\n"
     "  --missing-list F  write the names of skipped videos to F\n"
-    "  --model M       refine the features with this model first\n"
+    "  --model M       also probe the features refined by this model\n"
+    "  --baselines L   moving averages to probe beside them, widths in snippets (3,5,9);\n"
+    "                  'none' for none. Raw features are always probed: a model is read\n"
+    "                  against both raw features and the best moving average\n"
     "  --seed S        split, init and shuffle seed (0)\n"
     "  --epochs E      training epochs (16)\n"
     "  --val-frac F    fraction of videos held out for validation (0.2)\n"
@@ -99,6 +103,16 @@ static int report_missing(const char *feats, const sola_dataset_opts *dopt,
     return n;
 }
 
+/* One line of the comparison table; n/a where a class has no snippet. */
+static void print_row(const char *name, const sola_probe_result *r)
+{
+    char a[4][16];
+    const double v[4] = {r->acc_fg, r->acc_bg, r->boundary_accuracy, r->train_loss};
+    for (int i = 0; i < 4; i++)
+        snprintf(a[i], sizeof a[i], isnan(v[i]) ? "n/a" : "%.4f", v[i]);
+    printf("%-34s %8.4f %8s %10s %9s %10s\n", name, r->accuracy, a[0], a[1], a[2], a[3]);
+}
+
 int cmd_probe(int argc, char **argv)
 {
     sola_probe_opts o;
@@ -106,6 +120,7 @@ int cmd_probe(int argc, char **argv)
     const char *feats = NULL, *labels = NULL, *model = NULL, *ann = NULL, *subset = NULL;
     const char *missing_list = NULL;
     int threads = 0, allow_missing = 0;
+    int ks[SOLA_PROBE_MAX_SMOOTH] = {3, 5, 9}, nk = 3;
     sola_dataset_opts dopt = {.skip_bad = 1};
     ann_ctx actx = {0};
     sola_ann_params_default(&actx.p);
@@ -162,6 +177,22 @@ int cmd_probe(int argc, char **argv)
             if (cli_parse_double(v, &x) || !(x > 0 && x < 1))
                 return cli_usage(usage, "--val-frac: '%s' is not a number in (0, 1)", v);
             o.val_frac = (float)x;
+        } else if (!strcmp(a, "--baselines")) {
+            nk = 0;
+            if (strcmp(v, "none")) {
+                const char *q = v;
+                while (*q) {
+                    char *end;
+                    long k = strtol(q, &end, 10);
+                    if (end == q || k < 2 || k > 1000 || nk == SOLA_PROBE_MAX_SMOOTH ||
+                        (*end && *end != ','))
+                        return cli_usage(usage, "--baselines: '%s' is not 'none' or up to %d "
+                                         "widths in 2..1000 separated by commas", v,
+                                         SOLA_PROBE_MAX_SMOOTH);
+                    ks[nk++] = (int)k;
+                    q = *end ? end + 1 : end;
+                }
+            }
         } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(v, 1, 1024, &n))
                 return cli_usage(usage, "--threads: '%s' is not a whole number in 1..1024", v);
@@ -205,8 +236,8 @@ int cmd_probe(int argc, char **argv)
     cli_progress_init(&p);
     o.progress = on_epoch;
     o.ud = &p;
-    sola_probe_result r;
-    int rc = sola_probe_run(feats, labels, &o, &r, &e);
+    sola_probe_report rep;
+    int rc = sola_probe_compare(feats, labels, &o, ks, nk, &rep, &e);
     cli_progress_end(&p);
     sola_model_free(m);
     sola_ann_free(actx.a);
@@ -214,20 +245,39 @@ int cmd_probe(int argc, char **argv)
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
     }
-    printf("features      %s%s%s\n", feats, model ? " refined by " : " (raw)", model ? model : "");
-    printf("videos        %d train, %d validation (seed %llu)\n", r.videos_train, r.videos_val,
-           (unsigned long long)o.seed);
-    printf("snippets      %ld train (%ld action), %ld validation (%ld action)\n", r.train_n,
-           r.train_fg, r.val_n, r.val_fg);
-    printf("accuracy      %.4f   (majority class %.4f)\n", r.accuracy, r.majority);
-    printf("  action      %.4f   (%ld snippets)\n", r.acc_fg, r.val_fg);
-    printf("  background  %.4f   (%ld snippets)\n", r.acc_bg, r.val_n - r.val_fg);
-    if (r.boundary_n)
-        printf("boundary      %.4f   (%ld snippets within +-%d of a transition)\n",
-               r.boundary_accuracy, r.boundary_n, o.radius);
-    else
-        printf("boundary      n/a    (no transition in the validation videos)\n");
-    printf("train loss    %.4f   (last epoch)\n", r.train_loss);
+    const sola_probe_result *r = &rep.raw;
+    printf("features      %s\n", feats);
+    printf("videos        %d train, %d validation (seed %llu)\n", r->videos_train,
+           r->videos_val, (unsigned long long)o.seed);
+    printf("snippets      %ld train (%ld action), %ld validation (%ld action)\n", r->train_n,
+           r->train_fg, r->val_n, r->val_fg);
+    printf("majority      %.4f   (always answering the larger class)\n", r->majority);
+    printf("boundary      snippets within +-%d of an action/background transition: %ld\n\n",
+           o.radius, r->boundary_n);
+    printf("%-34s %8s %8s %10s %9s %10s\n", "probed features", "accuracy", "action",
+           "background", "boundary", "train loss");
+    print_row("raw", r);
+    for (int i = 0; i < rep.nsmooth; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "moving average of %d%s", rep.smooth_k[i],
+                 i == rep.best && rep.nsmooth > 1 ? " (best)" : "");
+        print_row(name, &rep.smooth[i]);
+    }
+    if (rep.has_model) {
+        char name[64];
+        const char *sl = strrchr(model, '/');
+        snprintf(name, sizeof name, "refined by %.40s", sl ? sl + 1 : model);
+        print_row(name, &rep.model);
+        printf("\nmodel - raw: %+.4f accuracy, %+.4f boundary", rep.model.accuracy - r->accuracy,
+               rep.model.boundary_accuracy - r->boundary_accuracy);
+        if (rep.nsmooth) {
+            const sola_probe_result *b = &rep.smooth[rep.best];
+            printf("; model - best moving average (%d): %+.4f accuracy, %+.4f boundary",
+                   rep.smooth_k[rep.best], rep.model.accuracy - b->accuracy,
+                   rep.model.boundary_accuracy - b->boundary_accuracy);
+        }
+        printf("\n");
+    }
     if (nmissing) {
         cli_errorf("%d video%s skipped (listed above)%s", nmissing, nmissing == 1 ? "" : "s",
                    allow_missing ? "; --allow-missing: not an error" : "");

@@ -201,25 +201,44 @@ static void l2_rows(float *x, int64_t T, int C)
     }
 }
 
-int sola_probe_run(const char *features_dir, const char *labels_dir,
-                   const sola_probe_opts *o, sola_probe_result *r, sola_err *e)
+/* The labelled set in memory: the raw features of the videos taking part, their
+ * labels, validation flags and boundary marks, and where each video's rows start. */
+typedef struct pset {
+    sola_dataset *d;
+    int C, nu, nval;
+    int *use;     /* [nu] dataset index of each video taking part */
+    size_t N;     /* snippets */
+    size_t *row0; /* [nu + 1] first row of each video */
+    float *raw;   /* [N, C] as read */
+    uint8_t *y, *isval, *bnd;
+} pset;
+
+static void pset_free(pset *s)
 {
-    memset(r, 0, sizeof *r);
+    free(s->use), free(s->row0), free(s->raw), free(s->y), free(s->isval), free(s->bnd);
+    sola_dataset_free(s->d);
+    memset(s, 0, sizeof *s);
+}
+
+static int pset_load(const char *features_dir, const char *labels_dir,
+                     const sola_probe_opts *o, pset *s, sola_err *e)
+{
+    memset(s, 0, sizeof *s);
     if (!(o->val_frac > 0 && o->val_frac < 1))
         return sola_errf(e, SOLA_EINVAL, "probe: validation fraction %g must be in (0, 1)",
                          (double)o->val_frac);
-    sola_dataset *d = NULL;
-    int rc = sola_dataset_open_ex(features_dir, o->dataset, &d, e);
+    int rc = sola_dataset_open_ex(features_dir, o->dataset, &s->d, e);
     if (rc)
         return rc;
-    float *x = NULL;
-    uint8_t *y = NULL, *isval = NULL, *bnd = NULL;
-    int *perm = NULL, *use = NULL, nu = 0;
-    sola_ws *ws = NULL;
+    sola_dataset *d = s->d;
+    s->C = d->C;
+    int *perm = NULL;
+    uint8_t *vflag = NULL;
     sola_array feat = {0};
+    size_t nx;
     /* The videos taking part: all, or those the label source knows (a subset). */
-    size_t N = 0, nx;
-    if (!(use = malloc(((size_t)d->n + 1) * sizeof *use))) {
+    if (!(s->use = malloc(((size_t)d->n + 1) * sizeof *s->use)) ||
+        !(s->row0 = malloc(((size_t)d->n + 2) * sizeof *s->row0))) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
         goto out;
     }
@@ -230,13 +249,15 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
             goto out;
         }
         if (r == 0) {
-            use[nu++] = i;
-            N += (size_t)d->items[i].T;
+            s->row0[s->nu] = s->N;
+            s->use[s->nu++] = i;
+            s->N += (size_t)d->items[i].T;
         }
     }
-    if (nu < 2) {
+    s->row0[s->nu] = s->N;
+    if (s->nu < 2) {
         rc = sola_errf(e, SOLA_EINVAL, "%s: the probe needs at least 2 labelled videos (1 to "
-                       "train, 1 to validate), found %d", d->dir, nu);
+                       "train, 1 to validate), found %d", d->dir, s->nu);
         goto out;
     }
     if (o->model && o->model->C != d->C) {
@@ -244,90 +265,222 @@ int sola_probe_run(const char *features_dir, const char *labels_dir,
                        d->dir, d->C, o->model->C);
         goto out;
     }
+    size_t N = s->N;
     if (sola_mul_size(N, (size_t)d->C, &nx) || sola_mul_size(nx, sizeof(float), &nx)) {
         rc = sola_errf(e, SOLA_ETOOBIG, "%s: too many snippets for the probe", d->dir);
         goto out;
     }
-    x = malloc(nx ? nx : 1);
-    y = malloc(N ? N : 1);
-    isval = malloc(N ? N : 1);
-    bnd = malloc(N ? N : 1);
-    perm = malloc((size_t)nu * sizeof *perm);
-    if (!x || !y || !isval || !bnd || !perm || (o->model && !(ws = sola_ws_new()))) {
+    s->raw = malloc(nx ? nx : 1);
+    s->y = malloc(N ? N : 1);
+    s->isval = malloc(N ? N : 1);
+    s->bnd = malloc(N ? N : 1);
+    perm = malloc((size_t)s->nu * sizeof *perm);
+    vflag = calloc((size_t)s->nu, 1);
+    if (!s->raw || !s->y || !s->isval || !s->bnd || !perm || !vflag) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu snippets", d->dir, N);
         goto out;
     }
     /* Split videos: a seeded shuffle, the first n_val are validation. */
     sola_rng rng;
     sola_rng_seed(&rng, o->seed);
-    for (int i = 0; i < nu; i++)
+    for (int i = 0; i < s->nu; i++)
         perm[i] = i;
-    for (int i = nu - 1; i > 0; i--) {
+    for (int i = s->nu - 1; i > 0; i--) {
         int j = (int)sola_rng_below(&rng, (uint64_t)i + 1), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
-    int nval = (int)lround(nu * (double)o->val_frac);
-    nval = nval < 1 ? 1 : nval > nu - 1 ? nu - 1 : nval;
-    uint8_t *vflag = calloc((size_t)nu, 1);
-    if (!vflag) {
-        rc = sola_errf(e, SOLA_ENOMEM, "probe: out of memory");
-        goto out;
-    }
-    for (int i = 0; i < nval; i++)
+    int nval = (int)lround(s->nu * (double)o->val_frac);
+    s->nval = nval < 1 ? 1 : nval > s->nu - 1 ? s->nu - 1 : nval;
+    for (int i = 0; i < s->nval; i++)
         vflag[perm[i]] = 1;
 
-    size_t row = 0;
     char lpath[4200], fpath[4096];
-    for (int k = 0; k < nu && !rc; k++) {
-        int i = use[k];
+    for (int k = 0; k < s->nu && !rc; k++) {
+        int i = s->use[k];
         int64_t T = d->items[i].T;
+        size_t row = s->row0[k];
         sola_dataset_path(d, i, fpath, sizeof fpath);
         if ((size_t)snprintf(lpath, sizeof lpath, "%s/%s.npy", labels_dir, d->items[i].name) >=
             sizeof lpath) {
             rc = sola_errf(e, SOLA_EINVAL, "%s: path too long", labels_dir);
             break;
         }
-        if (o->labels ? (rc = o->labels(o->labels_ud, d->items[i].name, T, y + row, e)) != 0
-                      : (rc = load_labels(lpath, fpath, T, y + row, e)) != 0)
+        if (o->labels ? (rc = o->labels(o->labels_ud, d->items[i].name, T, s->y + row, e)) != 0
+                      : (rc = load_labels(lpath, fpath, T, s->y + row, e)) != 0)
             break;
         if ((rc = sola_dataset_load(d, i, &feat, e)))
             break;
-        float *dst = x + row * (size_t)d->C;
-        if (o->model && T > INT_MAX) {
-            rc = sola_errf(e, SOLA_ETOOBIG, "%s: %lld snippets is too long to refine in one pass",
-                           fpath, (long long)T);
-        } else if (o->model && T > 0) {
-            rc = sola_refine(o->model, feat.data, (int)T, dst, ws, e);
-        } else {
-            memcpy(dst, feat.data, (size_t)T * (size_t)d->C * sizeof *dst);
-        }
+        memcpy(s->raw + row * (size_t)d->C, feat.data, (size_t)T * (size_t)d->C * sizeof(float));
         sola_array_free(&feat);
-        if (rc)
-            break;
-        l2_rows(dst, T, d->C);
         for (int64_t t = 0; t < T; t++) {
-            const uint8_t *l = y + row;
+            const uint8_t *l = s->y + row;
             int b = 0;
-            for (int64_t s = t - o->radius; s <= t + o->radius && !b; s++)
-                b = s >= 0 && s < T && l[s] != l[t];
-            bnd[row + t] = (uint8_t)b;
-            isval[row + t] = vflag[k];
+            for (int64_t u = t - o->radius; u <= t + o->radius && !b; u++)
+                b = u >= 0 && u < T && l[u] != l[t];
+            s->bnd[row + t] = (uint8_t)b;
+            s->isval[row + t] = vflag[k];
         }
-        row += (size_t)T;
-    }
-    free(vflag);
-    if (rc)
-        goto out;
-    rc = sola_probe_fit(x, y, isval, bnd, (long)N, d->C, o, r, e);
-    if (!rc) {
-        r->videos_val = nval;
-        r->videos_train = nu - nval;
     }
 out:
     sola_array_free(&feat);
+    free(perm), free(vflag);
+    if (rc)
+        pset_free(s);
+    return rc;
+}
+
+int sola_moving_average(const float *x, int64_t T, int C, int k, float *out)
+{
+    double *acc = malloc((size_t)(C > 0 ? C : 1) * sizeof *acc);
+    if (!acc)
+        return SOLA_ENOMEM;
+    int h = (k > 1 ? k : 1) / 2;
+    for (int c = 0; c < C; c++)
+        acc[c] = 0;
+    int64_t lo = 0, hi = 0; /* acc sums rows [lo, hi) */
+    for (int64_t t = 0; t < T; t++) {
+        int64_t a = t - h > 0 ? t - h : 0, b = t + h + 1 < T ? t + h + 1 : T;
+        for (; hi < b; hi++)
+            for (int c = 0; c < C; c++)
+                acc[c] += x[hi * C + c];
+        for (; lo < a; lo++)
+            for (int c = 0; c < C; c++)
+                acc[c] -= x[lo * C + c];
+        double inv = 1.0 / (double)(b - a);
+        for (int c = 0; c < C; c++)
+            out[t * C + c] = (float)(acc[c] * inv);
+    }
+    free(acc);
+    return 0;
+}
+
+/* x [N, C] = the features the probe sees: raw, refined by m, then smoothed over
+ * `smooth` snippets (<= 1: not), rows L2-normalised. */
+static int pset_variant(const pset *s, const sola_model *m, int smooth, float *x, sola_err *e)
+{
+    const int C = s->C;
+    sola_ws *ws = m ? sola_ws_new() : NULL;
+    float *tmp = NULL;
+    int rc = 0;
+    if (m && !ws)
+        rc = sola_errf(e, SOLA_ENOMEM, "probe: out of memory");
+    for (int k = 0; k < s->nu && !rc; k++) {
+        size_t r0 = s->row0[k];
+        int64_t T = (int64_t)(s->row0[k + 1] - r0);
+        const float *src = s->raw + r0 * (size_t)C;
+        float *dst = x + r0 * (size_t)C;
+        if (m && T > INT_MAX) {
+            char fpath[4096];
+            sola_dataset_path(s->d, s->use[k], fpath, sizeof fpath);
+            rc = sola_errf(e, SOLA_ETOOBIG, "%s: %lld snippets is too long to refine in one pass",
+                           fpath, (long long)T);
+        } else if (m && T > 0) {
+            rc = sola_refine(m, src, (int)T, dst, ws, e);
+        } else {
+            memcpy(dst, src, (size_t)T * (size_t)C * sizeof *dst);
+        }
+        if (!rc && smooth > 1 && T > 1) {
+            free(tmp);
+            if (!(tmp = malloc((size_t)T * (size_t)C * sizeof *tmp))) {
+                rc = sola_errf(e, SOLA_ENOMEM, "probe: out of memory");
+                break;
+            }
+            memcpy(tmp, dst, (size_t)T * (size_t)C * sizeof *tmp);
+            if (sola_moving_average(tmp, T, C, smooth, dst))
+                rc = sola_errf(e, SOLA_ENOMEM, "probe: out of memory");
+        }
+        if (!rc)
+            l2_rows(dst, T, C);
+    }
+    free(tmp);
     sola_ws_free(ws);
-    free(x), free(y), free(isval), free(bnd), free(perm), free(use);
-    sola_dataset_free(d);
+    return rc;
+}
+
+static int pset_fit(const pset *s, const sola_model *m, int smooth, float *x,
+                    const sola_probe_opts *o, sola_probe_result *r, sola_err *e)
+{
+    int rc = pset_variant(s, m, smooth, x, e);
+    if (!rc)
+        rc = sola_probe_fit(x, s->y, s->isval, s->bnd, (long)s->N, s->C, o, r, e);
+    if (!rc) {
+        r->videos_val = s->nval;
+        r->videos_train = s->nu - s->nval;
+    }
+    return rc;
+}
+
+int sola_probe_run(const char *features_dir, const char *labels_dir,
+                   const sola_probe_opts *o, sola_probe_result *r, sola_err *e)
+{
+    memset(r, 0, sizeof *r);
+    pset s;
+    int rc = pset_load(features_dir, labels_dir, o, &s, e);
+    if (rc)
+        return rc;
+    float *x = malloc(s.N * (size_t)s.C * sizeof *x + 1);
+    rc = x ? pset_fit(&s, o->model, o->smooth, x, o, r, e)
+           : sola_errf(e, SOLA_ENOMEM, "probe: out of memory for %zu snippets", s.N);
+    free(x);
+    pset_free(&s);
+    return rc;
+}
+
+typedef struct fitprog {
+    const sola_probe_opts *o;
+    int fit, nfits;
+} fitprog;
+
+static void fit_progress(int epoch, int epochs, double loss, void *ud)
+{
+    const fitprog *f = ud;
+    f->o->progress(f->fit * epochs + epoch, f->nfits * epochs, loss, f->o->ud);
+}
+
+int sola_probe_compare(const char *features_dir, const char *labels_dir,
+                       const sola_probe_opts *o, const int *ks, int nk,
+                       sola_probe_report *rep, sola_err *e)
+{
+    memset(rep, 0, sizeof *rep);
+    if (nk < 0 || nk > SOLA_PROBE_MAX_SMOOTH)
+        return sola_errf(e, SOLA_EINVAL, "probe: %d moving averages (at most %d)", nk,
+                         SOLA_PROBE_MAX_SMOOTH);
+    for (int i = 0; i < nk; i++)
+        if (ks[i] < 2 || ks[i] > 1000)
+            return sola_errf(e, SOLA_EINVAL, "probe: moving average width %d must be in 2..1000",
+                             ks[i]);
+    pset s;
+    int rc = pset_load(features_dir, labels_dir, o, &s, e);
+    if (rc)
+        return rc;
+    float *x = malloc(s.N * (size_t)s.C * sizeof *x + 1);
+    if (!x) {
+        pset_free(&s);
+        return sola_errf(e, SOLA_ENOMEM, "probe: out of memory for %zu snippets", s.N);
+    }
+    sola_probe_opts oo = *o;
+    fitprog fp = {o, 0, 1 + nk + (o->model != NULL)};
+    if (o->progress) {
+        oo.progress = fit_progress;
+        oo.ud = &fp;
+    }
+    rc = pset_fit(&s, NULL, 0, x, &oo, &rep->raw, e);
+    rep->best = -1;
+    for (int i = 0; i < nk && !rc; i++) {
+        fp.fit++;
+        rep->smooth_k[i] = ks[i];
+        rc = pset_fit(&s, NULL, ks[i], x, &oo, &rep->smooth[i], e);
+        if (!rc && (rep->best < 0 || rep->smooth[i].accuracy > rep->smooth[rep->best].accuracy))
+            rep->best = i;
+    }
+    rep->nsmooth = rc ? 0 : nk;
+    if (!rc && o->model) {
+        fp.fit++;
+        rc = pset_fit(&s, o->model, 0, x, &oo, &rep->model, e);
+        rep->has_model = !rc;
+    }
+    free(x);
+    pset_free(&s);
     return rc;
 }

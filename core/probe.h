@@ -30,6 +30,7 @@ typedef struct sola_probe_opts {
     float val_frac;        /* 0.2 of the videos (at least one video each side) */
     int radius;            /* 2: boundary = within +-radius of a transition */
     const sola_model *model; /* NULL: raw features; else refined (must be packed) */
+    int smooth;            /* > 1: then a moving average over this many snippets */
     /* Called after each epoch with the epoch's mean training loss (may be NULL). */
     void (*progress)(int epoch, int epochs, double loss, void *ud);
     void *ud;
@@ -61,6 +62,30 @@ typedef struct sola_probe_result {
  * a model whose C differs from the features' (SOLA_ESHAPE), fewer than 2 videos. */
 int sola_probe_run(const char *features_dir, const char *labels_dir,
                    const sola_probe_opts *o, sola_probe_result *r, sola_err *e);
+
+/* The same probe on several versions of one labelled set, read once, so that a
+ * model is always read against what plain smoothing does: the raw features, their
+ * moving averages over ks[0..nk) snippets (centred; fewer at a video's ends), and,
+ * if o->model is set, the refined features. The split, the probe's init and its
+ * shuffles are the same for every version (o->seed). Progress counts the epochs of
+ * all the fits. best: index of the moving average with the highest accuracy. */
+enum { SOLA_PROBE_MAX_SMOOTH = 8 };
+typedef struct sola_probe_report {
+    sola_probe_result raw;
+    int nsmooth, best;
+    int smooth_k[SOLA_PROBE_MAX_SMOOTH];
+    sola_probe_result smooth[SOLA_PROBE_MAX_SMOOTH];
+    int has_model;
+    sola_probe_result model;
+} sola_probe_report;
+int sola_probe_compare(const char *features_dir, const char *labels_dir,
+                       const sola_probe_opts *o, const int *ks, int nk,
+                       sola_probe_report *rep, sola_err *e);
+
+/* out [T, C] = the mean of x [T, C] over the k snippets centred on each (k odd; an
+ * even k reaches k/2 on both sides); at a video's ends, the mean of those that exist.
+ * 0, or SOLA_ENOMEM. out must not alias x. */
+int sola_moving_average(const float *x, int64_t T, int C, int k, float *out);
 
 /* The training/evaluation core on in-memory data, for tests and other callers.
  * x [n, C] L2-normalised rows, y [n] in {0,1}; train rows are those with

@@ -1,4 +1,6 @@
-/* synth.c -- the synthetic labelled dataset of `sola synth` (see synth.h). */
+/* synth.c -- the synthetic labelled dataset of `sola synth` (see synth.h): options,
+ * directions, the simple generator and the files. The realistic generator is in
+ * synth_real.c. */
 #include "synth.h"
 
 #include <math.h>
@@ -10,9 +12,10 @@
 #include "npy.h"
 #include "rng.h"
 
-void sola_synth_default(sola_synth_opts *o)
+void sola_synth_default_simple(sola_synth_opts *o)
 {
     memset(o, 0, sizeof *o);
+    o->simple = 1;
     o->videos = 64;
     o->C = 256;
     o->T = 200;
@@ -28,7 +31,24 @@ void sola_synth_default(sola_synth_opts *o)
     o->gap_max = 48;
 }
 
-static int check_opts(const sola_synth_opts *o, sola_err *e)
+void sola_synth_default(sola_synth_opts *o)
+{
+    sola_synth_default_simple(o);
+    o->simple = 0;
+    o->noise = 1.0f;
+    o->video_offset = 1.5f;
+    o->mean = 1.0f;
+    o->noise_rank = 16;
+    o->iso_noise = 0.5f;
+    o->backgrounds = 3;
+    o->style_rank = 8;
+    o->ar = 0.7f;
+    o->drift = 1.0f;
+    o->blur = 4.0f;
+    o->bias = -1.0f;
+}
+
+int sola__synth_check(const sola_synth_opts *o, sola_err *e)
 {
     if (o->videos < 1 || o->C < 1 || o->T < 2 || o->classes < 1 || o->classes > 255)
         return sola_errf(e, SOLA_EINVAL,
@@ -41,14 +61,39 @@ static int check_opts(const sola_synth_opts *o, sola_err *e)
         !(o->mean >= 0) || !(o->iso_noise >= 0))
         return sola_errf(e, SOLA_EINVAL,
                          "synth: noise, background, offset and mean must be >= 0");
-    if (o->noise_rank < 0 || o->noise_rank > o->C)
+    if (o->noise_rank < 0 || (o->simple && o->noise_rank > o->C))
         return sola_errf(e, SOLA_EINVAL, "synth: noise rank %d must be in 0..dim (%d)",
                          o->noise_rank, o->C);
+    if (o->simple)
+        return 0;
+    if (o->backgrounds < 1 || o->backgrounds > 255)
+        return sola_errf(e, SOLA_EINVAL, "synth: backgrounds %d must be in 1..255",
+                         o->backgrounds);
+    if (o->style_rank < 1 || o->style_rank > 1 << 20)
+        return sola_errf(e, SOLA_EINVAL, "synth: style rank %d must be >= 1", o->style_rank);
+    if (!(o->ar >= 0 && o->ar < 1))
+        return sola_errf(e, SOLA_EINVAL, "synth: ar %g must be in [0, 1)", (double)o->ar);
+    if (!(o->drift >= 0 && o->drift <= 6.3f) || !(o->blur >= 0 && o->blur <= 1000) ||
+        !(o->bias >= -100 && o->bias <= 100))
+        return sola_errf(e, SOLA_EINVAL, "synth: need 0 <= drift <= 6.3 (radians), "
+                         "0 <= blur <= 1000, |bias| <= 100");
     return 0;
 }
 
-/* A random unit vector (Gaussian, normalised). */
-static void unit_vector(sola_rng *r, float *u, int C)
+int sola_synth_ndirs(const sola_synth_opts *o)
+{
+    if (o->simple)
+        return o->classes + 2 + o->noise_rank;
+    return 2 * o->classes + o->backgrounds + 1 + sola__synth_rank(o, o->style_rank) +
+           sola__synth_rank(o, o->noise_rank);
+}
+
+int sola__synth_rank(const sola_synth_opts *o, int rank)
+{
+    return rank < o->C ? rank : o->C;
+}
+
+void sola__synth_unit(sola_rng *r, float *u, int C)
 {
     double n2 = 0;
     for (int c = 0; c < C; c++) {
@@ -62,9 +107,10 @@ static void unit_vector(sola_rng *r, float *u, int C)
 
 float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
 {
-    if (check_opts(o, e))
+    if (sola__synth_check(o, e))
         return NULL;
-    size_t n = (size_t)(o->classes + 2 + o->noise_rank) * (size_t)o->C;
+    int nd = sola_synth_ndirs(o);
+    size_t n = (size_t)nd * (size_t)o->C;
     float *d = malloc(n * sizeof *d);
     if (!d) {
         sola_errf(e, SOLA_ENOMEM, "synth: out of memory");
@@ -72,12 +118,28 @@ float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
     }
     sola_rng r;
     sola_rng_seed(&r, o->seed);
-    for (int k = 0; k < o->classes + 2 + o->noise_rank; k++)
-        unit_vector(&r, d + (size_t)k * o->C, o->C);
+    for (int k = 0; k < nd; k++)
+        sola__synth_unit(&r, d + (size_t)k * o->C, o->C);
+    /* A class's drift partner is made orthogonal to it, so that the direction turns
+     * by exactly `drift` radians whatever C is. */
+    for (int k = 0; !o->simple && k < o->classes && o->C > 1; k++) {
+        const float *u = d + (size_t)k * o->C;
+        float *v = d + (size_t)(o->classes + k) * o->C;
+        double dot = 0, n2 = 0;
+        for (int c = 0; c < o->C; c++)
+            dot += (double)u[c] * v[c];
+        for (int c = 0; c < o->C; c++) {
+            v[c] -= (float)dot * u[c];
+            n2 += (double)v[c] * v[c];
+        }
+        float s = n2 > 0 ? (float)(1.0 / sqrt(n2)) : 0.f;
+        for (int c = 0; c < o->C; c++)
+            v[c] *= s;
+    }
     return d;
 }
 
-static int uniform_int(sola_rng *r, int lo, int hi)
+int sola__synth_int(sola_rng *r, int lo, int hi)
 {
     return lo + (int)sola_rng_below(r, (uint64_t)(hi - lo + 1));
 }
@@ -87,14 +149,16 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
 {
     *xp = NULL;
     *lp = NULL;
-    int rc = check_opts(o, e);
+    int rc = sola__synth_check(o, e);
     if (rc)
         return rc;
+    if (!o->simple)
+        return sola__synth_real_video(o, dirs, i, xp, lp, Tp, e);
     sola_rng r;
     /* Video i's stream depends on (seed, i) only; the odd multiplier keeps it apart
      * from the stream of the directions (seed alone). */
     sola_rng_seed(&r, o->seed ^ (0xd1b54a32d192ed03ull * (uint64_t)(i + 1)));
-    int C = o->C, T = uniform_int(&r, o->T / 2 > 0 ? o->T / 2 : 1, o->T + o->T / 2);
+    int C = o->C, T = sola__synth_int(&r, o->T / 2 > 0 ? o->T / 2 : 1, o->T + o->T / 2);
     float *x = malloc((size_t)T * (size_t)C * sizeof *x);
     uint8_t *lab = calloc((size_t)T, 1);
     float *off = malloc((size_t)C * sizeof *off);
@@ -103,15 +167,15 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
         goto err;
     }
     /* Segments: alternate gap, action, gap, action... from a random phase. */
-    int t = uniform_int(&r, 0, o->gap_max);
+    int t = sola__synth_int(&r, 0, o->gap_max);
     while (t < T) {
-        int len = uniform_int(&r, o->seg_min, o->seg_max);
+        int len = sola__synth_int(&r, o->seg_min, o->seg_max);
         int k = 1 + (int)sola_rng_below(&r, (uint64_t)o->classes);
         for (int s = t; s < t + len && s < T; s++)
             lab[s] = (uint8_t)k;
-        t += len + uniform_int(&r, o->gap_min, o->gap_max);
+        t += len + sola__synth_int(&r, o->gap_min, o->gap_max);
     }
-    unit_vector(&r, off, C);
+    sola__synth_unit(&r, off, C);
     for (int c = 0; c < C; c++)
         off[c] *= o->video_offset;
     /* Amplitude jitter per segment so that classes are not one point each. */
@@ -186,7 +250,7 @@ int sola_synth_encode_labels(const uint8_t *labels, int64_t T, void **bufp, size
 int sola_synth_write(const char *dir, const sola_synth_opts *o,
                      void (*progress)(int done, int total, void *ud), void *ud, sola_err *e)
 {
-    int rc = check_opts(o, e);
+    int rc = sola__synth_check(o, e);
     if (rc)
         return rc;
     char fdir[4096], ldir[4096], path[4200];
