@@ -279,8 +279,11 @@ static int be_resume(void *self, int id, json_t **out, sola_err *e)
 
 /* ---- event streams (loop thread) -------------------------------------------------
  * A stream sends the job as it is when the client connects (event `state`), then
- * its progress (event `progress`, coalesced: a slow client gets the latest, not a
- * backlog), and ends with the final state (event `state`) once the job has finished.
+ * its progress (event `progress`, coalesced: at most one per JOBS_PROGRESS_EVENT_MS,
+ * and a slow client gets the latest, not a backlog), and ends with the final state
+ * (event `state`) once the job has finished. A progress event carries the losses of
+ * the epochs finished since the stream's previous event ("loss_from", "losses"), so
+ * a client keeps the whole curve without ever fetching the job again.
  * When the server drains, it ends with event `end` so that the client reconnects
  * elsewhere. Event ids are the job's change counter. */
 
@@ -290,7 +293,11 @@ struct jstream {
     int id;
     int started, ended;
     uint64_t sent_seq;
-    uint64_t last_ms;
+    uint64_t last_ms;      /* anything sent (keepalives) */
+    uint64_t last_prog_ms; /* last progress event */
+    int sent_hist;         /* epochs of loss history the client has */
+    int sent_state;        /* job state in the last event */
+    int pending;           /* a change is waiting for the rate limit */
     api_buf out;
     size_t off;
     jstream *next, **pprev;
@@ -305,15 +312,26 @@ static void ev_json(api_buf *b, const char *event, uint64_t id, json_t *o)
     free(text);
 }
 
-static json_t *progress_json(const job *j)
+/* mu held. from: epochs of history the client has (clamped: a resumed job may have
+ * fewer than before, and the client then truncates to loss_from). */
+static json_t *progress_json(const job *j, int from)
 {
     json_t *o = json_pack("{s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:f,s:f,s:i}", "id", j->id, "state",
                           job_state_names[j->st], "epoch", j->epoch, "epochs", j->spec.epochs,
                           "step", (json_int_t)j->step, "steps_per_epoch",
                           (json_int_t)j->steps_per_epoch, "loss", j->loss, "windows_per_s",
                           j->windows_per_s, "eta_s", j->eta_s, "epochs_done", j->nhist);
-    if (o && j->nhist)
+    if (!o)
+        return NULL;
+    if (j->nhist)
         json_object_set_new(o, "epoch_loss", json_real(j->hist[j->nhist - 1]));
+    if (from > j->nhist)
+        from = j->nhist;
+    json_t *a = json_array();
+    for (int i = from; a && i < j->nhist; i++)
+        json_array_append_new(a, json_real(j->hist[i]));
+    json_object_set_new(o, "loss_from", json_integer(from));
+    json_object_set_new(o, "losses", a ? a : json_array());
     return o;
 }
 
@@ -331,15 +349,25 @@ static void stream_fill(jstream *s)
         s->ended = 1;
     } else if (!s->started || j->seq != s->sent_seq) {
         int final = job_terminal(j->st);
-        if (!s->started)
-            api_buf_puts(&s->out, "retry: 3000\n");
-        if (!s->started || final || j->st == JS_INTERRUPTED)
-            ev_json(&s->out, "state", j->seq, job_json(j, 1));
-        else
-            ev_json(&s->out, "progress", j->seq, progress_json(j));
-        s->started = 1;
-        s->sent_seq = j->seq;
-        s->ended = final;
+        int state_ev = !s->started || final || j->st == JS_INTERRUPTED;
+        if (state_ev || now - s->last_prog_ms >= JOBS_PROGRESS_EVENT_MS) {
+            if (!s->started)
+                api_buf_puts(&s->out, "retry: 3000\n");
+            if (state_ev) {
+                ev_json(&s->out, "state", j->seq, job_json(j, 1));
+            } else {
+                ev_json(&s->out, "progress", j->seq, progress_json(j, s->sent_hist));
+                s->last_prog_ms = now;
+            }
+            s->started = 1;
+            s->sent_seq = j->seq;
+            s->sent_hist = j->nhist;
+            s->sent_state = j->st;
+            s->ended = final;
+            s->pending = 0;
+        } else {
+            s->pending = 1; /* on_tick wakes the stream when the interval has passed */
+        }
     } else if (draining) {
         api_buf_puts(&s->out, "event: end\ndata: {\"reason\":\"server shutting down; reconnect "
                               "to follow the job\"}\n\n");
@@ -386,12 +414,24 @@ static void stream_close(api_stream *st)
     free(s);
 }
 
+/* Progress may come hundreds of times a second: a stream is woken only when its
+ * rate allows an event or the job's state changed (loop thread). */
 static void wake_all(srv_jobs *J)
 {
+    uint64_t now = uv_now(J->s->loop);
+    pthread_mutex_lock(&J->mu);
     /* wake only resumes connections (MHD runs later), so the list is stable here */
-    for (jstream *s = J->streams; s; s = s->next)
-        if (s->st.wake)
+    for (jstream *s = J->streams; s; s = s->next) {
+        if (!s->st.wake)
+            continue;
+        job *j = jobs_find(J, s->id);
+        if (!j || !s->started || j->st != s->sent_state ||
+            now - s->last_prog_ms >= JOBS_PROGRESS_EVENT_MS)
             s->st.wake(s->st.wake_arg);
+        else
+            s->pending = 1;
+    }
+    pthread_mutex_unlock(&J->mu);
 }
 
 static int be_events(void *self, int id, api_stream **out, sola_err *e)
@@ -449,10 +489,12 @@ static void on_tick(uv_timer_t *t)
         }
         pthread_mutex_unlock(&J->mu);
     }
-    /* keepalives and drain ends only: progress wakes streams through on_async */
+    /* keepalives, drain ends and progress held back by the rate limit; fresh
+     * progress wakes streams through on_async */
     uint64_t now = uv_now(J->s->loop);
     for (jstream *s = J->streams; s; s = s->next)
-        if (s->st.wake && (J->s->draining || now - s->last_ms >= STREAM_KEEPALIVE_MS))
+        if (s->st.wake && (J->s->draining || now - s->last_ms >= STREAM_KEEPALIVE_MS ||
+                           (s->pending && now - s->last_prog_ms >= JOBS_PROGRESS_EVENT_MS)))
             s->st.wake(s->st.wake_arg);
 }
 
@@ -503,7 +545,7 @@ srv_jobs *srv_jobs_start(srv *s, sola_err *e)
     J->handles = 2;
     /* neither keeps the loop alive: the server's drain decides when it ends */
     uv_unref((uv_handle_t *)&J->async);
-    uv_timer_start(&J->timer, on_tick, 250, 250);
+    uv_timer_start(&J->timer, on_tick, JOBS_PROGRESS_EVENT_MS / 2, JOBS_PROGRESS_EVENT_MS / 2);
     uv_unref((uv_handle_t *)&J->timer);
     jobs_refresh(J);
     /* before serving: a restarted replica lists its dead jobs as interrupted at once */

@@ -78,6 +78,14 @@ struct srv_jobs {
 
 enum { CANCEL_USER = 1, CANCEL_SHUTDOWN = 2 };
 
+/* While a job runs its record is rewritten at most this often (progress lines may
+ * come hundreds a second); state changes are written at once. */
+#define JOBS_RECORD_INTERVAL_S 1.0
+/* An event stream sends at most one progress event per this many milliseconds
+ * (each carries the losses of every epoch finished since the one before); state
+ * changes go at once. docs/jobs.md documents both rates. */
+#define JOBS_PROGRESS_EVENT_MS 250
+
 /* ---- jobs.c ---- */
 job *jobs_find(srv_jobs *J, int id);            /* mu held */
 int jobs_insert(srv_jobs *J, job *j);           /* mu held; 0 or -1 (no memory) */

@@ -132,7 +132,9 @@ typedef struct run_state {
     double last_write, last_log;
 } run_state;
 
-/* One JSON line from the child. */
+/* One JSON line from the child (the protocol: train_worker.c). Every line is small:
+ * the history arrives once (start) and then one epoch's loss at a time, appended
+ * here, so a line costs the same at epoch 10 and at epoch 100000. */
 static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
 {
     json_t *o = json_loads(line, 0, NULL);
@@ -151,21 +153,29 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
         j->videos = (int)json_integer_value(json_object_get(o, "videos"));
         j->skipped = (int)json_integer_value(json_object_get(o, "skipped"));
         epoch_done = json_is_true(json_object_get(o, "epoch_done"));
+        json_t *el = json_object_get(o, "epoch_loss");
+        json_int_t n = json_integer_value(json_object_get(o, "epochs_done"));
+        /* epoch n's loss: the next one, or (never in practice) a repeat of a known one;
+         * a gap would mean a lost line, and a history with a hole is worse than a
+         * short one */
+        if (epoch_done && json_is_number(el) && n >= 1 && n <= j->nhist + 1) {
+            j->nhist = (int)n - 1;
+            job_hist_push(j, json_number_value(el));
+        }
     } else if (type && !strcmp(type, "start")) {
         j->resumed_epoch = (int)json_integer_value(json_object_get(o, "resumed_epoch"));
         j->resumed_step = (long)json_integer_value(json_object_get(o, "resumed_step"));
+        /* the run's base: the checkpoint's epochs (a record written after the last
+         * checkpoint may hold more; those epochs are trained again) */
+        json_t *h = json_object_get(o, "history"), *v;
+        size_t i;
+        j->nhist = 0;
+        json_array_foreach(h, i, v) job_hist_push(j, json_number_value(v));
     } else if (type && !strcmp(type, "done")) {
         rs->done = 1;
     } else if (type && (!strcmp(type, "error") || !strcmp(type, "cancelled"))) {
         const char *m = json_string_value(json_object_get(o, "message"));
         snprintf(rs->error, sizeof rs->error, "%s", m ? m : type);
-    }
-    json_t *h = json_object_get(o, "history");
-    if (json_is_array(h)) {
-        j->nhist = 0;
-        json_t *v;
-        size_t i;
-        json_array_foreach(h, i, v) job_hist_push(j, json_number_value(v));
     }
     jobs_changed(J, j);
     int id = j->id, ep = j->epoch, eps = j->spec.epochs;
@@ -174,7 +184,8 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
     json_decref(o);
     rs->dirty = 1;
     jobs_notify(J);
-    /* the record follows within a second (supervise); the log every few seconds */
+    /* the record follows within JOBS_RECORD_INTERVAL_S (supervise); the log every
+     * few seconds */
     double now = now_s();
     if (epoch_done && (ep == eps || now - rs->last_log >= 5.0)) {
         rs->last_log = now;
@@ -327,7 +338,7 @@ static int supervise(srv_jobs *J, job *j, pid_t pid, int fd, run_state *rs, int 
             kill(pid, SIGKILL);
             killed = 1;
         }
-        if (rs->dirty && now - rs->last_write >= 1.0) {
+        if (rs->dirty && now - rs->last_write >= JOBS_RECORD_INTERVAL_S) {
             sola_err e = {0};
             jobs_write(J, j, &e); /* other replicas and restarts see the progress */
             rs->dirty = 0;

@@ -3,10 +3,18 @@
  *
  * SPEC is the job's spec as JSON (api_train_spec_json) plus where things are:
  * dataset_dir, checkpoint, output, base (a model file, or null for a fresh model),
- * resume, threads. Progress goes to stdout as one JSON object per line:
- *   {"type":"start","resumed_epoch":E,"resumed_step":S}
- *   {"type":"progress","epoch":..,"step":..,"loss":..,"history":[..] (at epoch ends)}
- *   {"type":"done"} | {"type":"cancelled","message":..} | {"type":"error","message":..}
+ * resume, threads. Progress goes to stdout as one JSON object per line (the
+ * protocol is described for users of the job routes in docs/jobs.md, "Progress"):
+ *   {"type":"start","resumed_epoch":E,"resumed_step":S,"history":[E losses]}
+ *       once, first: where this run starts and the loss of every epoch before it (from
+ *       the checkpoint; [] for a fresh run). The only line that carries a history.
+ *   {"type":"progress","epoch":..,"step":..,"loss":..,...}
+ *       a few a second, and at every epoch's end, which adds "epoch_done":true,
+ *       "epochs_done":N and "epoch_loss": the mean loss of epoch N -- one number, so a
+ *       line costs the same at epoch 10 and at epoch 100000. solad appends it.
+ *   {"type":"done","epochs_done":N} | {"type":"cancelled","message":..}
+ *       | {"type":"error","message":..}
+ * New fields go into these objects; solad ignores what it does not know.
  * Exit status: 0 the model is at `output`; 3 cancelled (SIGTERM), the checkpoint
  * written; 1 failed; 2 bad SPEC. */
 #include <math.h>
@@ -58,14 +66,6 @@ static void emit(json_t *o)
     free(text);
 }
 
-static json_t *history(const double *h, int n)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(a, json_real(h[i]));
-    return a;
-}
-
 typedef struct prog {
     double last;
 } prog;
@@ -85,8 +85,10 @@ static void on_progress(const sola_train_progress *p, void *ud)
                           p->windows_per_s, "eta_s", p->eta_s, "videos", p->videos, "skipped",
                           p->skipped, "epoch_done", p->epoch_done, "checkpointed",
                           p->checkpointed);
-    if (o && (p->epoch_done || p->checkpointed || p->nhistory))
-        json_object_set_new(o, "history", history(p->history, p->nhistory));
+    if (o && p->epoch_done && p->nhistory > 0) {
+        json_object_set_new(o, "epochs_done", json_integer(p->nhistory));
+        json_object_set_new(o, "epoch_loss", json_real(p->history[p->nhistory - 1]));
+    }
     emit(o);
 }
 
@@ -155,11 +157,17 @@ int srv_train_worker_main(int argc, char **argv)
         rc = e.code ? e.code : SOLA_EIO;
         goto done;
     }
-    if (resume) {
-        const sola_tensor *st = sola_model_extra(m, "trainer.step");
-        emit(json_pack("{s:s,s:i,s:I}", "type", "start", "resumed_epoch",
-                       sola_trainer_state_epoch(m), "resumed_step",
-                       (json_int_t)(st && st->data ? st->data[0] : 0)));
+    {
+        /* where this run starts, and the epochs before it (the checkpoint's history) */
+        const sola_tensor *st = resume ? sola_model_extra(m, "trainer.step") : NULL;
+        const sola_tensor *ht = resume ? sola_model_extra(m, "trainer.loss_history") : NULL;
+        int ep0 = resume ? sola_trainer_state_epoch(m) : 0;
+        json_t *h = json_array();
+        for (int i = 0; ht && ht->data && i < ep0 && (size_t)i < sola_tensor_numel(ht); i++)
+            json_array_append_new(h, json_real(ht->data[i]));
+        emit(json_pack("{s:s,s:i,s:I,s:o}", "type", "start", "resumed_epoch", ep0,
+                       "resumed_step", (json_int_t)(st && st->data ? st->data[0] : 0),
+                       "history", h));
     }
     sola_trainer_opts opts;
     sola_trainer_default(&opts);
@@ -190,8 +198,7 @@ int srv_train_worker_main(int argc, char **argv)
     if (rc == 0) {
         /* the served model: parameters and provenance, not the optimizer state */
         if ((rc = sola_model_save(m, out, 0, &e)) == 0) {
-            emit(json_pack("{s:s,s:i,s:o}", "type", "done", "epochs_done", res.epochs_done,
-                           "history", history(res.loss, res.epochs_done)));
+            emit(json_pack("{s:s,s:i}", "type", "done", "epochs_done", res.epochs_done));
             status = 0;
         }
     } else if (rc == SOLA_ECANCEL) {
