@@ -16,6 +16,23 @@ static const char usage[] =
     "                 [--head-dim P=512] [--keep N=8] [--start S=4] [--step D=2] [--K K=16]\n"
     "                 [--full] [--threads N]";
 
+static const char help[] =
+    "Loss and gradients of one fixed batch of windows under the sola objective, for\n"
+    "checking the training maths against PyTorch (tests/ref/ does that). Prints the loss\n"
+    "on stdout.\n"
+    "\n"
+    "  -m MODEL          the module and its training head (dissim_head.*)\n"
+    "  --windows W.npy   the batch [B, W, C]: B windows of W snippets (W = 23 in training)\n"
+    "  -o GRADS          write the gradients as .safetensors, under the parameters' names\n"
+    "  --init-head SEED  create the head (PyTorch's default init, this seed) when the\n"
+    "                    model has none; --head-dim P its width (512)\n"
+    "  --keep N          positions of each window the loss compares (8)\n"
+    "  --start S, --step D  the first kept position and the spacing (4, 2)\n"
+    "  --K K             sharpness of the target: t[i,j] = sigmoid(K / (i - j)^2) (16)\n"
+    "  --full            run the module on whole windows instead of only the rows the\n"
+    "                    loss reads (same numbers; for checking that claim)\n"
+    "  --threads N       BLAS threads\n";
+
 /* The parameters in m->params order, with their PyTorch names and shapes; data points
  * at the same offsets inside `base` (a buffer laid out like m->params). */
 static int param_table(const sola_model *m, const float *base, sola_st_out *t)
@@ -98,7 +115,7 @@ int cmd_grad(int argc, char **argv)
         case 'S': nm = "start"; dst = &start; break;
         case 'D': nm = "step"; dst = &step; lo = 1; break;
         case 't': nm = "threads"; dst = &threads; lo = 1; hi = 1024; break;
-        case 'h': printf("usage: %s\n", usage); return EXIT_OK;
+        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default:
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }

@@ -11,6 +11,25 @@ static const char usage[] =
     "sola init --dim C [--hidden H=512] [--kernel K1=5] [--kernel2 K2=1] [--dilation D1=1]\n"
     "                 [--dilation2 D2=1] [--head P] [--seed S=0] -o MODEL.safetensors";
 
+static const char help[] =
+    "Writes a fresh SoLa model: the authors' module (conv k1 -> ReLU -> conv k2 -> ReLU ->\n"
+    "1x1 conv back to C, gated by tanh(alpha)) with PyTorch's default initialisation\n"
+    "and alpha = 0: the identity (it returns its input unchanged) until trained\n"
+    "('sola train -m').\n"
+    "\n"
+    "  --dim C          channels of your features (I3D 2048, TSP 512, ...); required\n"
+    "  --hidden H       hidden channels of the module (512)\n"
+    "  --kernel K1      temporal kernel of the first conv, odd (5)\n"
+    "  --kernel2 K2     temporal kernel of the second conv, odd (1)\n"
+    "  --dilation D1, --dilation2 D2   dilations of the two convs (1)\n"
+    "  --head P         also create the training head dissim_head.* of P channels\n"
+    "                   (sola train creates it when absent; sola grad needs it, or\n"
+    "                   its --init-head)\n"
+    "  --seed S         initialisation seed (0): the same seed writes the same file\n"
+    "  -o MODEL         output .safetensors (written atomically)\n"
+    "\n"
+    "Example: sola init --dim 2048 -o model.safetensors && sola info model.safetensors\n";
+
 int cmd_init(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -43,7 +62,7 @@ int cmd_init(int argc, char **argv)
                 return cli_usage(usage, "--seed wants a non-negative integer, got '%s'", optarg);
             continue;
         case 'o': out = optarg; continue;
-        case 'h': printf("usage: %s\n", usage); return EXIT_OK;
+        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default:
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }

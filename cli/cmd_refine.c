@@ -27,6 +27,38 @@ static const char usage[] =
     "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
     "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--threads N]";
 
+static const char help[] =
+    "Refines feature sequences with a SoLa model: refine(x) = x + tanh(alpha) h(x),\n"
+    "float32 out, T and names unchanged, so a downstream config only changes its\n"
+    "feature folder (ActionFormer feat_folder, OpenTAD data_path).\n"
+    "\n"
+    "  -m MODEL       a .safetensors model (sola init / sola train, or converted from\n"
+    "                 the authors' PyTorch checkpoint); its C must match the features\n"
+    "  IN -o OUT      one of:\n"
+    "                   x.npy -o y.npy     [T, C] or a batch [B, T, C]\n"
+    "                   x.npz -o y.npz     every member refined, member names kept\n"
+    "                   x.npz -o y.npy     the sequence member ('feats' or the only one)\n"
+    "                   DIR -o OUTDIR      a dataset folder, video by video (streamed):\n"
+    "                                      NAME.npy/.npz, video_features NAME_rgb.npy +\n"
+    "                                      NAME_flow.npy pairs, BMN CSV; each output\n"
+    "                                      keeps its input's name and format\n"
+    "                   FILE.h5 -o OUTDIR  an HDF5 file of one dataset per video\n"
+    "                   DIR|FILE.h5 -o OUT.h5  one HDF5 file out instead of a folder\n"
+    "  --layout tc|ct files are [T, C] (tc, the default) or channel-first [C, T] (ct,\n"
+    "                 e.g. MS-TCN); ct outputs are written [C, T] again. Folders only\n"
+    "  --h5-out F.h5  with a folder output, also write every video into this HDF5 file\n"
+    "  --allow-missing  a video that cannot be read (or refined) is skipped and listed,\n"
+    "                 and the run still exits 0 (without it: exit 1 at the end)\n"
+    "  --threads N    BLAS threads (default: all cores)\n"
+    "\n"
+    "A dataset refine also writes OUTDIR/refine_meta.json (the model, its C/H/kernels,\n"
+    "the input and its layout, videos refined and skipped) and, when a video was\n"
+    "skipped, OUTDIR/missing_files.txt with one name per line (for an .h5 output:\n"
+    "OUT.refine_meta.json and OUT.missing_files.txt beside it). Progress goes to\n"
+    "stderr: a bar on a terminal, log lines otherwise.\n"
+    "\n"
+    "Example: sola refine -m model.safetensors i3d_features/ -o i3d_sola/\n";
+
 static int is_dir(const char *p)
 {
     struct stat st;
@@ -127,7 +159,7 @@ int cmd_refine(int argc, char **argv)
             break;
         case 'A': ro.allow_missing = 1; break;
         case 'H': ro.h5_out = optarg; break;
-        case 'h': printf("usage: %s\n", usage); return EXIT_OK;
+        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }

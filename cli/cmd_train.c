@@ -39,7 +39,22 @@ static const char help[] =
     "  --threads N       BLAS threads; the same seed and threads give the same weights\n"
     "  --objective       sola (similarity matching, the authors' recipe), cycle\n"
     "                    (CycleContrast adapted to feature sequences: docs/cycle.md), or\n"
-    "                    sola+cycle (sola-weight * L_sola + cycle-weight * L_cycle)\n";
+    "                    sola+cycle (sola-weight * L_sola + cycle-weight * L_cycle)\n"
+    "  --epochs --batch --lr --seed   150 epochs of one random window per video, 256\n"
+    "                    windows a step, AdamW lr 1e-4 (weight decay 0.01), seed 0\n"
+    "  --hidden --kernel --head   a fresh model's shape (with --dim): 512, 5, 512\n"
+    "  --window W --positions N --start S --step D --sharpness K   the objective's\n"
+    "                    geometry: windows of W snippets (videos with T <= W are skipped\n"
+    "                    and counted), N kept positions S, S+D, ..., target\n"
+    "                    sigmoid(K / (i - j)^2)\n"
+    "  --layout tc|ct    feature files are [T, C] (default) or channel-first [C, T]\n"
+    "  --allow-missing   unreadable videos are skipped and listed instead of stopping\n"
+    "  cycle options     --temperature --cycle-lambda --momentum --queue --cycle-subset\n"
+    "                    --cycle-hidden --cycle-dim: docs/cycle.md\n"
+    "\n"
+    "Progress (epoch, step, loss, windows/s, ETA) goes to stderr. Ctrl-C writes a\n"
+    "checkpoint first; --resume continues from it. docs/training.md has a worked run.\n"
+    "Example: sola train --dim 2048 features/ -o trained.safetensors\n";
 
 static atomic_int stop_flag;
 

@@ -17,6 +17,22 @@
 static const char usage[] =
     "sola tsm [-m MODEL.safetensors] IN(.npy|.npz) -o OUT(.npy|.png) [--raw | --both]";
 
+static const char help[] =
+    "Temporal self-similarity map of one sequence [T, C]: S[i,j] = cosine similarity of\n"
+    "snippets i and j, a [T, T] matrix in [-1, 1].\n"
+    "\n"
+    "  IN           a .npy [T, C], or an .npz whose sequence member is 'feats' or the\n"
+    "               only member\n"
+    "  -m MODEL     map the refined sequence refine(x) (without -m: the input itself)\n"
+    "  --raw        map the input even with -m\n"
+    "  --both       raw and refined together (needs -m): a PNG shows them side by side,\n"
+    "               raw on the left; an .npy holds [2, T, T], raw first\n"
+    "  -o OUT.npy   the map(s) as float32\n"
+    "  -o OUT.png   a heatmap: viridis on the fixed scale [-1, 1], colour bar on the\n"
+    "               right (T <= 8192)\n"
+    "\n"
+    "Example: sola tsm -m model.safetensors video.npy --both -o tsm.png\n";
+
 int cmd_tsm(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -35,7 +51,7 @@ int cmd_tsm(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'r': raw = 1; break;
         case 'b': both = 1; break;
-        case 'h': printf("usage: %s\n", usage); return EXIT_OK;
+        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }

@@ -22,13 +22,17 @@ void cli_errorf(const char *fmt, ...)
 
 int cli_usage(const char *usage, const char *fmt, ...)
 {
+    /* The usage first and the error last, where a terminal leaves the eye. The
+     * command's name is the first two words of its usage ("sola refine"). */
+    fprintf(stderr, "usage: %s\n", usage);
+    const char *sp = strchr(usage, ' ');
+    int n = sp && strchr(sp + 1, ' ') ? (int)(strchr(sp + 1, ' ') - usage) : (int)strlen(usage);
     va_list ap;
     va_start(ap, fmt);
     fputs("sola: ", stderr);
     vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
     va_end(ap);
-    fprintf(stderr, "usage: %s\n", usage);
+    fprintf(stderr, " ('%.*s --help' explains every option)\n", n, usage);
     return EXIT_USAGE;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "sniff.h"
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
@@ -244,9 +245,14 @@ static int parse_header(const unsigned char *b, size_t len, const char *name, in
     memset(h, 0, sizeof *h);
     if (len == 0)
         return sola_errf(e, SOLA_EFORMAT, "%s: empty file, not a .npy array", name);
-    if (memcmp(b, npy_magic, len < 6 ? len : 6) != 0)
+    if (memcmp(b, npy_magic, len < 6 ? len : 6) != 0) {
+        sola_kind k = sola_sniff(b, len);
+        if (k != SOLA_KIND_UNKNOWN)
+            return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy file: this is %s", name,
+                             sola_kind_name(k));
         return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy file (bad magic; expected "
                          "\\x93NUMPY)", name);
+    }
     if (len < 10)
         return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header (%zu bytes)", name, len);
     int major = b[6], minor = b[7];

@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "fsutil.h"
+#include "sniff.h"
 #include "npy.h"
 
 #define SIG_LOCAL 0x04034b50u
@@ -104,9 +105,15 @@ static int find_directory(const unsigned char *b, size_t len, const char *name,
             break;
         }
     }
-    if (eocd == SIZE_MAX)
+    if (eocd == SIZE_MAX) {
+        sola_kind k = sola_sniff(b, len);
+        if (k != SOLA_KIND_UNKNOWN && k != SOLA_KIND_NPZ && k != SOLA_KIND_ZIP &&
+            k != SOLA_KIND_TORCH_ZIP)
+            return sola_errf(e, SOLA_EFORMAT, "%s: not a .npz (zip) archive: this is %s (no "
+                             "end-of-central-directory record)", name, sola_kind_name(k));
         return sola_errf(e, SOLA_EFORMAT, "%s: not a .npz (zip) archive, or truncated: no "
                          "end-of-central-directory record", name);
+    }
     const unsigned char *r = b + eocd;
     uint64_t disk = rd(r + 4, 2), cdisk = rd(r + 6, 2), n_here = rd(r + 8, 2),
              n = rd(r + 10, 2), size = rd(r + 12, 4), off = rd(r + 16, 4);

@@ -14,6 +14,7 @@
 
 #include "fsutil.h"
 #include "npy.h"
+#include "sniff.h"
 
 #define ST_MAXDIM 8
 
@@ -198,9 +199,18 @@ int sola_st_parse(const void *buf, size_t len, const char *name, sola_st_file *f
     int rc;
     if (!name)
         name = "safetensors";
+    sola_kind k = sola_sniff(b, len);
     if (len < 8)
         return sola_errf(e, SOLA_EFORMAT, "%s: not a safetensors file: %zu bytes is shorter than "
-                         "the 8-byte header length", name, len);
+                         "the 8-byte header length%s%s%s", name, len,
+                         k > SOLA_KIND_EMPTY ? " (this is " : "",
+                         k > SOLA_KIND_EMPTY ? sola_kind_name(k) : "",
+                         k > SOLA_KIND_EMPTY ? ")" : "");
+    /* Another kind of file (a .npy sent as a model, a PyTorch .pt): say so, instead of
+     * reading its first bytes as an absurd header length. */
+    if (k != SOLA_KIND_SAFETENSORS && k != SOLA_KIND_UNKNOWN)
+        return sola_errf(e, SOLA_EFORMAT, "%s: not a safetensors file: this is %s", name,
+                         sola_kind_name(k));
     uint64_t hl = rd_le(b, 8);
     if (hl > SOLA_ST_MAX_HEADER)
         return sola_errf(e, SOLA_ETOOBIG, "%s: safetensors header length %llu exceeds the limit "

@@ -26,7 +26,10 @@ static const char usage[] =
     "  --listen HOST:PORT     address to serve on (default 127.0.0.1:8080; port 0 = any\n"
     "                         free port, printed on stdout)\n"
     "  --data DIR             state directory: models/NAME/VERSION.safetensors + active,\n"
-    "                         datasets/, jobs/ (default: none, embedded model only)\n"
+    "                         datasets/, jobs/ (default: none, embedded model only;\n"
+    "                         uploads and training need one). DIR is created if its\n"
+    "                         parent exists\n"
+    "  --create-data          also create the missing parents of --data DIR\n"
     "  --dim C                channels of the embedded default model (default 2048)\n"
     "  --workers N            compute threads (default 1)\n"
     "  --threads N            BLAS threads per compute thread (default: CPUs / workers;\n"
@@ -68,11 +71,46 @@ static const char usage[] =
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
 
+/* A usage error: the error on the last line, where the eye lands, and exit 2. */
 static int bad(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "solad: ");
+    fprintf(stderr, "usage: solad [options]   ('solad --help' lists them)\nsolad: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", usage);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+/* --data DIR: an existing directory, or a new one in an existing parent; with
+ * --create-data any missing parents too. A typo (/var/lib/soald) must not silently
+ * create a tree and serve the embedded model. 0 ok, 2 usage error (printed). */
+static int check_data_dir(const char *dir, int create_parents)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return bad("--data %s: exists but is not a directory", dir);
+        return 0;
+    }
+    if (create_parents)
+        return 0;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", dir);
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        return 0; /* a relative name in the current directory */
+    if (slash == parent)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    if (stat(parent, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    fprintf(stderr, "usage: solad [options]   ('solad --help' lists them)\n"
+                    "solad: --data %s: its parent directory %s does not exist (a typo?); "
+                    "create it, or add --create-data to create the whole path\n",
+            dir, parent);
     return 2;
 }
 
@@ -85,6 +123,18 @@ static int parse_long(const char *s, long lo, long hi, long *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* HOST:PORT with a numeric port 0..65535 ([v6]:PORT too); the host is resolved later. */
+static int check_listen(const char *spec)
+{
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec)
+        return -1;
+    if (spec[0] == '[' && colon[-1] != ']')
+        return -1;
+    long port;
+    return parse_long(colon + 1, 0, 65535, &port);
 }
 
 static int parse_bytes(const char *s, size_t *out)
@@ -202,10 +252,11 @@ int main(int argc, char **argv)
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
-           O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW };
+           O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
+        {"create-data", no_argument, 0, O_CREATEDATA},
         {"dim", required_argument, 0, O_DIM},
         {"workers", required_argument, 0, O_WORKERS},
         {"threads", required_argument, 0, O_THREADS},
@@ -231,13 +282,19 @@ int main(int argc, char **argv)
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
     };
-    int o;
+    int o, create_data = 0;
     long v;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case O_LISTEN: c->listen = optarg; break;
+        case O_LISTEN:
+            if (check_listen(optarg))
+                return bad("--listen %s: expected HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 "
+                           "or [::1]:8080 (port 0 = any free port)", optarg);
+            c->listen = optarg;
+            break;
         case O_DATA: c->data_dir = optarg; break;
+        case O_CREATEDATA: create_data = 1; break;
         case O_DIM:
             if (parse_long(optarg, 1, 1 << 20, &v))
                 return bad("--dim %s: expected a positive integer", optarg);
@@ -337,6 +394,10 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument %s", argv[optind]);
+    if (create_data && !c->data_dir)
+        return bad("%s", "--create-data needs --data DIR");
+    if (c->data_dir && check_data_dir(c->data_dir, create_data))
+        return 2;
     if (c->default_model) {
         sola_err e = {0};
         if (api_check_name("--default-model", c->default_model, &e))

@@ -157,6 +157,20 @@ START_TEST(wrong_dimension_names_file_and_both_dims)
 }
 END_TEST
 
+/* The last line of stderr: where a terminal leaves the eye, so the error goes there. */
+static void assert_last_err_line_has(const char *needle)
+{
+    char *s = slurp("err.txt");
+    size_t n = strlen(s);
+    while (n && s[n - 1] == '\n')
+        s[--n] = '\0';
+    char *l = strrchr(s, '\n');
+    l = l ? l + 1 : s;
+    ck_assert_msg(!strncmp(l, "sola: ", 6) && strstr(l, needle),
+                  "the last line of stderr should be the error naming '%s'; it is: %s", needle, l);
+    free(s);
+}
+
 START_TEST(usage_errors_exit_2)
 {
     ck_assert_int_eq(RUN("init -o m.safetensors"), 2);
@@ -167,6 +181,49 @@ START_TEST(usage_errors_exit_2)
     ck_assert_int_eq(RUN("frobnicate"), 2);
     ck_assert_int_eq(RUN("tsm x.npy -o y.txt"), 2);
     ck_assert_int_eq(RUN("init --dim 8 --seed -3 -o m.safetensors"), 2);
+    assert_last_err_line_has("--seed");
+    ck_assert_int_eq(RUN("refine --bogus"), 2);
+    assert_last_err_line_has("--bogus");
+    assert_last_err_line_has("sola refine --help");
+    ck_assert_int_eq(RUN("frobnicate"), 2);
+    assert_last_err_line_has("frobnicate");
+    ck_assert_int_eq(RUN(""), 2);
+    assert_last_err_line_has("no command");
+    ck_assert_int_eq(RUN("synth --videos x -o d"), 2);
+    assert_last_err_line_has("--videos");
+}
+END_TEST
+
+/* Every subcommand's --help exits 0 on stdout and explains its options, not only a
+ * usage line. */
+START_TEST(every_subcommand_has_full_help)
+{
+    static const struct {
+        const char *cmd;
+        const char *needles[5];
+    } c[] = {
+        {"info", {"HDF5", "first bytes", NULL}},
+        {"init", {"--kernel2", "--head", "identity", "alpha = 0", NULL}},
+        {"refine", {"--layout", "--allow-missing", "--h5-out", "refine_meta.json",
+                    "missing_files.txt"}},
+        {"tsm", {"--both", "--raw", "[-1, 1]", NULL}},
+        {"grad", {"--init-head", "--full", "--K", NULL}},
+        {"train", {"--layout", "--allow-missing", "--resume", "--objective", NULL}},
+        {"probe", {"--labels", "--annotations", "--val-frac", NULL}},
+        {"synth", {"--length", "--noise", NULL}},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "cd %s && %s %s --help >out.txt 2>err.txt", dir, sola,
+                 c[i].cmd);
+        ck_assert_msg(tu_system("%s", cmd) == 0, "sola %s --help did not exit 0", c[i].cmd);
+        char *out = slurp("out.txt");
+        ck_assert_msg(strstr(out, "usage: sola"), "sola %s --help: no usage line", c[i].cmd);
+        for (int k = 0; k < 5 && c[i].needles[k]; k++)
+            ck_assert_msg(strstr(out, c[i].needles[k]), "sola %s --help does not explain %s",
+                          c[i].cmd, c[i].needles[k]);
+        free(out);
+    }
 }
 END_TEST
 
@@ -247,6 +304,7 @@ int main(void)
     tcase_add_test(tc, npz_in_npz_out_keeps_members);
     tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
     tcase_add_test(tc, usage_errors_exit_2);
+    tcase_add_test(tc, every_subcommand_has_full_help);
     tcase_add_test(tc, missing_and_corrupt_files_exit_1_with_name);
     tcase_add_test(tc, tsm_npy_and_png);
     tcase_add_test(tc, info_prints_shapes_and_metadata);

@@ -2,8 +2,9 @@
  *
  * The checks themselves are shell/python scripts (they drive nginx, kubectl,
  * systemd-analyze and several solad processes); this wrapper only runs them, shows
- * their output when they fail, and treats exit status 77 as "skipped" (a tool such
- * as nginx is not installed, or solad is not built), which it reports and passes. */
+ * their output when they fail, and turns their "SKIP:" lines (a tool such as nginx is
+ * not installed, or solad is not built) into a skipped test (tu_skip: exit 77, and a
+ * failure under CI=true). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +53,26 @@ static char *solad_path(void)
     return p;
 }
 
-/* A script that passes or says why it skipped. */
+/* A script that passes, or says why it could not run a check: exit 77 with "SKIP:"
+ * lines (a tool is missing: tu_skip, a failure under CI) and/or "FORBIDDEN:" lines
+ * (the machine does not allow the check: tu_skip_forbidden). */
 static void run_script(const char *what, const char *cmd)
 {
     char *out = NULL;
     int st = run_logged(cmd, &out);
-    if (st == SKIPPED)
-        printf("%s skipped: %s", what, tail(out, 400));
-    else if (st == 0)
-        printf("%s", out); /* the ok/SKIP lines of the sub-checks */
     ck_assert_msg(st == 0 || st == SKIPPED, "%s failed (exit %d):\n%s", what, st, tail(out, 3000));
+    printf("%s", out); /* the ok/SKIP lines of the sub-checks */
+    for (char *l = out; l && *l;) {
+        char *nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        if (!strncmp(l, "SKIP:", 5))
+            tu_skip("%s: %s", what, l + 5);
+        else if (!strncmp(l, "FORBIDDEN:", 10))
+            tu_skip_forbidden("%s: %s", what, l + 10);
+        l = nl ? nl + 1 : NULL;
+    }
+    ck_assert_msg(st == 0 || strstr(out, "SKIP:"), "%s exited 77 without a SKIP: line", what);
     free(out);
 }
 
@@ -151,7 +162,7 @@ START_TEST(replicas_behind_nginx)
     char *root = tu_path("");
     char *solad = solad_path();
     if (!solad) {
-        printf("replicas.sh skipped: no solad in %s\n", tu_bin());
+        tu_skip("replicas.sh: no solad in %s (build solad too)", tu_bin());
         free(root);
         return;
     }

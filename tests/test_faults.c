@@ -347,7 +347,7 @@ static void run_full(int mode)
     char msg[1024];
     int rc = in_child(full_child, &fc, msg, sizeof msg);
     if (rc == SKIP_EXIT)
-        fprintf(stderr, "test_faults: SKIPPED the tmpfs disk-full test: %s\n", msg);
+        tu_skip_forbidden("the tmpfs disk-full test: %s", msg);
     else
         ck_assert_msg(rc == 0, "%s", msg);
     tu_rmtree(dir);
@@ -526,7 +526,7 @@ START_TEST(corrupt_model_refused_and_previous_keeps_serving)
     char bin[4096];
     snprintf(bin, sizeof bin, "%s/solad", tu_bin());
     if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "test_faults: SKIPPED the registry test: no %s\n", bin);
+        tu_skip("the registry test: no %s (build solad too)", bin);
         return;
     }
     char *dir = tu_tmpdir();
@@ -688,14 +688,14 @@ START_TEST(upload_on_full_disk_is_507_and_stores_nothing)
     char bin[4096];
     snprintf(bin, sizeof bin, "%s/solad", tu_bin());
     if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "test_faults: SKIPPED the upload test: no %s\n", bin);
+        tu_skip("the upload test: no %s (build solad too)", bin);
         return;
     }
     char *dir = tu_tmpdir();
     char msg[1024];
     int rc = in_child(upload_full_child, dir, msg, sizeof msg);
     if (rc == SKIP_EXIT)
-        fprintf(stderr, "test_faults: SKIPPED the upload disk-full test: %s\n", msg);
+        tu_skip_forbidden("the upload disk-full test: %s", msg);
     else
         ck_assert_msg(rc == 0, "%s", msg);
     tu_rmtree(dir);
