@@ -248,7 +248,10 @@ int api_ct_equal(const char *a, size_t na, const char *b, size_t nb);
 /* Names of models/datasets/items: 1..64 chars of [A-Za-z0-9._-], not starting with
  * '.' or '-'. 0 ok, else SOLA_EINVAL with a message naming `what`. */
 int api_check_name(const char *what, const char *s, sola_err *e);
-/* Positive decimal integer (no sign, no leading zero) <= INT32_MAX; 0 or EINVAL. */
+/* Model versions are 1..API_MAX_VERSION everywhere (API, registry, file names, job
+ * records); a next version past it is refused, never wrapped. */
+#define API_MAX_VERSION INT32_MAX
+/* Positive decimal integer (no sign, no leading zero) <= API_MAX_VERSION; 0 or EINVAL. */
 int api_parse_version(const char *what, const char *s, int *out, sola_err *e);
 
 /* Growable byte buffer for encoders. Functions return 0 or SOLA_ENOMEM; after a

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guard.h"
 #include "server.h"
 
 #define MAX_QUERY 32
@@ -60,6 +61,7 @@ typedef struct req {
     int early;                   /* refused from the headers; reply at the last callback */
     int dead;                    /* a reply could not be built: close the connection */
     int deferred;                /* work submitted, not yet after_work'd */
+    int close;                   /* the reply ends the connection (framing unknown) */
     int status;
     size_t bytes;
 } req;
@@ -72,19 +74,6 @@ static const char *hdr_lookup(void *hctx, const char *name)
 {
     req *r = hctx;
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-}
-
-static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
-{
-    (void)kind;
-    req *r = cls;
-    if (r->rq.nquery < MAX_QUERY) {
-        r->query[r->rq.nquery].key = key;
-        r->query[r->rq.nquery].val = value ? value : "";
-        r->rq.nquery++;
-    }
-    return MHD_YES;
 }
 
 void srv_mhd_run(srv *s)
@@ -200,7 +189,7 @@ static enum MHD_Result send_reply(req *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rs->ctype);
     for (int i = 0; i < rs->nheaders; i++)
         MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
-    if (s->draining)
+    if (s->draining || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = rs->status;
     r->bytes = rs->len;
@@ -397,10 +386,20 @@ static enum MHD_Result early(req *r)
 }
 
 /* First callback: everything that can be refused before reading a byte of body. */
-static enum MHD_Result on_first(req *r)
+static enum MHD_Result on_first(req *r, int uri_nul)
 {
     srv *s = r->s;
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_query, r);
+    if (srv_guard_framing(r->conn, &r->rs)) {
+        r->close = 1; /* where this request ends is unknown: no next one on this link */
+        return send_reply(r);
+    }
+    if (uri_nul) {
+        api_error(&r->rs, 400, "the path or query holds %%00 (a NUL byte), which no name "
+                               "or value may contain");
+        return early(r);
+    }
+    if (srv_guard_query(r->conn, r->query, MAX_QUERY, &r->rq.nquery, &r->rs))
+        return early(r);
     int status;
     char allow[128];
     const api_route *route = api_route_match(&r->rq, &status, allow, sizeof allow, &r->label);
@@ -481,13 +480,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     srv *s = cls;
     req *r = *con_cls;
+    int uri_nul = srv_guard_is_nul_mark(r);
+    if (uri_nul)
+        r = NULL; /* first call; the URI log callback marked it */
     if (r && r->dead)
         return MHD_NO;
     if (!r) {
         if (!(r = req_new(s, c, url, method)))
             return MHD_NO; /* out of memory: MHD closes the connection */
         *con_cls = r;
-        return on_first(r);
+        return on_first(r, uri_nul);
     }
     if (*upload_size) {
         size_t n = *upload_size;
@@ -525,9 +527,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     srv *s = cls;
     req *r = *con_cls;
-    if (!r)
-        return;
     *con_cls = NULL;
+    if (!r || srv_guard_is_nul_mark(r))
+        return;
     double ms = (double)(uv_hrtime() - r->t0) / 1e6;
     srv_log_request(s, r->method, r->path, r->remote, r->status, r->bytes, ms);
     if (r->status)
@@ -558,7 +560,8 @@ int srv_http_start(srv *s)
         flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK,
+        srv_guard_uri, s, MHD_OPTION_CONNECTION_TIMEOUT,
         s->cfg.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_conns,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.max_conns_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024, MHD_OPTION_END);

@@ -64,12 +64,12 @@ static int max_version(srv_jobs *J, const char *name)
     json_decref(d);
     char dir[4096];
     snprintf(dir, sizeof dir, "%.3900s/models/%s", J->s->cfg.data_dir, name);
-    for (int k = mx + 1; k < mx + 64; k++) {
+    for (long k = (long)mx + 1; k < (long)mx + 64 && k <= API_MAX_VERSION; k++) {
         char p[4200];
-        snprintf(p, sizeof p, "%s/%d.safetensors", dir, k);
+        snprintf(p, sizeof p, "%s/%ld.safetensors", dir, k);
         if (!exists(p))
             break;
-        mx = k;
+        mx = (int)k;
     }
     return mx;
 }
@@ -86,8 +86,15 @@ int jobs_register(srv_jobs *J, job *j, sola_err *e)
     snprintf(name, sizeof name, "%s", j->spec.output_model);
     int activate = j->spec.activate;
     pthread_mutex_unlock(&J->mu);
-    int v = max_version(J, name) + 1, rc = SOLA_EIO;
-    for (int tries = 0; tries < 16; tries++, v++) {
+    /* versions are positive int32 (the API's, the registry's and the file names'
+     * rule): at the top, refuse instead of wrapping to a negative number */
+    long next = (long)max_version(J, name) + 1;
+    if (next > API_MAX_VERSION)
+        return sola_errf(e, SOLA_EINVAL, "model %s already has version %d, the largest "
+                         "version number; train into another output_model", name,
+                         API_MAX_VERSION);
+    int v = (int)next, rc = SOLA_EIO;
+    for (int tries = 0; tries < 16 && v <= API_MAX_VERSION; tries++, v++) {
         pthread_mutex_lock(&J->mu);
         j->model_version = v;
         pthread_mutex_unlock(&J->mu);
@@ -97,6 +104,11 @@ int jobs_register(srv_jobs *J, job *j, sola_err *e)
         rc = reg_put(J->s->reg, name, v, out, &conflict, e);
         if (!rc || !conflict)
             break; /* a conflict means a replica took v meanwhile: try the next one */
+        if (v == API_MAX_VERSION) {
+            rc = sola_errf(e, SOLA_EINVAL, "model %s reached version %d, the largest version "
+                           "number; train into another output_model", name, API_MAX_VERSION);
+            break;
+        }
     }
     if (rc) {
         pthread_mutex_lock(&J->mu);

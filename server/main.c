@@ -157,26 +157,49 @@ static int parse_bytes(const char *s, size_t *out)
     return 0;
 }
 
+/* The token is the file's content without surrounding whitespace; it must be
+ * visible ASCII (RFC 6750's b64token is a subset). A NUL would cut it short where
+ * it is compared (a file starting with NUL made the empty token valid) and other
+ * control bytes cannot be sent in a header, so such files are refused, not trimmed. */
 static char *read_token(const char *path)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "solad: --token-file %s: %s\n", path, strerror(errno));
         return NULL;
     }
-    char buf[4096];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    buf[n] = '\0';
+    const char *why = NULL;
+    size_t a = 0;
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                  buf[n - 1] == '\t'))
-        buf[--n] = '\0';
-    if (n == 0 || strchr(buf, '\n')) {
-        fprintf(stderr, "solad: --token-file %s: expected one non-empty line (the token)\n",
-                path);
+        n--;
+    while (a < n && (buf[a] == ' ' || buf[a] == '\t'))
+        a++;
+    if (n == sizeof buf)
+        why = "is longer than 4096 bytes";
+    else if (a == n)
+        why = "is empty (after removing surrounding whitespace)";
+    for (size_t i = a; i < n && !why; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == 0)
+            why = "holds a NUL byte";
+        else if (c == '\n' || c == '\r')
+            why = "has more than one line";
+        else if (c < 0x21 || c == 0x7f)
+            why = "holds a control or space character";
+        else if (c > 0x7e)
+            why = "holds a non-ASCII byte";
+    }
+    if (why) {
+        fprintf(stderr, "solad: --token-file %s: the token %s; write one line of visible "
+                "ASCII characters (e.g. openssl rand -hex 32 > FILE)\n", path, why);
         return NULL;
     }
-    return strdup(buf);
+    buf[n] = '\0';
+    return strdup(buf + a);
 }
 
 /* Removes upload files a previous process left behind (killed mid-upload). */
