@@ -97,10 +97,10 @@ END_TEST
 START_TEST(data_with_a_missing_parent_is_refused)
 {
     char *dir = tu_tmpdir();
-    char typo[4096], parent[4096];
+    char typo[8192], parent[4096];
     snprintf(parent, sizeof parent, "%s/no-such-dir", dir);
     snprintf(typo, sizeof typo, "%s/solad", parent);
-    char args[8192];
+    char args[16384];
     snprintf(args, sizeof args, "--listen 127.0.0.1:0 --data '%s'", typo);
     expect_usage_error(dir, args, "no-such-dir");
     struct stat st;
@@ -118,7 +118,7 @@ END_TEST
 START_TEST(create_data_creates_the_path_and_serves)
 {
     char *dir = tu_tmpdir();
-    char data[4096], models[4096];
+    char data[4096], models[8192];
     snprintf(data, sizeof data, "%s/a/b/state", dir);
     snprintf(models, sizeof models, "%s/models", data);
     const char *args[] = {"--data", data, "--create-data", NULL};
