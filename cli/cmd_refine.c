@@ -22,10 +22,12 @@
 #include "npy.h"
 #include "npz.h"
 #include "refine_dataset.h"
+#include "refine_meta.h"
 
 static const char usage[] =
     "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
-    "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--threads N]";
+    "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--missing-names as-is|strip-v] "
+    "[--pair-order rgb,flow|flow,rgb] [--fps F] [--stride S] [--frames N] [--threads N]";
 
 static const char help[] =
     "Refines feature sequences with a SoLa model: refine(x) = x + tanh(alpha) h(x),\n"
@@ -42,20 +44,36 @@ static const char help[] =
     "                                      NAME.npy/.npz, video_features NAME_rgb.npy +\n"
     "                                      NAME_flow.npy pairs, BMN CSV; each output\n"
     "                                      keeps its input's name and format\n"
-    "                   FILE.h5 -o OUTDIR  an HDF5 file of one dataset per video\n"
+    "                   FILE.h5 -o OUTDIR  an HDF5 file of one dataset (or group) per\n"
+    "                                      video, or a folder of HDF5 files (rgb/flow\n"
+    "                                      file pairs, G-TAD style: written back as\n"
+    "                                      the same files)\n"
     "                   DIR|FILE.h5 -o OUT.h5  one HDF5 file out instead of a folder\n"
     "  --layout tc|ct files are [T, C] (tc, the default) or channel-first [C, T] (ct,\n"
     "                 e.g. MS-TCN); ct outputs are written [C, T] again. Folders only\n"
     "  --h5-out F.h5  with a folder output, also write every video into this HDF5 file\n"
     "  --allow-missing  a video that cannot be read (or refined) is skipped and listed,\n"
     "                 and the run still exits 0 (without it: exit 1 at the end)\n"
+    "  --missing-names as-is|strip-v  names of skipped videos in missing_files.txt as\n"
+    "                 the files are named (as-is), or without a leading v_ (strip-v:\n"
+    "                 OpenTAD's ActivityNet configs compare annotation keys)\n"
+    "  --pair-order rgb,flow|flow,rgb  how rgb/flow pairs are joined on C (rgb,flow:\n"
+    "                 video_features; G-TAD joins flow,rgb); the model must have been\n"
+    "                 trained on the same order\n"
+    "  --fps F --stride S --frames N  the grid a downstream config assumes (fps,\n"
+    "                 frames between snippets, frames per snippet): recorded, and\n"
+    "                 checked against video_features' _fps/_timestamps_ms files\n"
     "  --threads N    BLAS threads (default: all cores)\n"
     "\n"
-    "A dataset refine also writes OUTDIR/refine_meta.json (the model, its C/H/kernels,\n"
-    "the input and its layout, videos refined and skipped) and, when a video was\n"
-    "skipped, OUTDIR/missing_files.txt with one name per line (for an .h5 output:\n"
-    "OUT.refine_meta.json and OUT.missing_files.txt beside it). Progress goes to\n"
-    "stderr: a bar on a terminal, log lines otherwise.\n"
+    "Refining never writes over its input (the same folder or file, also through a\n"
+    "symlink or '..', is refused). A dataset refine also writes\n"
+    "OUTDIR/refine_meta.json (the model, the input and its layout, each video's T,\n"
+    "fps, stride and snippet length, what was skipped) and OUTDIR/missing_files.txt,\n"
+    "always (empty when nothing is missing), carrying over the input's own list (for\n"
+    "an .h5 output: OUT.refine_meta.json and OUT.missing_files.txt beside it).\n"
+    "video_features' NAME_fps.npy / NAME_timestamps_ms.npy are copied beside NAME.npy.\n"
+    "Progress goes to stderr: a bar on a terminal, log lines otherwise. Each peer's\n"
+    "layout and loader: docs/interop.md.\n"
     "\n"
     "Example: sola refine -m model.safetensors i3d_features/ -o i3d_sola/\n";
 
@@ -63,6 +81,28 @@ static int is_dir(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int same_inode(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* 1 if writing `out` would replace `in` or a file of it: the same file or folder
+ * (through symlinks, "..", "./"), or an existing file inside the input folder. */
+static int overwrites_input(const char *in, const char *out)
+{
+    struct stat si, so, sp;
+    if (!out || stat(in, &si) != 0 || stat(out, &so) != 0)
+        return 0;
+    if (same_inode(&si, &so))
+        return 1;
+    if (!S_ISDIR(si.st_mode) || S_ISDIR(so.st_mode))
+        return 0;
+    char parent[4096];
+    const char *sl = strrchr(out, '/');
+    snprintf(parent, sizeof parent, "%.*s", sl ? (int)(sl - out) : 1, sl ? out : ".");
+    return stat(parent[0] ? parent : "/", &sp) == 0 && same_inode(&si, &sp);
 }
 
 /* Refines every member of an .npz into an .npz of the same member names. */
@@ -135,6 +175,11 @@ int cmd_refine(int argc, char **argv)
         {"layout", required_argument, 0, 'L'},
         {"allow-missing", no_argument, 0, 'A'},
         {"h5-out", required_argument, 0, 'H'},
+        {"missing-names", required_argument, 0, 'N'},
+        {"pair-order", required_argument, 0, 'P'},
+        {"fps", required_argument, 0, 'F'},
+        {"stride", required_argument, 0, 'S'},
+        {"frames", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -159,6 +204,28 @@ int cmd_refine(int argc, char **argv)
             break;
         case 'A': ro.allow_missing = 1; break;
         case 'H': ro.h5_out = optarg; break;
+        case 'N':
+            if (strcmp(optarg, "as-is") && strcmp(optarg, "strip-v"))
+                return cli_usage(usage, "--missing-names wants as-is or strip-v, got '%s'",
+                                 optarg);
+            ro.names = strcmp(optarg, "as-is") ? CLI_NAMES_STRIP_V : CLI_NAMES_ASIS;
+            break;
+        case 'P':
+            if (strcmp(optarg, "rgb,flow") && strcmp(optarg, "flow,rgb"))
+                return cli_usage(usage, "--pair-order wants rgb,flow or flow,rgb, got '%s'",
+                                 optarg);
+            ro.flow_first = !strcmp(optarg, "flow,rgb");
+            break;
+        case 'F':
+        case 'S':
+        case 'R': {
+            double v;
+            if (cli_parse_double(optarg, &v) || !(v > 0) || v > 1e6)
+                return cli_usage(usage, "--%s wants a positive number, got '%s'",
+                                 c == 'F' ? "fps" : c == 'S' ? "stride" : "frames", optarg);
+            *(c == 'F' ? &ro.fps : c == 'S' ? &ro.stride : &ro.frames) = v;
+            break;
+        }
         case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -171,8 +238,19 @@ int cmd_refine(int argc, char **argv)
         return cli_usage(usage, "exactly one input (.npy, .npz or directory) is required");
     const char *in = argv[optind];
     int in_dir = is_dir(in) || cli_is_h5_name(in);
-    if (!in_dir && (ro.ct || ro.h5_out))
-        return cli_usage(usage, "--layout and --h5-out apply to a folder or HDF5 input");
+    if (overwrites_input(in, out) || overwrites_input(in, ro.h5_out))
+        return cli_usage(usage, "refusing to write over the input: %s is %s or inside it (the "
+                         "same file or folder, through a symlink or '..'); refined features "
+                         "go to a new place", overwrites_input(in, out) ? out : ro.h5_out, in);
+    if (sola_has_ext(in, ".pkl"))
+        return cli_usage(usage, "%s: pickled features are not read (loading a pickle can run "
+                         "code). Convert it once with numpy: /usr/bin/python3 -c \"import "
+                         "pickle,numpy as n;n.save('%.*s.npy',n.asarray(pickle.load(open('%s',"
+                         "'rb'))))\" and refine the .npy", in, (int)strlen(in) - 4, in, in);
+    if (!in_dir && (ro.ct || ro.h5_out || ro.flow_first || ro.fps > 0 || ro.stride > 0 ||
+                    ro.frames > 0))
+        return cli_usage(usage, "--layout, --h5-out, --pair-order, --fps, --stride and "
+                         "--frames apply to a folder or HDF5 input");
     if (ro.h5_out && !cli_is_h5_name(ro.h5_out))
         return cli_usage(usage, "--h5-out wants a .h5 or .hdf5 file name, got '%s'", ro.h5_out);
     if (!in_dir && !sola_has_ext(in, ".npy") && !sola_has_ext(in, ".npz"))

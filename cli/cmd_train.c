@@ -380,6 +380,7 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, &old_term);
 
     sola_train_result r;
+    int unreadable = d->nskipped;
     int rc = sola_train(m, d, &o, &r, &e);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
@@ -400,8 +401,9 @@ int cmd_train(int argc, char **argv)
     }
     if (file_exists(ckpt))
         remove(ckpt); /* OUT holds the same state now */
-    printf("trained %d epochs on %d videos (%d skipped), %ld steps; final loss %.6f -> %s\n",
-           r.epochs_done, r.videos, r.skipped, r.steps,
+    printf("trained %d epochs on %d videos (%d shorter than the window, %d unreadable: "
+           "skipped), %ld steps; final loss %.6f -> %s\n",
+           r.epochs_done, r.videos, r.skipped, unreadable, r.steps,
            r.epochs_done ? r.loss[r.epochs_done - 1] : 0.0, out);
     sola_train_result_free(&r);
     sola_model_free(m);

@@ -2,18 +2,21 @@
  *
  * Outputs, per input layout, so a downstream config changes only its folder:
  *   NAME.npy, video_features pair/stream, HDF5 item  -> OUT/NAME.npy
- *   NAME.npz                                         -> OUT/NAME.npz (same member name)
+ *   NAME.npz                                         -> OUT/NAME.npz (same members)
  *   NAME.csv (BMN)                                   -> OUT/NAME.csv (same header row)
+ *   a folder of HDF5 files (G-TAD rgb/flow pairs)    -> the same files in OUT, each
+ *                                                       pair split back per stream
  * always float32, T unchanged, [C, T] again for --layout ct. Videos are streamed one
  * at a time. A video that cannot be read is skipped, logged with its reason and named
- * in missing_files.txt; the run then exits 1 unless --allow-missing. */
+ * in missing_files.txt; the run then exits 1 unless --allow-missing. The files written
+ * beside the output (refine_meta.json, missing_files.txt, copied siblings) are
+ * refine_meta.c's. */
 #include "refine_dataset.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "cli_io.h"
@@ -23,50 +26,162 @@
 #include "layouts.h"
 #include "npy.h"
 #include "npz.h"
+#include "refine_meta.h"
 
 int cli_is_h5_name(const char *path)
 {
     return sola_has_ext(path, ".h5") || sola_has_ext(path, ".hdf5");
 }
 
-/* The name the refined .npz member keeps: the member the reader picked. */
-static int npz_member(const char *path, char *name, size_t n, sola_err *e)
+/* Where refined videos go. */
+typedef struct outs {
+    const char *dir;   /* folder output, or NULL for an HDF5 file only */
+    sola_h5w *joined;  /* -o FILE.h5 or --h5-out: one dataset per video */
+    /* folder output of a folder of HDF5 files: the same files, opened on first use */
+    char **mfile;
+    sola_h5w **mw;
+    int nm;
+} outs;
+
+/* The writer of OUT/file for an HDF5-folder input (created on first use). */
+static sola_h5w *mirror(outs *o, const char *file, sola_err *e)
+{
+    for (int i = 0; i < o->nm; i++)
+        if (!strcmp(o->mfile[i], file))
+            return o->mw[i];
+    char **f = realloc(o->mfile, sizeof *f * (size_t)(o->nm + 1));
+    if (f)
+        o->mfile = f;
+    sola_h5w **w = realloc(o->mw, sizeof *w * (size_t)(o->nm + 1));
+    if (w)
+        o->mw = w;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", o->dir, file);
+    if (!f || !w || !(o->mfile[o->nm] = strdup(file))) {
+        sola_errf(e, SOLA_ENOMEM, "%s: out of memory", p);
+        return NULL;
+    }
+    if (sola_h5w_open(p, &o->mw[o->nm], e)) {
+        free(o->mfile[o->nm]);
+        return NULL;
+    }
+    return o->mw[o->nm++];
+}
+
+/* Columns [c0, c0 + nc) of y [R, K] (time-major) or rows of it (ct: [C, T]) as a new
+ * array in the same orientation. */
+static int channels(const sola_array *y, int ct, int64_t c0, int64_t nc, sola_array *out,
+                    sola_err *e)
+{
+    int64_t R = y->shape[0], K = y->shape[1];
+    int64_t rows = ct ? nc : R, cols = ct ? K : nc;
+    memset(out, 0, sizeof *out);
+    size_t cnt = (size_t)rows * (size_t)cols;
+    if (!(out->data = malloc((cnt ? cnt : 1) * sizeof(float))))
+        return sola_errf(e, SOLA_ENOMEM, "out of memory splitting channels");
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(out->data + r * cols, ct ? y->data + (c0 + r) * K : y->data + r * K + c0,
+               (size_t)cols * sizeof(float));
+    out->ndim = 2;
+    out->shape[0] = rows;
+    out->shape[1] = cols;
+    return 0;
+}
+
+/* An HDF5-folder item back into the files it came from; a pair split per stream. */
+static int write_mirror(const sola_dataset *d, int i, outs *o, const sola_array *y,
+                        sola_err *e)
+{
+    const sola_dataset_item *it = &d->items[i];
+    if (!it->file2) {
+        sola_h5w *w = mirror(o, it->file, e);
+        return w ? sola_h5w_put_key(w, it->key, y->data, y->shape[0], y->shape[1], e) : e->code;
+    }
+    const char *first = d->flow_first ? it->file2 : it->file;
+    const char *second = d->flow_first ? it->file : it->file2;
+    int64_t C = d->ct ? y->shape[0] : y->shape[1];
+    const char *f[2] = {first, second};
+    int64_t c0[2] = {0, it->C1}, nc[2] = {it->C1, C - it->C1};
+    int rc = 0;
+    for (int s = 0; s < 2 && !rc; s++) {
+        sola_array part;
+        sola_h5w *w = mirror(o, f[s], e);
+        if (!w)
+            return e->code;
+        if (!(rc = channels(y, d->ct, c0[s], nc[s], &part, e)))
+            rc = sola_h5w_put_key(w, it->key, part.data, part.shape[0], part.shape[1], e);
+        sola_array_free(&part);
+    }
+    return rc;
+}
+
+/* A refined .npz: the refined member under its name, every other member copied. */
+static int write_npz(const char *ip, const char *op, const sola_array *y, sola_err *e)
 {
     sola_npz z;
-    int rc = sola_npz_open(path, &z, e);
+    int rc = sola_npz_open(ip, &z, e);
     if (rc)
         return rc;
-    int i = sola_npz_pick(&z, path, e);
-    if (i < 0)
-        rc = SOLA_EFORMAT;
-    else
-        snprintf(name, n, "%s", z.entries[i].name);
+    int pick = sola_npz_pick(&z, ip, e), n = z.n;
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    const void **raw = calloc((size_t)n + 1, sizeof *raw);
+    size_t *rawlen = calloc((size_t)n + 1, sizeof *rawlen);
+    sola_array *arr = calloc((size_t)n + 1, sizeof *arr);
+    if (pick < 0)
+        rc = e && e->code < 0 ? e->code : SOLA_EFORMAT;
+    else if (!names || !raw || !rawlen || !arr)
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", ip);
+    for (int k = 0; k < n && !rc; k++) {
+        names[k] = z.entries[k].name;
+        if (k == pick)
+            arr[k] = *y;
+        else
+            rc = sola_npz_member_image(&z, k, (void **)&raw[k], &rawlen[k], e);
+    }
+    if (!rc)
+        rc = sola_npz_save_mixed(op, names, arr, raw, rawlen, n, 0, e);
+    for (int k = 0; raw && k < n; k++)
+        free((void *)raw[k]);
+    free(names);
+    free(raw);
+    free(rawlen);
+    free(arr);
     sola_npz_close(&z);
     return rc;
 }
 
+/* The dataset path an HDF5 output keeps: "v_a/c3d_features" for per-video groups. */
+static const char *h5_key(const sola_dataset *d, const sola_dataset_item *it)
+{
+    return d->h5 ? it->file : it->kind == SOLA_ITEM_H5DIR ? it->key : it->name;
+}
+
 /* Writes one refined video y [T, C] (already in the source orientation) next to its
- * input's format. */
-static int write_item(const sola_dataset *d, int i, const char *out, const sola_array *y,
+ * input's format, and into the joined HDF5 file when there is one. */
+static int write_item(const sola_dataset *d, int i, outs *o, const sola_array *y,
                       sola_err *e)
 {
     const sola_dataset_item *it = &d->items[i];
+    int rc = 0;
+    if (o->joined && (rc = sola_h5w_put_key(o->joined, h5_key(d, it), y->data, y->shape[0],
+                                            y->shape[1], e)))
+        return rc;
+    if (!o->dir)
+        return 0;
+    if (it->kind == SOLA_ITEM_H5DIR)
+        return write_mirror(d, i, o, y, e);
     char ip[4096], op[4096];
     snprintf(ip, sizeof ip, "%s/%s", d->dir, it->file);
     const char *ext = it->kind == SOLA_ITEM_NPZ ? "npz" : it->kind == SOLA_ITEM_CSV ? "csv"
                                                                                      : "npy";
-    if ((size_t)snprintf(op, sizeof op, "%s/%s.%s", out, it->name, ext) >= sizeof op)
-        return sola_errf(e, SOLA_EINVAL, "%s: output path too long", out);
-    if (it->kind == SOLA_ITEM_NPZ) {
-        char member[256];
-        int rc = npz_member(ip, member, sizeof member, e);
-        const char *names[1] = {member};
-        return rc ? rc : sola_npz_save(op, names, y, 1, 0, e);
-    }
+    if ((size_t)snprintf(op, sizeof op, "%s/%s.%s", o->dir, it->name, ext) >= sizeof op)
+        return sola_errf(e, SOLA_EINVAL, "%s: output path too long", o->dir);
+    if (it->kind == SOLA_ITEM_NPZ)
+        return write_npz(ip, op, y, e);
     if (it->kind == SOLA_ITEM_CSV) {
         sola_array tmp;
         char *hdr = NULL;
-        int rc = sola_csv_load(ip, &tmp, &hdr, e);
+        rc = sola_csv_load(ip, &tmp, &hdr, e);
         sola_array_free(&tmp);
         if (!rc)
             rc = sola_csv_save(op, hdr, y->data, y->shape[0], y->shape[1], e);
@@ -76,64 +191,77 @@ static int write_item(const sola_dataset *d, int i, const char *out, const sola_
     return sola_npy_save(op, y->data, 2, y->shape, e);
 }
 
-/* "version" of the model: its metadata, else the registry's file name (models/M/3.safetensors). */
-static json_t *model_version(const sola_model *m, const char *mpath)
+/* Opens the HDF5 file `path`, creating its folder. */
+static int open_h5(const char *path, sola_h5w **w, sola_err *e)
 {
-    const char *v = sola_model_meta(m, "version");
-    if (v)
-        return json_string(v);
-    char stem[256];
-    sola_stem(mpath, stem, sizeof stem);
-    char *end;
-    long n = strtol(stem, &end, 10);
-    return stem[0] && !*end && n > 0 ? json_integer(n) : json_null();
+    const char *sl = strrchr(path, '/');
+    if (sl && sl != path) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", (int)(sl - path), path);
+        int rc = sola_mkdirs(dir, 0755, e);
+        if (rc)
+            return rc;
+    }
+    return sola_h5w_open(path, w, e);
 }
 
-static int write_meta(const char *path, const sola_model *m, const char *mpath,
-                      const char *in, const sola_dataset *d, const cli_refine_opts *o,
-                      long refined, sola_err *e)
+static int close_outs(outs *o, int ok, sola_err *e)
 {
-    json_t *j = json_object(), *sk = json_array(), *md = json_object();
-    for (int i = 0; i < d->nskipped; i++)
-        json_array_append_new(sk, json_string(d->skipped[i]));
-    for (int i = 0; i < m->nmeta; i++)
-        json_object_set_new(md, m->meta[i].key, json_string(m->meta[i].val));
-    json_object_set_new(j, "tool", json_string("sola refine"));
-    json_object_set_new(j, "model", json_string(mpath));
-    json_object_set_new(j, "model_version", model_version(m, mpath));
-    json_object_set_new(j, "model_metadata", md);
-    json_object_set_new(j, "C", json_integer(m->C));
-    json_object_set_new(j, "hidden", json_integer(m->H));
-    json_object_set_new(j, "source", json_string(in));
-    json_object_set_new(j, "source_layout", json_string(d->layout ? d->layout : "npy"));
-    json_object_set_new(j, "layout", json_string(o->ct ? "ct" : "tc"));
-    json_object_set_new(j, "dtype", json_string("float32"));
-    json_object_set_new(j, "T_and_stride", json_string("unchanged (one refined row per input snippet)"));
-    json_object_set_new(j, "videos", json_integer(refined));
-    json_object_set_new(j, "skipped", sk);
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (!s)
-        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
-    size_t n = strlen(s);
-    s[n] = '\n'; /* over the NUL: the file ends with a newline */
-    int rc = sola_write_atomic(path, s, n + 1, e);
-    free(s);
+    int rc = 0;
+    for (int i = 0; i < o->nm; i++) {
+        if (ok && !rc)
+            rc = sola_h5w_commit(o->mw[i], e);
+        else
+            sola_h5w_abort(o->mw[i]);
+        free(o->mfile[i]);
+    }
+    free(o->mfile);
+    free(o->mw);
+    if (o->joined) {
+        if (ok && !rc)
+            rc = sola_h5w_commit(o->joined, e);
+        else
+            sola_h5w_abort(o->joined);
+    }
+    memset(o, 0, sizeof *o);
     return rc;
 }
 
-/* refine_meta.json / missing_files.txt beside an HDF5 output: NAME.refine_meta.json. */
-static void sidecar(const char *out, int h5_only, const char *what, char *buf, size_t n)
+/* Run-level fields of refine_meta.json beyond the common ones (new reference). */
+static json_t *run_fields(const sola_dataset *d, const cli_refine_opts *o, int64_t fixed_T)
 {
-    if (!h5_only) {
-        snprintf(buf, n, "%s/%s", out, what);
-        return;
-    }
-    size_t l = strlen(out);
-    const char *dot = strrchr(out, '.');
-    if (dot)
-        l = (size_t)(dot - out);
-    snprintf(buf, n, "%.*s.%s", (int)l, out, what);
+    json_t *x = json_object();
+    int pairs = 0;
+    for (int i = 0; i < d->n; i++)
+        pairs |= d->items[i].file2 != NULL;
+    if (pairs)
+        json_object_set_new(x, "pair_order", json_string(d->flow_first ? "flow,rgb"
+                                                                       : "rgb,flow"));
+    if (d->stream)
+        json_object_set_new(x, "stream_suffix_removed", json_sprintf("_%s", d->stream));
+    json_object_set_new(x, "declared_grid",
+                        json_pack("{s:o, s:o, s:o}", "fps",
+                                  o->fps > 0 ? json_real(o->fps) : json_null(), "stride",
+                                  o->stride > 0 ? json_real(o->stride) : json_null(), "frames",
+                                  o->frames > 0 ? json_real(o->frames) : json_null()));
+    json_object_set_new(x, "fixed_length", fixed_T > 0 ? json_integer(fixed_T) : json_null());
+    return x;
+}
+
+/* Every video resized to one T (BMN csv_mean_100): says what that means, once. */
+static int64_t fixed_length(const sola_dataset *d)
+{
+    if (d->n < 2 || strcmp(d->layout, "bmn csv"))
+        return 0;
+    for (int i = 1; i < d->n; i++)
+        if (d->items[i].T != d->items[0].T)
+            return 0;
+    cli_errorf("note: every video has T=%lld: features resized to a fixed length per video "
+               "(BMN/BSN csv_mean_%lld). A snippet spans duration/%lld, so the model's "
+               "window covers a different time in each video; refine them with a model "
+               "trained on features resized the same way (docs/interop.md)",
+               (long long)d->items[0].T, (long long)d->items[0].T, (long long)d->items[0].T);
+    return d->items[0].T;
 }
 
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
@@ -141,7 +269,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
 {
     sola_err e = {0};
     sola_dataset *d = NULL;
-    sola_dataset_opts dopt = {.ct = o->ct, .skip_bad = 1};
+    sola_dataset_opts dopt = {.ct = o->ct, .skip_bad = 1, .flow_first = o->flow_first};
     if (sola_dataset_open_ex(in, &dopt, &d, &e)) {
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
@@ -149,18 +277,44 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     int h5_only = cli_is_h5_name(out);
     const char *h5path = h5_only ? out : o->h5_out;
     int rc = EXIT_OK;
-    sola_h5w *w = NULL;
     if (d->C != m->C) {
+        int pairs = !strcmp(d->layout, "video_features rgb+flow") ||
+                    !strcmp(d->layout, "hdf5 rgb+flow files");
         cli_errorf("%s: features have C=%d but %s expects C=%d%s", in, d->C, mpath, m->C,
-                   o->ct ? "" : " (channel-first files? try --layout ct)");
+                   d->C * 2 == m->C && !pairs
+                       ? " (a model for rgb+flow pairs given one stream? refine both streams "
+                         "joined, or train a model on this stream)"
+                   : m->C * 2 == d->C && pairs
+                       ? " (a model for one stream given rgb+flow pairs? use a model trained "
+                         "on the joined streams)"
+                   : o->ct ? ""
+                           : " (channel-first files? try --layout ct)");
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
-    if ((!h5_only && sola_mkdirs(out, 0755, &e)) || (h5path && sola_h5w_open(h5path, &w, &e))) {
-        cli_errorf("%s", e.msg);
+    cli_rmeta *rm = cli_rmeta_new(o->names);
+    outs os = {.dir = h5_only ? NULL : out};
+    char meta_p[4200], miss_p[4200], in_meta[4200], in_miss[4200];
+    cli_rmeta_paths(out, h5_only, meta_p, miss_p, sizeof meta_p);
+    cli_rmeta_paths(in, d->h5, in_meta, in_miss, sizeof in_meta);
+    int inherited = 0;
+    if (!rm) {
+        cli_errorf("out of memory");
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
+    if ((!h5_only && sola_mkdirs(out, 0755, &e)) || (h5path && open_h5(h5path, &os.joined, &e)) ||
+        cli_rmeta_inherit(rm, in_miss, &inherited, &e) ||
+        cli_rmeta_describe(rm, m, mpath, in, d, o->ct, run_fields(d, o, fixed_length(d)))) {
+        cli_errorf("%s", e.msg[0] ? e.msg : "out of memory");
+        close_outs(&os, 0, &e);
+        cli_rmeta_free(rm);
+        sola_dataset_free(d);
+        return EXIT_RUNTIME;
+    }
+    if (inherited)
+        fprintf(stderr, "%s: %d name%s carried over into %s\n", in_miss, inherited,
+                inherited == 1 ? "" : "s", miss_p);
     for (int i = 0; i < d->nskipped; i++)
         cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
     int scan_skipped = d->nskipped;
@@ -179,10 +333,8 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         }
         if (!r && o->ct)
             r = sola_layout_transpose(&y, &e);
-        if (!r && !h5_only)
-            r = write_item(d, i, out, &y, &e);
-        if (!r && w)
-            r = sola_h5w_put(w, d->items[i].name, y.data, y.shape[0], y.shape[1], &e);
+        if (!r)
+            r = write_item(d, i, &os, &y, &e);
         sola_array_free(&y);
         if (r) {
             if (p.tty)
@@ -201,34 +353,31 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         cli_progress_update(&p, "refine", i + 1, d->n, "videos", extra);
     }
     cli_progress_end(&p);
-    if (w && sola_h5w_commit(w, &e)) {
+    if (close_outs(&os, rc == EXIT_OK, &e)) {
         cli_errorf("%s", e.msg);
         rc = EXIT_RUNTIME;
     }
-    char sp[4200];
-    sidecar(out, h5_only, "refine_meta.json", sp, sizeof sp);
-    if (write_meta(sp, m, mpath, in, d, o, refined, &e)) {
+    cli_rmeta_grid declared = {.fps = o->fps, .fps_from = "--fps", .stride = o->stride,
+                               .frames = o->frames, .grid_from = "--stride/--frames"};
+    int warned = 0;
+    if (cli_rmeta_collect(rm, d, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
+        cli_rmeta_write(rm, meta_p, miss_p, &e)) {
         cli_errorf("%s", e.msg);
         rc = EXIT_RUNTIME;
-    }
-    sidecar(out, h5_only, "missing_files.txt", sp, sizeof sp);
-    if (d->nskipped && sola_dataset_write_missing(d, sp, &e)) {
-        cli_errorf("%s", e.msg);
-        rc = EXIT_RUNTIME;
-    } else if (!d->nskipped) {
-        unlink(sp); /* a list left by an earlier run would be wrong now */
     }
     fprintf(stderr, "refined %ld of %d videos (%s) into %s%s%s (%ld frames)\n", refined,
             d->n + scan_skipped, d->layout, out,
             o->h5_out && !h5_only ? " and " : "", o->h5_out && !h5_only ? o->h5_out : "",
             frames);
+    int nmiss = cli_rmeta_nmissing(rm);
     if (d->nskipped) {
-        cli_errorf("%d video%s skipped (listed in %s)%s", d->nskipped,
-                   d->nskipped == 1 ? "" : "s", sp,
+        cli_errorf("%d video%s skipped (%d name%s in %s)%s", d->nskipped,
+                   d->nskipped == 1 ? "" : "s", nmiss, nmiss == 1 ? "" : "s", miss_p,
                    o->allow_missing ? "; --allow-missing: not an error" : "");
         if (!o->allow_missing)
             rc = EXIT_RUNTIME;
     }
+    cli_rmeta_free(rm);
     sola_dataset_free(d);
     return rc;
 }

@@ -11,11 +11,15 @@ typedef struct cli_refine_opts {
     int ct;              /* --layout ct: files are [C, T], outputs written [C, T] too */
     int allow_missing;   /* --allow-missing: skipped videos do not fail the run */
     const char *h5_out;  /* --h5-out FILE: also (or, with -o FILE.h5, only) an HDF5 file */
+    int names;           /* --missing-names as-is|strip-v (CLI_NAMES_*, refine_meta.h) */
+    int flow_first;      /* --pair-order flow,rgb */
+    double fps, stride, frames; /* --fps/--stride/--frames: the declared grid (0: none) */
 } cli_refine_opts;
 
 /* Refines dataset `in` into `out` (a folder, or an HDF5 file when it ends in .h5 /
- * .hdf5). Writes OUT/refine_meta.json (FILE.refine_meta.json beside an HDF5 output)
- * and, when videos were skipped, missing_files.txt beside it. Returns an exit code. */
+ * .hdf5). Writes OUT/refine_meta.json and OUT/missing_files.txt (STEM.refine_meta.json
+ * and STEM.missing_files.txt beside an HDF5 output) through refine_meta.h; the list
+ * is always written and carries over the input's own. Returns an exit code. */
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
                        const char *out, const cli_refine_opts *o, sola_ws *ws);
 

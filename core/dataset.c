@@ -183,11 +183,8 @@ void sola_dataset_free(sola_dataset *d)
 {
     if (!d)
         return;
-    for (int i = 0; i < d->n; i++) {
-        free(d->items[i].name);
-        free(d->items[i].file);
-        free(d->items[i].file2);
-    }
+    for (int i = 0; i < d->n; i++)
+        sola_layout_item_free(&d->items[i]);
     for (int i = 0; i < d->nskipped; i++) {
         free(d->skipped[i]);
         free(d->skip_why[i]);
@@ -208,19 +205,22 @@ static char *join(const char *dir, const char *file)
     return p;
 }
 
-/* Lists the candidate files (sorted items with name/file/npz set, T unknown). */
+/* Lists the candidate files (items with name/file/kind set, T unknown; HDF5 files as
+ * H5DIR items with their stem as name, expanded by sola_layout_group). */
 static int list_dir(sola_dataset *d, sola_err *e)
 {
     DIR *dh = opendir(d->dir);
     if (!dh)
         return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO, "%s: %s", d->dir,
                          strerror(errno));
-    int cap = 0, rc = 0;
+    int cap = 0, rc = 0, npkl = 0;
     struct dirent *de;
     while ((de = readdir(dh))) {
         const char *f = de->d_name;
         int is_npz = sola_has_ext(f, ".npz"), is_csv = sola_has_ext(f, ".csv");
-        if (f[0] == '.' || (!is_npz && !is_csv && !sola_has_ext(f, ".npy")))
+        int is_h5 = sola_has_ext(f, ".h5") || sola_has_ext(f, ".hdf5");
+        npkl += f[0] != '.' && sola_has_ext(f, ".pkl");
+        if (f[0] == '.' || (!is_npz && !is_csv && !is_h5 && !sola_has_ext(f, ".npy")))
             continue;
         char *full = join(d->dir, f);
         struct stat st;
@@ -248,16 +248,25 @@ static int list_dir(sola_dataset *d, sola_err *e)
             rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory listing files", d->dir);
             break;
         }
-        it->name[strlen(f) - 4] = 0;
+        *strrchr(it->name, '.') = 0;
         it->npz = is_npz;
-        it->kind = is_npz ? SOLA_ITEM_NPZ : is_csv ? SOLA_ITEM_CSV : SOLA_ITEM_NPY;
+        it->kind = is_npz ? SOLA_ITEM_NPZ : is_csv ? SOLA_ITEM_CSV : is_h5 ? SOLA_ITEM_H5DIR
+                                                                         : SOLA_ITEM_NPY;
         d->n++;
     }
     closedir(dh);
     if (rc)
         return rc;
+    if (d->n == 0 && npkl)
+        return sola_errf(e, SOLA_EUNSUP, "%s: %d .pkl file%s and no .npy/.npz/.csv/.h5 "
+                         "features; sola does not unpickle (a pickle can run code). Convert "
+                         "once with numpy, then refine the .npy files: /usr/bin/python3 -c "
+                         "\"import glob,pickle,numpy as n;[n.save(f[:-4]+'.npy',n.asarray("
+                         "pickle.load(open(f,'rb')))) for f in glob.glob('%s/*.pkl')]\"",
+                         d->dir, npkl, npkl == 1 ? "" : "s", d->dir);
     if (d->n == 0)
-        return sola_errf(e, SOLA_EFORMAT, "%s: no .npy or .npz files (nor BMN .csv)", d->dir);
+        return sola_errf(e, SOLA_EFORMAT, "%s: no .npy or .npz files (nor BMN .csv, nor "
+                         ".h5)", d->dir);
     return 0;
 }
 
@@ -343,9 +352,7 @@ static int skip_item(sola_dataset *d, int i, const sola_err *why)
 {
     sola_dataset_item *it = &d->items[i];
     int rc = sola_dataset_note_skip(d, it->name, why->msg);
-    free(it->name);
-    free(it->file);
-    free(it->file2);
+    sola_layout_item_free(it);
     memmove(it, it + 1, (size_t)(d->n - i - 1) * sizeof *it);
     d->n--;
     return rc;
@@ -372,6 +379,7 @@ int sola_dataset_open_ex(const char *dir, const sola_dataset_opts *o, sola_datas
         goto err;
     }
     d->ct = o->ct;
+    d->flow_first = o->flow_first;
     struct stat st;
     if (stat(d->dir, &st) == 0 && S_ISREG(st.st_mode)) {
         d->h5 = 1;
@@ -449,7 +457,10 @@ int sola_dataset_find(const sola_dataset *d, const char *name)
 char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n)
 {
     const sola_dataset_item *it = &d->items[i];
-    int w = d->h5      ? snprintf(buf, n, "%s[%s]", d->dir, it->file)
+    int w = d->h5 ? snprintf(buf, n, "%s[%s]", d->dir, it->file)
+            : it->kind == SOLA_ITEM_H5DIR && it->file2
+                ? snprintf(buf, n, "%s/%s[%s]+%s", d->dir, it->file, it->key, it->file2)
+            : it->kind == SOLA_ITEM_H5DIR ? snprintf(buf, n, "%s/%s[%s]", d->dir, it->file, it->key)
             : it->file2 ? snprintf(buf, n, "%s/%s+%s", d->dir, it->file, it->file2)
                         : snprintf(buf, n, "%s/%s", d->dir, it->file);
     return w >= 0 && (size_t)w < n ? buf : NULL;

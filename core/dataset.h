@@ -31,6 +31,9 @@ enum {
     SOLA_ITEM_PAIR,    /* video_features NAME_rgb.npy + NAME_flow.npy, concatenated */
     SOLA_ITEM_CSV,     /* BMN/BSN NAME.csv with a header row */
     SOLA_ITEM_H5,      /* dataset `file` inside the HDF5 file d->dir */
+    SOLA_ITEM_H5DIR,   /* dataset `key` of the HDF5 file `file` in the folder d->dir,
+                        * joined with the same key of `file2` when that is set (an
+                        * rgb/flow pair of HDF5 files, G-TAD style) */
 };
 
 typedef struct sola_dataset_item {
@@ -39,7 +42,12 @@ typedef struct sola_dataset_item {
     int64_t T;   /* snippets */
     int npz;     /* 1 for .npz */
     int kind;    /* SOLA_ITEM_* */
-    char *file2; /* PAIR: the flow file; NULL otherwise; owned */
+    char *file2; /* PAIR: the second stream's file; NULL otherwise; owned */
+    /* video_features siblings NAME_fps.npy / NAME_timestamps_ms.npy (file names in the
+     * folder) when they were beside the video; NULL otherwise; owned */
+    char *fps_file, *ts_file;
+    int64_t C1;  /* pairs: channels of the stream joined first (0 otherwise) */
+    char *key;   /* H5DIR: the dataset path inside the file(s) ("v_a", "v_a/c3d_features") */
 } sola_dataset_item;
 
 typedef struct sola_dataset {
@@ -51,6 +59,9 @@ typedef struct sola_dataset {
     int ct;                  /* files hold [C, T]; items are still read as [T, C] */
     int h5;                  /* dir is one HDF5 file; items are its datasets */
     const char *layout;      /* static: "npy", "npz", "video_features rgb+flow", ... */
+    const char *stream;      /* static: the video_features key stripped from single-stream
+                              * names ("r21d"), or NULL */
+    int flow_first;          /* pairs are joined flow||rgb instead of rgb||flow */
     /* Items left out by sola_dataset_opts.skip_bad: names and why (owned). */
     char **skipped, **skip_why;
     int nskipped;
@@ -61,6 +72,7 @@ typedef struct sola_dataset_opts {
     int skip_bad; /* 1: a corrupt/unreadable file or half an rgb/flow pair is left out
                    * and listed in d->skipped instead of failing the open (files that
                    * disagree on C still fail it) */
+    int flow_first; /* 1: rgb/flow pairs are joined flow||rgb (--pair-order flow,rgb) */
 } sola_dataset_opts;
 
 /* Scans dir. Errors (message names the folder or file):

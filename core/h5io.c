@@ -59,7 +59,80 @@ static int open_file(const char *path, hid_t *f, sola_err *e)
     return 0;
 }
 
-/* Describes one root entry: a 2-D float dataset, or what else it is. */
+/* 1 if the open dataset o is 2-D float; fills dims, or `what` with what it is. */
+static int is_feature_ds(hid_t o, hsize_t dims[2], char *what, size_t wn)
+{
+    hid_t sp = H5Dget_space(o), ty = H5Dget_type(o);
+    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1, ok = 0;
+    H5T_class_t cl = ty >= 0 ? H5Tget_class(ty) : H5T_NO_CLASS;
+    if (nd != 2)
+        snprintf(what, wn, "%d-D dataset", nd);
+    else if (cl != H5T_FLOAT)
+        snprintf(what, wn, "%s dataset",
+                 cl == H5T_INTEGER ? "integer" : cl == H5T_STRING ? "string" : "non-float");
+    else
+        ok = H5Sget_simple_extent_dims(sp, dims, NULL) == 2;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ty >= 0)
+        H5Tclose(ty);
+    return ok;
+}
+
+/* A group is a video when it holds exactly one 2-D float dataset (ActivityNet C3D:
+ * /v_NAME/c3d_features); then en->key becomes "name/member". */
+static void describe_group(hid_t g, sola_h5_entry *en)
+{
+    H5G_info_t gi;
+    if (H5Gget_info(g, &gi) < 0 || gi.nlinks > 64) {
+        snprintf(en->what, sizeof en->what, "group");
+        return;
+    }
+    int found = 0;
+    char member[256] = "";
+    hsize_t dims[2] = {0, 0}, fd[2] = {0, 0};
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char nm[256];
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nm, sizeof nm,
+                                         H5P_DEFAULT);
+        if (len < 0 || len >= (ssize_t)sizeof nm)
+            continue;
+        hid_t o = H5Oopen(g, nm, H5P_DEFAULT);
+        if (o < 0)
+            continue;
+        char w[64];
+        if (H5Iget_type(o) == H5I_DATASET && is_feature_ds(o, dims, w, sizeof w)) {
+            if (!found++) {
+                snprintf(member, sizeof member, "%s", nm);
+                fd[0] = dims[0];
+                fd[1] = dims[1];
+            }
+        }
+        H5Oclose(o);
+    }
+    if (found != 1) {
+        snprintf(en->what, sizeof en->what, found ? "group of %d 2-D float datasets"
+                                                  : "group without a 2-D float dataset",
+                 found);
+        return;
+    }
+    size_t kl = strlen(en->name) + strlen(member) + 2;
+    char *key = malloc(kl);
+    if (!key) {
+        snprintf(en->what, sizeof en->what, "group (out of memory)");
+        return;
+    }
+    snprintf(key, kl, "%s/%s", en->name, member);
+    free(en->key);
+    en->key = key;
+    en->is_feature = 1;
+    en->in_group = 1;
+    en->shape[0] = (int64_t)fd[0];
+    en->shape[1] = (int64_t)fd[1];
+}
+
+/* Describes one root entry: a 2-D float dataset, a group holding one, or what else
+ * it is. */
 static void describe(hid_t f, sola_h5_entry *en)
 {
     hid_t o = H5Oopen(f, en->name, H5P_DEFAULT);
@@ -68,29 +141,16 @@ static void describe(hid_t f, sola_h5_entry *en)
         return;
     }
     H5I_type_t t = H5Iget_type(o);
-    if (t != H5I_DATASET) {
-        snprintf(en->what, sizeof en->what, t == H5I_GROUP ? "group" : "named type");
-        H5Oclose(o);
-        return;
-    }
-    hid_t sp = H5Dget_space(o), ty = H5Dget_type(o);
-    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    H5T_class_t cl = ty >= 0 ? H5Tget_class(ty) : H5T_NO_CLASS;
     hsize_t dims[2] = {0, 0};
-    if (nd != 2)
-        snprintf(en->what, sizeof en->what, "%d-D dataset", nd);
-    else if (cl != H5T_FLOAT)
-        snprintf(en->what, sizeof en->what, "%s dataset",
-                 cl == H5T_INTEGER ? "integer" : cl == H5T_STRING ? "string" : "non-float");
-    else if (H5Sget_simple_extent_dims(sp, dims, NULL) == 2) {
+    if (t == H5I_GROUP)
+        describe_group(o, en);
+    else if (t != H5I_DATASET)
+        snprintf(en->what, sizeof en->what, "named type");
+    else if (is_feature_ds(o, dims, en->what, sizeof en->what)) {
         en->is_feature = 1;
         en->shape[0] = (int64_t)dims[0];
         en->shape[1] = (int64_t)dims[1];
     }
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (ty >= 0)
-        H5Tclose(ty);
     H5Oclose(o);
 }
 
@@ -103,8 +163,10 @@ void sola_h5_list_free(sola_h5_entry *en, int n)
 {
     if (!en)
         return;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         free(en[i].name);
+        free(en[i].key);
+    }
     free(en);
 }
 
@@ -143,6 +205,11 @@ int sola_h5_list(const char *path, sola_h5_entry **out, int *n, sola_err *e)
         }
         H5Lget_name_by_idx(f, ".", H5_INDEX_NAME, H5_ITER_INC, i, en[cnt].name,
                            (size_t)len + 1, H5P_DEFAULT);
+        if (!(en[cnt].key = strdup(en[cnt].name))) {
+            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
+            cnt++;
+            goto out;
+        }
         describe(f, &en[cnt]);
         cnt++;
     }
@@ -317,32 +384,56 @@ int sola_h5w_open(const char *path, sola_h5w **out, sola_err *e)
     return 0;
 }
 
+/* Writes one dataset at `key`; intermediate groups are created (the caller vetted
+ * the key). */
+static int put(sola_h5w *w, const char *key, const float *data, int64_t rows, int64_t cols,
+               sola_err *e)
+{
+    if (rows < 0 || cols < 1)
+        return sola_errf(e, SOLA_EINVAL, "%s[%s]: bad shape [%lld, %lld]", w->path, key,
+                         (long long)rows, (long long)cols);
+    int rc = 0;
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    lock();
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (lcpl >= 0)
+        H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = sp >= 0 && lcpl >= 0 ? H5Dcreate2(w->f, key, H5T_IEEE_F32LE, sp, lcpl,
+                                                 H5P_DEFAULT, H5P_DEFAULT)
+                                    : -1;
+    if (ds < 0)
+        rc = sola_errf(e, SOLA_EINVAL, "%s: cannot create dataset '%s' (duplicate name?)",
+                       w->path, key);
+    else if (rows && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = sola_errf(e, SOLA_EIO, "%s[%s]: write failed (disk full?)", w->path, key);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    unlock();
+    return rc;
+}
+
 int sola_h5w_put(sola_h5w *w, const char *name, const float *data, int64_t rows,
                  int64_t cols, sola_err *e)
 {
     if (!name[0] || name[0] == '.' || strchr(name, '/'))
         return sola_errf(e, SOLA_EINVAL, "%s: '%s' cannot be a dataset name", w->path, name);
-    if (rows < 0 || cols < 1)
-        return sola_errf(e, SOLA_EINVAL, "%s[%s]: bad shape [%lld, %lld]", w->path, name,
-                         (long long)rows, (long long)cols);
-    int rc = 0;
-    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
-    lock();
-    hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t ds = sp >= 0 ? H5Dcreate2(w->f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                                    H5P_DEFAULT)
-                       : -1;
-    if (ds < 0)
-        rc = sola_errf(e, SOLA_EINVAL, "%s: cannot create dataset '%s' (duplicate name?)",
-                       w->path, name);
-    else if (rows && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = sola_errf(e, SOLA_EIO, "%s[%s]: write failed (disk full?)", w->path, name);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (sp >= 0)
-        H5Sclose(sp);
-    unlock();
-    return rc;
+    return put(w, name, data, rows, cols, e);
+}
+
+int sola_h5w_put_key(sola_h5w *w, const char *key, const float *data, int64_t rows,
+                     int64_t cols, sola_err *e)
+{
+    const char *sl = strchr(key, '/');
+    if (!key[0] || key[0] == '.' || key[0] == '/' || (sl && (!sl[1] || sl[1] == '.' ||
+                                                             strchr(sl + 1, '/'))))
+        return sola_errf(e, SOLA_EINVAL, "%s: '%s' cannot be a dataset path (NAME or "
+                         "GROUP/NAME)", w->path, key);
+    return put(w, key, data, rows, cols, e);
 }
 
 static void h5w_free(sola_h5w *w)

@@ -2,9 +2,11 @@
  * other releases), read and written through libhdf5 (Debian libhdf5-dev), never
  * parsed by hand.
  *
- * Only datasets directly under the root group are videos; groups and non-2-D or
- * non-float datasets are reported by sola_h5_list (is_feature = 0) so callers can
- * say what they ignored. Values are converted to float32 by the library (f16, f32,
+ * Videos are the 2-D float datasets directly under the root group (TSP, G-TAD), or,
+ * in files without those, groups that each hold exactly one 2-D float dataset
+ * (ActivityNet C3D: /v_NAME/c3d_features). Everything else is reported by
+ * sola_h5_list (is_feature = 0, `what` says what it is) so callers can say what they
+ * ignored. Values are converted to float32 by the library (f16, f32,
  * f64, either byte order).
  *
  * Thread rules: Debian's serial libhdf5 is not thread-safe, so every call here takes
@@ -21,9 +23,11 @@
 
 typedef struct sola_h5_entry {
     char *name;        /* link name under "/", owned */
-    int is_feature;    /* 1: a 2-D float dataset */
+    char *key;         /* dataset path to read: name, or "name/member" for a group; owned */
+    int is_feature;    /* 1: a 2-D float dataset, or a group holding exactly one */
+    int in_group;      /* 1: the feature is the one dataset of group `name` */
     int64_t shape[2];  /* as stored (rows, cols) when is_feature */
-    char what[48];     /* when not a feature: "group", "3-D dataset", "integer dataset" */
+    char what[64];     /* when not a feature: "group of 2 datasets", "integer dataset" */
 } sola_h5_entry;
 
 /* 1 if the file starts with the HDF5 signature (at offset 0; user blocks are not
@@ -35,7 +39,8 @@ int sola_h5_is_hdf5(const char *path);
 int sola_h5_list(const char *path, sola_h5_entry **out, int *n, sola_err *e);
 void sola_h5_list_free(sola_h5_entry *en, int n);
 
-/* Shape of the 2-D float dataset `name` (SOLA_ESHAPE if it is not one). */
+/* Shape of the 2-D float dataset `name` (a path: "v_a" or "v_a/c3d_features";
+ * SOLA_ESHAPE if it is not one). The readers below take such paths too. */
 int sola_h5_shape(const char *path, const char *name, int64_t shape[2], sola_err *e);
 
 /* Reads the whole 2-D dataset `name` as float32 [rows, cols] into out (data newly
@@ -55,6 +60,10 @@ int sola_h5w_open(const char *path, sola_h5w **out, sola_err *e);
  * is refused (it would make groups). */
 int sola_h5w_put(sola_h5w *w, const char *name, const float *data, int64_t rows,
                  int64_t cols, sola_err *e);
+/* The same at a path of one group and one member ("v_a/c3d_features"), creating the
+ * group: written back the way a per-video-group file was read. */
+int sola_h5w_put_key(sola_h5w *w, const char *key, const float *data, int64_t rows,
+                     int64_t cols, sola_err *e);
 /* Closes, fsyncs and renames; frees w whatever the outcome. */
 int sola_h5w_commit(sola_h5w *w, sola_err *e);
 /* Closes and removes the temporary; frees w. NULL is fine. */

@@ -1,17 +1,16 @@
-/* layouts.c -- video_features pairs, HDF5, BMN CSV and channel-first files behind the
- * dataset interface (see layouts.h). */
+/* layouts.c -- grouping a listed folder into videos (video_features pairs, single
+ * streams and their _fps/_timestamps_ms siblings) and reading the time grid those
+ * siblings give (see layouts.h). Reading items is in layouts_read.c, HDF5 listing in
+ * layouts_h5.c. */
 #include "layouts.h"
 
-#include <errno.h>
-#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fsutil.h"
-#include "h5io.h"
 #include "npy.h"
-#include "npz.h"
 
 int sola_dataset_note_skip(sola_dataset *d, const char *name, const char *why)
 {
@@ -31,6 +30,17 @@ int sola_dataset_note_skip(sola_dataset *d, const char *name, const char *why)
     d->skip_why[d->nskipped] = w;
     d->nskipped++;
     return 0;
+}
+
+void sola_layout_item_free(sola_dataset_item *it)
+{
+    free(it->name);
+    free(it->file);
+    free(it->file2);
+    free(it->fps_file);
+    free(it->ts_file);
+    free(it->key);
+    memset(it, 0, sizeof *it);
 }
 
 /* ---- grouping a listed folder ------------------------------------------------------- */
@@ -69,57 +79,121 @@ static int strip(const char *name, const char *suffix)
     return a > b && !strcmp(name + a - b, suffix) ? (int)(a - b) : -1;
 }
 
-/* 1 if some item other than `self` is named "BASE_..." (BASE = first len chars). */
-static int has_stream(const sola_dataset *d, const char *name, int len, int self)
+/* Length of the video name of a sibling (NAME_fps, NAME_timestamps_ms), or -1. */
+static int sibling_base(const char *name)
+{
+    int len = strip(name, "_fps");
+    return len >= 0 ? len : strip(name, "_timestamps_ms");
+}
+
+/* 1 if the video BASE (first len chars of name) has features other than item `self`:
+ * a stream "BASE_..." (video_features) or a file "BASE" itself (an output of sola
+ * refine, which copies the siblings beside NAME.npy). */
+static int has_video(const sola_dataset *d, const char *name, int len, int self)
 {
     char key[4096];
     if (len + 2 > (int)sizeof key)
         return 0;
     memcpy(key, name, (size_t)len);
+    key[len] = 0;
+    int i = lower_bound(d, key);
+    if (i < d->n && !strcmp(d->items[i].name, key) && d->items[i].kind != SOLA_ITEM_H5DIR)
+        return 1;
     key[len] = '_';
     key[len + 1] = 0;
-    for (int i = lower_bound(d, key); i < d->n && !strncmp(d->items[i].name, key,
-                                                          (size_t)len + 1); i++)
-        if (i != self && strip(d->items[i].name, "_fps") < 0 &&
-            strip(d->items[i].name, "_timestamps_ms") < 0)
+    for (i = lower_bound(d, key); i < d->n && !strncmp(d->items[i].name, key,
+                                                       (size_t)len + 1); i++)
+        if (i != self && sibling_base(d->items[i].name) != len)
             return 1;
     return 0;
+}
+
+/* The keys video_features appends to file names (utils/utils.py make_path:
+ * "{stem}_{key}.npy"): I3D streams, then the feature_type of each other extractor. */
+static const char *const vf_keys[] = {"rgb",    "flow", "r21d", "s3d", "vggish",
+                                      "resnet", "raft", "clip", "timm"};
+
+/* The video_features key every remaining .npy video of the folder ends with
+ * ("_r21d"), or NULL when they do not all share one. */
+static const char *uniform_key(const sola_dataset *d, const char *drop)
+{
+    for (size_t k = 0; k < sizeof vf_keys / sizeof *vf_keys; k++) {
+        char suf[16];
+        snprintf(suf, sizeof suf, "_%s", vf_keys[k]);
+        int all = 0, any = 0;
+        for (int i = 0; i < d->n; i++) {
+            if (drop[i])
+                continue;
+            if (d->items[i].kind != SOLA_ITEM_NPY || strip(d->items[i].name, suf) <= 0) {
+                all = -1;
+                break;
+            }
+            any = 1;
+        }
+        if (all == 0 && any)
+            return vf_keys[k];
+    }
+    return NULL;
+}
+
+/* Gives each sibling file (stolen from sibs) to the item it belongs to; frees the rest.
+ * Items are sorted by name. */
+static void attach_siblings(sola_dataset *d, sola_dataset_item *sibs, int ns)
+{
+    for (int s = 0; s < ns; s++) {
+        char *nm = sibs[s].name;
+        int len = sibling_base(nm), fps = strip(nm, "_fps") == len;
+        nm[len] = 0;
+        sola_dataset_item key = {.name = nm};
+        sola_dataset_item *it = bsearch(&key, d->items, (size_t)d->n, sizeof *d->items, by_name);
+        if (it && !(fps ? it->fps_file : it->ts_file)) {
+            *(fps ? &it->fps_file : &it->ts_file) = sibs[s].file;
+            sibs[s].file = NULL;
+        }
+        sola_layout_item_free(&sibs[s]);
+    }
 }
 
 int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
 {
     qsort(d->items, (size_t)d->n, sizeof *d->items, by_name);
-    /* drop: 1 sibling, 2 flow half merged into its rgb, 3 lonely half */
+    int n_h5 = 0;
+    for (int i = 0; i < d->n; i++)
+        n_h5 += d->items[i].kind == SOLA_ITEM_H5DIR;
+    if (n_h5 && n_h5 == d->n)
+        return sola_layout_h5dir(d, skip_bad, e);
+    /* drop: 1 sibling, 2 flow half merged into its rgb, 3 lonely half, 4 HDF5 file
+     * beside other features (ignored) */
     char *drop = calloc((size_t)d->n + 1, 1), *sib = calloc((size_t)d->n + 1, 1);
-    int rc = 0, pairs = 0, renamed = 0;
-    if (!drop || !sib) {
+    sola_dataset_item *sibs = calloc((size_t)d->n + 1, sizeof *sibs);
+    int rc = 0, pairs = 0, renamed = 0, ns = 0;
+    if (!drop || !sib || !sibs) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
         goto out;
     }
-    /* Siblings: NAME_fps.npy / NAME_timestamps_ms.npy beside a NAME_<stream>.npy. */
+    for (int i = 0; i < d->n; i++)
+        drop[i] = d->items[i].kind == SOLA_ITEM_H5DIR ? 4 : 0;
+    /* Siblings: NAME_fps.npy / NAME_timestamps_ms.npy beside a NAME_<stream>.npy (or a
+     * NAME.npy); the streams of such a video are marked for renaming. */
     for (int i = 0; i < d->n; i++) {
         const char *nm = d->items[i].name;
-        int len = strip(nm, "_fps");
-        if (len < 0)
-            len = strip(nm, "_timestamps_ms");
-        if (len > 0 && d->items[i].kind == SOLA_ITEM_NPY && has_stream(d, nm, len, i))
+        int len = sibling_base(nm);
+        if (len > 0 && d->items[i].kind == SOLA_ITEM_NPY && has_video(d, nm, len, i))
             drop[i] = 1;
     }
-    for (int i = 0; i < d->n; i++)
-        if (drop[i]) {
-            int len = strip(d->items[i].name, "_fps");
-            if (len < 0)
-                len = strip(d->items[i].name, "_timestamps_ms");
-            char key[4096];
-            if (len + 2 > (int)sizeof key)
-                continue;
-            snprintf(key, sizeof key, "%.*s_", len, d->items[i].name);
-            /* the streams of this video are the names starting with "NAME_" */
-            for (int j = lower_bound(d, key);
-                 j < d->n && !strncmp(d->items[j].name, key, (size_t)len + 1); j++)
-                if (!drop[j])
-                    sib[j] = 1;
-        }
+    for (int i = 0; i < d->n; i++) {
+        if (drop[i] != 1)
+            continue;
+        int len = sibling_base(d->items[i].name);
+        char key[4096];
+        if (len + 2 > (int)sizeof key)
+            continue;
+        snprintf(key, sizeof key, "%.*s_", len, d->items[i].name);
+        for (int j = lower_bound(d, key);
+             j < d->n && !strncmp(d->items[j].name, key, (size_t)len + 1); j++)
+            if (!drop[j])
+                sib[j] = 1;
+    }
     /* Pairs: NAME_rgb + NAME_flow. */
     char buf[4096];
     for (int i = 0; i < d->n; i++) {
@@ -129,7 +203,7 @@ int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
             continue;
         snprintf(buf, sizeof buf, "%.*s_flow", len, d->items[i].name);
         int j = find_npy(d, buf);
-        if (j < 0)
+        if (j < 0 || drop[j])
             continue;
         d->items[i].file2 = d->items[j].file;
         d->items[j].file = NULL;
@@ -159,21 +233,26 @@ int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
         }
         drop[i] = 3;
     }
-    /* Single stream with siblings: NAME_<key> is video NAME. */
+    /* Single streams: every file ends in the same video_features key (r21d, s3d and
+     * vggish write no siblings), or NAME_<key> has siblings: the video is NAME. */
+    const char *uk = pairs ? NULL : uniform_key(d, drop);
     for (int i = 0; i < d->n; i++) {
         char *us = strrchr(d->items[i].name, '_');
-        if (!drop[i] && sib[i] && d->items[i].kind == SOLA_ITEM_NPY && us &&
+        if (!drop[i] && (uk || sib[i]) && d->items[i].kind == SOLA_ITEM_NPY && us &&
             us != d->items[i].name) {
             *us = 0;
             renamed++;
         }
     }
+    d->stream = uk;
     int k = 0, n_npz = 0, n_csv = 0;
     for (int i = 0; i < d->n; i++) {
+        if (drop[i] == 1) {
+            sibs[ns++] = d->items[i];
+            continue;
+        }
         if (drop[i]) {
-            free(d->items[i].name);
-            free(d->items[i].file);
-            free(d->items[i].file2);
+            sola_layout_item_free(&d->items[i]);
             continue;
         }
         n_npz += d->items[i].kind == SOLA_ITEM_NPZ;
@@ -181,6 +260,9 @@ int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
         d->items[k++] = d->items[i];
     }
     d->n = k;
+    qsort(d->items, (size_t)d->n, sizeof *d->items, by_name);
+    attach_siblings(d, sibs, ns);
+    ns = 0;
     d->layout = pairs     ? "video_features rgb+flow"
                 : renamed ? "video_features single stream"
                 : n_csv == k ? "bmn csv"
@@ -191,203 +273,126 @@ int sola_layout_group(sola_dataset *d, int skip_bad, sola_err *e)
         rc = sola_errf(e, SOLA_EFORMAT, "%s: no video files (only halves of rgb/flow pairs "
                        "or _fps/_timestamps_ms files)", d->dir);
 out:
+    for (int s = 0; s < ns; s++)
+        sola_layout_item_free(&sibs[s]);
+    free(sibs);
     free(drop);
     free(sib);
     return rc;
 }
 
-/* ---- HDF5 ------------------------------------------------------------------------- */
+/* ---- the time grid of the siblings ------------------------------------------------- */
 
-int sola_layout_h5_list(sola_dataset *d, sola_err *e)
+static uint64_t rd64le(const unsigned char *p, int big)
 {
-    sola_h5_entry *en;
-    int n, rc = sola_h5_list(d->dir, &en, &n, e);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[big ? 7 - i : i] << (8 * i);
+    return v;
+}
+
+/* Reads a 0-d or 1-D numeric .npy as doubles: f8 exactly, other types through the
+ * float32 reader. *vals newly allocated, *n values. */
+static int read_f64(const char *path, double **vals, int64_t *n, sola_err *e)
+{
+    sola_map m;
+    int rc = sola_map_file(path, &m, e);
     if (rc)
         return rc;
-    d->layout = "hdf5";
-    int nf = 0;
-    for (int i = 0; i < n; i++)
-        nf += en[i].is_feature;
-    if (!nf) {
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: no 2-D float datasets under '/' (it holds %d "
-                       "entries%s%s%s)", d->dir, n, n ? "; first: '" : "", n ? en[0].name : "",
-                       n ? "'" : "");
+    sola_npy_info info;
+    sola_array a = {0};
+    *vals = NULL;
+    if ((rc = sola_npy_inspect(m.data, m.len, path, SOLA_NPY_SCALAR | SOLA_NPY_LABELS, &info,
+                               e)))
+        goto out;
+    if (info.ndim != 1) {
+        rc = sola_errf(e, SOLA_ESHAPE, "%s: expected a scalar or a 1-D array, got %d dims",
+                       path, info.ndim);
         goto out;
     }
-    if (!(d->items = calloc((size_t)nf, sizeof *d->items))) {
-        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
+    *n = info.shape[0];
+    if (!(*vals = malloc(((size_t)*n + 1) * sizeof **vals))) {
+        rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    for (int i = 0; i < n; i++) {
-        if (!en[i].is_feature)
-            continue; /* labels, fps or metadata kept beside the features */
-        sola_dataset_item *it = &d->items[d->n];
-        it->kind = SOLA_ITEM_H5;
-        it->name = strdup(en[i].name);
-        it->file = strdup(en[i].name);
-        if (!it->name || !it->file) {
-            free(it->name);
-            free(it->file);
-            rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
-            goto out;
+    int f8 = !strcmp(info.descr + 1, "f8");
+    if (f8 && info.data_off + info.data_len == m.len) {
+        const unsigned char *p = (const unsigned char *)m.data + info.data_off;
+        for (int64_t i = 0; i < *n; i++) {
+            uint64_t b = rd64le(p + 8 * i, info.descr[0] == '>');
+            memcpy(&(*vals)[i], &b, sizeof b);
         }
-        d->n++;
+    } else if (!(rc = sola_npy_parse(m.data, m.len, path, SOLA_NPY_SCALAR | SOLA_NPY_LABELS,
+                                     &a, e))) {
+        for (int64_t i = 0; i < *n; i++)
+            (*vals)[i] = a.data[i];
     }
 out:
-    sola_h5_list_free(en, n);
+    if (rc) {
+        free(*vals);
+        *vals = NULL;
+    }
+    sola_array_free(&a);
+    sola_unmap(&m);
     return rc;
 }
 
-/* ---- reading items -------------------------------------------------------------------- */
-
-int sola_layout_transpose(sola_array *a, sola_err *e)
+static int dbl_cmp(const void *a, const void *b)
 {
-    int64_t R = a->shape[0], K = a->shape[1];
-    size_t n = (size_t)R * (size_t)K; /* the array exists, so this fits */
-    float *t = malloc(n ? n * sizeof *t : 1);
-    if (!t)
-        return sola_errf(e, SOLA_ENOMEM, "out of memory transposing [%lld, %lld]",
-                         (long long)R, (long long)K);
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t k = 0; k < K; k++)
-            t[(size_t)k * (size_t)R + (size_t)r] = a->data[(size_t)r * (size_t)K + (size_t)k];
-    free(a->data);
-    a->data = t;
-    a->shape[0] = K;
-    a->shape[1] = R;
-    return 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
-/* One file (npy, npz, csv) or HDF5 dataset as [T, C], ct applied. */
-static int load_one(const sola_dataset *d, const char *file, int kind, sola_array *a,
-                    sola_err *e)
+/* x rounded to a whole number when within 1% of one. */
+static double snap(double x)
 {
-    char path[4096];
-    memset(a, 0, sizeof *a);
-    if (kind != SOLA_ITEM_H5 &&
-        (size_t)snprintf(path, sizeof path, "%s/%s", d->dir, file) >= sizeof path)
-        return sola_errf(e, SOLA_EINVAL, "%s: path too long", d->dir);
+    double r = floor(x + 0.5);
+    return r > 0 && fabs(x - r) <= 0.01 * r ? r : x;
+}
+
+int sola_layout_grid(const sola_dataset *d, int i, sola_item_grid *g, sola_err *e)
+{
+    memset(g, 0, sizeof *g);
+    const sola_dataset_item *it = &d->items[i];
+    char p[4096];
+    double *v = NULL;
+    int64_t n = 0;
     int rc;
-    if (kind == SOLA_ITEM_H5) {
-        snprintf(path, sizeof path, "%s[%s]", d->dir, file);
-        rc = sola_h5_read(d->dir, file, a, e);
-    } else if (kind == SOLA_ITEM_CSV) {
-        rc = sola_csv_load(path, a, NULL, e);
-    } else if (kind == SOLA_ITEM_NPZ) {
-        sola_npz z;
-        if ((rc = sola_npz_open(path, &z, e)))
+    if (it->fps_file) {
+        snprintf(p, sizeof p, "%s/%s", d->dir, it->fps_file);
+        if ((rc = read_f64(p, &v, &n, e)))
             return rc;
-        int m = sola_npz_pick(&z, path, e);
-        rc = m < 0 ? (e && e->code < 0 ? e->code : SOLA_EFORMAT) : sola_npz_read(&z, m, 0, a, e);
-        sola_npz_close(&z);
-    } else {
-        rc = sola_npy_load(path, 0, a, e);
-    }
-    if (rc)
-        return rc;
-    if (a->ndim == 3 && a->shape[0] == 1) { /* [1, T, C] as some extractors save */
-        a->ndim = 2;
-        a->shape[0] = a->shape[1];
-        a->shape[1] = a->shape[2];
-    }
-    if (a->ndim != 2) {
-        sola_array_free(a);
-        return sola_errf(e, SOLA_ESHAPE, "%s: expected a 2-D feature matrix, got %d dims",
-                         path, a->ndim);
-    }
-    if (d->ct && (rc = sola_layout_transpose(a, e)))
-        sola_array_free(a);
-    return rc;
-}
-
-int sola_layout_load(const sola_dataset *d, int i, sola_array *out, sola_err *e)
-{
-    const sola_dataset_item *it = &d->items[i];
-    if (it->kind != SOLA_ITEM_PAIR)
-        return load_one(d, it->file, it->kind, out, e);
-    sola_array r, f;
-    int rc = load_one(d, it->file, SOLA_ITEM_NPY, &r, e);
-    if (rc)
-        return rc;
-    if ((rc = load_one(d, it->file2, SOLA_ITEM_NPY, &f, e))) {
-        sola_array_free(&r);
-        return rc;
-    }
-    /* RGB || flow on C; the streams of video_features can differ by a snippet or two
-     * (flow needs one frame more), so both are cut to the shorter T. */
-    int64_t T = r.shape[0] < f.shape[0] ? r.shape[0] : f.shape[0];
-    size_t cr = (size_t)r.shape[1], cf = (size_t)f.shape[1], n;
-    memset(out, 0, sizeof *out);
-    if (sola_mul_size((size_t)T, cr + cf, &n) || sola_mul_size(n, sizeof(float), &n) ||
-        !(out->data = malloc(n ? n : 1))) {
-        rc = sola_errf(e, SOLA_ENOMEM, "%s/%s: out of memory joining rgb and flow", d->dir,
-                       it->name);
-    } else {
-        for (int64_t t = 0; t < T; t++) {
-            float *dst = out->data + (size_t)t * (cr + cf);
-            memcpy(dst, r.data + (size_t)t * cr, cr * sizeof(float));
-            memcpy(dst + cr, f.data + (size_t)t * cf, cf * sizeof(float));
+        if (n != 1 || !(v[0] > 0) || !isfinite(v[0])) {
+            free(v);
+            return sola_errf(e, SOLA_EFORMAT, "%s: expected one positive fps value", p);
         }
-        out->ndim = 2;
-        out->shape[0] = T;
-        out->shape[1] = (int64_t)(cr + cf);
+        g->fps = v[0];
+        free(v);
     }
-    sola_array_free(&r);
-    sola_array_free(&f);
-    return rc;
-}
-
-/* Header-only shape of one .npy half of a pair, ct applied. */
-static int npy_shape(const sola_dataset *d, const char *file, int64_t *T, int64_t *C,
-                     sola_err *e)
-{
-    char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", d->dir, file) >= sizeof path)
-        return sola_errf(e, SOLA_EINVAL, "%s: path too long", d->dir);
-    int64_t t = 0;
-    int c = 0;
-    int rc = sola_dataset_peek_file(path, &t, &c, e);
-    if (rc)
+    if (!it->ts_file)
+        return 0;
+    snprintf(p, sizeof p, "%s/%s", d->dir, it->ts_file);
+    if ((rc = read_f64(p, &v, &n, e)))
         return rc;
-    *T = d->ct ? c : t;
-    *C = d->ct ? t : c;
-    return 0;
-}
-
-int sola_layout_item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err *e)
-{
-    const sola_dataset_item *it = &d->items[i];
-    int64_t t = 0, c = 0;
-    int rc = 0;
-    if (it->kind == SOLA_ITEM_PAIR) {
-        int64_t t2 = 0, c2 = 0;
-        if ((rc = npy_shape(d, it->file, &t, &c, e)) ||
-            (rc = npy_shape(d, it->file2, &t2, &c2, e)))
-            return rc;
-        t = t < t2 ? t : t2;
-        c += c2;
-    } else if (it->kind == SOLA_ITEM_H5) {
-        int64_t s[2];
-        if ((rc = sola_h5_shape(d->dir, it->file, s, e)))
-            return rc;
-        t = d->ct ? s[1] : s[0];
-        c = d->ct ? s[0] : s[1];
-    } else {
-        /* CSV (and anything else): small files, parsed whole to validate them. */
-        sola_array a;
-        if ((rc = load_one(d, it->file, it->kind, &a, e)))
-            return rc;
-        t = a.shape[0];
-        c = a.shape[1];
-        sola_array_free(&a);
+    g->stamps = n;
+    if (n >= 2 && g->fps > 0) {
+        double *st = malloc((size_t)(n - 1) * sizeof *st);
+        if (!st) {
+            free(v);
+            return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", p);
+        }
+        for (int64_t k = 0; k + 1 < n; k++)
+            st[k] = v[k + 1] - v[k];
+        qsort(st, (size_t)(n - 1), sizeof *st, dbl_cmp);
+        double step = st[(n - 1) / 2] * g->fps / 1000;
+        free(st);
+        if (step > 0)
+            g->stride = snap(step);
     }
-    if (c < 1 || c > INT_MAX) {
-        char p[4200];
-        return sola_errf(e, SOLA_ESHAPE, "%s: channel count %lld is out of range%s",
-                         sola_dataset_path(d, i, p, sizeof p) ? p : it->file, (long long)c,
-                         d->ct ? "" : " (channel-first file? try --layout ct)");
+    if (n >= 1 && g->fps > 0 && v[0] >= 0) {
+        double f = v[0] * g->fps / 1000;
+        g->frames = f < 0.5 ? 1 : snap(f);
     }
-    *T = t;
-    *C = (int)c;
+    free(v);
     return 0;
 }

@@ -330,6 +330,10 @@ static int parse_header(const unsigned char *b, size_t len, const char *name, in
     int rc = parse_descr(h->descr, name, flags, &h->kind, &h->itemsize, &h->big, e);
     if (rc)
         return rc;
+    if (h->ndim < 1 && (flags & SOLA_NPY_SCALAR)) {
+        h->ndim = 1;
+        h->shape[0] = 1;
+    }
     if (h->ndim < 1)
         return sola_errf(e, SOLA_ESHAPE, "%s: 0-dimensional (scalar) arrays are not supported",
                          name);

@@ -24,6 +24,7 @@ enum {
      * range become infinities in sola_npy_parse/load (as numpy's astype does)
      * instead of refusing them */
     SOLA_NPY_ALLOW_NONFINITE = 2,
+    SOLA_NPY_SCALAR = 4, /* accept 0-d arrays (np.save of a scalar), read as shape [1] */
 };
 
 /* Parses a whole .npy image. `name` (file name or "request body") prefixes errors.

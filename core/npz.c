@@ -491,3 +491,35 @@ done:
     free(tmp);
     return rc;
 }
+
+int sola_npz_member_image(const sola_npz *z, int i, void **img, size_t *len, sola_err *e)
+{
+    *img = NULL;
+    *len = 0;
+    if (i < 0 || i >= z->n)
+        return sola_errf(e, SOLA_EINVAL, "%s: no member %d", zname(z), i);
+    const sola_npz_entry *en = &z->entries[i];
+    char what[512];
+    snprintf(what, sizeof what, "%s: member '%s'", zname(z), en->name);
+    const unsigned char *l = z->buf + en->offset; /* validated by sola_npz_parse */
+    const unsigned char *src = l + LOC_LEN + rd(l + 26, 2) + rd(l + 28, 2);
+    unsigned char *buf = malloc(en->usize ? en->usize : 1);
+    if (!buf)
+        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", what, en->usize);
+    int rc = 0;
+    if (en->method == 8)
+        rc = inflate_exact(src, en->csize, buf, en->usize, what, e);
+    else
+        memcpy(buf, src, en->usize);
+    uint32_t crc = rc ? 0 : crc_of(buf, en->usize);
+    if (!rc && crc != en->crc)
+        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
+                       "archive is corrupt", what, en->crc, crc);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *img = buf;
+    *len = en->usize;
+    return 0;
+}

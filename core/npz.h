@@ -50,5 +50,13 @@ int sola_npz_encode(const char *const *names, const sola_array *arrays, int n, i
                     void **buf, size_t *len, sola_err *e);
 int sola_npz_save(const char *path, const char *const *names, const sola_array *arrays,
                   int n, int deflate, sola_err *e);
+/* The same where raw[i] (when raw and raw[i] are not NULL) is a ready .npy image of
+ * rawlen[i] bytes stored as member i unchanged (any dtype: labels, fps, ...); arrays[i]
+ * is ignored for those. */
+int sola_npz_save_mixed(const char *path, const char *const *names, const sola_array *arrays,
+                        const void *const *raw, const size_t *rawlen, int n, int deflate,
+                        sola_err *e);
+/* The .npy image of member i, decompressed (CRC-checked) into a malloc'd buffer. */
+int sola_npz_member_image(const sola_npz *z, int i, void **img, size_t *len, sola_err *e);
 
 #endif

@@ -137,7 +137,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 static int npz_write(sink *s, const char *what, const char *const *names,
-                     const sola_array *arrays, int n, int deflate, sola_err *e)
+                     const sola_array *arrays, const void *const *raw, const size_t *rawlen,
+                     int n, int deflate, sola_err *e)
 {
     if (n < 0 || n >= (int)U16_SAT)
         return too_big(what, e);
@@ -166,8 +167,15 @@ static int npz_write(sink *s, const char *what, const char *const *names,
         unsigned char *zbuf = NULL;
         size_t nlen, zlen = 0;
         sola_err se = {0};
-        if ((rc = sola_npy_encode(arrays[i].data, arrays[i].ndim, arrays[i].shape, &npy, &nlen,
-                                  &se)) != 0) {
+        if (raw && raw[i]) { /* a member copied byte for byte */
+            nlen = rawlen[i];
+            if (!(npy = malloc(nlen ? nlen : 1))) {
+                rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", what);
+                break;
+            }
+            memcpy(npy, raw[i], nlen);
+        } else if ((rc = sola_npy_encode(arrays[i].data, arrays[i].ndim, arrays[i].shape, &npy,
+                                         &nlen, &se)) != 0) {
             rc = sola_errf(e, rc, "%s: member '%s': %s", what, names[i], se.msg);
             break;
         }
@@ -256,7 +264,7 @@ int sola_npz_encode(const char *const *names, const sola_array *arrays, int n, i
     *buf = NULL;
     *len = 0;
     sink s = {0};
-    int rc = npz_write(&s, "npz", names, arrays, n, deflate, e);
+    int rc = npz_write(&s, "npz", names, arrays, NULL, NULL, n, deflate, e);
     if (rc) {
         free(s.buf);
         return rc;
@@ -269,12 +277,19 @@ int sola_npz_encode(const char *const *names, const sola_array *arrays, int n, i
 int sola_npz_save(const char *path, const char *const *names, const sola_array *arrays,
                   int n, int deflate, sola_err *e)
 {
+    return sola_npz_save_mixed(path, names, arrays, NULL, NULL, n, deflate, e);
+}
+
+int sola_npz_save_mixed(const char *path, const char *const *names, const sola_array *arrays,
+                        const void *const *raw, const size_t *rawlen, int n, int deflate,
+                        sola_err *e)
+{
     sola_afile a;
     int rc = sola_afile_open(&a, path, e);
     if (rc)
         return rc;
     sink s = {.af = &a};
-    if ((rc = npz_write(&s, path, names, arrays, n, deflate, e)) != 0) {
+    if ((rc = npz_write(&s, path, names, arrays, raw, rawlen, n, deflate, e)) != 0) {
         sola_afile_abort(&a);
         return rc;
     }

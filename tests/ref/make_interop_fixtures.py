@@ -10,6 +10,7 @@ snippet t and channel c without a reference file.
 """
 import json
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -39,7 +40,9 @@ def main():
     np.save(os.path.join(vf, "v_a_rgb.npy"), val(7, 6, 1.0, np.float64))
     np.save(os.path.join(vf, "v_a_flow.npy"), val(6, 6, -1.0, np.float64))
     np.save(os.path.join(vf, "v_a_fps.npy"), np.array(25.0))
-    np.save(os.path.join(vf, "v_a_timestamps_ms.npy"), np.arange(7) * 640.0)
+    # as video_features' I3D stamps each stack at its last frame (extract_i3d.py:124):
+    # 16-frame stacks every 4 frames at 25 fps
+    np.save(os.path.join(vf, "v_a_timestamps_ms.npy"), (16 + 4 * np.arange(7)) / 25.0 * 1000)
     np.save(os.path.join(vf, "v_b_rgb.npy"), val(5, 6, 2.0, np.float64))
     np.save(os.path.join(vf, "v_b_flow.npy"), val(5, 6, -2.0, np.float64))
     np.save(os.path.join(vf, "v_b_fps.npy"), np.array(30.0))
@@ -67,6 +70,38 @@ def main():
         h.create_dataset("v_b", data=val(9, 4, 2.0, np.float64))
         h.create_dataset("fps", data=np.array([25.0, 30.0]))
         h.create_group("meta")
+
+    # ActivityNet C3D: one group per video holding "c3d_features" (float64); a group
+    # with two datasets is not a video
+    with h5py.File(os.path.join(ROOT, "anet_c3d.hdf5"), "w") as h:
+        h.create_group("v_a").create_dataset("c3d_features", data=val(6, 4, 1.0, np.float64))
+        h.create_group("v_b").create_dataset("c3d_features", data=val(8, 4, 2.0, np.float64))
+        g = h.create_group("v_two")
+        g.create_dataset("x", data=val(3, 4))
+        g.create_dataset("y", data=val(3, 4))
+
+    # G-TAD THUMOS: rgb and flow HDF5 files per split, one dataset per video
+    # (gtad_lib/dataset.py:197-222 joins flow then rgb, cut to the shorter T); v_c has
+    # no flow; gzip as TSP's merge script writes
+    gt = d("gtad")
+    with h5py.File(os.path.join(gt, "rgb_val.h5"), "w") as r, \
+            h5py.File(os.path.join(gt, "flow_val.h5"), "w") as f:
+        r.create_dataset("v_a", data=val(6, 3, 1.0), compression="gzip")
+        f.create_dataset("v_a", data=val(5, 2, -1.0), compression="gzip")
+        r.create_dataset("v_b", data=val(4, 3, 2.0))
+        f.create_dataset("v_b", data=val(4, 2, -2.0))
+        r.create_dataset("v_c", data=val(4, 3, 3.0))
+
+    # video_features r21d: NAME_r21d.npy and nothing beside it (extract_r21d.py:54)
+    r2 = d("vf_r21d")
+    np.save(os.path.join(r2, "v_a_r21d.npy"), val(4, 4, 1.0))
+    np.save(os.path.join(r2, "v_b_r21d.npy"), val(3, 4, 2.0))
+
+    # pickled features only (video_features save_pickle, TSP per-video output):
+    # never unpickled, only refused with the way to convert
+    pk = d("pkl")
+    with open(os.path.join(pk, "v_a.pkl"), "wb") as f:
+        pickle.dump(val(3, 4), f)
 
     # BMN/BSN csv_mean_100 (here 10 x 8), header row of column names
     cs = d("bmn_csv")
