@@ -27,32 +27,70 @@ export function setToken(t) {
 let memToken = '';
 function currentToken() { return token() || memToken; }
 
+// ---- the daemon's reachability ------------------------------------------------------
+// Every request's outcome says whether solad answered: a failed connection (or a
+// proxy's 502/504) marks it down at once, the next answer marks it up again. Views and
+// the header listen (onNet) instead of keeping their own timers.
+
+let up = null; // null: no answer yet
+const netListeners = new Set();
+export function online() { return up; }
+export function onNet(fn) { netListeners.add(fn); return () => netListeners.delete(fn); }
+export function outcome(ok, detail) {
+  const was = up;
+  up = ok;
+  lastOutcome = Date.now();
+  if (was !== ok) for (const fn of [...netListeners]) { try { fn(ok, detail); } catch (e) { console.error(e); } }
+}
+let lastOutcome = 0;
+export function sinceLastOutcome() { return Date.now() - lastOutcome; }
+const DOWN_STATUS = new Set([0, 502, 504]);
+
 // ---- errors -----------------------------------------------------------------------
 
+// The banner list at the top: the same message again bumps a counter instead of
+// stacking, at most MAX_BANNERS are kept, and they are cleared when the view changes
+// (clearErrors) or, for "solad did not answer", when the daemon answers again.
+const MAX_BANNERS = 3;
 export function showError(err, context) {
   const list = document.getElementById('errors');
-  const li = document.createElement('li');
-  const text = document.createElement('span');
   let msg = err instanceof ApiError
-    ? `${err.what} failed (${err.status}): ${err.message}`
+    ? `${err.what} failed${err.status ? ` (${err.status})` : ''}: ${err.message}`
     : (err && err.message) ? err.message : String(err);
   if (context) msg = `${context}: ${msg}`;
+  for (const li of list.children) {
+    if (li.dataset.msg === msg) {
+      const n = Number(li.dataset.count || 1) + 1;
+      li.dataset.count = String(n);
+      li.querySelector('.count').textContent = ` (×${n})`;
+      list.prepend(li);
+      return msg;
+    }
+  }
+  const li = document.createElement('li');
+  li.dataset.msg = msg;
+  if (err instanceof ApiError && DOWN_STATUS.has(err.status)) li.dataset.net = '1';
+  const text = document.createElement('span');
   text.textContent = msg;
+  const count = document.createElement('span');
+  count.className = 'count';
   const close = document.createElement('button');
   close.type = 'button';
   close.className = 'close';
   close.textContent = '×';
   close.setAttribute('aria-label', 'dismiss this error');
   close.addEventListener('click', () => li.remove());
-  li.append(text, close);
+  li.append(text, count, close);
   list.prepend(li);
-  while (list.children.length > 6) list.lastElementChild.remove();
+  while (list.children.length > MAX_BANNERS) list.lastElementChild.remove();
   return msg;
 }
 
-export function clearErrors() {
-  document.getElementById('errors').replaceChildren();
+export function clearErrors(onlyNet) {
+  const list = document.getElementById('errors');
+  for (const li of [...list.children]) if (!onlyNet || li.dataset.net) li.remove();
 }
+onNet((ok) => { if (ok) clearErrors(true); });
 
 // Turns a failed reply into an ApiError with the daemon's {"error": ...} message.
 async function failure(res, what) {
@@ -114,10 +152,13 @@ export async function request(method, path, opts = {}) {
     }
     let res;
     try {
-      res = await fetch(path, { method, headers, body, cache: 'no-store' });
+      res = await fetch(path, { method, headers, body, cache: 'no-store', signal: opts.signal });
     } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      outcome(false, e.message);
       throw new ApiError(0, `solad did not answer (${e.message}); is it still running?`, what);
     }
+    outcome(!DOWN_STATUS.has(res.status), res.status);
     if (res.status === 401 && attempt === 0) {
       const err = await failure(res, what);
       if (await askToken(`${what} needs the daemon's token: ${err.message}`)) continue;
@@ -146,8 +187,12 @@ export function upload(method, path, file, contentType, onProgress) {
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total);
     };
-    xhr.onerror = () => reject(new ApiError(0, 'connection to solad failed during the upload', what));
+    xhr.onerror = () => {
+      outcome(false, 'upload');
+      reject(new ApiError(0, 'connection to solad failed during the upload', what));
+    };
     xhr.onload = () => {
+      outcome(!DOWN_STATUS.has(xhr.status), xhr.status);
       let j = null;
       try { j = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) {

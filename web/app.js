@@ -1,119 +1,38 @@
-// app.js -- the page solad serves at /: a hash router over four views (models, jobs,
-// datasets, TSM viewer), the health line and the token button. Each view is a
-// function (params) -> {el, stop?}; stop() closes its timers and event streams when
-// the user navigates away.
-import { request, showError, askToken, setToken, token } from './api.js';
-import { h, table, when } from './dom.js';
+// app.js -- the page solad serves at /: a hash router over the views (start, models,
+// jobs, one job, compare, datasets, TSM viewer), the health line and the token
+// button. Each view is a function (params) -> {el, stop?, online?}; stop() closes its
+// timers and event streams when the user navigates away, online() reloads what failed
+// while the daemon was away (called when requests succeed again).
+import { request, showError, clearErrors, askToken, setToken, token, onNet, online, sinceLastOutcome } from './api.js';
 import { jobsView, jobView } from './jobs.js';
+import { compareView } from './compare.js';
 import { datasetsView, datasetView } from './datasets.js';
 import { tsmView } from './tsm.js';
-
-// ---- models -----------------------------------------------------------------------
-
-// Provenance of each version: the job that trained it (GET /jobs) and, for the
-// active version, the metadata written into the file.
-function provenance(model, version, jobs) {
-  const job = jobs.find((j) => j.output_model === model.name && j.model_version === version);
-  const parts = [];
-  if (version === model.active && model.metadata) {
-    const m = model.metadata;
-    if (m.objective) parts.push(`objective ${m.objective}`);
-    if (m.dataset) parts.push(`dataset ${m.dataset}`);
-    if (m.epochs) parts.push(`${m.epochs} epochs`);
-    if (m.created) parts.push(`created ${when(m.created)}`);
-    if (!parts.length && m.origin) parts.push(m.origin);
-  } else if (job) {
-    parts.push(`objective ${job.objective}`, `dataset ${job.dataset}`, `${job.epochs} epochs`,
-      `created ${when(job.finished || job.created)}`);
-  }
-  const jobLink = job ? h('a', { href: `#/jobs/${job.id}` }, `job ${job.id}`) : null;
-  if (!parts.length) parts.push(model.embedded ? 'built into solad' : 'uploaded (no training job on record)');
-  return h('span', {}, parts.join(' · '), jobLink ? ' · ' : '', jobLink);
-}
-
-function modelsView() {
-  const el = h('section', { 'aria-labelledby': 'models-title' },
-    h('h2', { id: 'models-title' }, 'Models'));
-  const body = h('div', {}, h('p', { class: 'muted' }, 'loading…'));
-  el.append(body);
-
-  async function activate(name, version, btn) {
-    btn.disabled = true;
-    try {
-      await request('POST', `/models/${encodeURIComponent(name)}/activate`, { json: { version } });
-    } catch (e) {
-      showError(e);
-    }
-    await load();
-  }
-
-  async function load() {
-    let models, jobs = [];
-    try {
-      models = await request('GET', '/models');
-    } catch (e) {
-      showError(e);
-      body.replaceChildren(h('p', { class: 'error' }, `Could not list the models: ${e.message}`));
-      return;
-    }
-    try { jobs = (await request('GET', '/jobs')).jobs || []; } catch (e) {
-      if (e.status !== 404) showError(e, 'provenance from the job list');
-    }
-    const list = models.models || [];
-    if (!list.length) {
-      body.replaceChildren(h('p', {}, 'No models yet: train one from the ',
-        h('a', { href: '#/jobs' }, 'Jobs'), ' view.'));
-      return;
-    }
-    body.replaceChildren(...list.map((m) => {
-      const versions = [...(m.versions || [])].sort((a, b) => b - a);
-      const rows = versions.map((v) => {
-        const active = v === m.active;
-        const label = m.active && v < m.active ? `Roll back to v${v}` : `Activate v${v}`;
-        return h('tr', { class: active ? 'active' : '' },
-          h('td', {}, `v${v}`),
-          h('td', {}, active ? h('strong', {}, 'active') : ''),
-          h('td', {}, provenance(m, v, jobs)),
-          h('td', {}, active ? '' : h('button', {
-            type: 'button', class: 'small',
-            'aria-label': `${label} of model ${m.name}`,
-            onclick: (ev) => activate(m.name, v, ev.currentTarget),
-          }, label)));
-      });
-      const shape = m.C ? `C ${m.C} · H ${m.H} · kernels ${m.k1}/${m.k2}` : '';
-      return h('article', { class: 'card model', 'data-model': m.name },
-        h('h3', {}, m.name, models.default === m.name ? h('span', { class: 'badge' }, 'default') : ''),
-        h('p', { class: 'muted' }, shape),
-        m.error ? h('p', { class: 'error' }, `Not loaded: ${m.error}`) : null,
-        m.warning ? h('p', { class: 'error' }, `Warning: ${m.warning}`) : null,
-        table(['version', 'state', 'provenance', ''], rows));
-    }));
-  }
-  load();
-  return { el };
-}
-
-// ---- the shell ----------------------------------------------------------------------
+import { homeView, modelsView } from './models.js';
 
 const routes = [
+  [/^#\/?$/, 'home', () => homeView()],
   [/^#\/models$/, 'models', () => modelsView()],
-  [/^#\/jobs$/, 'jobs', () => jobsView()],
+  [/^#\/jobs(\?.*)?$/, 'jobs', (m) => jobsView(new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/jobs\/(\d+)$/, 'jobs', (m) => jobView(Number(m[1]))],
+  [/^#\/compare(\?.*)?$/, 'compare', (m) => compareView(new URLSearchParams((m[1] || '').slice(1)))],
   [/^#\/datasets$/, 'datasets', () => datasetsView()],
-  [/^#\/datasets\/([^/]+)$/, 'datasets', (m) => datasetView(decodeURIComponent(m[1]))],
+  [/^#\/datasets\/([^/?]+)$/, 'datasets', (m) => datasetView(decodeURIComponent(m[1]))],
   [/^#\/tsm(\?.*)?$/, 'tsm', (m) => tsmView(new URLSearchParams((m[1] || '').slice(1)))],
 ];
+const TITLES = { home: 'start', models: 'models', jobs: 'jobs', compare: 'compare runs', datasets: 'datasets', tsm: 'TSM viewer' };
 
 let current = null;
 function route() {
-  const hash = location.hash || '#/models';
-  let hit = routes.find(([re]) => re.test(hash));
+  const hash = location.hash || '#/';
+  const hit = routes.find(([re]) => re.test(hash));
   if (!hit) {
-    showError(new Error(`no page at ${hash}; showing the models`));
-    location.hash = '#/models';
+    showError(new Error(`no page at ${hash}; showing the start page`));
+    location.hash = '#/';
     return;
   }
   if (current && current.stop) current.stop();
+  clearErrors(); // banners belong to the view they were raised in
   const [re, name, make] = hit;
   for (const a of document.querySelectorAll('nav a'))
     a.toggleAttribute('aria-current', a.dataset.view === name);
@@ -125,20 +44,59 @@ function route() {
     current = null;
     showError(e);
   }
-  document.title = `SoLa · ${name}`;
+  document.title = `SoLa · ${TITLES[name] || name}`;
 }
 
-async function health() {
+// ---- the health line: what the last request said, not a timer ---------------------
+// Down: a probe every 2 s (then up to every 10 s) until solad answers; then every view
+// reloads what it could not get. Up and idle: one /healthz after 20 s without any
+// answer (event-stream messages count as answers).
+
+let probeTimer = null, probeDelay = 2000, version = '';
+function paintHealth(ok, detail) {
   const el = document.getElementById('health');
-  try {
-    const hz = await request('GET', '/healthz');
-    el.textContent = `solad ${hz.version || ''} · ${hz.status || 'ok'}`;
+  el.dataset.state = ok === null ? 'unknown' : ok ? 'up' : 'down';
+  if (ok) {
+    el.textContent = `solad ${version} · ok`.replace('  ', ' ');
     el.className = '';
-  } catch (e) {
-    el.textContent = `solad unreachable: ${e.message}`;
+  } else if (ok === false) {
+    el.textContent = `solad unreachable${detail ? ` (${detail})` : ''} · retrying`;
     el.className = 'error';
   }
 }
+
+async function probe() {
+  clearTimeout(probeTimer);
+  probeTimer = null;
+  try {
+    const hz = await request('GET', '/healthz');
+    version = hz.version || version;
+    paintHealth(true);
+  } catch { /* outcome() already marked it down */ }
+  schedule();
+}
+
+function schedule() {
+  clearTimeout(probeTimer);
+  if (online() === false) {
+    probeTimer = setTimeout(probe, probeDelay);
+    probeDelay = Math.min(10000, probeDelay * 1.5);
+  } else {
+    probeDelay = 2000;
+    probeTimer = setTimeout(() => {
+      if (document.visibilityState === 'visible' && sinceLastOutcome() >= 20000) probe();
+      else schedule();
+    }, 20000);
+  }
+}
+
+onNet((ok, detail) => {
+  paintHealth(ok, ok ? '' : (typeof detail === 'number' ? `HTTP ${detail}` : 'no connection'));
+  schedule();
+  if (ok && current && current.online) {
+    try { current.online(); } catch (e) { showError(e); }
+  }
+});
 
 function tokenButton() {
   const b = document.getElementById('token-button');
@@ -162,5 +120,4 @@ window.addEventListener('unhandledrejection', (ev) => showError(ev.reason));
 window.addEventListener('error', (ev) => showError(ev.error || ev.message));
 tokenButton();
 route();
-health();
-setInterval(health, 15000);
+probe();

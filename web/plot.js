@@ -1,7 +1,8 @@
 // plot.js -- drawing on <canvas>: TSM heatmaps in the viridis colormap the daemon's
 // PNGs use (the same anchor colours as core/heatmap.c, linearly interpolated), a
-// diverging map for differences, colour legends, and the loss curve. Also reads the
-// .npy replies of GET/POST /tsm (always v1.0 '<f4' C order from solad, but checked).
+// diverging map for differences and colour legends (loss curves: chart.js). Also
+// reads the .npy replies of GET/POST /tsm (always v1.0 '<f4' C order from solad, but
+// checked) and the header of a dropped .npy.
 
 const VIRIDIS = [
   [0x44, 0x01, 0x54], [0x47, 0x2d, 0x7b], [0x3b, 0x52, 0x8b], [0x2c, 0x72, 0x8e],
@@ -31,8 +32,9 @@ export const colormaps = {
 
 // ---- .npy -------------------------------------------------------------------------
 
-// Parses a float32 .npy; returns {shape, data: Float32Array}. Throws a plain message.
-export function parseNpy(buf) {
+// The header of an .npy (the first bytes are enough): {descr, fortran, shape, start}.
+// Throws a plain message.
+export function npyHeader(buf) {
   const u8 = new Uint8Array(buf);
   const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
   if (u8.length < 10 || magic.some((m, i) => u8[i] !== m)) throw new Error('not an .npy file (bad magic)');
@@ -46,12 +48,17 @@ export function parseNpy(buf) {
   const fortran = /'fortran_order':\s*(True|False)/.exec(header);
   const shapeM = /'shape':\s*\(([^)]*)\)/.exec(header);
   if (!descr || !fortran || !shapeM) throw new Error(`.npy header not understood: ${header.slice(0, 80)}`);
-  if (descr[1] !== '<f4') throw new Error(`expected float32 ('<f4') data, got '${descr[1]}'`);
-  if (fortran[1] === 'True') throw new Error('expected C order data');
   const shape = shapeM[1].split(',').map((s) => s.trim()).filter((s) => s).map(Number);
+  return { descr: descr[1], fortran: fortran[1] === 'True', shape, start: off + hlen };
+}
+
+// Parses a float32 .npy; returns {shape, data: Float32Array}. Throws a plain message.
+export function parseNpy(buf) {
+  const { descr, fortran, shape, start } = npyHeader(buf);
+  if (descr !== '<f4') throw new Error(`expected float32 ('<f4') data, got '${descr}'`);
+  if (fortran) throw new Error('expected C order data');
   const n = shape.reduce((a, b) => a * b, 1);
-  const start = off + hlen;
-  if (u8.length - start < n * 4) throw new Error(`.npy data is truncated (${shape.join('x')} floats expected)`);
+  if (buf.byteLength - start < n * 4) throw new Error(`.npy data is truncated (${shape.join('x')} floats expected)`);
   const data = start % 4 === 0 ? new Float32Array(buf, start, n) : new Float32Array(buf.slice(start, start + n * 4));
   return { shape, data };
 }
@@ -110,71 +117,4 @@ export function fmt(v, digits = 3) {
   if (v === null || v === undefined || Number.isNaN(v)) return '–';
   if (v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) return v.toExponential(2);
   return v.toFixed(digits);
-}
-
-// ---- the loss curve -----------------------------------------------------------------
-
-// points: [{x: epoch (fractional while running), y: loss, live?: bool}]; epoch
-// losses are drawn as a line with dots, the live per-step loss as a hollow dot.
-export function drawLossChart(canvas, points, epochs) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 500, h = canvas.clientHeight || 240;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  const ctx = canvas.getContext('2d');
-  ctx.scale(dpr, dpr);
-  const css = getComputedStyle(document.body);
-  const fg = css.getPropertyValue('--fg').trim() || '#111';
-  const muted = css.getPropertyValue('--muted').trim() || '#666';
-  const accent = css.getPropertyValue('--accent').trim() || '#1f5fbf';
-  ctx.clearRect(0, 0, w, h);
-  ctx.font = '12px system-ui, sans-serif';
-  const L = 56, R = 12, Tp = 12, B = 34;
-  const pw = w - L - R, ph = h - Tp - B;
-  if (!points.length) {
-    ctx.fillStyle = muted;
-    ctx.textAlign = 'center';
-    ctx.fillText('no loss yet: the first epoch has not finished', w / 2, h / 2);
-    return;
-  }
-  let ylo = Math.min(...points.map((p) => p.y)), yhi = Math.max(...points.map((p) => p.y));
-  if (yhi - ylo < 1e-6) { ylo -= 0.01; yhi += 0.01; }
-  const pad = (yhi - ylo) * 0.08;
-  ylo -= pad; yhi += pad;
-  const xmax = Math.max(epochs || 1, ...points.map((p) => p.x), 1);
-  const X = (x) => L + (x / xmax) * pw;
-  const Y = (y) => Tp + (1 - (y - ylo) / (yhi - ylo)) * ph;
-  // axes and ticks
-  ctx.strokeStyle = muted;
-  ctx.fillStyle = fg;
-  ctx.lineWidth = 1;
-  ctx.beginPath();
-  ctx.moveTo(L, Tp); ctx.lineTo(L, Tp + ph); ctx.lineTo(L + pw, Tp + ph);
-  ctx.stroke();
-  ctx.textAlign = 'right';
-  ctx.textBaseline = 'middle';
-  for (let k = 0; k <= 4; k++) {
-    const v = ylo + ((yhi - ylo) * k) / 4;
-    ctx.fillText(v.toFixed(3), L - 6, Y(v));
-    ctx.globalAlpha = 0.15;
-    ctx.beginPath(); ctx.moveTo(L, Y(v)); ctx.lineTo(L + pw, Y(v)); ctx.stroke();
-    ctx.globalAlpha = 1;
-  }
-  ctx.textAlign = 'center';
-  ctx.textBaseline = 'top';
-  const xstep = Math.max(1, Math.ceil(xmax / 8));
-  for (let e = 0; e <= xmax; e += xstep) ctx.fillText(String(e), X(e), Tp + ph + 4);
-  ctx.fillText('epoch', L + pw / 2, Tp + ph + 18);
-  // the curve
-  const ep = points.filter((p) => !p.live);
-  ctx.strokeStyle = accent;
-  ctx.fillStyle = accent;
-  ctx.lineWidth = 2;
-  ctx.beginPath();
-  ep.forEach((p, i) => (i ? ctx.lineTo(X(p.x), Y(p.y)) : ctx.moveTo(X(p.x), Y(p.y))));
-  ctx.stroke();
-  if (ep.length <= 60) for (const p of ep) { ctx.beginPath(); ctx.arc(X(p.x), Y(p.y), 2.5, 0, 7); ctx.fill(); }
-  for (const p of points.filter((q) => q.live)) {
-    ctx.beginPath(); ctx.arc(X(p.x), Y(p.y), 4, 0, 7); ctx.lineWidth = 1.5; ctx.stroke();
-  }
 }

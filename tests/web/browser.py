@@ -81,13 +81,13 @@ def until(fn, what, timeout=30.0, every=0.1):
 class Solad:
     """A solad on 127.0.0.1 (port 0 = any free one; restart() keeps the port)."""
 
-    def __init__(self, bin_dir, tmp, art, token=None, extra=()):
+    def __init__(self, bin_dir, tmp, art, token=None, extra=(), log='solad.log'):
         self.bin = bin_dir
         self.tmp = tmp
         self.token = token
         self.extra = list(extra)
         self.data = os.path.join(tmp, 'data')
-        self.log = open(os.path.join(art, 'solad.log'), 'ab')
+        self.log = open(os.path.join(art, log), 'wb')
         self.p = None
         self.url = None
         if token:
@@ -159,6 +159,16 @@ class Solad:
         except urllib.error.HTTPError as e:
             raise RuntimeError(f'{method} {path}: {e.code} {e.read()[:300]!r}') from None
         return json.loads(t) if t else {}
+
+    def requests(self, exclude=r'route="/metrics"'):
+        """Requests solad has answered so far (all routes but /metrics), by its own count."""
+        with urllib.request.urlopen(self.url + '/metrics', timeout=10) as r:
+            text = r.read().decode()
+        total = 0
+        for line in text.splitlines():
+            if line.startswith('solad_http_requests_total{') and not re.search(exclude, line):
+                total += int(float(line.rsplit(' ', 1)[1]))
+        return total
 
     def metric(self, name_re):
         """Sum of the /metrics samples whose name{labels} matches name_re."""
@@ -268,6 +278,18 @@ class Browser:
         png = self.d.execute_cdp_cmd('Page.captureScreenshot', opts)['data']
         with open(os.path.join(self.art, f'{name}.png'), 'wb') as f:
             f.write(base64.b64decode(png))
+
+    def on_new_document(self, script):
+        """Runs script in every page before the page's own (CDP; not subject to its CSP)."""
+        self.d.execute_cdp_cmd('Page.addScriptToEvaluateOnNewDocument', {'source': script})
+
+    def module(self, name, body, *args):
+        """Imports /static/NAME in the page and runs body (JS statements over the module
+        `m` and `args`, ending in a return): the page's own functions, in its browser."""
+        return self.d.execute_async_script(
+            'const done = arguments[arguments.length - 1], args = [...arguments].slice(0, -1);'
+            f'import("/static/{name}").then((m) => {{ {body} }})'
+            '.then(done, (e) => done({error: String(e && e.stack || e)}));', *args)
 
     def errors(self):
         """Console errors (and uncaught exceptions) since the last call, accumulated."""
