@@ -4,10 +4,11 @@
 // job in plain words, and the actions (cancel, resume, activate, download, TSM
 // viewer, run again).
 //
-// Not flooding the daemon: progress events are applied as deltas (each carries the
-// epochs it completed); when events skipped epochs the curve keeps the ones it got
-// and the page fetches the whole record at most once per RESYNC_MS, one request at
-// a time. Drawing is coalesced to one frame.
+// Not flooding the daemon: progress events are applied as deltas (`loss_from` +
+// `losses`, docs/jobs.md: every epoch reaches the page without a GET); from a daemon
+// that sends only the last epoch's loss, skipped epochs are filled by one GET of the
+// record at most every RESYNC_MS, one at a time. The page redraws a running job at
+// most every LIVE_MS.
 import { request, showError, outcome, onNet } from './api.js';
 import { h, table, badge, duration, when, nameProblem, confirmDialog, stripPaths } from './dom.js';
 import { LossChart, PALETTE, fmtLoss } from './chart.js';
@@ -449,7 +450,13 @@ export function jobView(id) {
   function onState(j, mark, ours) {
     const stale = mark !== undefined && mark < evCount;
     const regress = job && TERMINAL.has(job.state) && !TERMINAL.has(j.state);
-    if (Array.isArray(j.loss_history)) mergeHistory(j.loss_history);
+    if (Array.isArray(j.loss_history)) {
+      // a resumed run went back to its checkpoint: its record is the curve now;
+      // otherwise a record only fills in (a lagging one never shrinks the curve)
+      if (!stale && !regress && job && (j.runs || 0) > (job.runs || 0) && j.loss_history.length < history.length)
+        truncate(j.loss_history.length);
+      mergeHistory(j.loss_history);
+    }
     if ((stale && !ours) || regress) { schedule(); return; }
     const before = job && job.state;
     job = j;
@@ -469,6 +476,11 @@ export function jobView(id) {
   function mergeHistory(full) {
     for (let i = 0; i < full.length; i++) setLoss(i, full[i]); // newer deltas beyond it kept
   }
+  function truncate(n) {
+    history.length = n;
+    known = 0;
+    for (const v of history) if (v !== undefined) known++;
+  }
 
   // A progress event: its epochs' losses are added (a delta), the rest of the job
   // record updated. Missing epochs are fetched later, once (resync).
@@ -477,12 +489,15 @@ export function jobView(id) {
     if (TERMINAL.has(job.state)) return;
     const { losses, epoch_loss: one, epochs_done: done } = p;
     const rest = Object.assign({}, p);
-    delete rest.losses; delete rest.epoch_losses;
+    delete rest.losses;
     Object.assign(job, rest);
-    const batch = Array.isArray(losses) ? losses : Array.isArray(p.epoch_losses) ? p.epoch_losses : null;
-    if (batch && typeof done === 'number') {
-      const first = (p.first_epoch ?? (done - batch.length + 1)) - 1;
-      batch.forEach((y, k) => setLoss(first + k, y));
+    if (Array.isArray(losses) && typeof p.loss_from === 'number') {
+      // docs/jobs.md: losses[i] is epoch loss_from + i + 1; the curve is cut to
+      // loss_from first (a resumed job that went back to its checkpoint)
+      if (history.length > p.loss_from) truncate(p.loss_from);
+      losses.forEach((y, k) => setLoss(p.loss_from + k, y));
+    } else if (Array.isArray(losses) && typeof done === 'number') {
+      losses.forEach((y, k) => setLoss(done - losses.length + k, y));
     } else if (typeof one === 'number' && typeof done === 'number' && done >= 1) {
       setLoss(done - 1, one);
     }

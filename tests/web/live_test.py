@@ -67,7 +67,9 @@ def main(c, tmp):
     sola = os.path.join(BIN, 'sola')
     subprocess.run([sola, 'synth', '-o', os.path.join(tmp, 'tiny'), '--videos', '4', '--dim', '8', '--length', '40',
                     '--seed', '2'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sd = B.Solad(BIN, tmp, ART, extra=['--job-queue', '8'], log='solad-live.log')
+    helptext = subprocess.run([os.path.join(BIN, 'solad'), '--help'], capture_output=True, text=True).stdout
+    extra = ['--job-queue', '8'] + (['--allow-nonfinite'] if '--allow-nonfinite' in helptext else [])
+    sd = B.Solad(BIN, tmp, ART, extra=extra, log='solad-live.log')
     url = sd.start()
     upload_dir(sd, 'tiny', os.path.join(tmp, 'tiny', 'features'))
     b = B.Browser(tmp, ART)

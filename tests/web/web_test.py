@@ -382,7 +382,9 @@ def main(c, tmp):
         b.keys('#tsm-refined', '\ue014')
         time.sleep(0.05)
         c.check(b.el('#tsm-refined').get_attribute('data-cursor') == f'{i},{min(T - 1, j + 1)}', 'an arrow key moves it')
-        b.fill('#tsm-spf', '')
+        b.js("const e = document.getElementById('tsm-spf'); e.value = ''; e.dispatchEvent(new Event('input'))")
+        time.sleep(0.1)
+        c.check(b.el('.axis-x').get_attribute('data-ticks') == ' '.join(xt), 'emptied, the axes are in frames again')
         lohi = lambda: b.js("return ['#tsm-raw', '#tsm-refined'].map(s => [document.querySelector(s).dataset.lo, document.querySelector(s).dataset.hi].map(Number))")  # noqa: E731
         per = lohi()
         c.check(per[0] != per[1], f'each map has its own colour scale by default (raw {per[0]}, refined {per[1]})')
