@@ -17,6 +17,7 @@
 #ifndef SOLA_API_H
 #define SOLA_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,9 +97,23 @@ typedef struct api_response {
     size_t len;
     long frames;             /* snippets refined for this reply (metrics) */
     api_stream *stream;      /* instead of body (owned; closed by api_response_clear) */
+    /* Bytes of the process's memory budget (api_mem_reserve) that the body holds; the
+     * server gives them back once the reply has been sent. 0 = nothing reserved (the
+     * server then counts the body's length itself). */
+    size_t charged;
+    /* Set by the server before a work item runs (NULL = never): nonzero once the
+     * client has gone away, so the work may stop early (api_cancelled). */
+    const atomic_int *cancel;
 } api_response;
 
-/* Frees the body (closes the stream) and resets to status 0. */
+/* 1 once the client of this reply has gone away (the work may stop). */
+static inline int api_cancelled(const api_response *rs)
+{
+    return rs->cancel && atomic_load_explicit(rs->cancel, memory_order_relaxed);
+}
+
+/* Frees the body (closes the stream) and resets to status 0 (keeps `cancel`; resets
+ * `charged`: a caller holding a reservation gives it back first). */
 void api_response_clear(api_response *rs);
 /* Adds a header (silently dropped past API_MAX_HEADERS; values truncated). */
 void api_set_header(api_response *rs, const char *name, const char *fmt, ...)
@@ -175,6 +190,16 @@ typedef struct api_backend {
      * bit-identical to sola_refine_batch. NULL: handlers call sola_refine_batch. */
     int (*refine)(void *self, const sola_model *m, const float *x, const int *lens, int n,
                   float *y, sola_ws *ws, sola_err *e);
+
+    /* Any thread: the memory budget (server/budget.h). take: 0, or -1 when n bytes do
+     * not fit now; force: count memory that already exists; give: return bytes taken
+     * or forced. NULL: no budget (everything fits). */
+    int (*mem_take)(void *self, size_t n);
+    void (*mem_force)(void *self, size_t n);
+    void (*mem_give)(void *self, size_t n);
+    /* Worker thread: runs fn(arg) on a compute thread (as few at once as --workers),
+     * blocking until done; 0 or SOLA_E*. NULL: fn runs on the calling thread. */
+    int (*compute)(void *self, void (*fn)(void *arg), void *arg, sola_err *e);
 } api_backend;
 
 typedef struct api_ctx {
@@ -182,6 +207,10 @@ typedef struct api_ctx {
     void *self;
     size_t max_body;    /* bytes */
     int max_frames;     /* T limit of one sequence */
+    int max_tsm_frames; /* T limit of a TSM (T x T floats); 0 = API_TSM_MAX_T */
+    size_t max_reply;   /* bytes of one reply (a TSM's JSON is refused past it); 0 = none */
+    size_t max_inflight; /* the memory budget's size, for messages (0: unknown) */
+    int allow_nonfinite; /* NaN/Inf in feature values accepted (else 400) */
     const char *data_dir; /* NULL: none */
     const char *token;  /* NULL: no auth */
     const struct api_jobs_backend *jobs; /* training jobs (api/train.h); NULL: none */
@@ -242,6 +271,17 @@ int api_mt_parse(const char *ctype);
  * is acceptable (406). */
 int api_negotiate(const char *accept, const int *cands, int ncand);
 
+/* The default T limit of a TSM: 4096^2 floats = 64 MB. */
+#define API_TSM_MAX_T 4096
+
+/* Reserves n bytes of the memory budget for `what` ("the reply", ...): 0, or -1 with
+ * rs filled: 413 when n exceeds the whole budget, 503 + Retry-After when it does not
+ * fit now. Give the bytes back with api_mem_give. */
+int api_mem_reserve(const api_ctx *ctx, size_t n, const char *what, api_response *rs);
+void api_mem_give(const api_ctx *ctx, size_t n);
+/* Counts n bytes that already exist (a parsed copy); give back with api_mem_give. */
+void api_mem_force(const api_ctx *ctx, size_t n);
+
 /* Constant-time comparison of two byte strings (time depends only on lengths). */
 int api_ct_equal(const char *a, size_t na, const char *b, size_t nb);
 
@@ -275,6 +315,9 @@ void api_buf_free(api_buf *b);
 int api_fmt_float(float v, char *out);
 /* JSON nested arrays of a [d0, d1] or [d0, d1, d2] float tensor. */
 int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape);
+/* The same, checking *cancel (may be NULL) at every row: SOLA_ECANCEL once it is set. */
+int api_buf_json_floats_c(api_buf *b, const float *data, int ndim, const int64_t *shape,
+                          const atomic_int *cancel);
 
 /* Decimal JSON number text (n bytes, already validated as JSON) to the correctly
  * rounded float32, for the common cases; returns 0 when the caller must use strtof. */

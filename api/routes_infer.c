@@ -5,7 +5,16 @@
  * .npy), resolves the model, checks shapes, computes and encodes the reply: every step
  * that grows with T*C happens off the loop. The model reference is taken and dropped
  * on the worker, around the compute and the encoding, so an activation in between
- * never changes the model under a request. */
+ * never changes the model under a request.
+ *
+ * Memory: every array and reply a request builds is reserved from the process's
+ * budget (api_mem_reserve) before it is allocated, sized from the .npy header or the
+ * parsed shape; a reply larger than ctx->max_reply, or a TSM longer than
+ * ctx->max_tsm_frames, is refused (413) before anything is computed. TSMs and their
+ * encoding run on the compute threads (be->compute), so only --workers of them are
+ * built at once however many requests wait. A client that goes away stops the work
+ * at the next check (api_cancelled). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +26,6 @@
 #include "npz.h"
 #include "refine.h"
 #include "routes.h"
-
-/* T*T floats per TSM: 4096^2 * 4 B = 64 MB is the most one reply may hold. */
-#define API_TSM_MAX_T 4096
 
 enum { K_REFINE, K_TSM };
 enum { TSM_REFINED = 1, TSM_RAW = 2 };
@@ -234,7 +240,7 @@ static int json_options(infer *st, json_t *rest, sola_err *e)
             if (json_is_null(v))
                 continue;
             if (json_is_integer(v) && json_integer_value(v) > 0 &&
-                json_integer_value(v) <= INT32_MAX)
+                json_integer_value(v) <= API_MAX_VERSION)
                 st->version = (int)json_integer_value(v);
             else if (!json_is_string(v) ||
                      api_parse_version("\"version\"", json_string_value(v), &st->version, e))
@@ -278,41 +284,153 @@ static int alloc_like(sola_array *a, int ndim, const int64_t *shape, sola_err *e
     return 0;
 }
 
-/* TSMs of every sequence of y into S ([T,T] or [B,T,T], shaped like y). */
-static int tsm_all(const sola_array *y, sola_array *S, sola_err *e)
+/* TSMs of every sequence of y into S ([T,T] or [B,T,T], shaped like y). With into
+ * != NULL, S->data is that buffer (room for B*T*T floats) instead of a new one. */
+static int tsm_all(const sola_array *y, sola_array *S, float *into, sola_err *e)
 {
     int64_t B, T, C;
     dims(y, &B, &T, &C);
     int64_t sh[3] = {B, T, T};
-    int rc = y->ndim == 3 ? alloc_like(S, 3, sh, e) : alloc_like(S, 2, sh + 1, e);
+    int rc = 0;
+    if (into) {
+        S->data = into;
+        S->ndim = y->ndim;
+        memcpy(S->shape, y->ndim == 3 ? sh : sh + 1, sizeof(int64_t) * (size_t)y->ndim);
+    } else {
+        rc = y->ndim == 3 ? alloc_like(S, 3, sh, e) : alloc_like(S, 2, sh + 1, e);
+    }
     for (int64_t b = 0; !rc && b < B; b++)
         rc = sola_tsm(y->data + b * T * C, (int)T, (int)C, S->data + b * T * T, e);
     return rc;
 }
 
-static void encode_json(api_response *rs, const char *mname, int mver, const sola_array *y,
-                        const sola_array *S, const sola_array *Sraw)
+/* ---- sizes, decided before anything is allocated ------------------------------ */
+
+/* Upper bound of one number in our JSON (api_fmt_float: 16 chars) and its comma. */
+#define JSON_NUMBER_MAX 17
+
+typedef struct sizes {
+    size_t y;      /* refined features held apart from the reply (0: none, or in it) */
+    size_t maps;   /* the TSM arrays */
+    size_t reply;  /* the encoded reply, an upper bound */
+    int in_place;  /* .npy refine: the features are computed into the reply itself */
+} sizes;
+
+static int tsm_limit(const api_ctx *ctx)
 {
+    return ctx->max_tsm_frames > 0 ? ctx->max_tsm_frames : API_TSM_MAX_T;
+}
+
+/* What a request of shape [B, T, C] will build; 0, or SOLA_ETOOBIG with a message when
+ * a limit says no (T, the TSM's T, the reply's size). */
+static int plan_sizes(const infer *st, int tsm, int64_t B, int64_t T, int64_t C, sizes *z,
+                      sola_err *e)
+{
+    const api_ctx *ctx = st->ctx;
+    memset(z, 0, sizeof *z);
+    if (T > ctx->max_frames)
+        return sola_errf(e, SOLA_ETOOBIG,
+                         "sequence of T=%lld snippets exceeds this server's limit of %d "
+                         "(--max-frames)",
+                         (long long)T, ctx->max_frames);
+    if (tsm && T > tsm_limit(ctx))
+        return sola_errf(e, SOLA_ETOOBIG,
+                         "a TSM of T=%lld is %lld x %lld floats; this server's limit is "
+                         "T=%d (--max-tsm-frames)",
+                         (long long)T, (long long)T, (long long)T, tsm_limit(ctx));
+    /* every factor is below 2^24 here (limits above), so these do not overflow */
+    double feat = st->kind == K_REFINE ? (double)B * T * C : 0;
+    double one = (double)B * T * T;
+    int nmaps = !!(tsm & TSM_REFINED) + !!(tsm & TSM_RAW);
+    double nums = feat + one * nmaps, rows = (double)B * T * (1 + nmaps);
+    int need_model = st->kind == K_REFINE || (tsm & TSM_REFINED);
+    double y = need_model ? (double)B * T * C * 4 : 0, reply = 0;
+    switch (st->out_mt) {
+    case API_MT_JSON: reply = nums * JSON_NUMBER_MAX + rows * 4 + 512; break;
+    case API_MT_NPY: reply = nums * 4 + 192; break;
+    case API_MT_NPZ: reply = nums * 4 + 1024; break;
+    case API_MT_PNG: {
+        double cell = T >= 256 ? 1 : (double)(256 / T), side = (double)T * cell;
+        double width = nmaps * side + nmaps * 8 + 16;
+        reply = side * (width * 3 + 1) * 1.01 + 65536; /* stored deflate at worst */
+        break;
+    }
+    }
+    if (st->kind == K_REFINE && st->out_mt == API_MT_NPY) {
+        z->in_place = 1;
+        y = 0;
+    }
+    if (ctx->max_reply && reply > (double)ctx->max_reply)
+        return sola_errf(e, SOLA_ETOOBIG,
+                         "the reply would be up to %.0f MiB as %s, more than this server's "
+                         "limit of %.0f MiB (--max-body)%s",
+                         reply / 1048576.0, api_mt_name(st->out_mt),
+                         (double)ctx->max_reply / 1048576.0,
+                         st->out_mt == API_MT_JSON && nmaps
+                             ? ": ask for the TSM as application/x-npy (4 bytes a value) or "
+                               "image/png"
+                             : "");
+    if (y + one * 4 * nmaps + reply > (double)SIZE_MAX / 2)
+        return sola_errf(e, SOLA_ETOOBIG, "result too large");
+    z->y = (size_t)y;
+    /* a /tsm .npy reply is its one map, computed in place */
+    z->maps = st->kind == K_TSM && st->out_mt == API_MT_NPY ? 0 : (size_t)(one * 4 * nmaps);
+    z->reply = (size_t)reply;
+    return 0;
+}
+
+/* ---- the run ----------------------------------------------------------------- */
+
+typedef struct run {
+    infer *st;
+    api_response *rs;
+    sola_err e;
+    int rc;
+    sola_array x, y, S, Sraw;
+    char *reply;        /* .npy refine: y lives inside it (owned until handed over) */
+    size_t reply_len;
+    sizes z;
+    api_model *ref;
+    const char *mname;
+    int mver;
+} run;
+
+static void encode_json(run *u, const sola_array *y, const sola_array *S,
+                        const sola_array *Sraw)
+{
+    api_response *rs = u->rs;
     api_buf b = {0};
+    /* the bound was reserved: one allocation, grown into, never doubled */
+    if (api_buf_reserve(&b, u->z.reply)) {
+        api_error(rs, 503, "out of memory while encoding the reply");
+        return;
+    }
     const char *sep = "{";
-    if (mname) {
+    if (u->mname) {
         api_buf_puts(&b, "{\"model\":");
-        api_buf_json_str(&b, mname);
-        api_buf_printf(&b, ",\"version\":%d", mver);
+        api_buf_json_str(&b, u->mname);
+        api_buf_printf(&b, ",\"version\":%d", u->mver);
         sep = ",";
     }
     const struct {
         const char *key;
         const sola_array *a;
     } members[3] = {{"features", y}, {"tsm", S}, {"tsm_raw", Sraw}};
-    for (int i = 0; i < 3; i++) {
+    int rc = 0;
+    for (int i = 0; i < 3 && !rc; i++) {
         if (!members[i].a)
             continue;
         api_buf_printf(&b, "%s\"%s\":", sep, members[i].key);
-        api_buf_json_floats(&b, members[i].a->data, members[i].a->ndim, members[i].a->shape);
+        rc = api_buf_json_floats_c(&b, members[i].a->data, members[i].a->ndim,
+                                   members[i].a->shape, rs->cancel);
         sep = ",";
     }
     api_buf_puts(&b, "}\n");
+    if (rc == SOLA_ECANCEL) {
+        api_buf_free(&b);
+        api_error(rs, 503, "the client went away");
+        return;
+    }
     if (b.failed) {
         api_buf_free(&b);
         api_error(rs, 503, "out of memory while encoding the reply");
@@ -321,162 +439,76 @@ static void encode_json(api_response *rs, const char *mname, int mver, const sol
     api_take_body(rs, 200, "application/json", b.p, b.len);
 }
 
-static void infer_run(void *state, sola_ws *ws, api_response *rs)
+/* The TSMs and the encoding (a compute thread when they are TSMs). Reserves the maps
+ * and the reply, builds them, gives back what the reply does not hold. */
+static void finish(void *arg)
 {
-    infer *st = state;
+    run *u = arg;
+    infer *st = u->st;
     const api_ctx *ctx = st->ctx;
-    sola_err e = {0};
-    sola_array x = {0}, y = {0}, S = {0}, Sraw = {0};
-    json_t *rest = NULL; /* new reference from the JSON parser */
-    int x_borrowed = 0;  /* x.data points into the request body */
-    char *reply = NULL;  /* .npy reply that y is computed into (owned until handed over) */
-    size_t reply_len = 0;
-    api_model *ref = NULL;
-    const sola_model *m = NULL;
+    api_response *rs = u->rs;
+    if (api_cancelled(rs)) {
+        api_error(rs, 503, "the client went away");
+        return;
+    }
+    size_t hold = u->z.maps + (u->z.in_place ? 0 : u->z.reply);
+    if (api_mem_reserve(ctx, hold, "this reply", rs))
+        return;
+    sola_err *e = &u->e;
     int rc = 0;
-
-    if (st->item_path)
-        rc = sola_npy_load(st->item_path, 0, &x, &e);
-    else if (st->in_mt == API_MT_JSON)
-        rc = api_parse_features_json(st->body, st->len, &x, &rest, &e);
-    else if (npy_view(st->body, st->len, &x))
-        x_borrowed = 1; /* already float32 in place: no copy of a body of megabytes */
-    else
-        rc = sola_npy_parse(st->body, st->len, "request body", 0, &x, &e);
-    if (rc) {
-        /* 415 is about the Content-Type; an .npy whose contents we cannot use (dtype,
-         * version) is a bad body */
-        if (rc == SOLA_EUNSUP)
-            e.code = SOLA_EFORMAT;
-        if (st->item_path && rc == SOLA_ENOTFOUND)
-            sola_errf(&e, SOLA_ENOTFOUND, "no such dataset item (%s)",
-                      strstr(st->item_path, "/datasets/") + 1);
-        goto fail;
+    char *npy = NULL; /* /tsm as .npy: the one map is computed into the reply itself */
+    size_t npy_len = 0, hl = 0;
+    if (st->kind == K_TSM && st->out_mt == API_MT_NPY) {
+        const sola_array *src = (st->tsm & TSM_REFINED) ? &u->y : &u->x;
+        int64_t B, T, C, sh[3];
+        dims(src, &B, &T, &C);
+        sh[0] = B;
+        sh[src->ndim - 2] = T;
+        sh[src->ndim - 1] = T;
+        char hdr[192];
+        hl = api_npy_header(src->ndim, sh, hdr);
+        npy_len = hl + (size_t)(B * T * T) * sizeof(float);
+        if (!(npy = malloc(npy_len))) {
+            rc = sola_errf(e, SOLA_ENOMEM, "out of memory for the reply");
+            goto fail;
+        }
+        memcpy(npy, hdr, hl);
     }
-    if (rest && (rc = json_options(st, rest, &e)))
+    float *into = npy ? (float *)(void *)(npy + hl) : NULL;
+    if ((st->tsm & TSM_REFINED) && (rc = tsm_all(&u->y, &u->S, into, e)))
         goto fail;
-    if (st->tsm < 0)
-        st->tsm = st->kind == K_TSM ? TSM_REFINED : 0;
-    if (st->kind == K_TSM && st->tsm == 0) {
-        rc = sola_errf(&e, SOLA_EINVAL, "tsm=none leaves /tsm nothing to return");
+    if ((st->tsm & TSM_RAW) && (rc = tsm_all(&u->x, &u->Sraw, into, e)))
         goto fail;
-    }
-
-    /* shapes and limits */
-    if (x.ndim != 2 && x.ndim != 3) {
-        rc = sola_errf(&e, SOLA_ESHAPE,
-                       "features have %d dimension%s: expected [T, C] or [B, T, C]", x.ndim,
-                       x.ndim == 1 ? "" : "s");
-        goto fail;
-    }
-    int64_t B, T, C;
-    dims(&x, &B, &T, &C);
-    if (B < 1 || T < 1 || C < 1) {
-        rc = sola_errf(&e, SOLA_ESHAPE, "features are empty (shape has a zero)");
-        goto fail;
-    }
-    if (T > ctx->max_frames) {
-        rc = sola_errf(&e, SOLA_ETOOBIG,
-                       "sequence of T=%lld snippets exceeds this server's limit of %d "
-                       "(--max-frames)",
-                       (long long)T, ctx->max_frames);
-        goto fail;
-    }
-    if (st->tsm && T > API_TSM_MAX_T) {
-        rc = sola_errf(&e, SOLA_ETOOBIG,
-                       "a TSM of T=%lld is %lld x %lld floats; the limit is T=%d", (long long)T,
-                       (long long)T, (long long)T, API_TSM_MAX_T);
-        goto fail;
-    }
-
-    /* does the reply format carry what was asked for? */
-    int nout = (st->kind == K_REFINE) + !!(st->tsm & TSM_REFINED) + !!(st->tsm & TSM_RAW);
-    if (st->out_mt == API_MT_NPY && nout > 1) {
-        api_error(rs, 406,
-                  "a .npy reply holds one array but %s asked for %d (features/tsm/tsm_raw): "
-                  "send Accept: application/x-npz or application/json",
-                  st->kind == K_REFINE ? "this /refine" : "tsm=both", nout);
+    if (npy) {
+        u->S.data = u->Sraw.data = NULL; /* they live in the reply */
+        api_take_body(rs, 200, "application/x-npy", npy, npy_len);
+        npy = NULL;
         goto out;
     }
-    if (st->out_mt == API_MT_PNG && B != 1) {
-        rc = sola_errf(&e, SOLA_ESHAPE, "a PNG heatmap shows one sequence; got a batch of %lld",
-                       (long long)B);
-        goto fail;
+    if (api_cancelled(rs)) {
+        api_error(rs, 503, "the client went away");
+        goto out;
     }
-
-    int need_model = st->kind == K_REFINE || (st->tsm & TSM_REFINED);
-    if (need_model) {
-        if ((rc = ctx->be->model_acquire(ctx->self, st->model[0] ? st->model : NULL,
-                                         st->version, &ref, &e)))
-            goto fail;
-        if (!(m = ctx->be->model_get(ctx->self, ref, &e))) {
-            rc = e.code ? e.code : SOLA_EIO;
-            goto fail;
-        }
-        if (C != m->C) {
-            rc = sola_errf(&e, SOLA_ESHAPE,
-                           "features have C=%lld channels but model %s version %d expects "
-                           "C=%d",
-                           (long long)C, ctx->be->model_name(ref), ctx->be->model_version(ref),
-                           m->C);
-            goto fail;
-        }
-        if (st->kind == K_REFINE && st->out_mt == API_MT_NPY) {
-            /* compute straight into the reply: header, then the floats */
-            char hdr[192];
-            size_t hl = api_npy_header(x.ndim, x.shape, hdr), nb;
-            if (sola_mul_size(sola_array_numel(&x), sizeof(float), &nb) ||
-                sola_add_size(nb, hl, &reply_len) || !(reply = malloc(reply_len))) {
-                rc = sola_errf(&e, SOLA_ENOMEM, "out of memory for the reply");
-                goto fail;
-            }
-            memcpy(reply, hdr, hl);
-            y.data = (float *)(void *)(reply + hl);
-            y.ndim = x.ndim;
-            memcpy(y.shape, x.shape, sizeof x.shape);
-        } else if ((rc = alloc_like(&y, x.ndim, x.shape, &e))) {
-            goto fail;
-        }
-        /* a batch goes through as one pass (bigger GEMMs), with each sequence zero-padded
-         * on its own: the same result as B separate refines */
-        int *lens = malloc(sizeof(int) * (size_t)B);
-        if (!lens) {
-            rc = sola_errf(&e, SOLA_ENOMEM, "out of memory");
-            goto fail;
-        }
-        for (int64_t b = 0; b < B; b++)
-            lens[b] = (int)T;
-        rc = api_refine(ctx, m, x.data, lens, (int)B, y.data, ws, &e);
-        free(lens);
-        if (rc)
-            goto fail;
-        rs->frames = (long)(B * T);
-    }
-    if ((st->tsm & TSM_REFINED) && (rc = tsm_all(&y, &S, &e)))
-        goto fail;
-    if ((st->tsm & TSM_RAW) && (rc = tsm_all(&x, &Sraw, &e)))
-        goto fail;
-
-    const char *mname = ref ? ctx->be->model_name(ref) : NULL;
-    int mver = ref ? ctx->be->model_version(ref) : 0;
-    const sola_array *yo = st->kind == K_REFINE ? &y : NULL;
-    const sola_array *so = (st->tsm & TSM_REFINED) ? &S : NULL;
-    const sola_array *ro = (st->tsm & TSM_RAW) ? &Sraw : NULL;
+    const sola_array *yo = st->kind == K_REFINE ? &u->y : NULL;
+    const sola_array *so = (st->tsm & TSM_REFINED) ? &u->S : NULL;
+    const sola_array *ro = (st->tsm & TSM_RAW) ? &u->Sraw : NULL;
     void *buf = NULL;
     size_t len = 0;
+    int64_t B, T, C;
+    dims(&u->x, &B, &T, &C);
     switch (st->out_mt) {
     case API_MT_JSON:
-        encode_json(rs, mname, mver, yo, so, ro);
+        encode_json(u, yo, so, ro);
         break;
     case API_MT_NPY: {
-        if (reply) {
-            api_take_body(rs, 200, "application/x-npy", reply, reply_len);
-            reply = NULL;
-            y.data = NULL; /* lived inside the reply */
+        if (u->reply) {
+            api_take_body(rs, 200, "application/x-npy", u->reply, u->reply_len);
+            u->reply = NULL;
+            u->y.data = NULL; /* lived inside the reply */
             break;
         }
         const sola_array *one = yo ? yo : so ? so : ro;
-        if ((rc = sola_npy_encode(one->data, one->ndim, one->shape, &buf, &len, &e)))
+        if ((rc = sola_npy_encode(one->data, one->ndim, one->shape, &buf, &len, e)))
             goto fail;
         api_take_body(rs, 200, "application/x-npy", buf, len);
         break;
@@ -497,7 +529,7 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
             names[n] = "tsm_raw";
             arr[n++] = *ro;
         }
-        if ((rc = sola_npz_encode(names, arr, n, 0, &buf, &len, &e)))
+        if ((rc = sola_npz_encode(names, arr, n, 0, &buf, &len, e)))
             goto fail;
         api_take_body(rs, 200, "application/x-npz", buf, len);
         break;
@@ -509,7 +541,7 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
             maps[n++] = ro->data; /* before (raw) on the left, after (refined) right */
         if (so)
             maps[n++] = so->data;
-        if ((rc = sola_heatmap_png(maps, n, (int)T, &buf, &len, &e)))
+        if ((rc = sola_heatmap_png(maps, n, (int)T, &buf, &len, e)))
             goto fail;
         api_take_body(rs, 200, "image/png", buf, len);
         break;
@@ -518,28 +550,251 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
         api_error(rs, 500, "internal error: no reply format");
         goto out;
     }
-    if (ref) {
-        api_set_header(rs, "X-Model", "%s", mname);
-        api_set_header(rs, "X-Model-Version", "%d", mver);
+    goto out;
+fail:
+    api_error_from(rs, e);
+out:
+    if (npy) {
+        free(npy);
+        u->S.data = u->Sraw.data = NULL;
+    }
+    sola_array_free(&u->S);
+    sola_array_free(&u->Sraw);
+    /* the reply keeps what its body holds; the maps and the unused bound go back */
+    size_t keep = !u->z.in_place && rs->status == 200 && rs->body ? rs->len : 0;
+    if (keep > hold)
+        keep = hold;
+    api_mem_give(ctx, hold - keep);
+    rs->charged += keep;
+}
+
+static void run_finish(run *u)
+{
+    const api_ctx *ctx = u->st->ctx;
+    int heavy = u->st->tsm != 0; /* a TSM: T x T, on the compute threads */
+    if (heavy && ctx->be->compute) {
+        int rc = ctx->be->compute(ctx->self, finish, u, &u->e);
+        if (rc)
+            api_error_from(u->rs, &u->e);
+    } else {
+        finish(u);
+    }
+}
+
+/* GET /tsm: the stored item's header first, so that a long item is refused (and a
+ * short one budgeted) before it is read. */
+static int load_item(run *u, size_t *held)
+{
+    infer *st = u->st;
+    const api_ctx *ctx = st->ctx;
+    sola_err *e = &u->e;
+    char hb[SOLA_NPY_MAX_HEADER + 16];
+    FILE *f = fopen(st->item_path, "rb");
+    if (!f)
+        return sola_errf(e, SOLA_ENOTFOUND, "no such dataset item (%s)",
+                         strstr(st->item_path, "/datasets/") + 1);
+    size_t n = fread(hb, 1, sizeof hb, f);
+    fclose(f);
+    sola_npy_info in;
+    const char *shown = strstr(st->item_path, "/datasets/") + 1;
+    if (sola_npy_inspect(hb, n, shown, 0, &in, e))
+        return e->code;
+    if (in.ndim != 2)
+        return sola_errf(e, SOLA_ESHAPE, "%s is not a [T, C] sequence", shown);
+    int tsm = st->tsm < 0 ? TSM_REFINED : st->tsm;
+    if (plan_sizes(st, tsm, 1, in.shape[0], in.shape[1], &u->z, e))
+        return e->code;
+    size_t nb = (size_t)in.shape[0] * (size_t)in.shape[1] * sizeof(float);
+    if (api_mem_reserve(ctx, nb, "loading the item", u->rs))
+        return 1; /* rs filled */
+    *held = nb;
+    int rc = sola_npy_load(st->item_path, ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0,
+                           &u->x, e);
+    if (rc == SOLA_ENOTFOUND)
+        sola_errf(e, SOLA_ENOTFOUND, "no such dataset item (%s)", shown);
+    return rc;
+}
+
+static void infer_run(void *state, sola_ws *ws, api_response *rs)
+{
+    infer *st = state;
+    const api_ctx *ctx = st->ctx;
+    run u = {0};
+    u.st = st;
+    u.rs = rs;
+    sola_err *e = &u.e;
+    json_t *rest = NULL; /* new reference from the JSON parser */
+    int x_borrowed = 0;  /* x.data points into the request body */
+    size_t x_held = 0, y_held = 0; /* budget held for the copy of x and for y */
+    int rc = 0;
+
+    if (st->item_path) {
+        if ((rc = load_item(&u, &x_held)) == 1)
+            goto out; /* rs filled by the budget */
+    } else if (st->in_mt == API_MT_JSON) {
+        rc = api_parse_features_json(st->body, st->len, &u.x, &rest, e);
+    } else if (npy_view(st->body, st->len, &u.x)) {
+        x_borrowed = 1; /* already float32 in place: no copy of a body of megabytes */
+    } else {
+        rc = sola_npy_parse(st->body, st->len, "request body",
+                            ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0, &u.x, e);
+    }
+    if (rc) {
+        /* 415 is about the Content-Type; an .npy whose contents we cannot use (dtype,
+         * version) is a bad body */
+        if (rc == SOLA_EUNSUP)
+            e->code = SOLA_EFORMAT;
+        goto fail;
+    }
+    if (!x_borrowed && !x_held && u.x.data) {
+        x_held = sola_array_numel(&u.x) * sizeof(float); /* the parsed copy exists */
+        api_mem_force(ctx, x_held);
+    }
+    if (rest && (rc = json_options(st, rest, e)))
+        goto fail;
+    if (st->tsm < 0)
+        st->tsm = st->kind == K_TSM ? TSM_REFINED : 0;
+    if (st->kind == K_TSM && st->tsm == 0) {
+        rc = sola_errf(e, SOLA_EINVAL, "tsm=none leaves /tsm nothing to return");
+        goto fail;
+    }
+
+    /* shapes and limits */
+    if (u.x.ndim != 2 && u.x.ndim != 3) {
+        rc = sola_errf(e, SOLA_ESHAPE,
+                       "features have %d dimension%s: expected [T, C] or [B, T, C]", u.x.ndim,
+                       u.x.ndim == 1 ? "" : "s");
+        goto fail;
+    }
+    int64_t B, T, C;
+    dims(&u.x, &B, &T, &C);
+    if (B < 1 || T < 1 || C < 1) {
+        rc = sola_errf(e, SOLA_ESHAPE, "features are empty (shape has a zero)");
+        goto fail;
+    }
+    if ((rc = plan_sizes(st, st->tsm, B, T, C, &u.z, e)))
+        goto fail;
+    if (!ctx->allow_nonfinite) {
+        size_t n = sola_array_numel(&u.x), bad = sola_first_nonfinite(u.x.data, n);
+        if (bad < n) {
+            rc = sola_errf(e, SOLA_EFORMAT,
+                           "features[%zu][%zu] is %s: feature values must be finite (this "
+                           "server refuses NaN and Inf; see --allow-nonfinite)",
+                           bad / (size_t)C, bad % (size_t)C,
+                           isnan(u.x.data[bad]) ? "NaN" : "infinite");
+            goto fail;
+        }
+    }
+
+    /* does the reply format carry what was asked for? */
+    int nout = (st->kind == K_REFINE) + !!(st->tsm & TSM_REFINED) + !!(st->tsm & TSM_RAW);
+    if (st->out_mt == API_MT_NPY && nout > 1) {
+        api_error(rs, 406,
+                  "a .npy reply holds one array but %s asked for %d (features/tsm/tsm_raw): "
+                  "send Accept: application/x-npz or application/json",
+                  st->kind == K_REFINE ? "this /refine" : "tsm=both", nout);
+        goto out;
+    }
+    if (st->out_mt == API_MT_PNG && B != 1) {
+        rc = sola_errf(e, SOLA_ESHAPE, "a PNG heatmap shows one sequence; got a batch of %lld",
+                       (long long)B);
+        goto fail;
+    }
+
+    int need_model = st->kind == K_REFINE || (st->tsm & TSM_REFINED);
+    if (need_model) {
+        if ((rc = ctx->be->model_acquire(ctx->self, st->model[0] ? st->model : NULL,
+                                         st->version, &u.ref, e)))
+            goto fail;
+        const sola_model *m = ctx->be->model_get(ctx->self, u.ref, e);
+        if (!m) {
+            rc = e->code ? e->code : SOLA_EIO;
+            goto fail;
+        }
+        if (C != m->C) {
+            rc = sola_errf(e, SOLA_ESHAPE,
+                           "features have C=%lld channels but model %s version %d expects "
+                           "C=%d",
+                           (long long)C, ctx->be->model_name(u.ref),
+                           ctx->be->model_version(u.ref), m->C);
+            goto fail;
+        }
+        if (u.z.in_place) {
+            /* compute straight into the reply: header, then the floats */
+            char hdr[192];
+            size_t hl = api_npy_header(u.x.ndim, u.x.shape, hdr), nb;
+            if (sola_mul_size(sola_array_numel(&u.x), sizeof(float), &nb) ||
+                sola_add_size(nb, hl, &u.reply_len)) {
+                rc = sola_errf(e, SOLA_ETOOBIG, "result too large");
+                goto fail;
+            }
+            if (api_mem_reserve(ctx, u.reply_len, "the reply", rs))
+                goto out;
+            y_held = u.reply_len;
+            if (!(u.reply = malloc(u.reply_len))) {
+                rc = sola_errf(e, SOLA_ENOMEM, "out of memory for the reply");
+                goto fail;
+            }
+            memcpy(u.reply, hdr, hl);
+            u.y.data = (float *)(void *)(u.reply + hl);
+            u.y.ndim = u.x.ndim;
+            memcpy(u.y.shape, u.x.shape, sizeof u.x.shape);
+        } else {
+            if (api_mem_reserve(ctx, u.z.y, "the refined features", rs))
+                goto out;
+            y_held = u.z.y;
+            if ((rc = alloc_like(&u.y, u.x.ndim, u.x.shape, e)))
+                goto fail;
+        }
+        if (api_cancelled(rs)) {
+            api_error(rs, 503, "the client went away");
+            goto out;
+        }
+        /* a batch goes through as one pass (bigger GEMMs), with each sequence zero-padded
+         * on its own: the same result as B separate refines */
+        int *lens = malloc(sizeof(int) * (size_t)B);
+        if (!lens) {
+            rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int64_t b = 0; b < B; b++)
+            lens[b] = (int)T;
+        rc = api_refine(ctx, m, u.x.data, lens, (int)B, u.y.data, ws, e);
+        free(lens);
+        if (rc)
+            goto fail;
+        rs->frames = (long)(B * T);
+        u.mname = ctx->be->model_name(u.ref);
+        u.mver = ctx->be->model_version(u.ref);
+    }
+    run_finish(&u);
+    if (rs->status == 200 && u.ref) {
+        api_set_header(rs, "X-Model", "%s", u.mname);
+        api_set_header(rs, "X-Model-Version", "%d", u.mver);
+    }
+    if (u.z.in_place && !u.reply && rs->status == 200) {
+        rs->charged += y_held; /* the .npy reply is the features' buffer */
+        y_held = 0;
     }
     goto out;
 fail:
-    api_error_from(rs, &e);
+    api_error_from(rs, e);
     (void)rc;
 out:
-    if (ref)
-        ctx->be->model_release(ctx->self, ref);
+    if (u.ref)
+        ctx->be->model_release(ctx->self, u.ref);
     json_decref(rest);
     if (x_borrowed)
-        x.data = NULL;
-    sola_array_free(&x);
-    if (reply) {
-        free(reply);
-        y.data = NULL;
+        u.x.data = NULL;
+    sola_array_free(&u.x);
+    if (u.reply) {
+        free(u.reply);
+        u.y.data = NULL;
     }
-    sola_array_free(&y);
-    sola_array_free(&S);
-    sola_array_free(&Sraw);
+    sola_array_free(&u.y);
+    sola_array_free(&u.S);
+    sola_array_free(&u.Sraw);
+    api_mem_give(ctx, x_held + y_held);
 }
 
 static int defer(int rc, api_work *w)

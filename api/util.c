@@ -40,7 +40,41 @@ void api_response_clear(api_response *rs)
     if (rs->stream)
         rs->stream->close(rs->stream);
     free(rs->body);
+    const atomic_int *cancel = rs->cancel;
     memset(rs, 0, sizeof *rs);
+    rs->cancel = cancel;
+}
+
+int api_mem_reserve(const api_ctx *ctx, size_t n, const char *what, api_response *rs)
+{
+    const api_backend *be = ctx->be;
+    if (!be || !be->mem_take)
+        return 0;
+    if (ctx->max_inflight && n > ctx->max_inflight) {
+        api_error(rs, 413, "%s needs %.1f MiB, more than this server's whole memory budget "
+                           "(--max-inflight-bytes, %.1f MiB)",
+                  what, (double)n / 1048576.0, (double)ctx->max_inflight / 1048576.0);
+        return -1;
+    }
+    if (be->mem_take(ctx->self, n) == 0)
+        return 0;
+    api_error(rs, 503, "busy: %s needs %.1f MiB and the memory budget for requests in "
+                       "progress (--max-inflight-bytes) is taken; retry shortly",
+              what, (double)n / 1048576.0);
+    api_set_header(rs, "Retry-After", "1");
+    return -1;
+}
+
+void api_mem_give(const api_ctx *ctx, size_t n)
+{
+    if (n && ctx->be && ctx->be->mem_give)
+        ctx->be->mem_give(ctx->self, n);
+}
+
+void api_mem_force(const api_ctx *ctx, size_t n)
+{
+    if (n && ctx->be && ctx->be->mem_force)
+        ctx->be->mem_force(ctx->self, n);
 }
 
 void api_set_header(api_response *rs, const char *name, const char *fmt, ...)
@@ -506,6 +540,12 @@ int api_fmt_float(float v, char *out)
 
 int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape)
 {
+    return api_buf_json_floats_c(b, data, ndim, shape, NULL);
+}
+
+int api_buf_json_floats_c(api_buf *b, const float *data, int ndim, const int64_t *shape,
+                          const atomic_int *cancel)
+{
     if (ndim < 1 || ndim > 3)
         return SOLA_EINVAL;
     int64_t d0 = shape[0], d1 = ndim > 1 ? shape[1] : 1, d2 = ndim > 2 ? shape[2] : 1;
@@ -518,6 +558,8 @@ int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *
     if (ndim >= 2)
         api_buf_put(b, "[", 1);
     for (int64_t r = 0; r < rows; r++) {
+        if (cancel && atomic_load_explicit(cancel, memory_order_relaxed))
+            return SOLA_ECANCEL;
         if (r > 0) {
             if (ndim == 3 && r % d1 == 0)
                 api_buf_put(b, "],[", 3);

@@ -90,14 +90,19 @@ static json_t *be_health(void *self)
     srv *s = self;
     double up = (double)(uv_now(s->loop) - s->start_ms) / 1000.0;
     int running = atomic_load(&s->running);
-    json_t *h = json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:s}", "status",
-                     s->draining ? "draining" : "ok", "version", API_VERSION, "uptime_s", up,
-                     "models", reg_nmodels(s->reg), "models_loaded", reg_nloaded(s->reg),
-                     "queue_depth", s->inflight - running > 0 ? s->inflight - running : 0,
-                     "inflight", s->inflight, "requests_in_progress", s->active_reqs,
-                     "workers", s->cfg.workers, "queue_limit",
-                     s->cfg.queue, "blas_threads", s->cfg.threads, "auth", s->token != NULL,
-                     "data_dir", s->cfg.data_dir ? s->cfg.data_dir : "");
+    /* no paths or addresses: /healthz needs no token and says nothing an attacker
+     * could use (where the data lives is the operator's to know) */
+    json_t *h = json_pack("{s:s,s:s,s:f,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:b,s:b}",
+                     "status", s->draining ? "draining" : "ok", "version", API_VERSION,
+                     "uptime_s", up, "models", reg_nmodels(s->reg), "models_loaded",
+                     reg_nloaded(s->reg), "queue_depth",
+                     s->inflight - running > 0 ? s->inflight - running : 0, "inflight",
+                     s->inflight, "admitted", s->admitted, "requests_in_progress",
+                     s->active_reqs, "workers", s->cfg.workers, "queue_limit", s->cfg.queue,
+                     "blas_threads", s->cfg.threads, "inflight_bytes",
+                     (json_int_t)budget_used(&s->mem), "max_inflight_bytes",
+                     (json_int_t)s->mem.max, "auth", s->token != NULL, "data",
+                     s->cfg.data_dir != NULL);
     if (h && s->batcher) { /* how much batching happens: requests per pass */
         batcher_stats b;
         batcher_get_stats(s->batcher, &b);
@@ -135,6 +140,10 @@ static int be_metrics(void *self, char **text, size_t *len)
     int running = atomic_load(&s->running);
     g.queue_depth = s->inflight - running > 0 ? s->inflight - running : 0;
     g.inflight = s->inflight;
+    g.admitted = s->admitted;
+    g.inflight_bytes = (double)budget_used(&s->mem);
+    g.inflight_bytes_max = (double)s->mem.max;
+    g.inflight_bytes_peak = (double)atomic_load(&s->mem.peak);
     g.workers = s->cfg.workers;
     g.draining = s->draining;
     g.start_time = s->start_time;
@@ -149,6 +158,31 @@ static int be_refine(void *self, const sola_model *m, const float *x, const int 
     if (s->batcher)
         return batcher_refine(s->batcher, m, x, lens, n, y, e);
     return sola_refine_batch(m, x, lens, n, y, ws, e);
+}
+
+static int be_mem_take(void *self, size_t n)
+{
+    return budget_take(&((srv *)self)->mem, n);
+}
+
+static void be_mem_force(void *self, size_t n)
+{
+    budget_force(&((srv *)self)->mem, n);
+}
+
+static void be_mem_give(void *self, size_t n)
+{
+    budget_give(&((srv *)self)->mem, n);
+}
+
+/* Without batching the pool's threads are the --workers compute threads already. */
+static int be_compute(void *self, void (*fn)(void *), void *arg, sola_err *e)
+{
+    srv *s = self;
+    if (s->batcher)
+        return batcher_run(s->batcher, fn, arg, e);
+    fn(arg);
+    return 0;
 }
 
 void srv_backend_init(srv *s)
@@ -169,10 +203,19 @@ void srv_backend_init(srv *s)
     b->health = be_health;
     b->metrics = be_metrics;
     b->refine = be_refine;
+    b->mem_take = be_mem_take;
+    b->mem_force = be_mem_force;
+    b->mem_give = be_mem_give;
+    b->compute = be_compute;
+    s->mem.max = s->cfg.max_inflight;
     s->ctx.be = b;
     s->ctx.self = s;
     s->ctx.max_body = s->cfg.max_body;
     s->ctx.max_frames = s->cfg.max_frames;
+    s->ctx.max_tsm_frames = s->cfg.max_tsm_frames;
+    s->ctx.max_reply = s->cfg.max_body;
+    s->ctx.max_inflight = s->cfg.max_inflight;
+    s->ctx.allow_nonfinite = s->cfg.allow_nonfinite;
     s->ctx.data_dir = s->cfg.data_dir;
     s->ctx.token = s->token;
 }

@@ -17,6 +17,8 @@ typedef struct job {
     long frames;
     float *y;
     int solo;          /* computed alone (not batchable, or too big) */
+    void (*fn)(void *); /* batcher_run: a function to run instead of a refine */
+    void *arg;
     int done, rc;
     sola_err e;
     pthread_cond_t cv;
@@ -137,6 +139,11 @@ static int ct_reserve(cthread *t, size_t floats, int nseq)
 /* Computes one pass (no lock held); fills rc/e of every job. */
 static void compute(cthread *t, job *list)
 {
+    if (list->fn) { /* batcher_run: always alone */
+        list->fn(list->arg);
+        list->rc = 0;
+        return;
+    }
     const sola_model *m = list->m;
     sola_err e = {0};
     int rc = 0, nseq = 0;
@@ -217,15 +224,17 @@ static void *compute_main(void *arg)
         int count;
         job *list = take_pass(b, &count);
         pthread_mutex_unlock(&b->mu);
-        if (!t.ws) {
+        if (!t.ws && !list->fn) {
             for (job *j = list; j; j = j->next)
                 j->rc = sola_errf(&j->e, SOLA_ENOMEM, "out of memory for a workspace");
         } else {
             compute(&t, list);
         }
         pthread_mutex_lock(&b->mu);
-        b->stats.passes++;
-        b->stats.requests += count;
+        if (!list->fn) { /* refine passes only */
+            b->stats.passes++;
+            b->stats.requests += count;
+        }
         for (job *j = list, *nx; j; j = nx) {
             nx = j->next;
             b->stats.frames += j->frames;
@@ -329,6 +338,35 @@ int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *l
     if (j.rc)
         *e = j.e;
     return j.rc;
+}
+
+int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e)
+{
+    job j = {0};
+    j.fn = fn;
+    j.arg = arg;
+    j.solo = 1;
+    pthread_cond_init(&j.cv, NULL);
+    pthread_mutex_lock(&b->mu);
+    if (b->stop) {
+        pthread_mutex_unlock(&b->mu);
+        pthread_cond_destroy(&j.cv);
+        return sola_errf(e, SOLA_EIO, "the server is stopping");
+    }
+    if (b->tail)
+        b->tail->next = &j;
+    else
+        b->head = &j;
+    b->tail = &j;
+    b->inside++;
+    pthread_cond_signal(&b->cv_work);
+    while (!j.done)
+        pthread_cond_wait(&j.cv, &b->mu);
+    b->inside--;
+    pthread_cond_signal(&b->cv_work);
+    pthread_mutex_unlock(&b->mu);
+    pthread_cond_destroy(&j.cv);
+    return 0;
 }
 
 void batcher_get_stats(batcher *b, batcher_stats *st)

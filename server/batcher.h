@@ -40,6 +40,12 @@ void batcher_free(batcher *b);
 int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *lens, int n,
                    float *y, sola_err *e);
 
+/* Worker thread: runs fn(arg) on one of the compute threads, alone, in turn with the
+ * refine passes; blocks until it has run. So work other than refine (a TSM and its
+ * encoding) is as concurrent as --workers, not as the parsing pool. 0, or SOLA_EIO
+ * when the batcher is stopping (fn not run). */
+int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e);
+
 void batcher_get_stats(batcher *b, batcher_stats *st);
 
 #endif

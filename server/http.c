@@ -5,16 +5,21 @@
  * from the loop whenever either fires. So the loop thread owns every connection.
  *
  * One request:
- *   first callback      route match, auth, Content-Length limit (early 401/404/405/413
- *                       before any body is read), per-request state `req`
+ *   URI log callback    the raw request line: %00 marked (guard.c)
+ *   first callback      framing, query, route match, auth, Content-Length limit (early
+ *                       400/401/404/405/413/501 before any body is read), then
+ *                       admission of a request with a body: one of workers + queue
+ *                       slots and its Content-Length from the memory budget
+ *                       (budget.h), else 503 + Retry-After at once; state `req`
  *   body callbacks      bytes appended to memory (or, for uploads, to a temporary
  *                       file) up to --max-body, else 413 at once
- *   last callback       api_handle: an immediate reply, or an api_work; work is
- *                       admitted if fewer than workers + queue items are in flight
- *                       (else 503 + Retry-After), the connection is suspended and the
- *                       work goes to uv_queue_work
- *   after_work (loop)   done(), reply queued, connection resumed, MHD run at once
- *   completed callback  log line, metrics, state freed
+ *   last callback       api_handle: an immediate reply, or an api_work (a body-less
+ *                       request takes its slot here, else 503); the connection is
+ *                       suspended, its socket watched for the client going away
+ *                       (which cancels the work), and the work goes to uv_queue_work
+ *   after_work (loop)   done(), reply queued (its bytes counted against the budget
+ *                       until sent), slot freed, connection resumed, MHD run at once
+ *   completed callback  log line, metrics, budget given back, state freed
  * Compute threads never see MHD; the loop thread never computes. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +67,12 @@ typedef struct req {
     int dead;                    /* a reply could not be built: close the connection */
     int deferred;                /* work submitted, not yet after_work'd */
     int close;                   /* the reply ends the connection (framing unknown) */
+    int slot;                    /* holds one of workers + queue (s->admitted) */
+    size_t body_held;            /* budget held for the in-memory body (its capacity) */
+    size_t reply_held;           /* budget held for the queued reply */
+    atomic_int cancel;           /* the client went away while the work ran */
+    int gone;
+    uv_poll_t *watch;            /* the suspended connection's socket, for its close */
     int status;
     size_t bytes;
 } req;
@@ -181,17 +192,27 @@ static enum MHD_Result send_reply(req *r)
                                                      rs->body ? MHD_RESPMEM_MUST_FREE
                                                               : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
+        budget_give(&s->mem, rs->charged);
         api_response_clear(rs);
         r->dead = 1; /* the next callback closes the connection */
         return MHD_NO;
     }
+    /* the reply's bytes count until it is sent: what the handler reserved, or its
+     * length when it reserved nothing (small replies, downloads) */
+    size_t held = rs->charged;
+    if (rs->body && rs->len > held) {
+        budget_force(&s->mem, rs->len - held);
+        held = rs->len;
+    }
+    r->reply_held += held;
+    rs->charged = 0;
     rs->body = NULL; /* MHD frees it */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rs->ctype);
     for (int i = 0; i < rs->nheaders; i++)
         MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
     if (s->draining || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    r->status = rs->status;
+    r->status = r->gone ? 499 : rs->status; /* 499: the client closed first (nginx's) */
     r->bytes = rs->len;
     if (rs->frames > 0)
         metrics_frames(s->met, rs->frames);
@@ -224,15 +245,72 @@ static void work_cb(uv_work_t *w)
     atomic_fetch_sub(&s->running, 1);
 }
 
+static void slot_free(req *r)
+{
+    if (r->slot) {
+        r->slot = 0;
+        r->s->admitted--;
+    }
+}
+
+static void watch_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Must run before MHD may close the socket (resume, MHD_run). */
+static void watch_stop(req *r)
+{
+    if (r->watch) {
+        uv_poll_stop(r->watch);
+        uv_close((uv_handle_t *)r->watch, watch_closed);
+        r->watch = NULL;
+    }
+}
+
+/* The suspended connection's peer closed (or half-closed: an HTTP client that stops
+ * sending before reading its reply is treated as gone, as nginx does): the work
+ * stops at its next check, or never starts. */
+static void on_gone(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    req *r = p->data;
+    r->gone = 1;
+    atomic_store(&r->cancel, 1);
+    uv_poll_stop(p);
+    uv_cancel((uv_req_t *)&r->work); /* only succeeds while it waits for a thread */
+}
+
+static void watch_start(req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || !(r->watch = malloc(sizeof *r->watch)))
+        return;
+    if (uv_poll_init(r->s->loop, r->watch, ci->connect_fd)) {
+        free(r->watch);
+        r->watch = NULL;
+        return;
+    }
+    r->watch->data = r;
+    uv_poll_start(r->watch, UV_DISCONNECT, on_gone);
+}
+
 static void after_work_cb(uv_work_t *w, int status)
 {
     req *r = w->data;
     srv *s = r->s;
     s->inflight--;
     r->deferred = 0;
+    watch_stop(r);
+    slot_free(r);
     if (status == UV_ECANCELED) {
         api_response_clear(&r->rs);
-        api_error(&r->rs, 503, "server is shutting down; retry on another replica");
+        if (r->gone)
+            api_error(&r->rs, 503, "the client went away");
+        else
+            api_error(&r->rs, 503, "server is shutting down; retry on another replica");
     }
     r->w.done(r->w.state);
     memset(&r->w, 0, sizeof r->w);
@@ -248,9 +326,9 @@ static void after_work_cb(uv_work_t *w, int status)
 
 static void reply_503_busy(req *r)
 {
-    api_error(&r->rs, 503, "busy: %d requests are queued or running (--workers %d, --queue %d); "
-                           "retry shortly",
-              r->s->inflight, r->s->cfg.workers, r->s->cfg.queue);
+    api_error(&r->rs, 503, "busy: %d requests are admitted (receiving, queued or running; "
+                           "--workers %d, --queue %d); retry shortly",
+              r->s->admitted, r->s->cfg.workers, r->s->cfg.queue);
     api_set_header(&r->rs, "Retry-After", "1");
 }
 
@@ -312,6 +390,13 @@ static int body_append(req *r, const char *data, size_t n)
             cap *= 2;
         if (cap > s->cfg.max_body + 1)
             cap = s->cfg.max_body + 1;
+        /* the budget holds the buffer's capacity: reserved from Content-Length at
+         * admission, grown here for a chunked body */
+        if (cap > r->body_held) {
+            if (budget_take(&s->mem, cap - r->body_held))
+                return 429; /* no room in the budget (answered 503 + Retry-After) */
+            r->body_held = cap;
+        }
         char *p = realloc(r->body, cap);
         if (!p)
             return 503;
@@ -385,6 +470,26 @@ static enum MHD_Result early(req *r)
     return MHD_YES;
 }
 
+/* Admission of a request with a body, from its headers: a slot of workers + queue,
+ * and (in_memory) its announced length from the budget. 0, or -1 with r->rs filled
+ * (503 + Retry-After; 413 for a body larger than the whole budget). */
+static int admit(req *r, int in_memory)
+{
+    srv *s = r->s;
+    if (s->admitted >= s->cfg.workers + s->cfg.queue) {
+        reply_503_busy(r);
+        return -1;
+    }
+    if (in_memory && r->expect &&
+        api_mem_reserve(&s->ctx, r->expect, "this request's body", &r->rs))
+        return -1;
+    if (in_memory)
+        r->body_held = r->expect;
+    r->slot = 1;
+    s->admitted++;
+    return 0;
+}
+
 /* First callback: everything that can be refused before reading a byte of body. */
 static enum MHD_Result on_first(req *r, int uri_nul)
 {
@@ -429,6 +534,10 @@ static enum MHD_Result on_first(req *r, int uri_nul)
         }
         r->expect = (size_t)v;
     }
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if ((r->expect > 0 || te) && admit(r, !(route->flags & API_BODY_FILE)))
+        return send_reply(r); /* before a byte of the body is read: MHD then closes */
     if ((route->flags & API_BODY_FILE) && body_open_file(r)) {
         api_error(&r->rs, 500, "cannot store the upload (see the server log)");
         return send_reply(r);
@@ -448,20 +557,30 @@ static enum MHD_Result on_last(req *r)
         r->rq.body_len = r->blen;
     }
     int rc = api_handle(&s->ctx, &r->rq, &r->rs, &r->w);
-    if (rc == API_REPLY)
+    if (rc == API_REPLY) {
+        slot_free(r);
         return send_reply(r);
-    if (s->inflight >= s->cfg.workers + s->cfg.queue) {
+    }
+    if (!r->slot && s->admitted >= s->cfg.workers + s->cfg.queue) {
         r->w.done(r->w.state);
         memset(&r->w, 0, sizeof r->w);
         api_response_clear(&r->rs);
         reply_503_busy(r);
         return send_reply(r);
     }
+    if (!r->slot) {
+        r->slot = 1;
+        s->admitted++;
+    }
     r->work.data = r;
     r->t_submit = uv_hrtime();
+    r->rs.cancel = &r->cancel;
     MHD_suspend_connection(r->conn);
     int err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
+    if (!err)
+        watch_start(r);
     if (err) {
+        slot_free(r);
         MHD_resume_connection(r->conn);
         r->w.done(r->w.state);
         memset(&r->w, 0, sizeof r->w);
@@ -505,11 +624,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         int st = body_append(r, upload_data, n);
         if (st) {
             r->over = 1;
-            if (st == 413)
+            if (st == 413) {
                 too_large(r);
-            else
+            } else if (st == 429) {
+                api_error(&r->rs, 503, "busy: the memory budget for requests in progress "
+                                       "(--max-inflight-bytes) is taken; retry shortly");
+                api_set_header(&r->rs, "Retry-After", "1");
+            } else {
                 api_error(&r->rs, st, st == 507 ? "disk full while storing the upload"
                                                 : "cannot store the request body");
+            }
         }
         return MHD_YES;
     }
@@ -536,6 +660,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         metrics_request(s->met, r->label, r->method, r->status, ms / 1000.0);
     if (r->w.done) /* never reached the worker (should not happen; be safe) */
         r->w.done(r->w.state);
+    watch_stop(r);
+    slot_free(r);
+    budget_give(&s->mem, r->body_held + r->reply_held + r->rs.charged);
     api_response_clear(&r->rs);
     if (r->body_fd >= 0)
         close(r->body_fd);

@@ -67,6 +67,11 @@ static const char usage[] =
     "                         to separate passes (docs/v2.md); 0 = off (default 4096)\n"
     "  --batch-window-us US   how long a pass waits for more requests while other\n"
     "                         workers are still parsing (default 500)\n"
+    "  --max-inflight-bytes BYTES  memory for request bodies and replies in progress,\n"
+    "                         together; a request is admitted from its headers or gets\n"
+    "                         503 + Retry-After (default 1G; docs/reliability.md)\n"
+    "  --max-tsm-frames T     longest sequence whose T x T TSM is computed (default 4096)\n"
+    "  --allow-nonfinite      accept NaN/Inf in features and dataset uploads (default 400)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -271,11 +276,16 @@ int main(int argc, char **argv)
     c->job_queue = 16;
     c->max_batch_frames = 4096;
     c->batch_window_us = 500;
+    /* fits the Kubernetes limit of deploy/k8s (2 GiB) with the models, workspaces and
+     * the training process (docs/reliability.md, "Memory budget") */
+    c->max_inflight = (size_t)1 << 30;
+    c->max_tsm_frames = API_TSM_MAX_T;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
-           O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA };
+           O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA,
+           O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -301,6 +311,9 @@ int main(int argc, char **argv)
         {"resume-jobs", no_argument, 0, O_RESUMEJOBS},
         {"max-batch-frames", required_argument, 0, O_BATCHFRAMES},
         {"batch-window-us", required_argument, 0, O_BATCHWINDOW},
+        {"max-inflight-bytes", required_argument, 0, O_MAXINFLIGHT},
+        {"max-tsm-frames", required_argument, 0, O_MAXTSM},
+        {"allow-nonfinite", no_argument, 0, O_NONFINITE},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -409,6 +422,16 @@ int main(int argc, char **argv)
                 return bad("--batch-window-us %s: expected 0..1000000 microseconds", optarg);
             c->batch_window_us = (int)v;
             break;
+        case O_MAXINFLIGHT:
+            if (parse_bytes(optarg, &c->max_inflight))
+                return bad("--max-inflight-bytes %s: expected bytes, e.g. 1G", optarg);
+            break;
+        case O_MAXTSM:
+            if (parse_long(optarg, 1, 8192, &v))
+                return bad("--max-tsm-frames %s: expected 1..8192", optarg);
+            c->max_tsm_frames = (int)v;
+            break;
+        case O_NONFINITE: c->allow_nonfinite = 1; break;
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:

@@ -208,6 +208,19 @@ int metrics_render(metrics *m, const metrics_gauges *g, metrics_models_fn models
     api_buf_printf(&b, "solad_queue_depth %d\n", g->queue_depth);
     family(&b, "solad_inflight", "gauge", "Compute work items queued or running.");
     api_buf_printf(&b, "solad_inflight %d\n", g->inflight);
+    family(&b, "solad_admitted", "gauge",
+           "Requests holding a slot of --workers + --queue (receiving a body, queued, "
+           "running).");
+    api_buf_printf(&b, "solad_admitted %d\n", g->admitted);
+    family(&b, "solad_inflight_bytes", "gauge",
+           "Bytes of request bodies and replies in memory, counted against "
+           "--max-inflight-bytes.");
+    api_buf_printf(&b, "solad_inflight_bytes %.0f\n", g->inflight_bytes);
+    family(&b, "solad_inflight_bytes_max", "gauge", "--max-inflight-bytes.");
+    api_buf_printf(&b, "solad_inflight_bytes_max %.0f\n", g->inflight_bytes_max);
+    family(&b, "solad_inflight_bytes_peak", "gauge",
+           "Highest solad_inflight_bytes since the start.");
+    api_buf_printf(&b, "solad_inflight_bytes_peak %.0f\n", g->inflight_bytes_peak);
     family(&b, "solad_workers", "gauge", "Compute worker threads.");
     api_buf_printf(&b, "solad_workers %d\n", g->workers);
     family(&b, "solad_draining", "gauge", "1 while shutting down (readiness fails).");

@@ -23,6 +23,8 @@ void metrics_frames(metrics *m, long n);
 typedef struct metrics_gauges {
     int queue_depth;     /* work items waiting for a worker */
     int inflight;        /* work items queued or running */
+    int admitted;        /* requests holding a slot (receiving a body, queued, running) */
+    double inflight_bytes, inflight_bytes_max, inflight_bytes_peak; /* the memory budget */
     int workers;
     int draining;
     double start_time;   /* Unix seconds */

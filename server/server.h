@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "budget.h"
 #include "metrics.h"
 #include "registry.h"
 
@@ -38,6 +39,9 @@ typedef struct srv_config {
     int resume_jobs;           /* interrupted jobs resume by themselves at start */
     int batch_window_us;       /* dynamic batching: wait for company (batcher.h) */
     int max_batch_frames;      /* snippets per batched pass; 0 = batching off */
+    size_t max_inflight;       /* --max-inflight-bytes: the memory budget (budget.h) */
+    int max_tsm_frames;        /* T limit of a TSM */
+    int allow_nonfinite;       /* NaN/Inf accepted in features and uploads */
 } srv_config;
 
 /* Workspaces for the compute threads: one per worker, reused. */
@@ -71,6 +75,9 @@ typedef struct srv {
     int draining;
     int stopping;
     int inflight;        /* work items queued or running (loop thread) */
+    int admitted;        /* requests holding one of workers + queue slots (loop thread):
+                          * from the headers when a body follows, else from the work */
+    srv_budget mem;      /* --max-inflight-bytes */
     atomic_int running;  /* work items executing on a worker */
     int active_reqs;     /* requests between headers and completion (loop thread) */
     int rescanning;

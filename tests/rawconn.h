@@ -140,6 +140,38 @@ RC_API long rc_rss_kb(int pid)
     return kb;
 }
 
+/* Peak resident set size of pid in KiB (VmHWM: the high-water mark since the process
+ * started, or since rc_reset_hwm), -1 if unreadable. */
+RC_API long rc_hwm_kb(int pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kb = atol(line + 6);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/* Resets pid's VmHWM to its current RSS (writes 5 to /proc/PID/clear_refs; our own
+ * child, so permitted). 0, or -1 when the kernel refuses. */
+RC_API int rc_reset_hwm(int pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/clear_refs", pid);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 /* Files in dir whose name starts with prefix (-1 if dir is unreadable). */
 RC_API int rc_count_prefix(const char *dir, const char *prefix)
 {
