@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "sola probe --features DIR|FILE.h5 (--labels DIR | --annotations JSON [--subset S] "
-    "[--fps F] [--stride S] [--frames N] [--offset O]) [--model M] [--seed S] [--epochs E] "
+    "[--fps F] [--stride S] [--frames N] [--offset O] [--ignore-label L]) [--model M] [--seed S] [--epochs E] "
     "[--val-frac F] [--baselines K,K,...|none] [--layout tc|ct] [--allow-missing] "
     "[--missing-list FILE]";
 
@@ -28,9 +28,12 @@ static const char help[] =
     "  --annotations J ActionFormer/OpenTAD JSON instead of --labels: a snippet is action\n"
     "                  when its centre lies in a segment, g(t) = (t*fps - offset)/stride\n"
     "  --subset S      only videos of this subset (case-insensitive), e.g. validation\n"
-    "  --fps F         fps of videos whose JSON entry has none\n"
+    "  --fps F         fps of videos whose JSON entry has neither \"fps\" nor \"frame\"\n"
+    "                  (OpenTAD's frame count: fps = frame / duration)\n"
     "  --stride S      frames between snippets (4); --frames N frames per snippet (16);\n"
     "  --offset O      frame of snippet 0's centre (frames/2)\n"
+    "  --ignore-label L  segments with this label are not actions (Ambiguous, as OpenTAD\n"
+    "                  skips THUMOS's); '' labels every segment\n"
     "  --layout ct     feature files are [C, T]\n"
     "  --allow-missing unreadable or missing videos are skipped without failing the run\n"
     "  --missing-list F  write the names of skipped videos to F\n"
@@ -73,8 +76,12 @@ static int ann_labels(void *ud, const char *name, int64_t T, uint8_t *lab, sola_
                    "frames per snippet); check --fps/--stride, labels may be misaligned", name,
                    (long long)T, (long long)r.expected_T, c->p.stride, c->p.frames);
     if (r.outside)
-        cli_errorf("warning: %s: %d segment%s outside its %lld snippets, ignored", name,
-                   r.outside, r.outside == 1 ? "" : "s", (long long)T);
+        cli_errorf("warning: %s: %d segment%s start%s past the end of the video, ignored",
+                   name, r.outside, r.outside == 1 ? "" : "s", r.outside == 1 ? "s" : "");
+    if (r.clamped)
+        cli_errorf("note: %s: %d segment%s before the first or after the last snippet "
+                   "centre, put on the nearest snippet", name, r.clamped,
+                   r.clamped == 1 ? "" : "s");
     return 0;
 }
 
@@ -118,7 +125,7 @@ int cmd_probe(int argc, char **argv)
     sola_probe_opts o;
     sola_probe_default(&o);
     const char *feats = NULL, *labels = NULL, *model = NULL, *ann = NULL, *subset = NULL;
-    const char *missing_list = NULL;
+    const char *missing_list = NULL, *ignore = "Ambiguous";
     int threads = 0, allow_missing = 0;
     int ks[SOLA_PROBE_MAX_SMOOTH] = {3, 5, 9}, nk = 3;
     sola_dataset_opts dopt = {.skip_bad = 1};
@@ -150,6 +157,8 @@ int cmd_probe(int argc, char **argv)
             subset = v;
         } else if (!strcmp(a, "--missing-list")) {
             missing_list = v;
+        } else if (!strcmp(a, "--ignore-label")) {
+            ignore = v;
         } else if (!strcmp(a, "--layout")) {
             if (strcmp(v, "tc") && strcmp(v, "ct"))
                 return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", v);
@@ -205,7 +214,7 @@ int cmd_probe(int argc, char **argv)
         return cli_usage(usage, "need --features DIR and one of --labels DIR, --annotations JSON");
     cli_set_threads(threads);
     sola_err e = {0};
-    if (ann && sola_ann_load(ann, subset, &actx.a, &e)) {
+    if (ann && sola_ann_load_ex(ann, subset, ignore, &actx.a, &e)) {
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
     }

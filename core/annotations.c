@@ -32,6 +32,7 @@ void sola_ann_free(sola_annotations *a)
     free(a->videos);
     free(a->classes);
     free(a->path);
+    free(a->ignored);
     free(a);
 }
 
@@ -73,7 +74,7 @@ static int collect_classes(json_t *db, sola_annotations *a, sola_err *e)
         json_t *an;
         json_array_foreach(anns, k, an) {
             const char *l = label_of(an, buf, sizeof buf);
-            if (!l)
+            if (!l || (a->ignored && !strcmp(l, a->ignored)))
                 continue;
             if (n == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -119,6 +120,25 @@ static int parse_video(sola_annotations *a, const char *key, json_t *v, sola_ann
     if (fps && (!json_is_number(fps) || !(out->fps > 0)))
         return sola_errf(e, SOLA_EFORMAT, "%s: video '%s': \"fps\" must be a positive number",
                          a->path, key);
+    if (out->fps > 0)
+        out->fps_from = "fps";
+    /* No fps: OpenTAD's "frame" (frame count) over "duration"; BMN's own pair. */
+    static const char *const pairs[][3] = {
+        {"frame", "duration", "frame/duration"},
+        {"duration_frame", "duration_second", "duration_frame/duration_second"}};
+    for (size_t k = 0; k < 2 && !out->fps_from; k++) {
+        json_t *nf = json_object_get(v, pairs[k][0]), *ds = json_object_get(v, pairs[k][1]);
+        if (!nf)
+            continue;
+        double f = json_is_number(nf) ? json_number_value(nf) : -1,
+               sec = json_is_number(ds) ? json_number_value(ds) : -1;
+        if (!(f > 0) || !(sec > 0) || !isfinite(f / sec))
+            return sola_errf(e, SOLA_EFORMAT, "%s: video '%s': \"%s\" and \"%s\" must be "
+                             "positive numbers (fps = %s)", a->path, key, pairs[k][0],
+                             pairs[k][1], pairs[k][2]);
+        out->fps = f / sec;
+        out->fps_from = pairs[k][2];
+    }
     if (anns && !json_is_array(anns))
         return sola_errf(e, SOLA_EFORMAT, "%s: video '%s': \"annotations\" must be a list",
                          a->path, key);
@@ -143,7 +163,9 @@ static int parse_video(sola_annotations *a, const char *key, json_t *v, sola_ann
         if (!(s >= 0) || !(t >= s) || !isfinite(t))
             return sola_errf(e, SOLA_EFORMAT, "%s: video '%s': annotation %zu: segment "
                              "[%g, %g] is not 0 <= start <= end", a->path, key, k, s, t);
-        out->segs[out->nseg++] = (sola_ann_seg){s, t, class_index(a, l)};
+        int ign = a->ignored && !strcmp(l, a->ignored);
+        out->nignored += ign;
+        out->segs[out->nseg++] = (sola_ann_seg){s, t, ign ? -1 : class_index(a, l)};
     }
     out->subset = strdup(json_is_string(sub) ? json_string_value(sub) : "");
     out->name = strdup(key);
@@ -155,6 +177,12 @@ static int parse_video(sola_annotations *a, const char *key, json_t *v, sola_ann
 int sola_ann_parse(const void *buf, size_t len, const char *name, const char *subset,
                    sola_annotations **out, sola_err *e)
 {
+    return sola_ann_parse_ex(buf, len, name, subset, "Ambiguous", out, e);
+}
+
+int sola_ann_parse_ex(const void *buf, size_t len, const char *name, const char *subset,
+                      const char *ignore, sola_annotations **out, sola_err *e)
+{
     *out = NULL;
     json_error_t je;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
@@ -162,7 +190,8 @@ int sola_ann_parse(const void *buf, size_t len, const char *name, const char *su
         return sola_errf(e, SOLA_EFORMAT, "%s: line %d: %s", name, je.line, je.text);
     int rc = 0;
     sola_annotations *a = calloc(1, sizeof *a);
-    if (!a || !(a->path = strdup(name))) {
+    if (!a || !(a->path = strdup(name)) ||
+        (ignore && ignore[0] && !(a->ignored = strdup(ignore)))) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", name);
         goto out;
     }
@@ -208,11 +237,17 @@ out:
 
 int sola_ann_load(const char *path, const char *subset, sola_annotations **out, sola_err *e)
 {
+    return sola_ann_load_ex(path, subset, "Ambiguous", out, e);
+}
+
+int sola_ann_load_ex(const char *path, const char *subset, const char *ignore,
+                     sola_annotations **out, sola_err *e)
+{
     sola_map m;
     int rc = sola_map_file(path, &m, e);
     if (rc)
         return rc;
-    rc = sola_ann_parse(m.data ? m.data : "", m.len, path, subset, out, e);
+    rc = sola_ann_parse_ex(m.data ? m.data : "", m.len, path, subset, ignore, out, e);
     sola_unmap(&m);
     return rc;
 }
@@ -256,20 +291,33 @@ int sola_ann_labels(const sola_annotations *a, int v, int64_t T, const sola_ann_
         memset(hot, 0, (size_t)T * K);
     if (fg)
         memset(fg, 0, (size_t)T);
+    r->fps = fps;
+    /* the end of the video in snippet units: its duration, else the last snippet's end */
+    double g_end = vid->duration >= 0 ? (vid->duration * fps - off) / p->stride
+                                      : (double)(T - 1) + p->frames / 2 / p->stride;
     for (int s = 0; s < vid->nseg; s++) {
-        double g0 = (vid->segs[s].start * fps - off) / p->stride;
-        double g1 = (vid->segs[s].end * fps - off) / p->stride;
-        double lo = ceil(g0), hi = floor(g1);
-        if (lo > hi) /* shorter than a stride, no centre inside: the nearest snippet */
-            lo = hi = floor((g0 + g1) / 2 + 0.5);
-        if (hi < 0 || lo > (double)(T - 1)) {
+        const sola_ann_seg *sg = &vid->segs[s];
+        if (sg->label < 0 && a->ignored) {
+            r->ignored++;
+            continue;
+        }
+        double g0 = (sg->start * fps - off) / p->stride;
+        double g1 = (sg->end * fps - off) / p->stride;
+        if (T < 1 || g0 >= g_end - SOLA_ANN_EPS) {
             r->outside++;
             continue;
         }
+        double lo = ceil(g0 - SOLA_ANN_EPS), hi = floor(g1 + SOLA_ANN_EPS);
+        if (lo > hi) /* no centre inside: the snippet nearest its middle */
+            lo = hi = floor((g0 + g1) / 2 + 0.5);
+        if (hi < 0 || lo > (double)(T - 1)) { /* before the first / after the last centre */
+            lo = hi = hi < 0 ? 0 : (double)(T - 1);
+            r->clamped++;
+        }
         int64_t i0 = lo < 0 ? 0 : (int64_t)lo, i1 = hi > (double)(T - 1) ? T - 1 : (int64_t)hi;
         for (int64_t i = i0; i <= i1; i++) {
-            if (hot && vid->segs[s].label >= 0)
-                hot[(size_t)i * K + (size_t)vid->segs[s].label] = 1;
+            if (hot && sg->label >= 0)
+                hot[(size_t)i * K + (size_t)sg->label] = 1;
             if (fg)
                 fg[i] = 1;
         }

@@ -1,6 +1,7 @@
 /* test_annotations.c -- ActionFormer/OpenTAD annotation JSON to snippet labels
  * (core/annotations.h) and `sola probe --annotations` on the committed fixture
  * tests/data/interop/ann (tests/ref/make_interop_fixtures.py). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +141,177 @@ START_TEST(bad_annotations_name_video_and_field)
 }
 END_TEST
 
+
+/* One video, one segment [s, e], fps, labelled at T snippets: first and last label. */
+static void range_of(double s, double e, double fps, int64_t T, int64_t *first, int64_t *last,
+                     sola_ann_report *r)
+{
+    sola_ann_seg seg = {s, e, 0};
+    char *cls = "a";
+    sola_ann_video v = {.name = "v", .subset = "", .duration = -1, .fps = fps,
+                        .segs = &seg, .nseg = 1};
+    sola_annotations a = {.videos = &v, .n = 1, .classes = &cls, .nclasses = 1, .path = "t"};
+    sola_ann_params p;
+    sola_ann_params_default(&p);
+    uint8_t *fg = malloc((size_t)T);
+    sola_err err = {0};
+    ck_assert_int_eq(sola_ann_labels(&a, 0, T, &p, NULL, fg, r, &err), 0);
+    *first = *last = -1;
+    for (int64_t i = 0; i < T; i++)
+        if (fg[i]) {
+            if (*first < 0)
+                *first = i;
+            *last = i;
+        }
+    free(fg);
+}
+
+/* ceil / floor of n / d for d > 0, in integers. */
+static int64_t iceil(int64_t n, int64_t d)
+{
+    return n >= 0 ? (n + d - 1) / d : -((-n) / d);
+}
+
+static int64_t ifloor(int64_t n, int64_t d)
+{
+    return n >= 0 ? n / d : -((-n + d - 1) / d);
+}
+
+/* Every two-decimal time of 0-200 s at 30, 25 and 29.97 fps against exact integer
+ * arithmetic: g(k / 100 s) = (k * fps - 800) / 400 with fps in hundredths below. */
+START_TEST(boundaries_on_a_centre_are_exact)
+{
+    static const int64_t fps100[] = {3000, 2500, 2997};
+    int naive_wrong = 0;
+    for (size_t f = 0; f < 3; f++) {
+        double fps = fps100[f] / 100.0;
+        for (int64_t k = 100; k <= 20000; k++) {
+            double s = k / 100.0; /* the double JSON "33.2" parses to */
+            int64_t first, last;
+            sola_ann_report r;
+            range_of(s, s + 5.0, fps, 3000, &first, &last, &r);
+            /* g(s) = (k/100 * F/100 - 8) / 4 = (k F - 80000) / 40000 */
+            int64_t want0 = iceil(k * fps100[f] - 80000, 40000);
+            ck_assert_msg(first == want0, "start %.2f s at %.2f fps: snippet %lld, exact %lld",
+                          s, fps, (long long)first, (long long)want0);
+            range_of(0.5, s, fps, 3000, &first, &last, &r);
+            int64_t want1 = ifloor(k * fps100[f] - 80000, 40000);
+            ck_assert_msg(last == want1, "end %.2f s at %.2f fps: snippet %lld, exact %lld", s,
+                          fps, (long long)last, (long long)want1);
+            naive_wrong += (int64_t)ceil((s * fps - 8) / 4) != want0 ||
+                           (int64_t)floor((s * fps - 8) / 4) != want1;
+        }
+    }
+    /* the cases this guards against exist in this range (e.g. 33.2 s at 30 fps) */
+    ck_assert_int_gt(naive_wrong, 100);
+    int64_t first, last;
+    sola_ann_report r;
+    range_of(33.2, 34.0, 30, 3000, &first, &last, &r);
+    ck_assert_int_eq(first, 247);
+    ck_assert_int_eq(last, 253);
+}
+END_TEST
+
+START_TEST(no_segment_inside_the_video_is_lost)
+{
+    /* 4 s at 30 fps, 27 snippets centred at (4 i + 8) / 30 s: 0.27 s .. 3.73 s */
+    static const char j[] =
+        "{\"database\": {\"v\": {\"duration\": 4.0, \"fps\": 30, \"annotations\": ["
+        "{\"label\": \"a\", \"segment\": [0.05, 0.1]},"   /* before the first centre */
+        "{\"label\": \"b\", \"segment\": [3.9, 3.95]},"   /* after the last one */
+        "{\"label\": \"a\", \"segment\": [4.0, 4.5]}]}}}"; /* past the end: dropped */
+    sola_annotations *a;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_ann_parse(j, strlen(j), "j", NULL, &a, &e), 0);
+    sola_ann_params p;
+    sola_ann_params_default(&p);
+    uint8_t hot[27 * 2], fg[27];
+    sola_ann_report r;
+    ck_assert_int_eq(sola_ann_labels(a, 0, 27, &p, hot, fg, &r, &e), 0);
+    ck_assert(hot[0 * 2 + 0] && fg[0]);
+    ck_assert(hot[26 * 2 + 1] && fg[26]);
+    int on = 0;
+    for (int i = 0; i < 27; i++)
+        on += fg[i];
+    ck_assert_int_eq(on, 2);
+    ck_assert_int_eq(r.clamped, 2);
+    ck_assert_int_eq(r.outside, 1);
+    /* features shorter than the video: a segment in the uncovered tail labels the last
+     * snippet instead of vanishing */
+    ck_assert_int_eq(sola_ann_labels(a, 0, 20, &p, hot, fg, &r, &e), 0);
+    ck_assert(hot[19 * 2 + 1]);
+    ck_assert_int_eq(r.outside, 1);
+    sola_ann_free(a);
+}
+END_TEST
+
+START_TEST(ambiguous_is_ignored_as_opentad_does)
+{
+    static const char j[] =
+        "{\"database\": {\"v\": {\"duration\": 4.0, \"fps\": 30, \"annotations\": ["
+        "{\"label\": \"Ambiguous\", \"segment\": [1.0, 2.0]},"
+        "{\"label\": \"HighJump\", \"segment\": [3.0, 3.5]}]}}}";
+    sola_annotations *a;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_ann_parse(j, strlen(j), "j", NULL, &a, &e), 0);
+    ck_assert_int_eq(a->nclasses, 1); /* not a class */
+    ck_assert_str_eq(a->classes[0], "HighJump");
+    ck_assert_int_eq(a->videos[0].nignored, 1);
+    sola_ann_params p;
+    sola_ann_params_default(&p);
+    uint8_t fg[27];
+    sola_ann_report r;
+    ck_assert_int_eq(sola_ann_labels(a, 0, 27, &p, NULL, fg, &r, &e), 0);
+    ck_assert(!fg[8] && fg[23]); /* 1.5 s is background, 3.2 s HighJump */
+    ck_assert_int_eq(r.ignored, 1);
+    sola_ann_free(a);
+    /* configurable: no ignored label, Ambiguous is a class like any other */
+    ck_assert_int_eq(sola_ann_parse_ex(j, strlen(j), "j", NULL, NULL, &a, &e), 0);
+    ck_assert_int_eq(a->nclasses, 2);
+    ck_assert_int_eq(sola_ann_labels(a, 0, 27, &p, NULL, fg, &r, &e), 0);
+    ck_assert(fg[8]);
+    ck_assert_int_eq(r.ignored, 0);
+    sola_ann_free(a);
+}
+END_TEST
+
+START_TEST(fps_from_frames_over_duration)
+{
+    /* OpenTAD keeps "frame" (the frame count), not "fps": THUMOS mixes 25 and 30 fps */
+    static const char j[] =
+        "{\"database\": {"
+        "\"v25\": {\"duration\": 30.0, \"frame\": 750, \"annotations\": []},"
+        "\"v30\": {\"duration\": 10.0, \"frame\": 300, \"annotations\": ["
+        "{\"label\": \"a\", \"segment\": [1.0, 2.0]}]},"
+        "\"bmn\": {\"duration_second\": 10.0, \"duration_frame\": 250},"
+        "\"both\": {\"fps\": 24, \"duration\": 10.0, \"frame\": 300}}}";
+    sola_annotations *a;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_ann_parse(j, strlen(j), "j", NULL, &a, &e), 0);
+    const sola_ann_video *v = &a->videos[sola_ann_find(a, "v25")];
+    ck_assert(v->fps == 25.0);
+    ck_assert_str_eq(v->fps_from, "frame/duration");
+    v = &a->videos[sola_ann_find(a, "bmn")];
+    ck_assert(v->fps == 25.0);
+    ck_assert_str_eq(v->fps_from, "duration_frame/duration_second");
+    v = &a->videos[sola_ann_find(a, "both")]; /* an explicit fps wins */
+    ck_assert(v->fps == 24.0);
+    ck_assert_str_eq(v->fps_from, "fps");
+    sola_ann_params p;
+    sola_ann_params_default(&p);
+    p.default_fps = 25; /* not used: the video has its own */
+    uint8_t fg[72];
+    sola_ann_report r;
+    ck_assert_int_eq(sola_ann_labels(a, sola_ann_find(a, "v30"), 72, &p, NULL, fg, &r, &e), 0);
+    ck_assert(r.fps == 30.0);
+    ck_assert(!fg[5] && fg[6] && fg[13] && !fg[14]); /* 5.5 .. 13 as at 30 fps */
+    ck_assert_int_eq(r.expected_T, 72);
+    sola_ann_free(a);
+    e = parse_fails("{\"database\": {\"v\": {\"frame\": 100, \"duration\": 0}}}");
+    assert_has(e.msg, "\"frame\" and \"duration\"");
+}
+END_TEST
+
 /* ---- sola probe --annotations ----------------------------------------------------- */
 
 static char *tmp;
@@ -198,6 +370,10 @@ Suite *annotations_suite(void)
     tcase_add_test(tc, default_fps_clipping_and_length_warning);
     tcase_add_test(tc, subset_filter_ignores_case);
     tcase_add_test(tc, bad_annotations_name_video_and_field);
+    tcase_add_test(tc, boundaries_on_a_centre_are_exact);
+    tcase_add_test(tc, no_segment_inside_the_video_is_lost);
+    tcase_add_test(tc, ambiguous_is_ignored_as_opentad_does);
+    tcase_add_test(tc, fps_from_frames_over_duration);
     suite_add_tcase(s, tc);
     TCase *cli = tcase_create("probe");
     tcase_add_checked_fixture(cli, setup, teardown);
