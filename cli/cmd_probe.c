@@ -14,7 +14,8 @@
 static const char usage[] =
     "sola probe --features DIR|FILE.h5 (--labels DIR | --annotations JSON [--subset S] "
     "[--fps F] [--stride S] [--frames N] [--offset O] [--ignore-label L]) [--model M] [--seed S] [--epochs E] "
-    "[--val-frac F] [--baselines K,K,...|none] [--layout tc|ct] [--allow-missing] "
+    "[--val-frac F] [--baselines K,K,...|none] [--layout tc|ct] [--pair-order rgb,flow|flow,rgb] "
+    "[--allow-missing] "
     "[--missing-list FILE]";
 
 static const char help[] =
@@ -35,6 +36,7 @@ static const char help[] =
     "  --ignore-label L  segments with this label are not actions (Ambiguous, as OpenTAD\n"
     "                  skips THUMOS's); '' labels every segment\n"
     "  --layout ct     feature files are [C, T]\n"
+    "  --pair-order O  rgb,flow (default) or flow,rgb: how rgb/flow pairs are joined\n"
     "  --allow-missing unreadable or missing videos are skipped without failing the run\n"
     "  --missing-list F  write the names of skipped videos to F\n"
     "  --model M       also probe the features refined by this model\n"
@@ -163,6 +165,10 @@ int cmd_probe(int argc, char **argv)
             if (strcmp(v, "tc") && strcmp(v, "ct"))
                 return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", v);
             dopt.ct = !strcmp(v, "ct");
+        } else if (!strcmp(a, "--pair-order")) {
+            if (strcmp(v, "rgb,flow") && strcmp(v, "flow,rgb"))
+                return cli_usage(usage, "--pair-order wants rgb,flow or flow,rgb, got '%s'", v);
+            dopt.flow_first = !strcmp(v, "flow,rgb");
         } else if (!strcmp(a, "--fps") || !strcmp(a, "--stride") || !strcmp(a, "--frames") ||
                    !strcmp(a, "--offset")) {
             int off = !strcmp(a, "--offset");

@@ -27,7 +27,8 @@
 static const char usage[] =
     "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
     "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--missing-names as-is|strip-v] "
-    "[--pair-order rgb,flow|flow,rgb] [--fps F] [--stride S] [--frames N] [--threads N]";
+    "[--pair-order rgb,flow|flow,rgb] [--fps F] [--stride S] [--frames N] "
+    "[--annotations JSON [--subset S]] [--threads N]";
 
 static const char help[] =
     "Refines feature sequences with a SoLa model: refine(x) = x + tanh(alpha) h(x),\n"
@@ -63,6 +64,11 @@ static const char help[] =
     "  --fps F --stride S --frames N  the grid a downstream config assumes (fps,\n"
     "                 frames between snippets, frames per snippet): recorded, and\n"
     "                 checked against video_features' _fps/_timestamps_ms files\n"
+    "  --annotations J  the ActionFormer/OpenTAD JSON a downstream loader will use:\n"
+    "                 each video's fps from it (fps, or frame/duration) when the\n"
+    "                 features do not say, a warning when the features' fps or T\n"
+    "                 disagree with it, and its videos without features named in\n"
+    "                 missing_files.txt (--subset S: only that subset's videos)\n"
     "  --threads N    BLAS threads (default: all cores)\n"
     "\n"
     "Refining never writes over its input (the same folder or file, also through a\n"
@@ -180,6 +186,8 @@ int cmd_refine(int argc, char **argv)
         {"fps", required_argument, 0, 'F'},
         {"stride", required_argument, 0, 'S'},
         {"frames", required_argument, 0, 'R'},
+        {"annotations", required_argument, 0, 'J'},
+        {"subset", required_argument, 0, 'U'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -204,6 +212,8 @@ int cmd_refine(int argc, char **argv)
             break;
         case 'A': ro.allow_missing = 1; break;
         case 'H': ro.h5_out = optarg; break;
+        case 'J': ro.annotations = optarg; break;
+        case 'U': ro.subset = optarg; break;
         case 'N':
             if (strcmp(optarg, "as-is") && strcmp(optarg, "strip-v"))
                 return cli_usage(usage, "--missing-names wants as-is or strip-v, got '%s'",
@@ -248,9 +258,11 @@ int cmd_refine(int argc, char **argv)
                          "pickle,numpy as n;n.save('%.*s.npy',n.asarray(pickle.load(open('%s',"
                          "'rb'))))\" and refine the .npy", in, (int)strlen(in) - 4, in, in);
     if (!in_dir && (ro.ct || ro.h5_out || ro.flow_first || ro.fps > 0 || ro.stride > 0 ||
-                    ro.frames > 0))
-        return cli_usage(usage, "--layout, --h5-out, --pair-order, --fps, --stride and "
-                         "--frames apply to a folder or HDF5 input");
+                    ro.frames > 0 || ro.annotations))
+        return cli_usage(usage, "--layout, --h5-out, --pair-order, --fps, --stride, --frames "
+                         "and --annotations apply to a folder or HDF5 input");
+    if (ro.subset && !ro.annotations)
+        return cli_usage(usage, "--subset selects videos of --annotations JSON");
     if (ro.h5_out && !cli_is_h5_name(ro.h5_out))
         return cli_usage(usage, "--h5-out wants a .h5 or .hdf5 file name, got '%s'", ro.h5_out);
     if (!in_dir && !sola_has_ext(in, ".npy") && !sola_has_ext(in, ".npz"))

@@ -15,7 +15,7 @@
 
 static const char usage[] =
     "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors\n"
-    "           [--layout tc|ct] [--allow-missing]\n"
+    "           [--layout tc|ct] [--allow-missing] [--pair-order rgb,flow|flow,rgb]\n"
     "           [--objective sola|cycle|sola+cycle] [--epochs E=150] [--batch B=256] [--lr LR=1e-4] [--seed S=0]\n"
     "           [--threads N] [--resume] [--checkpoint PATH] [--checkpoint-every N=10]\n"
     "           [--hidden H=512] [--kernel K=5] [--head P=512] [--window W=23]\n"
@@ -49,6 +49,8 @@ static const char help[] =
     "                    sigmoid(K / (i - j)^2)\n"
     "  --layout tc|ct    feature files are [T, C] (default) or channel-first [C, T]\n"
     "  --allow-missing   unreadable videos are skipped and listed instead of stopping\n"
+    "  --pair-order rgb,flow|flow,rgb  how rgb/flow pairs are joined on C; refine with\n"
+    "                    the same order (recorded in the model as train.pair_order)\n"
     "  cycle options     --temperature --cycle-lambda --momentum --queue --cycle-subset\n"
     "                    --cycle-hidden --cycle-dim: docs/cycle.md\n"
     "\n"
@@ -125,7 +127,7 @@ int cmd_train(int argc, char **argv)
     enum { O_DIM = 256, O_OBJ, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_RESUME, O_CKPT,
            O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP,
            O_TAU, O_LAMBDA, O_MOM, O_QUEUE, O_SUBSET, O_CHID, O_CDIM, O_WS, O_WC,
-           O_LAYOUT, O_ALLOW_MISSING };
+           O_LAYOUT, O_ALLOW_MISSING, O_PAIR_ORDER };
     static const struct option opts[] = {
         {"dim", required_argument, 0, O_DIM},
         {"objective", required_argument, 0, O_OBJ},
@@ -156,6 +158,7 @@ int cmd_train(int argc, char **argv)
         {"cycle-weight", required_argument, 0, O_WC},
         {"layout", required_argument, 0, O_LAYOUT},
         {"allow-missing", no_argument, 0, O_ALLOW_MISSING},
+        {"pair-order", required_argument, 0, O_PAIR_ORDER},
         {"model", required_argument, 0, 'm'},
         {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
@@ -182,6 +185,12 @@ int cmd_train(int argc, char **argv)
         case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         case O_RESUME: o.resume = 1; continue;
         case O_ALLOW_MISSING: allow_missing = 1; continue;
+        case O_PAIR_ORDER:
+            if (strcmp(optarg, "rgb,flow") && strcmp(optarg, "flow,rgb"))
+                return cli_usage(usage, "--pair-order wants rgb,flow or flow,rgb, got '%s'",
+                                 optarg);
+            dopt.flow_first = !strcmp(optarg, "flow,rgb");
+            continue;
         case O_LAYOUT:
             if (strcmp(optarg, "tc") && strcmp(optarg, "ct"))
                 return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", optarg);
@@ -325,6 +334,15 @@ int cmd_train(int argc, char **argv)
     sola_dataset *d = NULL;
     if (sola_dataset_open_ex(dir, &dopt, &d, &e))
         goto fail;
+    int pairs = 0;
+    for (int i = 0; i < d->n; i++)
+        pairs |= d->items[i].file2 != NULL;
+    if (pairs && sola_model_set_meta(m, "train.pair_order", dopt.flow_first ? "flow,rgb"
+                                                                           : "rgb,flow")) {
+        sola_dataset_free(d);
+        cli_errorf("out of memory");
+        goto fail_quiet;
+    }
     if (d->nskipped) { /* unreadable videos: named, then stop unless --allow-missing */
         for (int i = 0; i < d->nskipped; i++)
             cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);

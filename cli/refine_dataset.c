@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotations.h"
 #include "cli.h"
 #include "cli_io.h"
 #include "dataset.h"
@@ -292,6 +293,23 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
+    const char *trained = sola_model_meta(m, "train.pair_order");
+    const char *order = d->flow_first ? "flow,rgb" : "rgb,flow";
+    int pairs = 0;
+    for (int i = 0; i < d->n; i++)
+        pairs |= d->items[i].file2 != NULL;
+    if (pairs && trained && strcmp(trained, order)) {
+        cli_errorf("%s was trained on rgb/flow pairs joined %s, these would be joined %s: "
+                   "pass --pair-order %s", mpath, trained, order, trained);
+        sola_dataset_free(d);
+        return EXIT_RUNTIME;
+    }
+    sola_annotations *ann = NULL;
+    if (o->annotations && sola_ann_load_ex(o->annotations, o->subset, NULL, &ann, &e)) {
+        cli_errorf("%s", e.msg);
+        sola_dataset_free(d);
+        return EXIT_RUNTIME;
+    }
     cli_rmeta *rm = cli_rmeta_new(o->names);
     outs os = {.dir = h5_only ? NULL : out};
     char meta_p[4200], miss_p[4200], in_meta[4200], in_miss[4200];
@@ -300,6 +318,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     int inherited = 0;
     if (!rm) {
         cli_errorf("out of memory");
+        sola_ann_free(ann);
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
@@ -309,6 +328,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         cli_errorf("%s", e.msg[0] ? e.msg : "out of memory");
         close_outs(&os, 0, &e);
         cli_rmeta_free(rm);
+        sola_ann_free(ann);
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
@@ -361,6 +381,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
                                .frames = o->frames, .grid_from = "--stride/--frames"};
     int warned = 0;
     if (cli_rmeta_collect(rm, d, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
+        (ann && cli_rmeta_annotations(rm, d, ann, 5, &warned, &e)) ||
         cli_rmeta_write(rm, meta_p, miss_p, &e)) {
         cli_errorf("%s", e.msg);
         rc = EXIT_RUNTIME;
@@ -369,7 +390,11 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             d->n + scan_skipped, d->layout, out,
             o->h5_out && !h5_only ? " and " : "", o->h5_out && !h5_only ? o->h5_out : "",
             frames);
-    int nmiss = cli_rmeta_nmissing(rm);
+    int nmiss = cli_rmeta_nmissing(rm), nabsent = cli_rmeta_nabsent(rm);
+    if (nabsent)
+        cli_errorf("%d annotated video%s of %s %s no features in %s (named in %s)", nabsent,
+                   nabsent == 1 ? "" : "s", o->annotations, nabsent == 1 ? "has" : "have", in,
+                   miss_p);
     if (d->nskipped) {
         cli_errorf("%d video%s skipped (%d name%s in %s)%s", d->nskipped,
                    d->nskipped == 1 ? "" : "s", nmiss, nmiss == 1 ? "" : "s", miss_p,
@@ -378,6 +403,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             rc = EXIT_RUNTIME;
     }
     cli_rmeta_free(rm);
+    sola_ann_free(ann);
     sola_dataset_free(d);
     return rc;
 }

@@ -14,6 +14,8 @@ typedef struct cli_refine_opts {
     int names;           /* --missing-names as-is|strip-v (CLI_NAMES_*, refine_meta.h) */
     int flow_first;      /* --pair-order flow,rgb */
     double fps, stride, frames; /* --fps/--stride/--frames: the declared grid (0: none) */
+    const char *annotations;    /* --annotations JSON: checked against, see refine_meta.h */
+    const char *subset;         /* --subset S of it (NULL: every video) */
 } cli_refine_opts;
 
 /* Refines dataset `in` into `out` (a folder, or an HDF5 file when it ends in .h5 /

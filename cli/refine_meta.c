@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
+#include "annotations.h"
 #include "layouts.h"
 
 struct cli_rmeta {
@@ -171,6 +172,11 @@ int cli_rmeta_inherit(cli_rmeta *m, const char *list_path, int *n, sola_err *e)
         rc = sola_errf(e, SOLA_EIO, "%s: read error", list_path);
     fclose(f);
     return rc;
+}
+
+int cli_rmeta_nabsent(const cli_rmeta *m)
+{
+    return (int)json_object_size(m->absent);
 }
 
 int cli_rmeta_nvideos(const cli_rmeta *m)
@@ -473,8 +479,10 @@ int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
     char **sk = malloc(((size_t)ns + 1) * sizeof *sk);
     if (!sk)
         return sola_errf(e, SOLA_ENOMEM, "out of memory");
-    memcpy(sk, d->skipped, (size_t)ns * sizeof *sk);
-    qsort(sk, (size_t)ns, sizeof *sk, name_cmp);
+    if (ns) {
+        memcpy(sk, d->skipped, (size_t)ns * sizeof *sk);
+        qsort(sk, (size_t)ns, sizeof *sk, name_cmp);
+    }
     for (int i = 0; i < ns && !rc; i++)
         if (cli_rmeta_skip(m, d->skipped[i], d->skip_why[i]))
             rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
@@ -534,4 +542,85 @@ int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
                    *warned - maxwarn);
     free(sk);
     return rc;
+}
+
+/* ---- the annotation file a downstream loader will use ------------------------------ */
+
+/* The annotation of a feature name: NAME, or NAME without "v_" (ActivityNet keys). */
+static int ann_of(const sola_annotations *a, const char *name)
+{
+    int v = sola_ann_find(a, name);
+    if (v < 0 && !strncmp(name, "v_", 2) && name[2])
+        v = sola_ann_find(a, name + 2);
+    return v;
+}
+
+static double num(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+int cli_rmeta_annotations(cli_rmeta *m, const sola_dataset *d,
+                          const struct sola_annotations *a, int maxwarn, int *warned,
+                          sola_err *e)
+{
+    *warned = 0;
+    int nogrid = 0, rc = 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach(m->videos, name, v) {
+        int k = ann_of(a, name);
+        if (k < 0)
+            continue;
+        const sola_ann_video *av = &a->videos[k];
+        double fps = num(v, "fps"), stride = num(v, "stride"), frames = num(v, "frames");
+        int64_t T = json_integer_value(json_object_get(v, "T"));
+        if (av->fps > 0) {
+            rc |= json_object_set_new(v, "annotation_fps", json_real(av->fps));
+            if (!(fps > 0)) {
+                fps = av->fps;
+                rc |= json_object_set_new(v, "fps", json_real(fps));
+                rc |= json_object_set_new(v, "fps_from", json_sprintf("annotations: %s",
+                                                                      av->fps_from));
+            } else if (differ(fps, av->fps) && (*warned)++ < maxwarn) {
+                cli_errorf("warning: %s: the features were extracted at %g fps, %s says %g "
+                           "(%s): its segments would be placed at the wrong snippets", name,
+                           fps, a->path, av->fps, av->fps_from);
+            }
+        }
+        if (av->duration < 0 || !(fps > 0))
+            continue;
+        if (!(stride > 0) || !(frames > 0)) {
+            nogrid++;
+            continue;
+        }
+        double nf = av->duration * fps;
+        int64_t want = nf >= frames ? (int64_t)((nf - frames) / stride) + 1 : 1;
+        rc |= json_object_set_new(v, "expected_T", json_integer(want));
+        if (llabs(T - want) > 2 && (*warned)++ < maxwarn)
+            cli_errorf("warning: %s: %lld snippets, but %g s at %g fps with %g-frame snippets "
+                       "every %g frames gives %lld: the grid (--stride/--frames, or the "
+                       "extraction) is not the one these features were made with", name,
+                       (long long)T, av->duration, fps, frames, stride, (long long)want);
+    }
+    if (nogrid)
+        cli_errorf("note: %d annotated video%s without a known stride and snippet length: "
+                   "pass --stride and --frames to check T against their duration", nogrid,
+                   nogrid == 1 ? "" : "s");
+    if (*warned > maxwarn)
+        cli_errorf("warning: %d more videos whose grid disagrees with the annotations",
+                   *warned - maxwarn);
+    /* annotated videos that have no features at all */
+    for (int k = 0; k < a->n && !rc; k++) {
+        char vname[4096];
+        const char *key = a->videos[k].name;
+        snprintf(vname, sizeof vname, "v_%s", key);
+        int found = sola_dataset_find(d, key) >= 0 || sola_dataset_find(d, vname) >= 0;
+        for (int s = 0; s < d->nskipped && !found; s++)
+            found = !strcmp(d->skipped[s], key) || !strcmp(d->skipped[s], vname);
+        if (!found)
+            rc |= cli_rmeta_absent(m, key);
+    }
+    return rc ? sola_errf(e, SOLA_ENOMEM, "out of memory") : 0;
 }

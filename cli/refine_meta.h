@@ -72,9 +72,24 @@ void cli_rmeta_paths(const char *out, int h5_file, char *meta, char *missing, si
 int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
                       const cli_rmeta_grid *declared, int maxwarn, int *warned, sola_err *e);
 
+/* Checks the refined videos against the annotation file a downstream loader will use
+ * (call after cli_rmeta_collect). A video matches the key NAME, or NAME without its
+ * "v_" (ActivityNet). For each: the annotation's fps (its "fps", else frame/duration)
+ * becomes the video's fps when the features did not say; a warning (at most maxwarn,
+ * then a count) when it differs from the fps the features were extracted at, or when
+ * T differs by more than 2 snippets from what duration, fps and the grid give
+ * (floor((duration * fps - frames) / stride) + 1). Annotated videos with no features
+ * at all go to missing_annotated (and so into missing_files.txt). *warned gets the
+ * number of warnings. */
+struct sola_annotations;
+int cli_rmeta_annotations(cli_rmeta *m, const sola_dataset *d,
+                          const struct sola_annotations *a, int maxwarn, int *warned,
+                          sola_err *e);
+
 /* Counts: refined videos; lines missing_files.txt will hold. */
 int cli_rmeta_nvideos(const cli_rmeta *m);
 int cli_rmeta_nmissing(const cli_rmeta *m);
+int cli_rmeta_nabsent(const cli_rmeta *m);
 
 /* Writes meta_path (JSON) and missing_path (one name per line, each ending in '\n';
  * an empty file when nothing is missing). Either path may be NULL to skip it. */

@@ -14,7 +14,7 @@ pkgs=(build-essential cmake pkg-config libopenblas-dev libmicrohttpd-dev libjans
 cmds=()
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(check libcurl4-openssl-dev python3 python3-numpy python3-requests python3-yaml
-         python3-h5py prometheus nginx chromium-driver python3-selenium shellcheck)
+         python3-h5py python3-pandas prometheus nginx chromium-driver python3-selenium shellcheck)
   cmds+=(chromium:chromium systemd-analyze:systemd)
 elif [ -n "${1:-}" ]; then
   echo "usage: scripts/deps.sh [--test]" >&2
