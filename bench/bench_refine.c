@@ -6,7 +6,7 @@
  *
  * Prints one line per T: median ms per sola_refine call, GFLOPS (sola_refine_flops /
  * time) and the fraction of the peak, where the peak is the best of several
- * cblas_sgemm 2048x2048x2048 runs with the same thread count. bench/bench_torch.py
+ * sola_sgemm 2048x2048x2048 runs with the same thread count. bench/bench_torch.py
  * runs the same shapes in PyTorch (and, given --ours, this program) for comparison.
  *
  * --batch B adds, per T, the time of one sola_refine_batch over B sequences of length T
@@ -20,12 +20,12 @@
  *     info         ->  "CORE THREADS" *
  * OpenBLAS picks its kernels at load time from the CPU, unless OPENBLAS_CORETYPE says
  * otherwise; the first line printed names the kernel set, so runs are comparable. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "gemm.h"
 #include "benchutil.h"
 #include "model.h"
 #include "refine.h"
@@ -53,8 +53,7 @@ static double sgemm_peak(int n, int reps)
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t = bench_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
-                    c, n);
+        sola_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         t = bench_now() - t;
         if (r > 0 && t < best)
             best = t;
@@ -163,7 +162,7 @@ static int serve(bench *b)
         } else if (sscanf(line, "peak %d", &n) == 1 && n >= 1) {
             printf("%.3f\n", sgemm_peak(2048, n));
         } else if (!strncmp(line, "info", 4)) {
-            printf("%s %d\n", openblas_get_corename(), openblas_get_num_threads());
+            printf("%d %s\n", sola_gemm_threads(), sola_gemm_kernels());
         } else {
             fprintf(stderr, "bench_refine --serve: cannot read '%s'\n", line);
             return 2;
@@ -213,7 +212,7 @@ int main(int argc, char **argv)
     }
     if (threads < 1)
         threads = 1;
-    openblas_set_num_threads(threads);
+    sola_gemm_set_threads(threads);
 
     sola_err e = {0};
     bench b = {0};
@@ -237,8 +236,8 @@ int main(int argc, char **argv)
     }
 
     double peak = sgemm_peak(2048, 5);
-    printf("# OpenBLAS core %s, %d thread(s) (asked %d)\n", openblas_get_corename(),
-           openblas_get_num_threads(), threads);
+    printf("# %s, %d thread(s) (asked %d)\n", sola_gemm_kernels(), sola_gemm_threads(),
+           threads);
     printf("# sgemm peak (2048^3, best of 5): %.1f GFLOPS\n", peak);
     printf("# model C=%d H=%d k1=%d k2=%d\n", C, H, k1, k2);
     printf("%6s %10s %9s %8s %5s", "T", "ms/call", "GFLOPS", "%peak", "reps");

@@ -17,7 +17,6 @@
  *
  * --matrix runs two daemons in turn -- one worker with all BLAS threads, and one worker
  * per core with one BLAS thread each -- to inform docs/daemon.md's threading choice. */
-#include <cblas.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
@@ -31,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gemm.h"
 #include "api.h"
 #include "benchutil.h"
 #include "fsutil.h"
@@ -274,7 +274,7 @@ static void throughput(const char *base, payload *p, int clients, int per)
 static void run_all(const char *base, const sola_model *m, int threads, const int *Ts, int nT,
                     int reqs, int clients)
 {
-    openblas_set_num_threads(threads);
+    sola_gemm_set_threads(threads);
     sola_ws *ws = sola_ws_new();
     for (int i = 0; i < nT; i++) {
         payload p;

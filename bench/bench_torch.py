@@ -98,7 +98,8 @@ def interleaved(a, Ts, f):
         p.stdin.flush()
         return p.stdout.readline().split()
 
-    core, othreads = ask("info")
+    info = ask("info")
+    othreads, core = info[0], " ".join(info[1:])
     xs = {T: torch.randn(T, a.C) for T in Ts}
     # one probe per T sizes the blocks: each side spends about budget/rounds per block
     reps = {}
@@ -130,7 +131,7 @@ def interleaved(a, Ts, f):
     tpeak, opeak = max(tpk), max(opk)
     print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads, mkldnn "
           f"{torch.backends.mkldnn.is_available()}): torch.mm peak {tpeak:.1f} GFLOPS")
-    print(f"# ours: OpenBLAS {core} ({othreads} threads): sgemm peak {opeak:.1f} GFLOPS")
+    print(f"# ours: {core} ({othreads} threads): sgemm peak {opeak:.1f} GFLOPS")
     print(f"# model C={a.C} H={a.H} k1={a.k1} k2={a.k2}; {a.rounds} interleaved rounds, "
           f"median of block medians")
     print(f"{'T':>6} {'torch ms':>10} {'GFLOPS':>7} {'ours ms':>10} {'GFLOPS':>7} "

@@ -1,5 +1,4 @@
 /* util.c -- flag parsing, messages and progress display shared by the subcommands. */
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gemm.h"
 
 void cli_errorf(const char *fmt, ...)
 {
@@ -126,5 +126,5 @@ void cli_progress_end(cli_progress *p)
 void cli_set_threads(int n)
 {
     if (n > 0)
-        openblas_set_num_threads(n);
+        sola_gemm_set_threads(n);
 }

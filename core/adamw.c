@@ -1,11 +1,12 @@
 /* adamw.c -- torch.optim.AdamW as a flat loop (see adamw.h). */
 #include "adamw.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gemm.h"
 
 #ifdef __SSE2__
 #include <immintrin.h>
@@ -89,10 +90,10 @@ void sola_adamw_step(sola_adamw *o, float *params, const float *grads)
         .bc2s = (float)sqrt(bc2), .b1 = (float)o->beta1, .b2 = (float)o->beta2,
         .a1 = (float)(1.0 - o->beta1), .a2 = (float)(1.0 - o->beta2), .eps = (float)o->eps,
     };
-    /* Split big vectors over the compute threads the caller allowed OpenBLAS (idle
-     * between GEMMs); elements are independent, so the result does not depend on it. */
+    /* Split big vectors over the compute threads the caller allowed the GEMMs (idle
+     * between them); elements are independent, so the result does not depend on it. */
     enum { MAXT = 8 };
-    int nt = openblas_get_num_threads();
+    int nt = sola_gemm_threads();
     if (nt > MAXT)
         nt = MAXT;
     if (o->n < ((size_t)1 << 18) || nt < 2) {

@@ -40,7 +40,7 @@
  *   cycle.optimizer.step [1]
  * and metadata cycle.tau, cycle.lambda, cycle.momentum, cycle.subset.
  *
- * Thread rules: a sola_cycle belongs to one thread at a time. GEMMs use OpenBLAS's
+ * Thread rules: a sola_cycle belongs to one thread at a time. GEMMs use core/gemm.h's
  * threads; row loops use sola_parallel_for; results depend only on the seed and the
  * BLAS thread count. */
 #ifndef SOLA_CYCLE_H

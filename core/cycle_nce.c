@@ -5,12 +5,12 @@
  * The softmax runs in double per row (sums of up to K terms), rows in parallel; the
  * loss is summed over rows in a fixed order, so results depend only on the BLAS
  * thread count, never on how rows were split. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cycle.h"
+#include "gemm.h"
 #include "sola_layers.h"
 
 /* 1 if queue entry tag t belongs to the query's video v (tags < 0: no video) */
@@ -90,8 +90,7 @@ void sola_infonce_backward(float *dq, float *prob, const float *p0, const float 
         prob[i] *= f;
     if (R <= 0)
         return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, K, 1.0f, prob, K, queue, D,
-                0.0f, dq, D);
+    sola_sgemm(0, 0, R, D, K, 1.0f, prob, K, queue, D, 0.0f, dq, D);
     for (int r = 0; r < R; r++) {
         const float c = (float)(scale / tau * ((double)p0[r] - 1.0));
         for (int d = 0; d < D; d++)
@@ -145,8 +144,7 @@ void sola_softnn_forward(float *qh, float *w, float *vnorm, const float *q, cons
     snn_job a = {w, uvid, vid, S, tau};
     sola_parallel_for((size_t)R, 16, snn_rows, &a);
     // v (R, D) = w (R, S) . u (S, D), normalised in place
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, S, 1.0f, w, S, u, D, 0.0f, qh,
-                D);
+    sola_sgemm(0, 0, R, D, S, 1.0f, w, S, u, D, 0.0f, qh, D);
     for (int r = 0; r < R; r++) {
         float *v = qh + (size_t)r * D;
         double s = 0;
@@ -193,6 +191,5 @@ void sola_softnn_backward(float *dq, float *dw, float *dv, const float *dqh, con
         for (int m = 0; m < S; m++)
             gr[m] = (float)(wr[m] * (gr[m] - t) / tau);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, S, 1.0f, dw, S, u, D, 0.0f, dq,
-                D);
+    sola_sgemm(0, 0, R, D, S, 1.0f, dw, S, u, D, 0.0f, dq, D);
 }

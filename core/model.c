@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "rng.h"
 
 void sola_model_layout(int C, int H, int k1, int k2, int P, sola_layout *l)
@@ -119,13 +120,24 @@ static void free_extra(sola_tensor *t)
     free(t->data);
 }
 
+/* Drops the packs (stale packs would silently serve old weights). */
+static void unpack(sola_model *m)
+{
+    sola_gemm_w_free(m->g0);
+    sola_gemm_w_free(m->g2);
+    sola_gemm_w_free(m->g4);
+    free(m->w0p);
+    free(m->w2p);
+    m->g0 = m->g2 = m->g4 = NULL;
+    m->w0p = m->w2p = NULL;
+}
+
 void sola_model_free(sola_model *m)
 {
     if (!m)
         return;
+    unpack(m);
     free(m->params);
-    free(m->w0p);
-    free(m->w2p);
     for (int i = 0; i < m->nmeta; i++) {
         free(m->meta[i].key);
         free(m->meta[i].val);
@@ -207,10 +219,7 @@ void sola_model_init(sola_model *m, uint64_t seed)
     init_layer(m->w4, C * H, m->b4, C, H, &r);
     m->alpha[0] = 0.0f; /* tanh(0) = 0: a fresh model is the identity */
     init_head(m, &r);   /* drawn after the module: module values do not depend on P */
-    /* Stale packs would silently serve the old weights. */
-    free(m->w0p);
-    free(m->w2p);
-    m->w0p = m->w2p = NULL;
+    unpack(m);
 }
 
 void sola_model_init_head(sola_model *m, uint64_t seed)
@@ -233,6 +242,7 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
     if (!p)
         return sola_errf(e, SOLA_ENOMEM, "head width P=%d: out of memory", P);
     memcpy(p, m->params, l.module_total * sizeof(float));
+    unpack(m); /* a pack may point into the old params (w4) */
     free(m->params);
     m->params = p;
     m->P = P;
@@ -262,18 +272,23 @@ static float *pack_conv(const float *w, int Cout, int Cin, int k)
 
 int sola_model_pack(sola_model *m, sola_err *e)
 {
-    float *a = pack_conv(m->w0, m->H, m->C, m->k1);
-    float *b = pack_conv(m->w2, m->H, m->H, m->k2);
-    if (!a || !b) {
-        free(a);
-        free(b);
+    unpack(m);
+    m->w0p = pack_conv(m->w0, m->H, m->C, m->k1);
+    m->w2p = pack_conv(m->w2, m->H, m->H, m->k2);
+    if (!m->w0p || !m->w2p) {
+        unpack(m);
         return sola_errf(e, SOLA_ENOMEM, "model C=%d H=%d: out of memory packing weights",
                          m->C, m->H);
     }
-    free(m->w0p);
-    free(m->w2p);
-    m->w0p = a;
-    m->w2p = b;
+    /* conv0 and conv2 write their products; conv4 (W4 [C, H] as stored, i.e. the
+     * transpose of the [H, C] it multiplies by) accumulates into x + tanh(alpha) b4 */
+    sola_err le = {0}, *ep = e ? e : &le;
+    if (!(m->g0 = sola_gemm_w_new(m->C, m->k1 * m->H, 0, 0, m->w0p, ep)) ||
+        !(m->g2 = sola_gemm_w_new(m->H, m->k2 * m->H, 0, 0, m->w2p, ep)) ||
+        !(m->g4 = sola_gemm_w_new(m->H, m->C, 1, 1, m->w4, ep))) {
+        unpack(m);
+        return ep->code;
+    }
     return 0;
 }
 

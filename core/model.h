@@ -52,6 +52,9 @@ typedef struct sola_model {
      * w0p [C, k1*H]: w0p[c*k1*H + j*H + h] = w0[h, c, j]
      * w2p [H, k2*H]: same for conv 2. NULL until packed. */
     float *w0p, *w2p;
+    /* The three products' right-hand sides prepared for core/gemm.h (w0p, w2p and w4,
+     * which they may reference), owned; NULL until packed. */
+    struct sola_gemm_w *g0, *g2, *g4;
 
     sola_kv *meta; /* __metadata__, owned */
     int nmeta;
@@ -83,7 +86,7 @@ void sola_model_init_head(sola_model *m, uint64_t seed);
 /* Resize to add a head of width P (keeps module params). */
 int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e);
 
-/* Builds w0p/w2p from params; call after load or after params change. */
+/* Builds w0p/w2p and g0/g2/g4 from params; call after load or after params change. */
 int sola_model_pack(sola_model *m, sola_err *e);
 
 /* Metadata: returns the value or NULL; set replaces or appends (copies strings). */

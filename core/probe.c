@@ -1,7 +1,6 @@
 /* probe.c -- linear fg/bg probe (see probe.h). */
 #include "probe.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "gemm.h"
 #include "npy.h"
 #include "refine.h"
 #include "rng.h"
@@ -27,7 +27,7 @@ void sola_probe_default(sola_probe_opts *o)
 /* Scores of rows x [n, C] under W [2, C], b [2] into out [n, 2]. */
 static void logits(const float *x, int n, int C, const float *W, const float *b, float *out)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2, C, 1.f, x, C, W, C, 0.f, out, 2);
+    sola_sgemm(0, 1, n, 2, C, 1.f, x, C, W, C, 0.f, out, 2);
     for (int i = 0; i < n; i++) {
         out[2 * i] += b[0];
         out[2 * i + 1] += b[1];
@@ -97,8 +97,7 @@ int sola_probe_fit(const float *x, const uint8_t *y, const uint8_t *is_val,
                 gb0 += lg[2 * k];
                 gb1 += lg[2 * k + 1];
             }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2, C, nb, 1.f, lg, 2, xb, C,
-                        0.f, gW, C);
+            sola_sgemm(1, 0, 2, C, nb, 1.f, lg, 2, xb, C, 0.f, gW, C);
             for (int i = 0; i < 2 * C; i++) {
                 vW[i] = o->momentum * vW[i] + gW[i];
                 W[i] -= o->lr * vW[i];

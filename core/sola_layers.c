@@ -1,17 +1,18 @@
 /* sola_layers.c -- forward/backward pairs of the SoLa training step (see sola_layers.h).
  *
- * The FLOPs are in the linear layers (cblas_sgemm); everything else is a streaming
+ * The FLOPs are in the linear layers (sola_sgemm, core/gemm.h); everything else is a streaming
  * loop over memory that is about to be, or has just been, touched by a GEMM. Small
  * reductions (norms, dot products of the loss) use 16 float partial sums, which the
  * compiler vectorises, finished in double: accurate to float rounding, and
  * independent of the batch size. */
 #include "sola_layers.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "gemm.h"
 
 /* sum a[c] * b[c], c < n. */
 static double dotf(const float *a, const float *b, int n)
@@ -45,7 +46,7 @@ static void *par_run(void *p)
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
 {
     enum { MAXT = 16 };
-    int nt = openblas_get_num_threads();
+    int nt = sola_gemm_threads();
     if (grain < 1)
         grain = 1;
     if (nt > MAXT)
@@ -77,7 +78,7 @@ void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
 /* The elementwise passes of the training step run on the calling thread. Measured in
  * the step on this project's 2-core machine: splitting them over 2 threads made them
  * 2x SLOWER (im2col 22 ms vs 11 ms at B = 256, C = 2048), because right after each
- * GEMM OpenBLAS's worker thread busy-waits for more work on the other core. The
+ * GEMM the BLAS library's worker thread busy-waits for more work on the other core. The
  * split stays available (sola_parallel_for) for work that is not next to a GEMM. */
 static void serial_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
 {
@@ -166,8 +167,7 @@ void sola_linear_forward(float *out, const float *inp, const float *weight, cons
         for (int r = 0; r < R; r++)
             memcpy(out + (size_t)r * OC, bias, (size_t)OC * sizeof *out);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, OC, IC, 1.0f, inp, IC, weight, IC,
-                bias ? 1.0f : 0.0f, out, OC);
+    sola_sgemm(0, 1, R, OC, IC, 1.0f, inp, IC, weight, IC, bias ? 1.0f : 0.0f, out, OC);
 }
 
 void sola_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -182,18 +182,16 @@ void sola_linear_backward(float *dinp, float *dweight, float *dbias, const float
         return;
     }
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, IC, OC, 1.0f, dout, OC,
-                    weight, IC, 0.0f, dinp, IC);
+        sola_sgemm(0, 0, R, IC, OC, 1.0f, dout, OC, weight, IC, 0.0f, dinp, IC);
     if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, R, 1.0f, dout, OC, inp, IC,
-                    0.0f, dweight, IC);
+        sola_sgemm(1, 0, OC, IC, R, 1.0f, dout, OC, inp, IC, 0.0f, dweight, IC);
     if (dbias) {
-        /* column sums = dout^T . ones, a (threaded) GEMV streaming dout once */
+        /* column sums = dout^T . ones, a (threaded) product streaming dout once */
         float *ones = malloc((size_t)R * sizeof *ones);
         if (ones) {
             for (int r = 0; r < R; r++)
                 ones[r] = 1.0f;
-            cblas_sgemv(CblasRowMajor, CblasTrans, R, OC, 1.0f, dout, OC, ones, 1, 0.0f, dbias, 1);
+            sola_sgemm(1, 0, OC, 1, R, 1.0f, dout, OC, ones, 1, 0.0f, dbias, 1);
             free(ones);
         } else {
             memset(dbias, 0, (size_t)OC * sizeof *dbias);

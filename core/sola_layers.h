@@ -13,7 +13,7 @@
  *
  * Backward functions OVERWRITE their gradient outputs (they never accumulate), except
  * sola_col2im_add whose name says so. Any gradient output may be NULL when not needed.
- * All GEMMs go through OpenBLAS (cblas_sgemm) and use its threads. */
+ * All GEMMs go through core/gemm.h (sola_sgemm) and use its threads. */
 #ifndef SOLA_LAYERS_H
 #define SOLA_LAYERS_H
 
@@ -47,10 +47,10 @@ void sola_normalize_backward(float *dr, const float *dz, const float *z, const f
                              int R, int C, float eps);
 
 /* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges of at least
- * `grain` items, on as many threads as OpenBLAS is allowed (openblas_get_num_threads).
+ * `grain` items, on as many threads as the GEMMs are allowed (sola_gemm_threads).
  * Ranges must be independent. Results do not depend on the thread count as long as fn
  * writes only its own items. The layers below do NOT use it for their passes: right
- * after a GEMM, OpenBLAS's workers busy-wait on the other cores and a split pass ran
+ * after a GEMM, the library's workers busy-wait on the other cores and a split pass ran
  * 2x slower than a serial one (measured; see serial_for in sola_layers.c). */
 typedef void (*sola_range_fn)(void *arg, size_t begin, size_t end);
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg);

@@ -2,7 +2,6 @@
  * (see trainer.h). */
 #include "trainer.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <time.h>
 
 #include "adamw.h"
+#include "gemm.h"
 #include "rng.h"
 
 void sola_trainer_default(sola_trainer_opts *o)
@@ -361,7 +361,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
         (rc = sola_model_add_head(m, h.cfg.P, h.seed ^ 0x68656164ull, e)))
         return rc;
     if (o->threads > 0)
-        openblas_set_num_threads(o->threads);
+        sola_gemm_set_threads(o->threads);
 
     int W = h.cfg.W, nu = 0;
     int *usable = malloc((size_t)d->n * sizeof *usable + 1);

@@ -1,13 +1,13 @@
 /* tsm.c -- temporal self-similarity map (SPEC 3):
  *     S[i,j] = (y_i . y_j) / (|y_i| |y_j| + 1e-8)
- * The Gram matrix is one ssyrk (half the FLOPs of a GEMM, and S comes out exactly
- * symmetric); the norms are float32 like torch.linalg.norm's result, with the same
+ * The Gram matrix is its upper triangle (sola_ssyrk_upper: about half the FLOPs of a
+ * GEMM) mirrored, so S comes out exactly symmetric; the norms are float32 like torch.linalg.norm's result, with the same
  * order of operations in the division, so we match a torch reference to rounding. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
+#include "gemm.h"
 #include "refine.h"
 
 int sola_tsm(const float *y, int T, int C, float *S, sola_err *e)
@@ -31,7 +31,7 @@ int sola_tsm(const float *y, int T, int C, float *S, sola_err *e)
             s += (double)yi[k] * yi[k];
         n[i] = (float)sqrt(s);
     }
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, T, C, 1.0f, y, C, 0.0f, S, T);
+    sola_ssyrk_upper(T, C, y, S);
     /* normalise the upper triangle row by row (contiguous), then mirror it in tiles
      * so the transposed writes stay in cache for long sequences */
     for (size_t i = 0; i < t; i++) {

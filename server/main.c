@@ -1,6 +1,5 @@
 /* main.c -- solad: flags, setup, run, teardown. Exit codes: 0 after a drain (also on
  * the drain deadline), 1 when it cannot start, 2 on a usage error. */
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +15,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
-#include "blasinfo.h"
+#include "gemm.h"
 #include "fsutil.h"
 #include "jobs.h"
 #include "server.h"
@@ -463,7 +462,7 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (c->threads == 0)
         c->threads = ncpu > c->workers ? (int)(ncpu / c->workers) : 1;
-    openblas_set_num_threads(c->threads);
+    sola_gemm_set_threads(c->threads); /* each compute thread takes it (core/gemm.h) */
     signal(SIGPIPE, SIG_IGN);
 
     struct timeval tv;
@@ -519,7 +518,7 @@ int main(int argc, char **argv)
     if (srv_http_start(&s))
         goto out;
     char blaswarn[512];
-    if (sola_blas_warning(blaswarn, sizeof blaswarn))
+    if (sola_gemm_env_warning(blaswarn, sizeof blaswarn))
         srv_logf(&s, "warn", "%s", blaswarn);
     printf("solad listening on http://%s\n", s.bound);
     fflush(stdout);

@@ -8,12 +8,12 @@
  * 3. Loss and every gradient against PyTorch (float64) fixtures from
  *    tests/ref/make_train_fixtures.py, through the library and through `sola grad`.
  * 4. Bad configurations and inputs are refused with messages. */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "model.h"
 #include "npy.h"
 #include "rng.h"
@@ -441,16 +441,16 @@ START_TEST(same_result_on_one_or_two_threads)
     sola_train_cfg cfg;
     sola_train_cfg_default(&cfg);
     sola_err e = {0};
-    int B = 80; /* OpenBLAS splits the GEMMs (and AdamW its loop) by thread count */
+    int B = 80; /* the GEMM library splits products (and AdamW its loop) by thread count */
     sola_trainctx *c = sola_trainctx_new(m, &cfg, B, &e);
     float *x = random_windows(B, cfg.W, m->C, 52);
     float *g1 = falloc(m->nparams), *g2 = falloc(m->nparams), l1, l2;
-    int nt = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int nt = sola_gemm_threads();
+    sola_gemm_set_threads(1);
     ck_assert_int_eq(sola_loss_grad(c, m, x, B, &l1, g1, &e), 0);
-    openblas_set_num_threads(2);
+    sola_gemm_set_threads(2);
     ck_assert_int_eq(sola_loss_grad(c, m, x, B, &l2, g2, &e), 0);
-    openblas_set_num_threads(nt);
+    sola_gemm_set_threads(nt);
     ck_assert_float_eq_tol(l1, l2, 1e-7);
     ck_assert_double_lt(tu_max_rel_err(g2, g1, m->nparams), 1e-6);
     free(x), free(g1), free(g2);

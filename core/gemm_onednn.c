@@ -1,0 +1,523 @@
+/* gemm_onednn.c -- the GEMM seam (gemm.h) on oneDNN (Debian's libdnnl, OpenMP runtime).
+ *
+ * Plain products go to dnnl_sgemm. A prepared right-hand side is a matmul primitive
+ * with a runtime row count (DNNL_RUNTIME_DIM_VAL), so one primitive serves every T,
+ * and weights in whatever layout the primitive asks for (format_tag any), reordered
+ * once here. On a CPU without AVX-512 oneDNN 2.6 implements that matmul with its jit
+ * sgemm ("gemm:jit") and asks for the plain layout: the reorder is then a copy we skip
+ * by pointing the primitive at the caller's array.
+ *
+ * Row independence (gemm.h). Which instructions compute an output row in oneDNN 2.6's
+ * avx/avx2 sgemm depends on the row's place in the call (src/cpu/x64/gemm/
+ * gemm_driver.cpp, f32/jit_avx_gemm_f32.cpp, gemm/f32/gemm_utils_f32.cpp; in its
+ * column-major terms our rows are its n, our output columns its m):
+ *   - calls of more than 263 rows take the "copy" kernels, fewer the "nocopy" ones,
+ *     with different k blocking;
+ *   - nocopy cuts the rows into blocks (48, or 96 when W is stored transposed, halving
+ *     the last two when they are short) and each block into groups of 6; a group of
+ *     1-3 rows runs a kernel that sums k in two interleaved halves -- other bits;
+ *   - with several threads the rows may be cut among them first (only when the
+ *     output has <= 64 columns), and k may be split among them (then partial sums).
+ * So every pass is cut into calls ("tiles") of at most 240 rows whose every block of
+ * every thread is whole groups of 6 and whose k is not split; tile_ok() replays the
+ * library's choices for a tile size. The columns' side needs nothing: each thread's
+ * share of them starts on a multiple of 16, the kernel's column unroll. Then a row is
+ * computed by the same instructions whatever the tile -- verified by
+ * tests/test_batching.c (batches of random make-up against separate calls, and every
+ * row of a pass against the same row computed alone). Other oneDNN versions or
+ * AVX-512 CPUs (other kernels) are not covered by this reasoning: the plan says
+ * exact = 0 there and a batcher computes requests one at a time. */
+#include "gemm.h"
+
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { TILE_MAX = 240 };
+
+/* ---- threads ----------------------------------------------------------------- */
+
+static _Atomic int g_threads;         /* 0: never set (OpenMP's default) */
+static _Thread_local int t_applied;  /* what this thread last gave omp_set_num_threads */
+
+static void sync_threads(void)
+{
+    int n = atomic_load_explicit(&g_threads, memory_order_relaxed);
+    if (n > 0 && n != t_applied) {
+        omp_set_num_threads(n);
+        t_applied = n;
+    }
+}
+
+void sola_gemm_set_threads(int n)
+{
+    if (n < 1)
+        n = 1;
+    atomic_store_explicit(&g_threads, n, memory_order_relaxed);
+    sync_threads();
+}
+
+int sola_gemm_threads(void)
+{
+    sync_threads();
+    return omp_get_max_threads();
+}
+
+/* ---- engine and per-thread stream ---------------------------------------------- */
+
+static dnnl_engine_t g_engine;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_key_t g_stream_key;
+
+static void stream_destroy(void *s)
+{
+    dnnl_stream_destroy(s);
+}
+
+static void init_once(void)
+{
+    if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success)
+        g_engine = NULL;
+    pthread_key_create(&g_stream_key, stream_destroy);
+}
+
+/* The calling thread's stream (streams are not shared between threads), or NULL. */
+static dnnl_stream_t thread_stream(void)
+{
+    pthread_once(&g_once, init_once);
+    if (!g_engine)
+        return NULL;
+    dnnl_stream_t s = pthread_getspecific(g_stream_key);
+    if (!s) {
+        if (dnnl_stream_create(&s, g_engine, dnnl_stream_default_flags) != dnnl_success)
+            return NULL;
+        pthread_setspecific(g_stream_key, s);
+    }
+    return s;
+}
+
+/* ---- plain products -------------------------------------------------------------- */
+
+void sola_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    sync_threads();
+    /* K = 0 is a valid product (C = beta C) that dnnl_sgemm handles itself */
+    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sola_ssyrk_upper(int T, int C, const float *Y, float *S)
+{
+    /* No syrk in oneDNN: row blocks of the upper triangle, each one sgemm from its
+     * diagonal block rightwards (half the FLOPs of the full product, plus the
+     * diagonal blocks). */
+    enum { B = 256 };
+    for (int i0 = 0; i0 < T; i0 += B) {
+        int bi = T - i0 < B ? T - i0 : B;
+        sola_sgemm(0, 1, bi, T - i0, C, 1.0f, Y + (size_t)i0 * C, C, Y + (size_t)i0 * C, C,
+                   0.0f, S + (size_t)i0 * T + i0, T);
+    }
+}
+
+/* ---- what runs --------------------------------------------------------------------- */
+
+const char *sola_gemm_backend(void)
+{
+    return "oneDNN";
+}
+
+static const char *isa_name(dnnl_cpu_isa_t isa)
+{
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+/* 1 if this library and CPU run the avx/avx2 nocopy sgemm that tile_ok() models. */
+static int rule_verified(void)
+{
+    const dnnl_version_t *v = dnnl_version();
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return v->major == 2 && v->minor == 6 &&
+           (isa == dnnl_cpu_isa_avx || isa == dnnl_cpu_isa_avx2 ||
+            isa == dnnl_cpu_isa_avx2_vnni);
+}
+
+static char g_kernels[160];
+static pthread_once_t g_kern_once = PTHREAD_ONCE_INIT;
+
+static void kernels_once(void)
+{
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(g_kernels, sizeof g_kernels, "oneDNN %d.%d.%d, isa %s, matmul/sgemm gemm:jit",
+             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
+}
+
+const char *sola_gemm_kernels(void)
+{
+    pthread_once(&g_kern_once, kernels_once);
+    return g_kernels;
+}
+
+int sola_gemm_env_warning(char *buf, size_t n)
+{
+    (void)buf;
+    (void)n;
+    return 0;
+}
+
+/* ---- prepared right-hand sides --------------------------------------------------- */
+
+struct sola_gemm_w {
+    int K, N, trans, accumulate;
+    int ktrans;           /* the layout the kernel reads: 0 [K, N], 1 [N, K], -1 other */
+    dnnl_primitive_t prim;
+    dnnl_memory_t wmem;   /* the weights in the primitive's layout */
+    float *owned;         /* their storage when reordered (NULL: the caller's W) */
+    size_t scratch;       /* scratchpad bytes the primitive asks for */
+    char impl[64];
+};
+
+#define DNNL_TRY(call)                                                                     \
+    do {                                                                                   \
+        if ((st = (call)) != dnnl_success)                                                 \
+            goto fail;                                                                     \
+    } while (0)
+
+sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
+                             sola_err *e)
+{
+    sola_gemm_w *w = calloc(1, sizeof *w);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t user = NULL;
+    dnnl_status_t st = dnnl_success;
+    if (!w) {
+        sola_errf(e, SOLA_ENOMEM, "gemm: out of memory");
+        return NULL;
+    }
+    w->K = K, w->N = N, w->trans = trans, w->accumulate = accumulate;
+    dnnl_stream_t s = thread_stream();
+    if (!s) {
+        sola_errf(e, SOLA_EIO, "gemm: oneDNN has no CPU engine here");
+        goto err;
+    }
+    dnnl_dims_t sd = {DNNL_RUNTIME_DIM_VAL, K}, wd = {K, N}, dd = {DNNL_RUNTIME_DIM_VAL, N};
+    dnnl_memory_desc_t smd, wany, wuser, dmd;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wuser, 2, wd, dnnl_f32, trans ? dnnl_ba : dnnl_ab));
+    dnnl_matmul_desc_t md;
+    DNNL_TRY(dnnl_matmul_desc_init(&md, &smd, &wany, NULL, &dmd));
+    DNNL_TRY(dnnl_primitive_attr_create(&attr));
+    /* alpha given at each call; our scratchpad, so concurrent calls share nothing */
+    DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, 1, 0, (float[]){DNNL_RUNTIME_F32_VAL}));
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (accumulate) {
+        DNNL_TRY(dnnl_post_ops_create(&po));
+        DNNL_TRY(dnnl_post_ops_append_sum(po, 1.0f));
+        DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL));
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+        impl)
+        snprintf(w->impl, sizeof w->impl, "%s", impl);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    w->scratch = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
+    dnnl_memory_desc_t wab, wba;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wab, 2, wd, dnnl_f32, dnnl_ab));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wba, 2, wd, dnnl_f32, dnnl_ba));
+    w->ktrans = dnnl_memory_desc_equal(wmd, &wab) ? 0 : dnnl_memory_desc_equal(wmd, &wba) ? 1 : -1;
+    if (dnnl_memory_desc_equal(wmd, &wuser)) {
+        DNNL_TRY(dnnl_memory_create(&w->wmem, wmd, g_engine, (void *)W));
+    } else {
+        size_t bytes = dnnl_memory_desc_get_size(wmd);
+        w->owned = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!w->owned) {
+            sola_errf(e, SOLA_ENOMEM, "gemm: out of memory for %zu bytes of weights", bytes);
+            goto err;
+        }
+        DNNL_TRY(dnnl_memory_create(&w->wmem, wmd, g_engine, w->owned));
+        DNNL_TRY(dnnl_memory_create(&user, &wuser, g_engine, (void *)W));
+        DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &wuser, g_engine, wmd, g_engine, NULL));
+        DNNL_TRY(dnnl_primitive_create(&reorder, rpd));
+        dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, w->wmem}};
+        sync_threads();
+        DNNL_TRY(dnnl_primitive_execute(reorder, s, 2, ra));
+        DNNL_TRY(dnnl_stream_wait(s));
+    }
+    DNNL_TRY(dnnl_primitive_create(&w->prim, pd));
+    goto done;
+fail:
+    sola_errf(e, st == dnnl_out_of_memory ? SOLA_ENOMEM : SOLA_EIO,
+              "gemm: oneDNN refused a [M, %d] x [%d, %d] matmul (status %d)", K, K, N, (int)st);
+err:
+    sola_gemm_w_free(w);
+    w = NULL;
+done:
+    if (reorder)
+        dnnl_primitive_destroy(reorder);
+    if (rpd)
+        dnnl_primitive_desc_destroy(rpd);
+    if (user)
+        dnnl_memory_destroy(user);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return w;
+}
+
+void sola_gemm_w_free(sola_gemm_w *w)
+{
+    if (!w)
+        return;
+    if (w->prim)
+        dnnl_primitive_destroy(w->prim);
+    if (w->wmem)
+        dnnl_memory_destroy(w->wmem);
+    free(w->owned);
+    free(w);
+}
+
+/* ---- the row plan ------------------------------------------------------------------- */
+
+/* 1 if one thread's nocopy driver cuts n rows into blocks of whole groups of 6
+ * (jit_avx_gemm_f32.cpp, sgemm_nocopy_driver: blocks of BN, the last two halved when
+ * together under 2 BN but over 1.5 BN). */
+static int blocks_whole(long n, long BN)
+{
+    while (n > 0) {
+        long s = n;
+        if (s >= 2 * BN)
+            s = BN;
+        else if (s > BN + BN / 2)
+            s = (s + 1) / 2;
+        if (s % 6)
+            return 0;
+        n -= s;
+    }
+    return 1;
+}
+
+/* 1 if a call of n rows against an [K, N] right-hand side with nthr threads computes
+ * every row with the group-of-6 kernel and an unsplit k (see the top of the file). */
+static int tile_ok(long n, long N, long K, int trans, int nthr)
+{
+    const long m = N, k = K, BN = trans ? 96 : 48;
+    if (n < 6 || n > 263 || m > 6048) /* gemv, copy kernels; m: one column block */
+        return 0;
+    /* gemm_driver.cpp adjust_thread_count (f32, vector length 8) */
+    double cycles = (double)m * (double)n * (double)k / 32.0 * 2.0;
+    int t = nthr;
+    if (t <= 4) {
+        if (cycles < 3.0e3)
+            t = 1;
+        else
+            while (t > 1 && !(3.0e3 * t < cycles * (t - 1)))
+                t--;
+    } else if (cycles < 4.0e3 + 2 * 5.0e2) {
+        t = 1;
+    } else {
+        while (t > 1 && !((4.0e3 + t * 5.0e2) * t < cycles * (t - 1)))
+            t -= t < 10 ? 2 : t < 30 ? 4 : 8;
+        if (t < 1)
+            t = 1;
+    }
+    if (t == 1)
+        return blocks_whole(n, BN);
+    /* gemm_utils_f32.cpp calc_nthr_nocopy_avx (BM 64, BN 48, BK 384; small 16, 1, 4) */
+    long nm = (m + 63) / 64, nn = (n + 47) / 48;
+    int other = 1;
+    while (nm * nn * other < t && k / (other + 1) > 384) {
+        other++;
+        if ((t / other) * other > 0.9 * t)
+            return 0; /* k split among threads: partial sums */
+    }
+    if (nm == 1)
+        nn = t;
+    if (nn == 1)
+        nm = t;
+    while (nm * nn > t) {
+        if (nm > nn)
+            nm--;
+        else
+            nn--;
+    }
+    while (nm * nn < t) {
+        if (nm < nn)
+            nm++;
+        else
+            nn++;
+    }
+    if (nm * nn > t && nm > 1 && nn > 1)
+        return 0; /* the square-root repartition: not modelled, not used */
+    long NB = (n + nn - 1) / nn;
+    if (NB * nn > n)
+        nn = (n + NB - 1) / NB;
+    for (long i = 0; i < nn; i++) {
+        long a = NB * i, b = a + NB < n ? a + NB : n;
+        if (b > a && !blocks_whole(b - a, BN))
+            return 0;
+    }
+    return 1;
+}
+
+static int tile_ok_all(const sola_gemm_w *const *ws, int n, long rows, int nthr)
+{
+    for (int i = 0; i < n; i++)
+        if (!tile_ok(rows, ws[i]->N, ws[i]->K, ws[i]->ktrans, nthr))
+            return 0;
+    return 1;
+}
+
+/* The smallest of 6, 12, 24, 48 whose every multiple up to `upto` is a good tile for
+ * every operand, or 0. */
+static size_t good_quantum(const sola_gemm_w *const *ws, int n, long upto, int nthr)
+{
+    static const int quanta[] = {6, 12, 24, 48};
+    for (size_t q = 0; q < sizeof quanta / sizeof quanta[0]; q++) {
+        int ok = 1;
+        for (long r = quanta[q]; r <= upto && ok; r += quanta[q])
+            ok = tile_ok_all(ws, n, r, nthr);
+        if (ok)
+            return (size_t)quanta[q];
+    }
+    return 0;
+}
+
+void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p)
+{
+    int nthr = sola_gemm_threads();
+    p->seq_align = 1;
+    p->min_rows = 0;
+    p->quantum = p->small_quantum = 6;
+    p->small_max = 0;
+    p->exact = rule_verified();
+    if (!p->exact)
+        return;
+    for (int i = 0; i < n; i++)
+        if (strcmp(ws[i]->impl, "gemm:jit") || ws[i]->ktrans < 0) {
+            p->exact = 0;
+            return;
+        }
+    /* Passes are cut as sola_gemm_w_rows cuts them (next_tile): tiles of TILE_MAX, then
+     * the rest. Every multiple of the quantum up to TILE_MAX must be a good tile; short
+     * passes (one tile of at most SMALL_MAX rows, where the library does not halve
+     * blocks) may use a finer quantum: 18 rows for T = 16 instead of 24. */
+    enum { SMALL_MAX = 72 };
+    p->quantum = good_quantum(ws, n, TILE_MAX, nthr);
+    p->small_quantum = good_quantum(ws, n, SMALL_MAX, nthr);
+    p->small_max = SMALL_MAX;
+    if (!p->quantum || !p->small_quantum) {
+        p->quantum = p->small_quantum = 6;
+        p->small_max = 0;
+        p->exact = 0;
+    }
+}
+
+/* Rows of the next call of a pass with `left` rows to go: TILE_MAX while more than
+ * that remain, else the rest. */
+static size_t next_tile(size_t left, int exact)
+{
+    return exact && left > TILE_MAX ? TILE_MAX : left;
+}
+
+int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float alpha,
+                     float *Y, sola_err *e)
+{
+    if (rows == 0)
+        return 0;
+    dnnl_stream_t s = thread_stream();
+    if (!s)
+        return sola_errf(e, SOLA_EIO, "gemm: oneDNN has no CPU engine here");
+    sync_threads();
+    int exact = rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0;
+    void *scratch = NULL;
+    dnnl_memory_t sp = NULL, am = NULL;
+    dnnl_status_t st = dnnl_success;
+    int rc = 0;
+    if (w->scratch) {
+        dnnl_dims_t d = {(dnnl_dim_t)w->scratch};
+        dnnl_memory_desc_t smd;
+        scratch = aligned_alloc(64, (w->scratch + 63) & ~(size_t)63);
+        if (!scratch)
+            return sola_errf(e, SOLA_ENOMEM, "gemm: out of memory for a scratchpad");
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 1, d, dnnl_u8, dnnl_a));
+        DNNL_TRY(dnnl_memory_create(&sp, &smd, g_engine, scratch));
+    }
+    dnnl_dims_t ad = {1};
+    dnnl_memory_desc_t amd;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&amd, 1, ad, dnnl_f32, dnnl_a));
+    DNNL_TRY(dnnl_memory_create(&am, &amd, g_engine, &alpha));
+    for (size_t r = 0; r < rows;) {
+        size_t n = next_tile(rows - r, exact);
+        dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, dd = {(dnnl_dim_t)n, w->N};
+        dnnl_memory_desc_t smd, dmd;
+        dnnl_memory_t xm = NULL, ym = NULL;
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+        DNNL_TRY(dnnl_memory_create(&xm, &smd, g_engine, (void *)(X + r * (size_t)w->K)));
+        if ((st = dnnl_memory_create(&ym, &dmd, g_engine, Y + r * (size_t)w->N)) !=
+            dnnl_success) {
+            dnnl_memory_destroy(xm);
+            goto fail;
+        }
+        dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w->wmem},
+                                {DNNL_ARG_DST, ym},
+                                {DNNL_ARG_ATTR_OUTPUT_SCALES, am},
+                                {DNNL_ARG_SCRATCHPAD, sp}};
+        st = dnnl_primitive_execute(w->prim, s, sp ? 5 : 4, a);
+        if (st == dnnl_success)
+            st = dnnl_stream_wait(s);
+        dnnl_memory_destroy(xm);
+        dnnl_memory_destroy(ym);
+        if (st != dnnl_success)
+            goto fail;
+        r += n;
+    }
+    goto done;
+fail:
+    rc = sola_errf(e, st == dnnl_out_of_memory ? SOLA_ENOMEM : SOLA_EIO,
+                   "gemm: oneDNN failed a [%zu, %d] x [%d, %d] product (status %d)", rows,
+                   w->K, w->K, w->N, (int)st);
+done:
+    if (am)
+        dnnl_memory_destroy(am);
+    if (sp)
+        dnnl_memory_destroy(sp);
+    free(scratch);
+    return rc;
+}
+
+size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
+{
+    size_t r = rows < p->min_rows ? p->min_rows : rows;
+    size_t q = r <= p->small_max && p->small_quantum ? p->small_quantum : p->quantum;
+    if (!q)
+        q = 1;
+    return (r + q - 1) / q * q;
+}
