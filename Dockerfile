@@ -16,12 +16,11 @@ FROM debian:${DEBIAN_TAG} AS build
 
 # check + libcurl are required by CMakeLists.txt (the test executables) even when only
 # solad is built, so the configure step needs their pkg-config files.
-# libopenblas-pthread-dev (not the libopenblas-dev metapackage) pins the pthread flavour
-# that the runtime stage installs as libopenblas0-pthread.
+# libdnnl-dev: oneDNN, the default GEMM backend (core/gemm_onednn.c; OpenMP threads).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      libopenblas-pthread-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
+      libdnnl-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
       libpng-dev zlib1g-dev libhdf5-dev check libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
@@ -45,7 +44,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
 FROM debian:${DEBIAN_TAG}
 
 # Runtime shared libraries only (Debian 12 names; checked with apt-cache policy):
-#   libopenblas0-pthread  cblas_sgemm (its postinst registers libopenblas.so.0)
+#   libdnnl2, libgomp1    oneDNN's matmul/sgemm and its OpenMP runtime
 #   libmicrohttpd12       HTTP server
 #   libjansson4           JSON
 #   libuv1                event loop + worker pool
@@ -54,7 +53,7 @@ FROM debian:${DEBIAN_TAG}
 #   curl                  HEALTHCHECK only
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas0-pthread libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g \
+      libdnnl2 libgomp1 libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g \
       libhdf5-103-1 curl \
  && rm -rf /var/lib/apt/lists/*
 
@@ -73,9 +72,9 @@ COPY --from=build /out/ /
 RUN ! ldd /usr/local/bin/solad | grep -q 'not found' \
  && ! ldd /usr/local/bin/sola | grep -q 'not found'
 
-# solad sets its own BLAS threads from --threads; this default only stops OpenBLAS
-# from spawning one thread per host core before the flag is applied.
-ENV OPENBLAS_NUM_THREADS=1
+# solad sets each compute thread's GEMM threads from --threads; this default only
+# stops OpenMP from starting one thread per host core before the flag is applied.
+ENV OMP_NUM_THREADS=1
 
 VOLUME ["/data"]
 WORKDIR /data

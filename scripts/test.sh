@@ -13,6 +13,16 @@ step "configure the Release build (build/)" "$logs/configure.log" \
 step "build everything (Release)" "$logs/build.log" cmake --build build -j "$jobs"
 echo "== Release build: ctest"
 (cd build && ctest --output-on-failure -j "$jobs")
+# The other GEMM backend (core/gemm.h): the numeric tests against the PyTorch fixtures,
+# batching's bit-identity and the training step, on OpenBLAS.
+numeric="test_refine test_batching test_grad test_trainer test_model test_adamw test_probe test_cycle"
+step "configure the OpenBLAS build (build-openblas/)" "$logs/configure-openblas.log" \
+  cmake -S . -B build-openblas -DCMAKE_BUILD_TYPE=Release -DSOLA_BUILD_TESTS=ON -DSOLA_GEMM=openblas
+# shellcheck disable=SC2086
+step "build the numeric tests (OpenBLAS)" "$logs/build-openblas.log" \
+  cmake --build build-openblas -j "$jobs" --target solad sola $numeric
+echo "== OpenBLAS backend: numeric tests"
+(cd build-openblas && ctest --output-on-failure -j "$jobs" -R "^(${numeric// /|})\$")
 step "configure the ASan+UBSan build (build-asan/)" "$logs/configure-asan.log" \
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSOLA_SANITIZE=ON -DSOLA_BUILD_TESTS=ON
 step "build everything (ASan+UBSan)" "$logs/build-asan.log" cmake --build build-asan -j "$jobs"

@@ -221,16 +221,21 @@ static char **child_env(int threads)
     int n = 0;
     while (environ[n])
         n++;
-    char **env = calloc((size_t)n + 2, sizeof *env);
+    char **env = calloc((size_t)n + 3, sizeof *env);
     if (!env)
         return NULL;
     int k = 0;
+    /* the worker sets its threads from the spec; these bound the GEMM library's pool
+     * before that (OpenMP for oneDNN, or OpenBLAS) */
     for (int i = 0; i < n; i++)
-        if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21))
+        if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) &&
+            strncmp(environ[i], "OMP_NUM_THREADS=", 16))
             env[k++] = environ[i];
-    static char var[48];
+    static char var[48], var2[48];
     snprintf(var, sizeof var, "OPENBLAS_NUM_THREADS=%d", threads);
+    snprintf(var2, sizeof var2, "OMP_NUM_THREADS=%d", threads);
     env[k++] = var;
+    env[k++] = var2;
     env[k] = NULL;
     return env;
 }

@@ -67,7 +67,7 @@ def check_dockerfile(root):
     last = max(i for i, ln in enumerate(instr) if ln.upper().startswith("FROM "))
     runtime = instr[last:]
     rt_text = "\n".join(runtime)
-    for pkg in ("libopenblas0-pthread", "libmicrohttpd12", "libjansson4", "libuv1",
+    for pkg in ("libdnnl2", "libgomp1", "libmicrohttpd12", "libjansson4", "libuv1",
                 "libpng16-16", "zlib1g", "curl"):
         if not re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(pkg), rt_text):
             fail(where, f"runtime stage does not install {pkg}")
@@ -142,8 +142,8 @@ def check_systemd(root, unit_rel, default_opts):
     if not one.get("Restart") or one.get("Restart") == "no":
         fail(where, "no Restart= policy")
     envs = " ".join(svc.get("Environment", []))
-    if "OPENBLAS_NUM_THREADS=" not in envs:
-        fail(where, "Environment=OPENBLAS_NUM_THREADS missing")
+    if "OMP_NUM_THREADS=" not in envs:
+        fail(where, "Environment=OMP_NUM_THREADS missing")
     start = one.get("ExecStart", "")
     data = flag_value(start, "data")
     if not data:
@@ -329,9 +329,9 @@ def check_k8s(root, rendered, max_body_nginx):
             if v not in env_names:
                 fail(where, f"args use $({v}) but no env var or ConfigMap key defines it")
     env = {e["name"]: e for e in c.get("env", [])}
-    ob = env.get("OPENBLAS_NUM_THREADS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
+    ob = env.get("OMP_NUM_THREADS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
     if ob.get("resource") != "limits.cpu":
-        fail(where, "OPENBLAS_NUM_THREADS must come from resourceFieldRef limits.cpu")
+        fail(where, "OMP_NUM_THREADS must come from resourceFieldRef limits.cpu")
     # The compute threads must follow the CPU limit: --workers or --threads comes from
     # an env var fed by limits.cpu (solad's own default counts the node's cores).
     cpu_vars = {n for n, e in env.items()
