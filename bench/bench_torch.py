@@ -8,7 +8,7 @@ Same shapes (C=2048, H=512, k1=5, k2=1), the authors' module (nn.Sequential of t
 Conv1d with ReLU, refine = x + tanh(alpha) * h, x given as [T, C] and transposed for
 torch as the authors' code does), torch.set_num_threads(N), inference_mode, median of
 N calls after a warm-up. The peak line is torch.mm on 2048^3 (best of 5), the same
-measurement bench_refine makes with cblas_sgemm.
+measurement bench_refine makes with sola_sgemm.
 
 With --ours BIN (build/bench_refine) it drives our benchmark in --serve mode with the
 same threads and interleaves the two in time: for each of --rounds rounds and each T,
