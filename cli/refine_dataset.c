@@ -6,8 +6,9 @@
  *   NAME.csv (BMN)                                   -> OUT/NAME.csv (same header row)
  *   a folder of HDF5 files (G-TAD rgb/flow pairs)    -> the same files in OUT, each
  *                                                       pair split back per stream
- * always float32, T unchanged, [C, T] again for --layout ct. Videos are streamed one
- * at a time. A video that cannot be read is skipped, logged with its reason and named
+ * always float32, T unchanged, [C, T] again for --layout ct. Videos are streamed
+ * through refine_pipe.c: the next one is read and the previous one written while one
+ * is refined. A video that cannot be read is skipped, logged with its reason and named
  * in missing_files.txt; the run then exits 1 unless --allow-missing. The files written
  * beside the output (refine_meta.json, missing_files.txt, copied siblings) are
  * refine_meta.c's. */
@@ -28,6 +29,7 @@
 #include "npy.h"
 #include "npz.h"
 #include "refine_meta.h"
+#include "refine_pipe.h"
 
 int cli_is_h5_name(const char *path)
 {
@@ -265,6 +267,79 @@ static int64_t fixed_length(const sola_dataset *d)
     return d->items[0].T;
 }
 
+/* One run's state for the pipeline's hooks (refine_pipe.h): the reader's and the
+ * writer's side of each video. The writer side runs for every video in order. */
+typedef struct run {
+    sola_dataset *d;
+    const cli_refine_opts *o;
+    outs *os;
+    cli_progress *p;
+    long refined, frames;
+    int fatal;          /* out of memory for the bookkeeping: the run stops */
+    float *t;           /* a --layout ct output transposed back to [C, T], reused */
+    size_t tcap;
+} run;
+
+/* Reader thread: video i straight into the pass's input rows. */
+static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
+{
+    run *r = ud;
+    return sola_dataset_window(r->d, i, 0, (int)T, x, e);
+}
+
+/* Writer thread: writes a refined video, or records why video i was skipped. */
+static int run_finish(void *ud, int i, int stage, const float *y, int64_t T, int *rc,
+                      sola_err *e)
+{
+    run *r = ud;
+    sola_dataset *d = r->d;
+    if (stage >= 1)
+        r->frames += (long)T;
+    if (stage == 2) {
+        int64_t C = d->C;
+        sola_array ya = {.data = (float *)y, .ndim = 2, .shape = {T, C}};
+        size_t n = (size_t)T * (size_t)C;
+        if (r->o->ct && n > r->tcap) {
+            float *t = malloc(n * sizeof *t);
+            if (t) {
+                free(r->t);
+                r->t = t;
+                r->tcap = n;
+            }
+        }
+        if (r->o->ct && n > r->tcap) {
+            *rc = sola_errf(e, SOLA_ENOMEM, "out of memory transposing [%lld, %lld]",
+                            (long long)T, (long long)C);
+        } else {
+            if (r->o->ct) {
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t c = 0; c < C; c++)
+                        r->t[(size_t)c * (size_t)T + (size_t)t] = y[(size_t)t * (size_t)C + (size_t)c];
+                ya.data = r->t;
+                ya.shape[0] = C;
+                ya.shape[1] = T;
+            }
+            *rc = write_item(d, i, r->os, &ya, e);
+        }
+    }
+    if (*rc) {
+        if (r->p->tty)
+            fputc('\n', stderr);
+        cli_errorf("skipped %s: %s", d->items[i].name, e->msg);
+        if (sola_dataset_note_skip(d, d->items[i].name, e->msg)) {
+            cli_errorf("out of memory");
+            r->fatal = 1;
+            return 1;
+        }
+    } else {
+        r->refined++;
+    }
+    char extra[64];
+    snprintf(extra, sizeof extra, "%ld frames", r->frames);
+    cli_progress_update(r->p, "refine", i + 1, d->n, "videos", extra);
+    return 0;
+}
+
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
                        const char *out, const cli_refine_opts *o, sola_ws *ws)
 {
@@ -340,38 +415,22 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     int scan_skipped = d->nskipped;
     cli_progress p;
     cli_progress_init(&p);
-    long refined = 0, frames = 0;
-    char label[4200];
-    for (int i = 0; i < d->n; i++) {
-        sola_array x, y = {0};
-        sola_dataset_path(d, i, label, sizeof label);
-        int r = sola_dataset_load(d, i, &x, &e);
-        if (!r) {
-            r = cli_refine_array(m, &x, label, &y, ws, &e);
-            frames += (long)x.shape[0];
-            sola_array_free(&x);
-        }
-        if (!r && o->ct)
-            r = sola_layout_transpose(&y, &e);
-        if (!r)
-            r = write_item(d, i, &os, &y, &e);
-        sola_array_free(&y);
-        if (r) {
-            if (p.tty)
-                fputc('\n', stderr);
-            cli_errorf("skipped %s: %s", d->items[i].name, e.msg);
-            if (sola_dataset_note_skip(d, d->items[i].name, e.msg)) {
-                cli_errorf("out of memory");
-                rc = EXIT_RUNTIME;
-                break;
-            }
-        } else {
-            refined++;
-        }
-        char extra[64];
-        snprintf(extra, sizeof extra, "%ld frames", frames);
-        cli_progress_update(&p, "refine", i + 1, d->n, "videos", extra);
+    run r = {.d = d, .o = o, .os = &os, .p = &p};
+    int64_t *Ts = malloc(sizeof *Ts * (size_t)(d->n + 1));
+    if (!Ts) {
+        cli_errorf("out of memory");
+        rc = EXIT_RUNTIME;
+    } else {
+        for (int i = 0; i < d->n; i++)
+            Ts[i] = d->items[i].T;
+        cli_pipe_hooks hk = {run_read, run_finish, &r};
+        cli_refine_pipe(m, ws, d->n, Ts, &hk);
+        if (r.fatal)
+            rc = EXIT_RUNTIME;
     }
+    free(Ts);
+    free(r.t);
+    long refined = r.refined, frames = r.frames;
     cli_progress_end(&p);
     if (close_outs(&os, rc == EXIT_OK, &e)) {
         cli_errorf("%s", e.msg);

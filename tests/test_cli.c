@@ -1,9 +1,11 @@
 /* test_cli.c -- the `sola` command as a user runs it: exit codes, messages, and
  * outputs read back with the core readers. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "model.h"
 #include "npy.h"
 #include "npz.h"
@@ -293,6 +295,96 @@ START_TEST(info_prints_shapes_and_metadata)
 }
 END_TEST
 
+
+/* `sola refine DIR` runs a pipeline (cli/refine_pipe.c: reads ahead, writes behind,
+ * reuses its buffers as lengths go up and down, a bad file in the middle): every
+ * output is the library's sola_refine of that file bit for bit, channel-first too,
+ * with 1 and 2 threads, and nothing but the outputs and the run's sidecars is left. */
+START_TEST(refine_folder_pipeline_is_bitwise_the_library)
+{
+    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 9 -o m.safetensors"), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(p, &e);
+    ck_assert_ptr_nonnull(m);
+    m->alpha[0] = 0.6f;
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    ck_assert_int_eq(tu_system("mkdir -p %s/in %s/inct", dir, dir), 0);
+    static const int Ts[] = {1, 300, 7, 64, 2, 301, 18, 95};
+    enum { NV = sizeof Ts / sizeof Ts[0] };
+    for (int v = 0; v < NV; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "in/v%d.npy", v);
+        write_seq(name, Ts[v], 24, 0.5f + 0.25f * (float)v);
+        /* the same data channel-first for --layout ct */
+        sola_array x = load(name);
+        float *t = malloc(sizeof(float) * (size_t)Ts[v] * 24);
+        for (int r = 0; r < Ts[v]; r++)
+            for (int c = 0; c < 24; c++)
+                t[(size_t)c * Ts[v] + r] = x.data[(size_t)r * 24 + c];
+        int64_t sh[2] = {24, Ts[v]};
+        snprintf(p, sizeof p, "%s/inct/v%d.npy", dir, v);
+        ck_assert_int_eq(sola_npy_save(p, t, 2, sh, &e), 0);
+        free(t);
+        sola_array_free(&x);
+    }
+    ck_assert_int_eq(tu_system("echo garbage > %s/in/v3b.npy", dir), 0);
+    sola_ws *ws = sola_ws_new();
+    for (int threads = 1; threads <= 2; threads++) {
+        ck_assert_int_eq(tu_system("cd %s && %s refine -m m.safetensors in -o out%d --threads "
+                                   "%d 2>err.txt >out.txt", dir, sola, threads, threads),
+                         1); /* the bad file */
+        assert_stderr_has("v3b");
+        ck_assert_int_eq(tu_system("cd %s && %s refine -m m.safetensors inct -o outct%d "
+                                   "--layout ct --threads %d 2>err.txt >out.txt", dir, sola,
+                                   threads, threads), 0);
+        sola_gemm_set_threads(threads); /* the bits are those of this thread count */
+        for (int v = 0; v < NV; v++) {
+            char in[64], out[64], outct[64];
+            snprintf(in, sizeof in, "in/v%d.npy", v);
+            snprintf(out, sizeof out, "out%d/v%d.npy", threads, v);
+            snprintf(outct, sizeof outct, "outct%d/v%d.npy", threads, v);
+            sola_array x = load(in), y = load(out), yct = load(outct);
+            size_t n = (size_t)Ts[v] * 24;
+            float *want = malloc(sizeof(float) * n);
+            ck_assert_int_eq(sola_refine(m, x.data, Ts[v], want, ws, &e), 0);
+            ck_assert_int_eq(y.shape[0], Ts[v]);
+            ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)),
+                          "%s (T=%d, %d threads) differs from sola_refine", out, Ts[v],
+                          threads);
+            ck_assert_int_eq(yct.shape[0], 24);
+            ck_assert_int_eq(yct.shape[1], Ts[v]);
+            for (int r = 0; r < Ts[v]; r++)
+                for (int c = 0; c < 24; c++)
+                    ck_assert_msg(yct.data[(size_t)c * Ts[v] + r] == want[(size_t)r * 24 + c],
+                                  "%s: [%d, %d] differs", outct, c, r);
+            free(want);
+            sola_array_free(&x);
+            sola_array_free(&y);
+            sola_array_free(&yct);
+        }
+        /* atomic writes leave no temporary behind */
+        snprintf(p, sizeof p, "%s/out%d", dir, threads);
+        DIR *dd = opendir(p);
+        ck_assert_ptr_nonnull(dd);
+        int files = 0;
+        for (struct dirent *de; (de = readdir(dd));) {
+            if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
+                continue;
+            files++;
+            ck_assert_msg(!strncmp(de->d_name, "v", 1) || !strcmp(de->d_name, "refine_meta.json") ||
+                              !strcmp(de->d_name, "missing_files.txt"),
+                          "unexpected file %s in %s", de->d_name, p);
+        }
+        closedir(dd);
+        ck_assert_int_eq(files, NV + 2);
+    }
+    sola_ws_free(ws);
+    sola_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -301,6 +393,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, init_then_refine_matches_library);
     tcase_add_test(tc, refine_folder_keeps_names_and_reports_bad_files);
+    tcase_add_test(tc, refine_folder_pipeline_is_bitwise_the_library);
     tcase_add_test(tc, npz_in_npz_out_keeps_members);
     tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
     tcase_add_test(tc, usage_errors_exit_2);
