@@ -356,7 +356,7 @@ export function jobView(id) {
     state.replaceChildren(badge(job.state));
     title.textContent = `Job ${id}${job.output_model ? ` · ${job.output_model}${job.model_version ? ` v${job.model_version}` : ''}` : ''}`;
     // failure / interruption
-    const show = job.state === 'failed' || job.state === 'interrupted' || (job.error && job.state !== 'succeeded');
+    const show = job.state === 'failed' || job.state === 'interrupted' || (job.state === 'cancelled' && !!job.error);
     failure.hidden = !show;
     if (show) {
       const hint = explain(job);
