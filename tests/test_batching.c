@@ -1,8 +1,10 @@
 /* test_batching.c -- dynamic batching must not change a single bit.
  *
- * Core: sola_refine_batch over mixed lengths (1..300, k2 = 3 and 1, dilations) equals
- * separate sola_refine calls byte for byte, with 1 and 2 BLAS threads (OpenBLAS cuts
- * rows differently with each; core/refine.c's padded layout is what makes this hold).
+ * Core: sola_refine_batch over mixed lengths (1..400, up to 40 sequences, k2 = 3 and
+ * 1, dilations, odd and narrow widths, the paper's shape) equals separate sola_refine
+ * calls byte for byte, with 1 and 2 GEMM threads (each backend's row plan, core/gemm.h,
+ * is what makes this hold); and rows of a pass over a window of a sequence equal the
+ * whole pass's wherever the window holds their receptive field (streaming).
  * Daemon: concurrent /refine and /v2 infer requests to a solad that batches (a long
  * window so they do meet) return exactly the bytes a solad without batching returns. */
 #include <check.h>
@@ -42,9 +44,10 @@ static float *randx(sola_rng *r, size_t n)
     return x;
 }
 
-/* Batches of random make-up (lengths 1..maxT) against separate calls; returns how many
- * sequences were compared. */
-static int check_batches(const sola_model *m, int nbatches, int maxT, uint64_t seed)
+/* Batches of random make-up (1..nmax sequences, lengths 1..maxT) against separate
+ * calls; returns how many sequences were compared. */
+static int check_batches_n(const sola_model *m, int nbatches, int maxT, int nmax,
+                           uint64_t seed)
 {
     sola_rng r;
     sola_rng_seed(&r, seed);
@@ -53,7 +56,8 @@ static int check_batches(const sola_model *m, int nbatches, int maxT, uint64_t s
     size_t C = (size_t)m->C;
     int compared = 0;
     for (int b = 0; b < nbatches; b++) {
-        int n = 1 + (int)(sola_rng_u64(&r) % 9), lens[9];
+        int n = 1 + (int)(sola_rng_u64(&r) % (uint64_t)nmax), lens[64];
+        ck_assert_int_le(n, 64);
         size_t rows = 0;
         for (int i = 0; i < n; i++) {
             /* short ones mostly, with now and then a long one */
@@ -82,6 +86,11 @@ static int check_batches(const sola_model *m, int nbatches, int maxT, uint64_t s
     return compared;
 }
 
+static int check_batches(const sola_model *m, int nbatches, int maxT, uint64_t seed)
+{
+    return check_batches_n(m, nbatches, maxT, 9, seed);
+}
+
 START_TEST(batch_bitwise_k2_3)
 {
     sola_gemm_set_threads(_i + 1);
@@ -100,6 +109,84 @@ START_TEST(batch_bitwise_k2_1)
     sola_gemm_set_threads(_i + 1);
     sola_model *m = model(64, 64, 5, 1, 1, 7);
     ck_assert_int_gt(check_batches(m, 30, 300, 99 + (uint64_t)_i), 80);
+    sola_model_free(m);
+}
+END_TEST
+
+
+/* Shapes whose products have column counts that are not multiples of the kernels'
+ * blocks (72, 200) or so narrow that the library cuts rows among threads (48), and
+ * batches of up to 40 sequences: whatever the backend's plan promises must hold. */
+START_TEST(batch_bitwise_odd_shapes)
+{
+    sola_gemm_set_threads(_i + 1);
+    static const int shapes[][5] = {{96, 72, 5, 3, 1}, {200, 48, 3, 1, 1}, {40, 24, 7, 3, 3}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int *sh = shapes[k];
+        sola_model *m = model(sh[0], sh[1], sh[2], sh[3], sh[4], 30 + k);
+        if (sola_refine_batchable(m))
+            ck_assert_int_gt(check_batches_n(m, 12, 400, 40, 70 + k + 10 * (uint64_t)_i), 12);
+        else /* OpenBLAS with 2 threads and C or H not a multiple of 64: not promised */
+            ck_assert_str_eq(sola_gemm_backend(), "OpenBLAS");
+        sola_model_free(m);
+    }
+}
+END_TEST
+
+/* The paper's module (C = 2048, H = 512, k1 = 5, k2 = 1): the shapes that serve. */
+START_TEST(batch_bitwise_paper_shape)
+{
+    sola_gemm_set_threads(_i + 1);
+    sola_model *m = model(2048, 512, 5, 1, 1, 11);
+    ck_assert_int_eq(sola_refine_batchable(m), 1);
+    ck_assert_int_gt(check_batches_n(m, 3, 250, 12, 5 + (uint64_t)_i), 2);
+    sola_model_free(m);
+}
+END_TEST
+
+/* Streaming's property (refine.h, "Row independence"): row t of a pass over a window
+ * [a, b) of a sequence equals row t of the pass over the whole sequence when the
+ * window holds t's receptive field (or ends where the sequence does). */
+START_TEST(window_rows_equal_the_whole_pass)
+{
+    sola_gemm_set_threads(_i + 1);
+    sola_model *m = model(64, 64, 5, 3, 2, 12); /* R = 2*1 + 1*2 = 4 */
+    const int R = (m->k1 / 2) * m->d1 + (m->k2 / 2) * m->d2, T = 260, C = m->C;
+    ck_assert_int_eq(sola_refine_batchable(m), 1);
+    sola_rowplan pl;
+    sola_refine_plan(m, &pl);
+    sola_rng r;
+    sola_rng_seed(&r, 77 + (uint64_t)_i);
+    float *x = randx(&r, (size_t)T * C), *full = malloc(sizeof(float) * (size_t)T * C),
+          *w = malloc(sizeof(float) * (size_t)T * C);
+    sola_ws *ws = sola_ws_new();
+    sola_err e = {0};
+    ck_assert_int_eq(sola_refine(m, x, T, full, ws, &e), 0);
+    int checked = 0;
+    for (int k = 0; k < 60; k++) {
+        int a = (int)(sola_rng_u64(&r) % (uint64_t)T);
+        a -= a % (int)pl.seq_align; /* OpenBLAS: windows start on its row block */
+        if (k % 5 == 0)
+            a = 0;
+        int b = a + 1 + (int)(sola_rng_u64(&r) % (uint64_t)(T - a));
+        if (k % 7 == 0)
+            b = T;
+        ck_assert_int_eq(sola_refine(m, x + (size_t)a * C, b - a, w, ws, &e), 0);
+        for (int t = a; t < b; t++) {
+            if (!((a == 0 || t - R >= a) && (b == T || t + R < b)))
+                continue;
+            ck_assert_msg(!memcmp(w + (size_t)(t - a) * C, full + (size_t)t * C,
+                                  sizeof(float) * (size_t)C),
+                          "row %d of window [%d, %d) differs from the whole pass (%d threads)",
+                          t, a, b, sola_gemm_threads());
+            checked++;
+        }
+    }
+    ck_assert_int_gt(checked, 1000);
+    sola_ws_free(ws);
+    free(x);
+    free(full);
+    free(w);
     sola_model_free(m);
 }
 END_TEST
@@ -279,9 +366,12 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("batching");
     TCase *c = tcase_create("core");
-    tcase_set_timeout(c, 60);
+    tcase_set_timeout(c, 300);
     tcase_add_loop_test(c, batch_bitwise_k2_3, 0, 2);
     tcase_add_loop_test(c, batch_bitwise_k2_1, 0, 2);
+    tcase_add_loop_test(c, batch_bitwise_odd_shapes, 0, 2);
+    tcase_add_loop_test(c, batch_bitwise_paper_shape, 0, 2);
+    tcase_add_loop_test(c, window_rows_equal_the_whole_pass, 0, 2);
     tcase_add_test(c, layout);
     suite_add_tcase(s, c);
     c = tcase_create("daemon");
