@@ -214,6 +214,8 @@ typedef struct api_ctx {
     const char *data_dir; /* NULL: none */
     const char *token;  /* NULL: no auth */
     const struct api_jobs_backend *jobs; /* training jobs (api/train.h); NULL: none */
+    const struct api_seq_backend *seq;   /* open streams (api/seq.h); NULL: none */
+    void *seq_self;                      /* its self argument */
 } api_ctx;
 
 /* ---- routes ------------------------------------------------------------------ */

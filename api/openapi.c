@@ -13,7 +13,10 @@
 #define FEAT_PARAMS                                                                        \
     "\"parameters\":[" Q("model", "model name (default: the default model)") ","         \
     Q("version", "model version (default: the active one)") ","                          \
-    Q("tsm", "raw, refined or both") "," Q("format", "reply format: json, npy, npz (png for /tsm)") "]"
+    Q("tsm", "raw, refined or both") "," Q("format", "reply format: json, npy, npz (png for /tsm)") ","        \
+    Q("sequence_id", "online refine: the stream this chunk belongs to (docs/streaming.md)") "," \
+    Q("sequence_start", "1: this chunk opens the stream") ","                                  \
+    Q("sequence_end", "1: this chunk ends the stream (the tail is flushed)") "]"
 #define ERRS                                                                               \
     "\"400\":" ERR ",\"404\":" ERR ",\"406\":" ERR ",\"413\":" ERR ",\"415\":" ERR        \
     ",\"422\":" ERR ",\"503\":" ERR
@@ -25,8 +28,10 @@ const char api_openapi_json[] =
     "\"paths\":{"
     "\"/refine\":{\"post\":{\"summary\":\"Refine a [T,C] or [B,T,C] feature sequence\","
     FEAT_PARAMS "," FEAT_BODY ","
-    "\"responses\":{\"200\":{\"description\":\"refined features (and TSMs)\","
-    "\"headers\":{\"X-Model\":{\"schema\":{\"type\":\"string\"}},\"X-Model-Version\":{\"schema\":{\"type\":\"integer\"}}},"
+    "\"responses\":{\"200\":{\"description\":\"refined features (and TSMs); with sequence_id the rows of the stream that became final\","
+    "\"headers\":{\"X-Model\":{\"schema\":{\"type\":\"string\"}},\"X-Model-Version\":{\"schema\":{\"type\":\"integer\"}},"
+    "\"X-Sequence-Offset\":{\"description\":\"index of the first returned row in the stream\",\"schema\":{\"type\":\"integer\"}},"
+    "\"X-Sequence-Received\":{\"schema\":{\"type\":\"integer\"}}},"
     "\"content\":{\"application/json\":{},\"application/x-npy\":{},\"application/x-npz\":{}}}," ERRS "}}},"
     "\"/tsm\":{\"post\":{\"summary\":\"Temporal self-similarity map of a sequence\","
     FEAT_PARAMS "," FEAT_BODY ","
@@ -89,6 +94,13 @@ const char api_openapi_json[] =
     "\"/readyz\":{\"get\":{\"summary\":\"Ready to serve\",\"responses\":{\"200\":{\"description\":\"ready\"},\"503\":" ERR "}}},"
     "\"/healthz\":{\"get\":{\"summary\":\"Health detail (JSON)\",\"responses\":{\"200\":{\"description\":\"detail\"}}}},"
     "\"/metrics\":{\"get\":{\"summary\":\"Prometheus metrics\",\"responses\":{\"200\":{\"description\":\"text format 0.0.4\",\"content\":{\"text/plain\":{}}}}}},"
+    /* online refine (docs/streaming.md) */
+    "\"/streams\":{\"get\":{\"summary\":\"Open streams of online refine, limits, memory\",\"responses\":{\"200\":{\"description\":\"streams\"}}}},"
+    "\"/streams/{id}\":{\"get\":{\"summary\":\"One open stream (404 says why it is not open)\",\"parameters\":[" P("id") "],"
+    "\"responses\":{\"200\":{\"description\":\"stream\"},\"404\":" ERR "}}},"
+    "\"/streams/{id}/events\":{\"get\":{\"summary\":\"The stream's refined rows as server-sent events, as they are handed out\","
+    "\"parameters\":[" P("id") "," Q("format", "json (default) or b64 (base64 float32 rows)") "],"
+    "\"responses\":{\"200\":{\"description\":\"event stream\",\"content\":{\"text/event-stream\":{}}},\"400\":" ERR ",\"404\":" ERR "}}},"
     "\"/openapi.json\":{\"get\":{\"summary\":\"This document\",\"responses\":{\"200\":{\"description\":\"OpenAPI\"}}}},"
     /* Open Inference Protocol v2 (docs/v2.md) */
     "\"/v2\":{\"get\":{\"summary\":\"Server metadata (name, version, extensions)\",\"responses\":{\"200\":{\"description\":\"metadata\"}}}},"
@@ -98,7 +110,7 @@ const char api_openapi_json[] =
     "\"/v2/models/{model}/versions/{version}\":{\"get\":{\"summary\":\"Model version metadata\",\"parameters\":[" P("model") "," P("version") "],\"responses\":{\"200\":{\"description\":\"metadata\"},\"404\":" ERR "}}},"
     "\"/v2/models/{model}/ready\":{\"get\":{\"summary\":\"Model ready\",\"parameters\":[" P("model") "],\"responses\":{\"200\":{\"description\":\"ready\"},\"400\":{\"description\":\"not ready\"}}}},"
     "\"/v2/models/{model}/versions/{version}/ready\":{\"get\":{\"summary\":\"Model version ready\",\"parameters\":[" P("model") "," P("version") "],\"responses\":{\"200\":{\"description\":\"ready\"},\"400\":{\"description\":\"not ready\"}}}},"
-    "\"/v2/models/{model}/infer\":{\"post\":{\"summary\":\"Inference: JSON tensors or the binary tensor data extension (Inference-Header-Content-Length)\",\"parameters\":[" P("model") "],"
+    "\"/v2/models/{model}/infer\":{\"post\":{\"summary\":\"Inference: JSON tensors or the binary tensor data extension (Inference-Header-Content-Length); request parameters sequence_id, sequence_start, sequence_end stream (docs/streaming.md)\",\"parameters\":[" P("model") "],"
     "\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{},\"application/octet-stream\":{}}},"
     "\"responses\":{\"200\":{\"description\":\"outputs refined, tsm, tsm_raw\"},\"400\":" ERR ",\"404\":" ERR ",\"413\":" ERR ",\"503\":" ERR "}}},"
     "\"/v2/models/{model}/versions/{version}/infer\":{\"post\":{\"summary\":\"Inference on one version\",\"parameters\":[" P("model") "," P("version") "],"
@@ -113,7 +125,8 @@ const char api_openapi_json[] =
     "\"schemas\":{\"FeatureRequest\":{\"type\":\"object\",\"required\":[\"features\"],\"properties\":{"
     "\"features\":{\"type\":\"array\",\"items\":{\"type\":\"array\",\"items\":{\"type\":\"number\"}}},"
     "\"model\":{\"type\":\"string\"},\"version\":{\"type\":\"integer\"},"
-    "\"tsm\":{\"type\":\"string\",\"enum\":[\"raw\",\"refined\",\"both\"]}}},"
+    "\"tsm\":{\"type\":\"string\",\"enum\":[\"raw\",\"refined\",\"both\"]},"
+    "\"sequence_id\":{\"type\":\"string\"},\"sequence_start\":{\"type\":\"boolean\"},\"sequence_end\":{\"type\":\"boolean\"}}},"
     "\"Error\":{\"type\":\"object\",\"properties\":{\"error\":{\"type\":\"string\"}}}},"
     "\"responses\":{\"Error\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}}"
     "}}\n";

@@ -22,6 +22,7 @@ static const api_route *const tables[] = {
     api_routes_jobs,
     api_routes_web,
     api_routes_v2,
+    api_routes_streams,
     NULL,
 };
 

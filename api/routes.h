@@ -13,6 +13,7 @@ extern const api_route api_routes_datasets[]; /* training data uploads */
 extern const api_route api_routes_jobs[];   /* training jobs */
 extern const api_route api_routes_web[];    /* the web page: /, /static/NAME */
 extern const api_route api_routes_v2[];     /* Open Inference Protocol v2 */
+extern const api_route api_routes_streams[]; /* open streams of online refine */
 
 /* The OpenAPI document (static JSON text). */
 extern const char api_openapi_json[];

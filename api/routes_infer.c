@@ -26,6 +26,7 @@
 #include "npz.h"
 #include "refine.h"
 #include "routes.h"
+#include "seq.h"
 
 enum { K_REFINE, K_TSM };
 enum { TSM_REFINED = 1, TSM_RAW = 2 };
@@ -42,6 +43,7 @@ typedef struct infer {
     const char *body; /* borrowed: the server keeps the body until done() */
     size_t len;
     char *item_path; /* GET /tsm: data/datasets/D/I.npy (owned) */
+    api_seq_args seq; /* online refine: sequence_id & co (api/seq.h) */
 } infer;
 
 static void infer_done(void *state)
@@ -106,6 +108,13 @@ static int prepare(const api_ctx *ctx, api_request *rq, api_response *rs, api_wo
         api_error(rs, 400, "query parameter tsm=\"%.40s\": use raw, refined or both", v);
         goto fail;
     }
+    if (api_seq_from_query(rq, &st->seq, &e) || api_seq_check(&st->seq, &e))
+        goto bad;
+    if (st->seq.has_id && kind != K_REFINE) {
+        api_error(rs, 400, "sequence_id: streams are refined with POST /refine (or "
+                           "/v2/models/M/infer); a stream's TSM needs its whole sequence");
+        goto fail;
+    }
 
     if (from_dataset) {
         const char *d = api_query(rq, "dataset"), *it = api_query(rq, "item");
@@ -130,7 +139,9 @@ static int prepare(const api_ctx *ctx, api_request *rq, api_response *rs, api_wo
     } else {
         const char *ct = api_header(rq, "Content-Type");
         int mt = api_mt_parse(ct);
-        if (rq->body_len == 0) {
+        if (rq->body_len == 0 && st->seq.has_id) /* an empty chunk: a flush, a keep-alive */
+            mt = mt == API_MT_NPY ? API_MT_NPY : API_MT_JSON;
+        if (rq->body_len == 0 && !st->seq.has_id) {
             api_error(rs, 400, "empty body: send a [T, C] sequence as application/json "
                                "{\"features\": [[...], ...]} or application/x-npy");
             goto fail;
@@ -227,6 +238,7 @@ static int json_options(infer *st, json_t *rest, sola_err *e)
 {
     const char *key;
     json_t *v; /* borrowed */
+    int rc;
     json_object_foreach(rest, key, v) {
         if (!strcmp(key, "model")) {
             if (json_is_null(v))
@@ -246,6 +258,15 @@ static int json_options(infer *st, json_t *rest, sola_err *e)
                      api_parse_version("\"version\"", json_string_value(v), &st->version, e))
                 return sola_errf(e, SOLA_EINVAL,
                                  "request body: \"version\" must be a positive integer");
+        } else if (!strncmp(key, "sequence_", 9) &&
+                   ((!strcmp(key, "sequence_id") && st->seq.has_id) ||
+                    (!strcmp(key, "sequence_start") && st->seq.has_start) ||
+                    (!strcmp(key, "sequence_end") && st->seq.has_end))) {
+            return sola_errf(e, SOLA_EINVAL, "request body: %s is also in the query; give it "
+                                             "once", key);
+        } else if (api_seq_json_member(&st->seq, key, v, "request body", &rc, e)) {
+            if (rc)
+                return rc;
         } else if (!strcmp(key, "tsm")) {
             if (json_is_null(v))
                 continue;
@@ -256,7 +277,8 @@ static int json_options(infer *st, json_t *rest, sola_err *e)
         } else {
             return sola_errf(e, SOLA_EINVAL,
                              "request body: unknown member \"%.60s\" (known: features, "
-                             "model, version, tsm)",
+                             "model, version, tsm, sequence_id, sequence_start, "
+                             "sequence_end)",
                              key);
         }
     }
@@ -615,6 +637,47 @@ static int load_item(run *u, size_t *held)
     return rc;
 }
 
+/* One call of a stream (api/seq.h): x is its chunk [n, C], n >= 0. */
+static void stream_call(infer *st, const sola_array *x, sola_ws *ws, api_response *rs)
+{
+    const api_ctx *ctx = st->ctx;
+    sola_err e = {0};
+    if (api_seq_check(&st->seq, &e)) {
+        api_error_from(rs, &e);
+        return;
+    }
+    if (st->kind != K_REFINE) {
+        api_error(rs, 400, "sequence_id: streams are refined with POST /refine (or "
+                           "/v2/models/M/infer); a stream's TSM needs its whole sequence");
+        return;
+    }
+    if (st->tsm > 0) {
+        api_error(rs, 400, "tsm: a stream's replies carry refined rows only (a TSM needs the "
+                           "whole sequence: refine it offline, or follow the stream with "
+                           "GET /streams/%s/events)", st->seq.id);
+        return;
+    }
+    if (x->ndim != 2) {
+        api_error(rs, 422, "a stream takes chunks [n, C] of one sequence; got %d "
+                           "dimensions", x->ndim);
+        return;
+    }
+    size_t n = sola_array_numel(x), bad = n ? sola_first_nonfinite(x->data, n) : 0;
+    if (!ctx->allow_nonfinite && bad < n) {
+        api_error(rs, 400, "features[%zu][%zu] is %s: feature values must be finite (this "
+                           "server refuses NaN and Inf; see --allow-nonfinite)",
+                  bad / (size_t)x->shape[1], bad % (size_t)x->shape[1],
+                  isnan(x->data[bad]) ? "NaN" : "infinite");
+        return;
+    }
+    api_seq_out o;
+    if (api_seq_push(ctx, &st->seq, st->model[0] ? st->model : NULL, st->version, x->data,
+                     x->shape[0], x->shape[1], ws, &o, rs))
+        return;
+    api_seq_reply_refine(rs, st->out_mt, &st->seq, &o);
+    api_seq_out_free(ctx, &o);
+}
+
 static void infer_run(void *state, sola_ws *ws, api_response *rs)
 {
     infer *st = state;
@@ -631,6 +694,8 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     if (st->item_path) {
         if ((rc = load_item(&u, &x_held)) == 1)
             goto out; /* rs filled by the budget */
+    } else if (st->len == 0) { /* an empty stream chunk (prepare allows it only there) */
+        u.x.ndim = 2;
     } else if (st->in_mt == API_MT_JSON) {
         rc = api_parse_features_json(st->body, st->len, &u.x, &rest, e);
     } else if (npy_view(st->body, st->len, &u.x)) {
@@ -652,6 +717,10 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     }
     if (rest && (rc = json_options(st, rest, e)))
         goto fail;
+    if (st->seq.has_id || st->seq.has_start || st->seq.has_end) {
+        stream_call(st, &u.x, ws, rs);
+        goto out;
+    }
     if (st->tsm < 0)
         st->tsm = st->kind == K_TSM ? TSM_REFINED : 0;
     if (st->kind == K_TSM && st->tsm == 0) {

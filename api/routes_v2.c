@@ -171,19 +171,61 @@ static int tsms(const sola_array *y, sola_array *S, sola_err *e)
     return 0;
 }
 
-static void infer(v2_state *st, api_model *ref, const sola_model *m, sola_ws *ws,
-                  api_response *rs)
+/* One call of a stream (api/seq.h): the chunk [n, C] in, the rows that became final
+ * out as "refined", where they start in the reply's parameters. */
+static void stream_infer(v2_state *st, v2_request *r, sola_ws *ws, api_response *rs)
+{
+    const sola_array *x = &r->x;
+    if (x->ndim != 2) {
+        api_error(rs, 422, "inputs[0]: a stream (parameters.sequence_id) takes chunks [n, C] "
+                           "of one sequence, not a batch [B, T, C]");
+        return;
+    }
+    if (r->outputs_given && (r->want[V2_TSM] || r->want[V2_TSM_RAW])) {
+        api_error(rs, 400, "outputs: a stream's replies carry refined only (a TSM needs the "
+                           "whole sequence)");
+        return;
+    }
+    api_seq_out o;
+    if (api_seq_push(st->ctx, &r->seq, st->model, st->version, x->data, x->shape[0],
+                     x->shape[1], ws, &o, rs))
+        return;
+    api_buf p = {0};
+    api_buf_puts(&p, "{\"sequence_id\":");
+    if (r->seq.id_is_number)
+        api_buf_puts(&p, r->seq.id);
+    else
+        api_buf_json_str(&p, r->seq.id);
+    api_buf_printf(&p, ",\"sequence_offset\":%lld,\"sequence_received\":%lld,"
+                       "\"sequence_end\":%s}",
+                   (long long)o.first, (long long)o.received, o.ended ? "true" : "false");
+    if (p.failed) {
+        api_buf_free(&p);
+        api_seq_out_free(st->ctx, &o);
+        api_error(rs, 503, "out of memory while encoding the reply");
+        return;
+    }
+    r->reply_params = p.p;
+    int binary = r->binary[V2_REFINED];
+    r->nout = 1; /* refined only, whatever was defaulted */
+    r->order[0] = V2_REFINED;
+    r->binary[V2_REFINED] = binary;
+    static float none; /* data of an empty chunk's reply: never read, but not NULL */
+    sola_array y = {.data = o.y ? o.y : &none, .ndim = 2, .shape = {o.k, o.C}}, empty = {0};
+    const sola_array *outs[V2_NOUT] = {&y, &empty, &empty};
+    if (!v2_encode_reply(r, o.model, o.version, outs, rs))
+        api_seq_headers(rs, &r->seq, &o);
+    api_seq_out_free(st->ctx, &o);
+}
+
+static void infer(v2_state *st, api_model *ref, const sola_model *m, v2_request *rp,
+                  sola_ws *ws, api_response *rs)
 {
     const api_ctx *ctx = st->ctx;
     sola_err e = {0};
-    v2_request r;
+    v2_request r = *rp; /* owned here from now on */
     sola_array y = {0}, S = {0}, Sraw = {0};
     int *lens = NULL;
-    if (v2_parse_request(st->body, st->len, st->has_hdr_len ? st->hdr_len : NULL,
-                         ctx->max_frames, &r, &e)) {
-        api_error_from(rs, &e);
-        return;
-    }
     const sola_array *x = &r.x;
     int64_t B = x->ndim == 3 ? x->shape[0] : 1, T = x->shape[x->ndim - 2],
             C = x->shape[x->ndim - 1];
@@ -241,11 +283,28 @@ static void run(void *state, sola_ws *ws, api_response *rs)
     const api_ctx *ctx = st->ctx;
     sola_err e = {0};
     api_model *ref = NULL;
+    v2_request r;
+    if (st->kind == K_INFER) { /* the body first: a stream call uses its pinned model */
+        if (v2_parse_request(st->body, st->len, st->has_hdr_len ? st->hdr_len : NULL,
+                             ctx->max_frames, &r, &e)) {
+            api_error_from(rs, &e);
+            return;
+        }
+        if (r.seq.has_id) {
+            stream_infer(st, &r, ws, rs);
+            v2_request_free(&r);
+            return;
+        }
+    }
     if (ctx->be->model_acquire(ctx->self, st->model, st->version, &ref, &e)) {
         api_error_from(rs, &e);
+        if (st->kind == K_INFER)
+            v2_request_free(&r);
         return;
     }
     const sola_model *m = ctx->be->model_get(ctx->self, ref, &e);
+    if (!m && st->kind == K_INFER)
+        v2_request_free(&r);
     if (!m) {
         if (st->kind == K_READY) /* known but cannot load: not ready */
             api_set_body(rs, 400, "text/plain", "", 0);
@@ -257,7 +316,7 @@ static void run(void *state, sola_ws *ws, api_response *rs)
     } else if (st->kind == K_META) {
         metadata(st, ref, m, rs);
     } else {
-        infer(st, ref, m, ws, rs);
+        infer(st, ref, m, &r, ws, rs);
     }
     ctx->be->model_release(ctx->self, ref);
 }

@@ -4,6 +4,7 @@
 #define SOLA_API_V2_H
 
 #include "api.h"
+#include "seq.h"
 
 enum { V2_REFINED, V2_TSM, V2_TSM_RAW, V2_NOUT };
 
@@ -15,12 +16,17 @@ typedef struct v2_request {
     int order[V2_NOUT];
     int want[V2_NOUT];      /* by V2_* */
     int binary[V2_NOUT];    /* returned as binary data */
+    int outputs_given;      /* the request listed its outputs */
+    api_seq_args seq;       /* parameters sequence_id, sequence_start, sequence_end */
+    char *reply_params;     /* JSON object text for the reply's "parameters" (owned), or
+                             * NULL: none */
 } v2_request;
 
 /* Name of output V2_*. */
 const char *v2_output_name(int i);
 
-/* Parses an infer body (len bytes). hdr_len: the Inference-Header-Content-Length
+/* Parses an infer body (len bytes). A request with a sequence_id may have an input of
+ * shape [0, C] (an empty chunk of a stream). hdr_len: the Inference-Header-Content-Length
  * header's value, NULL if absent (the whole body is JSON). Inputs longer than
  * max_frames snippets are refused. 0 or SOLA_EFORMAT/ESHAPE/ETOOBIG/ENOMEM with a
  * message naming the member; on failure r holds nothing. */

@@ -27,6 +27,7 @@ const char *v2_output_name(int i)
 void v2_request_free(v2_request *r)
 {
     free(r->x.data);
+    free(r->reply_params);
     memset(r, 0, sizeof *r);
 }
 
@@ -131,7 +132,9 @@ static int parse_input(json_t *in, const char *bin, size_t bin_len, size_t *bin_
     r->x.ndim = (int)json_array_size(shape);
     for (int d = 0; d < r->x.ndim; d++) {
         json_t *v = json_array_get(shape, (size_t)d);
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        /* a stream's chunk may be empty: [0, C] */
+        int lo = r->seq.has_id && r->x.ndim == 2 && d == 0 ? 0 : 1;
+        if (!json_is_integer(v) || json_integer_value(v) < lo ||
             json_integer_value(v) > (1 << 24))
             return sola_errf(e, SOLA_ESHAPE, "inputs[0].shape[%d] must be a positive integer",
                              d);
@@ -145,7 +148,7 @@ static int parse_input(json_t *in, const char *bin, size_t bin_len, size_t *bin_
                                           "limit of %d (--max-frames)",
                          (long long)T, max_frames);
     size_t bytes;
-    if (sola_mul_size(numel, sizeof(float), &bytes) || !(r->x.data = malloc(bytes)))
+    if (sola_mul_size(numel, sizeof(float), &bytes) || !(r->x.data = malloc(bytes ? bytes : 1)))
         return sola_errf(e, SOLA_ENOMEM, "out of memory for %zu input elements", numel);
 
     json_t *bds = params ? json_object_get(params, "binary_data_size") : NULL; /* borrowed */
@@ -258,6 +261,14 @@ int v2_parse_request(const char *body, size_t len, const char *hdr_len, int max_
     int all_binary = 0;
     if ((rc = parse_bool_param(params, "binary_data_output", &all_binary, "request", e)))
         goto out;
+    const char *pk;
+    json_t *pv; /* borrowed */
+    json_object_foreach(params, pk, pv) {
+        if (api_seq_json_member(&r->seq, pk, pv, "parameters", &rc, e) && rc)
+            goto out;
+    }
+    if ((rc = api_seq_check(&r->seq, e)))
+        goto out;
     if (!json_is_array(inputs) || json_array_size(inputs) != 1) {
         rc = sola_errf(e, SOLA_EFORMAT, "inputs must be an array of one tensor, \"features\"");
         goto out;
@@ -277,6 +288,7 @@ int v2_parse_request(const char *body, size_t len, const char *hdr_len, int max_
         }
         goto out;
     }
+    r->outputs_given = 1;
     if (!json_is_array(outputs) || json_array_size(outputs) < 1) {
         rc = sola_errf(e, SOLA_EFORMAT, "outputs must be an array of {\"name\": ...} (refined, "
                                         "tsm, tsm_raw)");
@@ -331,6 +343,10 @@ int v2_encode_reply(const v2_request *r, const char *model, int version,
     if (r->has_id) {
         api_buf_puts(&h, ",\"id\":");
         api_buf_json_str(&h, r->id);
+    }
+    if (r->reply_params) {
+        api_buf_puts(&h, ",\"parameters\":");
+        api_buf_puts(&h, r->reply_params);
     }
     api_buf_puts(&h, ",\"outputs\":[");
     for (int k = 0; k < r->nout; k++) {

@@ -6,6 +6,7 @@
 #include "batcher.h"
 #include "jobs.h"
 #include "server.h"
+#include "streams.h"
 
 /* api_model is the registry's reg_ver: the api layer only passes it back. */
 static int be_acquire(void *self, const char *name, int version, api_model **out, sola_err *e)
@@ -148,7 +149,22 @@ static int be_metrics(void *self, char **text, size_t *len)
     g.draining = s->draining;
     g.start_time = s->start_time;
     srv_jobs_counts(s->jobs, g.jobs);
-    return metrics_render(s->met, &g, models_fn, s, text, len);
+    if (metrics_render(s->met, &g, models_fn, s, text, len))
+        return -1;
+    if (!s->streams)
+        return 0;
+    api_buf b = {0}; /* the streams' families after the rest */
+    char *all = NULL;
+    if (srv_streams_metrics(s->streams, &b) || !(all = realloc(*text, *len + b.len + 1))) {
+        api_buf_free(&b);
+        free(*text);
+        return -1;
+    }
+    memcpy(all + *len, b.p, b.len + 1);
+    *text = all;
+    *len += b.len;
+    api_buf_free(&b);
+    return 0;
 }
 
 static int be_refine(void *self, const sola_model *m, const float *x, const int *lens, int n,
@@ -218,6 +234,8 @@ void srv_backend_init(srv *s)
     s->ctx.allow_nonfinite = s->cfg.allow_nonfinite;
     s->ctx.data_dir = s->cfg.data_dir;
     s->ctx.token = s->token;
+    s->ctx.seq = s->streams ? &srv_streams_backend : NULL;
+    s->ctx.seq_self = s->streams;
 }
 
 /* ---- workspaces -------------------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include "fsutil.h"
 #include "jobs.h"
 #include "server.h"
+#include "streams.h"
 
 static const char usage[] =
     "usage: solad [options]\n"
@@ -71,6 +72,11 @@ static const char usage[] =
     "                         503 + Retry-After (default 1G; docs/reliability.md)\n"
     "  --max-tsm-frames T     longest sequence whose T x T TSM is computed (default 4096)\n"
     "  --allow-nonfinite      accept NaN/Inf in features and dataset uploads (default 400)\n"
+    "  --max-streams N        online refine: streams (sequence_id) open at once; a new\n"
+    "                         one past N gets 503 (default 1024; 0 = streams off;\n"
+    "                         docs/streaming.md)\n"
+    "  --stream-idle-timeout SEC  drop a stream after SEC seconds without a chunk; a\n"
+    "                         later call gets 404 saying so (default 60; decimals ok)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
     "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
@@ -279,12 +285,14 @@ int main(int argc, char **argv)
      * the training process (docs/reliability.md, "Memory budget") */
     c->max_inflight = (size_t)1 << 30;
     c->max_tsm_frames = API_TSM_MAX_T;
+    c->max_streams = 1024;
+    c->stream_idle_ms = 60000;
 
     enum { O_LISTEN = 256, O_DATA, O_DIM, O_WORKERS, O_THREADS, O_MAXBODY, O_MAXFRAMES,
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
            O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA,
-           O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE };
+           O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE, O_MAXSTREAMS, O_STREAMIDLE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -313,6 +321,8 @@ int main(int argc, char **argv)
         {"max-inflight-bytes", required_argument, 0, O_MAXINFLIGHT},
         {"max-tsm-frames", required_argument, 0, O_MAXTSM},
         {"allow-nonfinite", no_argument, 0, O_NONFINITE},
+        {"max-streams", required_argument, 0, O_MAXSTREAMS},
+        {"stream-idle-timeout", required_argument, 0, O_STREAMIDLE},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -431,6 +441,20 @@ int main(int argc, char **argv)
             c->max_tsm_frames = (int)v;
             break;
         case O_NONFINITE: c->allow_nonfinite = 1; break;
+        case O_MAXSTREAMS:
+            if (parse_long(optarg, 0, 1 << 20, &v))
+                return bad("--max-streams %s: expected 0 (off) or more", optarg);
+            c->max_streams = (int)v;
+            break;
+        case O_STREAMIDLE: {
+            char *end;
+            errno = 0;
+            double sec = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(sec >= 0.01 && sec <= 86400.0 * 365))
+                return bad("--stream-idle-timeout %s: expected seconds, 0.01 or more", optarg);
+            c->stream_idle_ms = (uint64_t)(sec * 1000.0 + 0.5);
+            break;
+        }
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:
@@ -501,8 +525,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "solad: %s\n", e.msg);
         goto out;
     }
-    srv_backend_init(&s);
     s.loop = uv_default_loop();
+    if (!(s.streams = srv_streams_new(s.reg, c->max_streams, c->stream_idle_ms)) ||
+        srv_streams_start_timer(s.streams, s.loop, &s.draining)) {
+        fprintf(stderr, "solad: out of memory\n");
+        goto out;
+    }
+    srv_backend_init(&s);
     s.start_ms = uv_now(s.loop);
     if (c->data_dir && !(s.jobs = srv_jobs_start(&s, &e))) {
         fprintf(stderr, "solad: training jobs: %s\n", e.msg);
@@ -535,8 +564,12 @@ int main(int argc, char **argv)
 out:
     srv_jobs_stop(s.jobs);
     batcher_free(s.batcher); /* drained: nobody waits in it any more */
-    if (s.loop)
+    if (s.loop) {
+        srv_streams_stop_timer(s.streams);
+        uv_run(s.loop, UV_RUN_NOWAIT); /* completes the timer's close */
         uv_loop_close(s.loop);
+    }
+    srv_streams_free(s.streams); /* open streams end; their models are released */
     reg_free(s.reg);
     metrics_free(s.met);
     srv_ws_free_all(&s);

@@ -42,6 +42,8 @@ typedef struct srv_config {
     size_t max_inflight;       /* --max-inflight-bytes: the memory budget (budget.h) */
     int max_tsm_frames;        /* T limit of a TSM */
     int allow_nonfinite;       /* NaN/Inf accepted in features and uploads */
+    int max_streams;           /* open streams of online refine (streams.h); 0 = off */
+    uint64_t stream_idle_ms;   /* a stream without a call this long is dropped */
 } srv_config;
 
 /* Workspaces for the compute threads: one per worker, reused. */
@@ -65,6 +67,7 @@ typedef struct srv {
     reg *reg;
     struct srv_jobs *jobs; /* training jobs (jobs.h); NULL without --data */
     struct batcher *batcher; /* dynamic batching (batcher.h); NULL when off */
+    struct srv_streams *streams; /* online refine (streams.h) */
     metrics *met;
     api_backend be;
     api_ctx ctx;
