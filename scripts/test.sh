@@ -14,8 +14,8 @@ step "build everything (Release)" "$logs/build.log" cmake --build build -j "$job
 echo "== Release build: ctest"
 (cd build && ctest --output-on-failure -j "$jobs")
 # The other GEMM backend (core/gemm.h): the numeric tests against the PyTorch fixtures,
-# batching's bit-identity and the training step, on OpenBLAS.
-numeric="test_refine test_batching test_grad test_trainer test_model test_adamw test_probe test_cycle"
+# batching's and streaming's bit-identity and the training step, on OpenBLAS.
+numeric="test_refine test_batching test_stream test_streams_server test_grad test_trainer test_model test_adamw test_probe test_cycle"
 step "configure the OpenBLAS build (build-openblas/)" "$logs/configure-openblas.log" \
   cmake -S . -B build-openblas -DCMAKE_BUILD_TYPE=Release -DSOLA_BUILD_TESTS=ON -DSOLA_GEMM=openblas
 # shellcheck disable=SC2086

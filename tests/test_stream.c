@@ -211,7 +211,9 @@ START_TEST(stream_bitwise_crowded)
 END_TEST
 
 /* The PyTorch fixtures: streamed one row at a time and in random chunks, each fixture
- * equals our offline refine bit for bit and the reference to REF_TOL. */
+ * equals the reference to REF_TOL, and our offline refine bit for bit wherever the
+ * backend's plan makes passes row-independent for that model (the fixtures' models are
+ * small: OpenBLAS's padding rule does not cover them, oneDNN's does). */
 START_TEST(stream_fixtures)
 {
     char *path = tu_path("tests/data/ref/cases.txt");
@@ -219,9 +221,10 @@ START_TEST(stream_fixtures)
     ck_assert_msg(f != NULL, "cannot open %s", path);
     free(path);
     char line[512];
-    int cases = 0;
+    int cases = 0, bitwise = 0;
     sola_err e = {0};
     sola_ws *ws = sola_ws_new();
+    sola_gemm_set_threads(1);
     while (fgets(line, sizeof line, f)) {
         char name[32];
         int C, H, k1, k2, d1, d2, used = 0;
@@ -254,10 +257,12 @@ START_TEST(stream_fixtures)
             size_t n = (size_t)T * (size_t)C;
             float *off = malloc(n * 4), *got = malloc(n * 4);
             ck_assert_int_eq(sola_refine(m, x.data, T, off, ws, &e), 0);
+            int exact = sola_refine_batchable(m);
             for (int how = CH_ONE; how <= CH_RANDOM; how++) {
                 stream_all(m, x.data, T, how, 3, NULL, NULL, got);
-                ck_assert_msg(!memcmp(got, off, n * 4), "%s T=%d %s: not the offline bits",
-                              name, T, chunk_names[how]);
+                ck_assert_msg(!exact || !memcmp(got, off, n * 4),
+                              "%s T=%d %s: not the offline bits", name, T, chunk_names[how]);
+                bitwise += exact;
                 double err = tu_max_rel_err(got, yref.data, n);
                 ck_assert_msg(err < REF_TOL, "%s T=%d %s: max rel err %g vs PyTorch", name, T,
                               chunk_names[how], err);
@@ -273,6 +278,9 @@ START_TEST(stream_fixtures)
     fclose(f);
     sola_ws_free(ws);
     ck_assert_int_ge(cases, 8);
+    printf("stream_fixtures (%s): %d fixtures, %d streamings compared bit for bit with the "
+           "offline refine, all to %g of PyTorch\n", sola_gemm_backend(), cases, bitwise,
+           REF_TOL);
 }
 END_TEST
 
