@@ -16,4 +16,9 @@ int cli_load_seq(const char *path, sola_array *out, sola_err *e);
 int cli_refine_array(const sola_model *m, const sola_array *x, const char *name,
                      sola_array *y, sola_ws *ws, sola_err *e);
 
+/* `sola refine --stream` (refine_stream.c): standard input to standard output (or
+ * out_path, an .npy); dim > 0: raw float32 rows of dim on stdin. Returns an exit code;
+ * errors printed. */
+int cli_refine_stream(const sola_model *m, const char *out_path, int dim, sola_ws *ws);
+
 #endif

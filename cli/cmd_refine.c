@@ -28,7 +28,8 @@ static const char usage[] =
     "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
     "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--missing-names as-is|strip-v] "
     "[--pair-order rgb,flow|flow,rgb] [--fps F] [--stride S] [--frames N] "
-    "[--annotations JSON [--subset S]] [--threads N]";
+    "[--annotations JSON [--subset S]] [--threads N]\n"
+    "       sola refine --stream -m MODEL.safetensors [--dim C] [-o OUT.npy] < IN";
 
 static const char help[] =
     "Refines feature sequences with a SoLa model: refine(x) = x + tanh(alpha) h(x),\n"
@@ -70,6 +71,17 @@ static const char help[] =
     "                 disagree with it, and its videos without features named in\n"
     "                 missing_files.txt (--subset S: only that subset's videos)\n"
     "  --threads N    BLAS threads (default: all cores)\n"
+    "\n"
+    "Online (--stream): one sequence on standard input, read as it is written (a pipe\n"
+    "from a feature extractor); each refined snippet is written as soon as it is final,\n"
+    "R = (k1/2)*d1 + (k2/2)*d2 snippets after it arrived (the rest when input ends),\n"
+    "bit for bit what the offline refine of the whole sequence gives:\n"
+    "  stdin          .npy arrays back to back, each [n, C] or [C] (np.save once per\n"
+    "                 chunk; a whole .npy file is one chunk); end of input ends the\n"
+    "                 sequence. With --dim C: raw little-endian float32 rows of C\n"
+    "  stdout         raw little-endian float32 rows of C, flushed as they are final\n"
+    "                 (row t at byte 4*C*t); or -o OUT.npy for an .npy file\n"
+    "  (docs/streaming.md: the framing and why, examples)\n"
     "\n"
     "Refining never writes over its input (the same folder or file, also through a\n"
     "symlink or '..', is refused). A dataset refine also writes\n"
@@ -172,6 +184,35 @@ static int refine_file(const sola_model *m, const char *in, const char *out, sol
     return rc;
 }
 
+/* --stream: standard input to standard output (refine_stream.c). */
+static int refine_stream(const char *mpath, const char *out, int dim, int threads,
+                         const cli_refine_opts *ro, int nargs, char **args)
+{
+    if (nargs)
+        return cli_usage(usage, "--stream reads standard input: no input file (use < %s)",
+                         args[0]);
+    if (ro->ct || ro->h5_out || ro->allow_missing || ro->annotations || ro->fps > 0 ||
+        ro->stride > 0 || ro->frames > 0 || ro->flow_first)
+        return cli_usage(usage, "--layout, --h5-out, --allow-missing and the dataset options "
+                                "are for folders, not --stream");
+    if (out && !sola_has_ext(out, ".npy"))
+        return cli_usage(usage, "%s: with --stream, -o writes an .npy file", out);
+    cli_set_threads(threads);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(mpath, &e);
+    if (!m) {
+        cli_errorf("%s", e.msg);
+        return EXIT_RUNTIME;
+    }
+    sola_ws *ws = sola_ws_new();
+    int rc = ws ? cli_refine_stream(m, out, dim, ws) : EXIT_RUNTIME;
+    if (!ws)
+        cli_errorf("out of memory");
+    sola_ws_free(ws);
+    sola_model_free(m);
+    return rc;
+}
+
 int cmd_refine(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -188,11 +229,14 @@ int cmd_refine(int argc, char **argv)
         {"frames", required_argument, 0, 'R'},
         {"annotations", required_argument, 0, 'J'},
         {"subset", required_argument, 0, 'U'},
+        {"stream", no_argument, 0, 1001},
+        {"dim", required_argument, 0, 1002},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *mpath = NULL, *out = NULL;
-    long threads = 0;
+    long threads = 0, dim = 0;
+    int stream = 0;
     cli_refine_opts ro = {0};
     optind = 1;
     opterr = 0;
@@ -236,12 +280,22 @@ int cmd_refine(int argc, char **argv)
             *(c == 'F' ? &ro.fps : c == 'S' ? &ro.stride : &ro.frames) = v;
             break;
         }
+        case 1001: stream = 1; break;
+        case 1002:
+            if (cli_parse_int(optarg, 1, 1 << 20, &dim))
+                return cli_usage(usage, "--dim wants a positive integer, got '%s'", optarg);
+            break;
         case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (!mpath)
         return cli_usage(usage, "-m MODEL.safetensors is required");
+    if (dim && !stream)
+        return cli_usage(usage, "--dim goes with --stream (raw float32 rows on stdin)");
+    if (stream)
+        return refine_stream(mpath, out, (int)dim, (int)threads, &ro, argc - optind,
+                             argv + optind);
     if (!out)
         return cli_usage(usage, "-o OUT is required");
     if (optind + 1 != argc)
