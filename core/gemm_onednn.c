@@ -328,11 +328,15 @@ static int blocks_whole(long n, long BN)
 static int tile_ok(long n, long N, long K, int trans, int nthr)
 {
     const long m = N, k = K, BN = trans ? 96 : 48;
-    if (n < 6 || n > 263 || m > 6048) /* gemv, copy kernels; m: one column block */
+    /* n < 6: too short for a group; m == 1: the gemv kernels; n > 263: the copy kernels;
+     * m > 6048: the driver splits the columns in two unaligned halves */
+    if (n < 6 || m < 2 || n > 263 || m > 6048)
         return 0;
     /* gemm_driver.cpp adjust_thread_count (f32, vector length 8) */
     double cycles = (double)m * (double)n * (double)k / 32.0 * 2.0;
     int t = nthr;
+    if (m > 10 * n && n < t && m / t < 8 * 3)
+        t = m / 8 / 3 > 1 ? (int)(m / 8 / 3) : 1;
     if (t <= 4) {
         if (cycles < 3.0e3)
             t = 1;
@@ -412,9 +416,10 @@ static size_t good_quantum(const sola_gemm_w *const *ws, int n, long upto, int n
 void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p)
 {
     int nthr = sola_gemm_threads();
+    /* without the property nothing needs padding: one call over the rows as they are */
     p->seq_align = 1;
     p->min_rows = 0;
-    p->quantum = p->small_quantum = 6;
+    p->quantum = p->small_quantum = 1;
     p->small_max = 0;
     p->exact = rule_verified();
     if (!p->exact)
@@ -433,7 +438,7 @@ void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p)
     p->small_quantum = good_quantum(ws, n, SMALL_MAX, nthr);
     p->small_max = SMALL_MAX;
     if (!p->quantum || !p->small_quantum) {
-        p->quantum = p->small_quantum = 6;
+        p->quantum = p->small_quantum = 1;
         p->small_max = 0;
         p->exact = 0;
     }
