@@ -35,6 +35,7 @@ struct sola_cycle {
     float *key[2];                      /* (B, D) momentum keys */
     float *prob[2], *p0[2];             /* (B, K), (B) */
     float *U, *uvid;                    /* (S, D), (S) */
+    float *rest, *rvid; int nrest;      /* (nrest, D), (nrest): cycle-back negatives */
     float *w, *dw, *vnorm, *qh, *dv;    /* (B, S) x2, (B), (B, D) x2 */
     float *dq, *dqh, *du, *da1, *dz, *dzh, *dr; /* dr (B*N, C) */
 };
@@ -127,6 +128,7 @@ void sola_cycle_free(sola_cycle *cy)
     float **f[] = {&cy->hp, &cy->hg, &cy->hk, &cy->queue[0], &cy->queue[1], &cy->qvid[0],
                    &cy->qvid[1], &cy->xr, &cy->z, &cy->zn, &cy->key[0], &cy->key[1],
                    &cy->prob[0], &cy->prob[1], &cy->p0[0], &cy->p0[1], &cy->U, &cy->uvid,
+                   &cy->rest, &cy->rvid,
                    &cy->w, &cy->dw, &cy->vnorm, &cy->qh, &cy->dv, &cy->dq, &cy->dqh, &cy->du,
                    &cy->da1, &cy->dz, &cy->dzh, &cy->dr};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
@@ -227,10 +229,12 @@ sola_cycle *sola_cycle_new(const sola_model *m, const sola_train_cfg *tcfg,
     cy->qi = falloc(B, 1), cy->kj = falloc(B, 1), cy->vid = falloc(B, 1), cy->perm = falloc(K, 1);
     cy->xr = falloc(B, C), cy->z = falloc(B, C), cy->zn = falloc(B, 1);
     cy->U = falloc(S, D), cy->uvid = falloc(S, 1), cy->w = falloc(B, S), cy->dw = falloc(B, S);
+    cy->rest = falloc(K, D), cy->rvid = falloc(K, 1); /* K - S rows, or K when S = K */
     cy->vnorm = falloc(B, 1), cy->qh = falloc(B, D), cy->dv = falloc(B, D), cy->dq = falloc(B, D);
     cy->dqh = falloc(B, D), cy->du = falloc(B, D), cy->da1 = falloc(B, Hc);
     cy->dz = falloc(B, C), cy->dzh = falloc(B, C), cy->dr = falloc(B * cy->N, C);
-    int ok = cy->hp && cy->hg && cy->hk && cy->qi && cy->kj && cy->vid && cy->perm && cy->xr &&
+    int ok = cy->rest && cy->rvid && cy->hp && cy->hg && cy->hk && cy->qi && cy->kj && cy->vid &&
+             cy->perm && cy->xr &&
              cy->z && cy->zn && cy->U && cy->uvid && cy->w && cy->dw && cy->vnorm && cy->qh &&
              cy->dv && cy->dq && cy->dqh && cy->du && cy->da1 && cy->dz && cy->dzh && cy->dr;
     for (int h = 0; h < 2 && ok; h++) {
@@ -437,6 +441,14 @@ int sola_cycle_loss_grad(sola_cycle *cy, const sola_model *m, const float *windo
                (size_t)D * sizeof(float));
         cy->uvid[i] = cy->qvid[1][cy->perm[i]];
     }
+    // cycle-back negatives: the entries not drawn into U (the authors' remain_indices);
+    // with U = the whole queue, the whole queue
+    cy->nrest = S < K ? K - S : K;
+    for (int i = 0; i < cy->nrest; i++) {
+        int j = cy->perm[S < K ? S + i : i];
+        memcpy(cy->rest + (size_t)i * D, cy->queue[1] + (size_t)j * D, (size_t)D * sizeof(float));
+        cy->rvid[i] = cy->qvid[1][j];
+    }
 
     // keys: momentum module at position kj, momentum heads (constants)
     const float *rk;
@@ -461,8 +473,8 @@ int sola_cycle_loss_grad(sola_cycle *cy, const sola_model *m, const float *windo
                                      cy->qvid[0], cy->vid, B, K, D, tau, mean);
     sola_softnn_forward(cy->qh, cy->w, cy->vnorm, cy->q[1], cy->U, cy->uvid, cy->vid, B, S, D,
                         tau);
-    double lc = sola_infonce_forward(cy->prob[1], cy->p0[1], cy->qh, cy->key[1], cy->queue[1],
-                                     cy->qvid[1], cy->vid, B, K, D, tau, mean);
+    double lc = sola_infonce_forward(cy->prob[1], cy->p0[1], cy->qh, cy->key[1], cy->rest,
+                                     cy->rvid, cy->vid, B, cy->nrest, D, tau, mean);
     double l = li + (double)cy->cfg.lambda * lc;
     if (!isfinite(l))
         return sola_errf(e, SOLA_EFORMAT,
@@ -474,8 +486,8 @@ int sola_cycle_loss_grad(sola_cycle *cy, const sola_model *m, const float *windo
     sola_infonce_backward(cy->dq, cy->prob[0], cy->p0[0], cy->key[0], cy->queue[0], B, K, D, tau,
                           weight * mean);
     head_bwd(cy, cy->hp, cy->hg, cy->z, 0, cy->dq, cy->dz, B);
-    sola_infonce_backward(cy->dqh, cy->prob[1], cy->p0[1], cy->key[1], cy->queue[1], B, K, D, tau,
-                          (double)weight * cy->cfg.lambda * mean);
+    sola_infonce_backward(cy->dqh, cy->prob[1], cy->p0[1], cy->key[1], cy->rest, B, cy->nrest, D,
+                          tau, (double)weight * cy->cfg.lambda * mean);
     sola_softnn_backward(cy->dq, cy->dw, cy->dv, cy->dqh, cy->qh, cy->w, cy->vnorm, cy->U, B, S,
                          D, tau);
     head_bwd(cy, cy->hp + cy->hs, cy->hg + cy->hs, cy->z, 1, cy->dq, cy->dzh, B);
@@ -515,6 +527,17 @@ void sola_cycle_step(sola_cycle *cy, const sola_model *m)
         cy->ptr = (cy->ptr + 1) % cy->K;
     }
     cy->nb = 0;
+}
+
+void sola_cycle_set_lr(sola_cycle *cy, double lr)
+{
+    cy->opt.lr = lr;
+}
+
+void sola_cycle_chance(const sola_cycle *cy, double *intra, double *cyc)
+{
+    *intra = log(1.0 + cy->K);
+    *cyc = log(1.0 + (cy->S < cy->K ? cy->K - cy->S : cy->K));
 }
 
 float *sola_cycle_heads(sola_cycle *cy, size_t *n)

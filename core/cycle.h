@@ -25,7 +25,9 @@
  *     subset per batch, entries of the query's video left out);
  *     q^ = normalize(sum_m softmax_m(c_q.u_m / tau) u_m); then InfoNCE from q^ with
  *     the positive c_k of the query's own window (another snippet of its video) and
- *     the whole cycle queue minus the query's video as negatives.
+ *     as negatives the K - S entries of the cycle queue that are not in U (the paper
+ *     and the authors' code: `remain_indices`), minus the query's video; the whole
+ *     queue when S = K.
  *   * L = L_intra + lambda L_cycle, lambda = 0.1, each a mean over the B queries.
  *   * After each AdamW step of the online module (the trainer's) the heads take an
  *     AdamW step with the same hyper-parameters, then
@@ -102,6 +104,13 @@ int sola_cycle_loss_grad(sola_cycle *cy, const sola_model *m, const float *windo
  * the last sola_cycle_loss_grad, momentum update from m and the heads, enqueue of the
  * last batch's keys. */
 void sola_cycle_step(sola_cycle *cy, const sola_model *m);
+
+/* The heads' learning rate (the trainer's schedule moves it with the module's). */
+void sola_cycle_set_lr(sola_cycle *cy, double lr);
+/* The two losses at chance, uniform over the positive and its negatives ignoring
+ * same-video exclusions: ln(1 + K) (intra) and ln(1 + K - S) (cycle back; ln(1 + K)
+ * when S = K). */
+void sola_cycle_chance(const sola_cycle *cy, double *intra, double *cyc);
 
 /* Views for tests and tools. */
 float *sola_cycle_heads(sola_cycle *cy, size_t *n);      /* online heads, n floats */

@@ -313,10 +313,16 @@ static int report_mixed_c(const sola_dataset *d, const int *cs, sola_err *e)
     char more[48] = "";
     if (odd > shown)
         snprintf(more, sizeof more, " and %d more", odd - shown);
+    /* Channel-first files read as [T, C] have one "T" (their C) and varied "C". */
+    char hint[160] = "";
+    if (!d->ct && sola_dataset_could_be_ct(d, (int)d->items[0].T))
+        snprintf(hint, sizeof hint, "; but every file has %lld rows: if they are [C, T] "
+                 "(channels first), read them with the ct layout (--layout ct)",
+                 (long long)d->items[0].T);
     return sola_errf(e, SOLA_ESHAPE,
                      "%s: files disagree on the channel count: %d of %d have C=%d; "
-                     "different: %s%s",
-                     d->dir, bestn, d->n, best, list, more);
+                     "different: %s%s%s",
+                     d->dir, bestn, d->n, best, list, more, hint);
 }
 
 int sola_dataset_open(const char *dir, sola_dataset **out, sola_err *e)

@@ -109,6 +109,26 @@ int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, floa
 /* Loads item i whole as [T, C] float32 (out->data newly allocated). */
 int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e);
 
+/* Reads every value of every item and refuses NaN and infinities: SOLA_EFORMAT
+ * naming the file and the element (an .npy item: its index in the file as stored;
+ * other layouts: snippet and channel). Also the errors of reading the items. progress
+ * (may be NULL) after each item. dataset_scan.c. */
+int sola_dataset_scan_values(const sola_dataset *d,
+                             void (*progress)(int done, int total, void *ud), void *ud,
+                             sola_err *e);
+
+/* 1 when d, read time-major, looks like channel-first files of C channels: every
+ * item's T is C (and d->C differs from C). For the hint "use the ct layout". */
+static inline int sola_dataset_could_be_ct(const sola_dataset *d, int C)
+{
+    if (d->ct || d->n < 1 || d->C == C)
+        return 0;
+    for (int i = 0; i < d->n; i++)
+        if (d->items[i].T != C)
+            return 0;
+    return 1;
+}
+
 /* Validates one file as a dataset item (the daemon's upload check): fills *T, *C.
  * Same checks as the scan. */
 int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e);

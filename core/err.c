@@ -30,6 +30,7 @@ const char *sola_strerror(int code)
     case SOLA_EINVAL: return "invalid argument";
     case SOLA_ECANCEL: return "cancelled";
     case SOLA_ENOSPC: return "no space left on device";
+    case SOLA_ECOLLAPSE: return "training collapsed";
     default: return "unknown error";
     }
 }

@@ -22,6 +22,7 @@ enum {
     SOLA_EINVAL = -8,    /* bad argument from the caller */
     SOLA_ECANCEL = -9,   /* cancelled through a flag */
     SOLA_ENOSPC = -10,   /* disk full: 507 */
+    SOLA_ECOLLAPSE = -11, /* training stopped by the collapse guard (trainer.h) */
 };
 
 #define SOLA_ERRLEN 512
