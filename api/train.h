@@ -26,7 +26,10 @@ typedef struct api_train_spec {
     int activate;          /* make the new version active when the job succeeds */
     /* hyper-parameters (SPEC 4; defaults are the authors' recipe) */
     int epochs, batch;
-    double lr;
+    double lr;             /* resolved: the objective's default when not given */
+    char schedule[16];     /* "constant" or "cosine"; resolved as lr */
+    int stop_on_collapse;  /* the collapse guard ends the job (core/trainer.h) */
+    double collapse_ratio, collapse_share; /* its thresholds (core/collapse.h) */
     uint64_t seed;
     int window, positions, start, step, head;
     double K;

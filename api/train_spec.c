@@ -3,11 +3,14 @@
  * can train. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "collapse.h"
 #include "cycle.h"
 #include "sola_loss.h"
 #include "train.h"
+#include "trainer.h"
 
 /* Objectives the daemon knows by name, and whether this build trains them. When
  * `cycle` lands in the trainer, flip its flag (and add its parameters to `fields`). */
@@ -41,7 +44,7 @@ void api_train_spec_default(api_train_spec *s)
     sola_train_cfg_default(&c);
     s->epochs = 150;
     s->batch = 256;
-    s->lr = 1e-4;
+    s->lr = 0; /* the objective's default, resolved by the parse */
     s->seed = 0;
     s->window = c.W;
     s->positions = c.N;
@@ -53,6 +56,8 @@ void api_train_spec_default(api_train_spec *s)
     s->kernel = 5;
     s->kernel2 = 1;
     s->checkpoint_every = 10; /* as `sola train`; a checkpoint holds 3x the parameters */
+    s->collapse_ratio = SOLA_COLLAPSE_RATIO;
+    s->collapse_share = SOLA_COLLAPSE_SHARE;
     sola_cycle_cfg cc;
     sola_cycle_cfg_default(&cc);
     s->temperature = cc.tau;
@@ -106,6 +111,8 @@ static const field fields[] = {
     {"kernel", F_INT, 1, 255, OFF(kernel), 0},
     {"kernel2", F_INT, 1, 255, OFF(kernel2), 0},
     {"checkpoint_every", F_INT, 0, 1000000, OFF(checkpoint_every), 0},
+    {"collapse_ratio", F_NUM, 0, 1e6, OFF(collapse_ratio), 0},
+    {"collapse_share", F_NUM0, 0, 1, OFF(collapse_share), 0},
     {"temperature", F_NUM, 0, 100, OFF(temperature), 1},
     {"cycle_lambda", F_NUM0, 0, 1e6, OFF(cycle_lambda), 1},
     {"momentum", F_NUM0, 0, 1, OFF(momentum), 1},
@@ -123,7 +130,7 @@ static int known_list(char *out, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         k += (size_t)snprintf(out + k, n - k, "%s, ", strings[i]);
-    k += (size_t)snprintf(out + k, n - k, "base_version, activate");
+    k += (size_t)snprintf(out + k, n - k, "base_version, activate, schedule, stop_on_collapse");
     for (size_t i = 0; i < sizeof fields / sizeof fields[0] && k < n; i++)
         k += (size_t)snprintf(out + k, n - k, ", %s", fields[i].name);
     return 0;
@@ -217,6 +224,20 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
             else
                 s->base_version = (int)json_integer_value(v);
         }
+        if (!done && !strcmp(key, "schedule")) {
+            done = 1;
+            if (!json_is_string(v) || sola_schedule_parse(json_string_value(v)) < 0)
+                rc = sola_errf(e, SOLA_EINVAL, "\"schedule\" must be \"constant\" or \"cosine\"");
+            else
+                snprintf(s->schedule, sizeof s->schedule, "%s", json_string_value(v));
+        }
+        if (!done && !strcmp(key, "stop_on_collapse")) {
+            done = 1;
+            if (!json_is_boolean(v))
+                rc = sola_errf(e, SOLA_EINVAL, "\"stop_on_collapse\" must be true or false");
+            else
+                s->stop_on_collapse = json_is_true(v);
+        }
         if (!done && !strcmp(key, "activate")) {
             done = 1;
             if (!json_is_boolean(v))
@@ -225,7 +246,7 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
                 s->activate = json_is_true(v);
         }
         if (!done) {
-            char known[400];
+            char known[512];
             known_list(known, sizeof known);
             return sola_errf(e, SOLA_EINVAL, "unknown field \"%.40s\" (known: %s)", key, known);
         }
@@ -237,6 +258,18 @@ int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e)
                          "uploaded with PUT /datasets/NAME");
     if ((rc = api_train_objective_check(s->objective, e)))
         return rc;
+    /* lr and schedule not given: the objective's (docs/training.md) */
+    float dlr;
+    int dsched;
+    if ((rc = sola_trainer_objective_defaults(s->objective, &dlr, &dsched, e)))
+        return rc;
+    if (s->lr == 0) { /* 1e-4, not the float's 9.99999975e-05 */
+        char num[32];
+        snprintf(num, sizeof num, "%.6g", (double)dlr);
+        s->lr = strtod(num, NULL);
+    }
+    if (!s->schedule[0])
+        snprintf(s->schedule, sizeof s->schedule, "%s", sola_schedule_name(dsched));
     int cyc = strcmp(s->objective, "sola") != 0;
     if (has_cycle && !cyc)
         return sola_errf(e, SOLA_EINVAL, "\"%s\" is a setting of the cycle objective: send "
@@ -270,6 +303,9 @@ json_t *api_train_spec_json(const api_train_spec *s)
         return NULL;
     if (s->base_version)
         json_object_set_new(o, "base_version", json_integer(s->base_version));
+    if (s->schedule[0])
+        json_object_set_new(o, "schedule", json_string(s->schedule));
+    json_object_set_new(o, "stop_on_collapse", json_boolean(s->stop_on_collapse));
     int cyc = strcmp(s->objective, "sola") != 0;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         const field *f = &fields[i];

@@ -283,8 +283,10 @@ static int be_resume(void *self, int id, json_t **out, sola_err *e)
  * and a slow client gets the latest, not a backlog), and ends with the final state
  * (event `state`) once the job has finished. A progress event carries the losses of
  * the epochs finished since the stream's previous event ("loss_from", "losses"), so
- * a client keeps the whole curve without ever fetching the job again.
- * When the server drains, it ends with event `end` so that the client reconnects
+ * a client keeps the whole curve without ever fetching the job again, and the collapse
+ * guard's numbers at the last epoch end ("collapse_guard"). The job's warning (the
+ * guard fired, or stopped the run) goes once as event `warning` before the event that
+ * carries the change. When the server drains, it ends with event `end` so that the client reconnects
  * elsewhere. Event ids are the job's change counter. */
 
 struct jstream {
@@ -297,6 +299,7 @@ struct jstream {
     uint64_t last_prog_ms; /* last progress event */
     int sent_hist;         /* epochs of loss history the client has */
     int sent_state;        /* job state in the last event */
+    int sent_warning;      /* the job's warning went out as event `warning` */
     int pending;           /* a change is waiting for the rate limit */
     api_buf out;
     size_t off;
@@ -325,6 +328,11 @@ static json_t *progress_json(const job *j, int from)
         return NULL;
     if (j->nhist)
         json_object_set_new(o, "epoch_loss", json_real(j->hist[j->nhist - 1]));
+    if (j->guard_epoch) /* the collapse guard at the last epoch end */
+        json_object_set_new(o, "collapse_guard",
+                            json_pack("{s:i,s:f,s:f,s:b}", "epoch", j->guard_epoch, "norm_ratio",
+                                      j->norm_ratio, "const_share", j->const_share, "collapse",
+                                      j->collapse_epoch > 0));
     if (from > j->nhist)
         from = j->nhist;
     json_t *a = json_array();
@@ -353,6 +361,11 @@ static void stream_fill(jstream *s)
         if (state_ev || now - s->last_prog_ms >= JOBS_PROGRESS_EVENT_MS) {
             if (!s->started)
                 api_buf_puts(&s->out, "retry: 3000\n");
+            if (j->warning[0] && !s->sent_warning) { /* once, before what follows */
+                ev_json(&s->out, "warning", j->seq,
+                        json_pack("{s:i,s:s}", "id", j->id, "message", j->warning));
+                s->sent_warning = 1;
+            }
             if (state_ev) {
                 ev_json(&s->out, "state", j->seq, job_json(j, 1));
             } else {

@@ -32,6 +32,11 @@ typedef struct job {
     int nhist, hist_cap;
     int resumed_epoch;    /* where the last run started (after a resume) */
     long resumed_step;
+    /* the collapse guard (core/collapse.h), from the epoch ends of the run */
+    int guard_epoch;      /* epoch of the last measurement (0: none yet) */
+    double norm_ratio, const_share;
+    int collapse_epoch;   /* first epoch at whose end it fired (0: never) */
+    char warning[512];    /* what a user should know although the job runs or succeeded */
     int runs;             /* times a training process was started */
     int resume;           /* queued to continue from its checkpoint */
     /* outcome */

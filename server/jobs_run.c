@@ -141,7 +141,7 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
     if (!o)
         return;
     const char *type = json_string_value(json_object_get(o, "type"));
-    int epoch_done = 0;
+    int epoch_done = 0, warn = 0;
     pthread_mutex_lock(&J->mu);
     if (type && !strcmp(type, "progress")) {
         j->epoch = (int)json_integer_value(json_object_get(o, "epoch"));
@@ -162,6 +162,21 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
             j->nhist = (int)n - 1;
             job_hist_push(j, json_number_value(el));
         }
+        json_t *g = json_object_get(o, "guard");
+        if (json_is_object(g)) {
+            j->guard_epoch = j->epoch;
+            j->norm_ratio = json_number_value(json_object_get(g, "norm_ratio"));
+            j->const_share = json_number_value(json_object_get(g, "const_share"));
+            if (json_is_true(json_object_get(g, "collapse")) && !j->collapse_epoch) {
+                j->collapse_epoch = j->epoch;
+                snprintf(j->warning, sizeof j->warning,
+                         "the collapse guard fired at the end of epoch %d: the refinement is "
+                         "%.2f times the features' norm and %.0f%% of it is one vector added "
+                         "to every snippet; lower lr, or send stop_on_collapse (docs/training.md)",
+                         j->epoch, j->norm_ratio, 100 * j->const_share);
+                warn = 1;
+            }
+        }
     } else if (type && !strcmp(type, "start")) {
         j->resumed_epoch = (int)json_integer_value(json_object_get(o, "resumed_epoch"));
         j->resumed_step = (long)json_integer_value(json_object_get(o, "resumed_step"));
@@ -173,6 +188,9 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
         json_array_foreach(h, i, v) job_hist_push(j, json_number_value(v));
     } else if (type && !strcmp(type, "done")) {
         rs->done = 1;
+        const char *why = json_string_value(json_object_get(o, "stopped"));
+        if (why)
+            snprintf(j->warning, sizeof j->warning, "%s", why);
     } else if (type && (!strcmp(type, "error") || !strcmp(type, "cancelled"))) {
         const char *m = json_string_value(json_object_get(o, "message"));
         snprintf(rs->error, sizeof rs->error, "%s", m ? m : type);
@@ -180,7 +198,11 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
     jobs_changed(J, j);
     int id = j->id, ep = j->epoch, eps = j->spec.epochs;
     double loss = j->nhist ? j->hist[j->nhist - 1] : 0;
+    char warning[512];
+    snprintf(warning, sizeof warning, "%s", warn ? j->warning : "");
     pthread_mutex_unlock(&J->mu);
+    if (warning[0])
+        srv_logf(J->s, "warn", "job %d: %s", id, warning);
     json_decref(o);
     rs->dirty = 1;
     jobs_notify(J);

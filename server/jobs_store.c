@@ -74,8 +74,20 @@ json_t *job_json(const job *j, int full)
     json_object_set_new(o, "created", str_or_null(j->created));
     json_object_set_new(o, "finished", str_or_null(j->finished));
     json_object_set_new(o, "error", str_or_null(j->error));
+    json_object_set_new(o, "warning", str_or_null(j->warning));
     if (!full)
         return o;
+    /* the collapse guard's last numbers (null before the first epoch end) */
+    json_object_set_new(o, "collapse_guard",
+                        j->guard_epoch
+                            ? json_pack("{s:i,s:f,s:f,s:o,s:f,s:f}", "epoch", j->guard_epoch,
+                                        "norm_ratio", j->norm_ratio, "const_share",
+                                        j->const_share, "fired_epoch",
+                                        j->collapse_epoch ? json_integer(j->collapse_epoch)
+                                                          : json_null(),
+                                        "max_norm_ratio", j->spec.collapse_ratio,
+                                        "max_const_share", j->spec.collapse_share)
+                            : json_null());
     json_object_set_new(o, "base_model", str_or_null(j->spec.base_model));
     json_object_set_new(o, "base_version", j->base_version ? json_integer(j->base_version)
                                                            : json_null());
@@ -169,6 +181,12 @@ int job_from_json(json_t *o, job *j, sola_err *e)
         }
     }
     get_str(o, "error", j->error, sizeof j->error);
+    get_str(o, "warning", j->warning, sizeof j->warning);
+    json_t *g = json_object_get(o, "collapse_guard");
+    j->guard_epoch = (int)get_int(g, "epoch");
+    j->norm_ratio = get_num(g, "norm_ratio");
+    j->const_share = get_num(g, "const_share");
+    j->collapse_epoch = (int)get_int(g, "fired_epoch");
     get_str(o, "created", j->created, sizeof j->created);
     get_str(o, "started", j->started, sizeof j->started);
     get_str(o, "finished", j->finished, sizeof j->finished);

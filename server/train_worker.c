@@ -89,6 +89,10 @@ static void on_progress(const sola_train_progress *p, void *ud)
         json_object_set_new(o, "epochs_done", json_integer(p->nhistory));
         json_object_set_new(o, "epoch_loss", json_real(p->history[p->nhistory - 1]));
     }
+    if (o && p->monitored) /* the collapse guard, at epoch ends */
+        json_object_set_new(o, "guard", json_pack("{s:f,s:f,s:b}", "norm_ratio", p->norm_ratio,
+                                                  "const_share", p->const_share, "collapse",
+                                                  p->collapse));
     emit(o);
 }
 
@@ -178,6 +182,11 @@ int srv_train_worker_main(int argc, char **argv)
     opts.cfg.P = sp.head;
     opts.cfg.K = (float)sp.K;
     opts.lr = (float)sp.lr;
+    opts.schedule = sola_schedule_parse(sp.schedule) > 0 ? sola_schedule_parse(sp.schedule)
+                                                         : SOLA_SCHED_DEFAULT;
+    opts.stop_on_collapse = sp.stop_on_collapse;
+    opts.collapse_ratio = sp.collapse_ratio;
+    opts.collapse_share = sp.collapse_share;
     opts.batch = sp.batch;
     opts.epochs = sp.epochs;
     opts.seed = sp.seed;
@@ -204,6 +213,23 @@ int srv_train_worker_main(int argc, char **argv)
     } else if (rc == SOLA_ECANCEL) {
         status = fail(3, "cancelled", e.msg);
         rc = 0;
+    } else if (rc == SOLA_ECOLLAPSE) {
+        /* stop_on_collapse: the job's result is the last state the guard passed, which
+         * the trainer wrote to the checkpoint; the record says where it stopped */
+        char why[SOLA_ERRLEN];
+        snprintf(why, sizeof why, "the collapse guard stopped training at the end of epoch %d "
+                 "(norm ratio %.2f, constant share %.0f%%); the new version holds the state at "
+                 "the end of epoch %d, the last one it passed", res.collapse_epoch,
+                 res.norm_ratio, 100 * res.const_share, res.good_epoch);
+        sola_model *good = sola_model_load(ckpt, &e);
+        if (good && (rc = sola_model_save(good, out, 0, &e)) == 0) {
+            emit(json_pack("{s:s,s:i,s:s}", "type", "done", "epochs_done", res.good_epoch,
+                           "stopped", why));
+            status = 0;
+        } else if (!good) {
+            rc = e.code ? e.code : SOLA_EIO;
+        }
+        sola_model_free(good);
     }
 done:
     if (rc)

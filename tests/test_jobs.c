@@ -298,6 +298,80 @@ START_TEST(upload_train_events_new_version_activate_refine)
 }
 END_TEST
 
+/* The collapse guard in the job record, the event stream and the log; with
+ * stop_on_collapse the job ends on the last state the guard passed. Thresholds so low
+ * that any move of the module fires it at the end of epoch 1. */
+START_TEST(collapse_guard_in_record_and_events)
+{
+    char *dir = tu_tmpdir();
+    sola_model *m1 = su_make_model(dir, "m", 1, C_DIM, 16, 3, 0.0f);
+    ck_assert_ptr_nonnull(m1);
+    sola_model_free(m1);
+    const char *args[] = {"--data", dir, "--threads", "1", NULL};
+    su_server s;
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    ck_assert_int_eq(put_dataset(&s, "d", 6, 1), 201);
+    int id = submit(&s, "{\"dataset\":\"d\",\"base_model\":\"m\",\"epochs\":3,\"batch\":4,"
+                        "\"head\":16,\"lr\":0.01,\"collapse_ratio\":1e-9,"
+                        "\"collapse_share\":0}");
+    sse ev;
+    follow(&s, id, &ev);
+    ck_assert_msg(!strcmp(ev.final, "succeeded"), "stream ended with \"%s\": %s", ev.final,
+                  ev.buf);
+    ck_assert_msg(strstr(ev.buf, "event: warning\n") != NULL, "no warning event: %s", ev.buf);
+    ck_assert_ptr_nonnull(strstr(ev.buf, "collapse guard fired at the end of epoch 1"));
+    ck_assert_ptr_nonnull(strstr(ev.buf, "\"collapse_guard\""));
+    free(ev.buf);
+    json_t *o = job(&s, id);
+    json_t *g = json_object_get(o, "collapse_guard");
+    ck_assert(json_is_object(g));
+    ck_assert_int_eq(json_integer_value(json_object_get(g, "fired_epoch")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(g, "epoch")), 3);
+    ck_assert(json_real_value(json_object_get(g, "norm_ratio")) > 0);
+    ck_assert_double_eq(json_real_value(json_object_get(g, "max_norm_ratio")), 1e-9);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(o, "warning")),
+                                 "collapse guard fired"));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "model_version")), 2);
+    json_decref(o);
+    su_resp r;
+    ck_assert_int_eq(su_get(&s, NULL, "/jobs", &r), 200); /* summaries carry it too */
+    ck_assert_ptr_nonnull(strstr(r.body, "collapse guard fired"));
+    su_resp_free(&r);
+
+    /* stop_on_collapse: the job succeeds with the state before epoch 1 (the base) */
+    id = submit(&s, "{\"dataset\":\"d\",\"base_model\":\"m\",\"base_version\":1,\"epochs\":3,"
+                    "\"batch\":4,\"head\":16,\"lr\":0.01,\"collapse_ratio\":1e-9,"
+                    "\"collapse_share\":0,\"stop_on_collapse\":true}");
+    wait_state(&s, id, "succeeded", 30000);
+    o = job(&s, id);
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(o, "warning")),
+                                 "stopped training at the end of epoch 1"));
+    ck_assert(json_is_true(json_object_get(json_object_get(o, "params"), "stop_on_collapse")));
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "model_version")), 3);
+    json_decref(o);
+    float *x = su_input(30, C_DIM, 77);
+    float *y1 = refine(&s, "m", 1, x, 30), *y3 = refine(&s, "m", 3, x, 30);
+    ck_assert_mem_eq(y1, y3, sizeof(float) * 30 * C_DIM);
+    free(x), free(y1), free(y3);
+    /* a job with default thresholds on this data stays quiet */
+    id = submit(&s, "{\"dataset\":\"d\",\"base_model\":\"m\",\"base_version\":1,\"epochs\":2,"
+                    "\"batch\":4,\"head\":16}");
+    wait_state(&s, id, "succeeded", 30000);
+    o = job(&s, id);
+    ck_assert(json_is_null(json_object_get(o, "warning")));
+    ck_assert(json_is_null(json_object_get(json_object_get(o, "collapse_guard"),
+                                           "fired_epoch")));
+    ck_assert_double_eq(json_real_value(json_object_get(json_object_get(o, "params"), "lr")),
+                        1e-4);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "params"),
+                                                       "schedule")), "constant");
+    json_decref(o);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(bad_training_requests)
 {
     char *dir = tu_tmpdir();
@@ -730,6 +804,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 180);
     tcase_add_test(t, upload_train_events_new_version_activate_refine);
     tcase_add_test(t, bad_training_requests);
+    tcase_add_test(t, collapse_guard_in_record_and_events);
     tcase_add_test(t, queue_bound_and_cancel);
     tcase_add_test(t, kill9_during_training_then_resume_equals_uninterrupted);
     tcase_add_test(t, sigterm_checkpoints_and_resume_jobs_continues);
