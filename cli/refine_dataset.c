@@ -407,6 +407,10 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
+    if (h5path && !strstr(h5path, ".hdf5"))
+        fprintf(stderr, "note: %s: ActionFormer takes feat_folder for an HDF5 file only when "
+                "its path contains \".hdf5\" (libs/datasets/anet.py); name it .hdf5 for it\n",
+                h5path);
     if (inherited)
         fprintf(stderr, "%s: %d name%s carried over into %s\n", in_miss, inherited,
                 inherited == 1 ? "" : "s", miss_p);
@@ -439,7 +443,7 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     cli_rmeta_grid declared = {.fps = o->fps, .fps_from = "--fps", .stride = o->stride,
                                .frames = o->frames, .grid_from = "--stride/--frames"};
     int warned = 0;
-    if (cli_rmeta_collect(rm, d, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
+    if (cli_rmeta_collect(rm, d, NULL, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
         (ann && cli_rmeta_annotations(rm, d, ann, 5, &warned, &e)) ||
         cli_rmeta_write(rm, meta_p, miss_p, &e)) {
         cli_errorf("%s", e.msg);

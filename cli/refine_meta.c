@@ -469,8 +469,9 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
-                      const cli_rmeta_grid *declared, int maxwarn, int *warned, sola_err *e)
+int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const unsigned char *mine,
+                      const char *copy_to, const cli_rmeta_grid *declared, int maxwarn,
+                      int *warned, sola_err *e)
 {
     static const cli_rmeta_grid none;
     const cli_rmeta_grid *dg = declared ? declared : &none;
@@ -489,8 +490,8 @@ int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
     for (int i = 0; i < d->n && !rc; i++) {
         const sola_dataset_item *it = &d->items[i];
         const char *nm = it->name;
-        if (bsearch(&nm, sk, (size_t)ns, sizeof *sk, name_cmp))
-            continue; /* failed during the run */
+        if ((mine && !mine[i]) || bsearch(&nm, sk, (size_t)ns, sizeof *sk, name_cmp))
+            continue; /* another shard's, or failed during the run */
         cli_rmeta_grid g = *dg;
         g.copied[0] = g.copied[1] = NULL;
         sola_item_grid ig = {0};

@@ -68,9 +68,13 @@ void cli_rmeta_paths(const char *out, int h5_file, char *meta, char *missing, si
  * has them, else the declared values (--fps/--stride/--frames; `declared` may be
  * NULL). Siblings are copied byte for byte into copy_to (NULL: not copied). Prints a
  * warning (at most `maxwarn`, then a count) for each video whose siblings contradict
- * the declared grid. Returns 0 or an error; *warned gets the number of warnings. */
-int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const char *copy_to,
-                      const cli_rmeta_grid *declared, int maxwarn, int *warned, sola_err *e);
+ * the declared grid. mine: NULL for every item, else mine[i] != 0 for the items this
+ * process refined (a shard's); the others are left to their shard (scan-time skips
+ * are noted by every shard alike, which the merge unites). Returns 0 or an error;
+ * *warned gets the number of warnings. */
+int cli_rmeta_collect(cli_rmeta *m, const sola_dataset *d, const unsigned char *mine,
+                      const char *copy_to, const cli_rmeta_grid *declared, int maxwarn,
+                      int *warned, sola_err *e);
 
 /* Checks the refined videos against the annotation file a downstream loader will use
  * (call after cli_rmeta_collect). A video matches the key NAME, or NAME without its

@@ -134,6 +134,43 @@ START_TEST(inherited_list_lines_kept_verbatim)
 }
 END_TEST
 
+/* Two shards of a real dataset (each refining its own videos) merge into what one
+ * process notes for all of them. */
+START_TEST(shard_masks_split_the_dataset)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tests/data/interop/vf_missing", tu_src());
+    sola_dataset_opts o = {.skip_bad = 1};
+    sola_dataset *d = NULL;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_dataset_open_ex(p, &o, &d, &e), 0);
+    ck_assert_int_eq(d->n, 1); /* v_a; v_bad and v_lonely skipped at the scan */
+    cli_rmeta *one = cli_rmeta_new(CLI_NAMES_ASIS), *s0 = cli_rmeta_new(CLI_NAMES_ASIS),
+              *s1 = cli_rmeta_new(CLI_NAMES_ASIS);
+    int w;
+    const unsigned char none[1] = {0}, all[1] = {1};
+    ck_assert_int_eq(cli_rmeta_collect(one, d, NULL, NULL, NULL, 5, &w, &e), 0);
+    ck_assert_int_eq(cli_rmeta_collect(s0, d, none, NULL, NULL, 5, &w, &e), 0);
+    ck_assert_int_eq(cli_rmeta_collect(s1, d, all, NULL, NULL, 5, &w, &e), 0);
+    ck_assert_int_eq(cli_rmeta_nvideos(s0), 0);
+    ck_assert_int_eq(cli_rmeta_nmissing(s0), 2); /* scan-time skips: every shard */
+    ck_assert_int_eq(cli_rmeta_merge(s0, s1, &e), 0);
+    ck_assert_int_eq(cli_rmeta_write(one, path("one.json"), path("one.txt"), &e), 0);
+    ck_assert_int_eq(cli_rmeta_write(s0, path("m.json"), path("m.txt"), &e), 0);
+    char *x = slurp("one.json"), *y = slurp("m.json");
+    ck_assert_str_eq(y, x);
+    free(x);
+    free(y);
+    x = slurp("m.txt");
+    ck_assert_str_eq(x, "v_bad\nv_lonely\n");
+    free(x);
+    cli_rmeta_free(one);
+    cli_rmeta_free(s0);
+    cli_rmeta_free(s1);
+    sola_dataset_free(d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("refine_meta");
@@ -142,6 +179,7 @@ int main(void)
     tcase_add_test(tc, parts_merge_into_what_one_process_writes);
     tcase_add_test(tc, parts_that_disagree_are_refused);
     tcase_add_test(tc, inherited_list_lines_kept_verbatim);
+    tcase_add_test(tc, shard_masks_split_the_dataset);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
