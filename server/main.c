@@ -79,7 +79,10 @@ static const char usage[] =
     "                         later call gets 404 saying so (default 60; decimals ok)\n"
     "  --debug-work-delay-ms N  testing aid: every compute item first sleeps N ms\n"
     "  --help, --version\n"
-    "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n";
+    "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP rescans DATA/models.\n"
+    "Exit codes: 0 after a drain, 1 cannot start (port in use, unreadable data\n"
+    "directory...), 2 usage error. Routes, formats and errors: docs/daemon.md.\n"
+    "Example: solad --listen 127.0.0.1:8080 --data /var/lib/solad --token-file /etc/solad/token\n";
 
 /* A usage error: the error on the last line, where the eye lands, and exit 2. */
 static int bad(const char *fmt, const char *arg)

@@ -21,8 +21,9 @@ Conventions for writers of README.md and docs/*.md:
     of the block fails the test, even when curl -s hid it.
   * Blocks may assume what scripts/serve.sh gives: solad on 127.0.0.1:8080 with a data
     directory, `sola` and `solad` on the PATH (or as build/sola, build/solad), curl,
-    and the files of the checkout (examples/, deploy/, ...). Nothing else: no python3,
-    numpy, jq or file, which a minimal Debian lacks.
+    awk, coreutils and the files of the checkout (examples/, deploy/, ...). Nothing
+    else: a block that calls python3, jq, file, node, wget... (NOT_MINIMAL) fails
+    unless it is marked no-run.
 
 How it runs them: in a fresh temporary directory that stands in for the checkout (the
 repository's top-level files are linked into it, build/ is BIN_DIR); a fresh solad
@@ -96,11 +97,36 @@ def blocks_of(path):
             problems.append("%s:%d: an unlabelled block starts like a command (%r): label "
                             "it ```sh to have it run, or ```text if it is not meant to be "
                             "pasted" % (path, start + 1, first.strip()[:60]))
+        if lang in RUN_LANGS and "no-run" not in markers and foreign_tools(text):
+            problems.append("%s:%d: the block needs %s, which a minimal Debian lacks (only "
+                            "curl, awk and coreutils come with scripts/serve.sh): use sola, "
+                            "curl or awk instead, or mark it no-run with the reason" %
+                            (path, start + 1, ", ".join(foreign_tools(text))))
         for key, why in markers.items():
             if not why:
                 problems.append("%s:%d: <!-- %s: --> needs a reason" % (path, start + 1, key))
         out.append((start + 1, lang, text, markers))
     return out, problems
+
+
+# Commands a minimal Debian lacks (scripts/serve.sh installs only curl beside the
+# build tools): a block meant to be pasted on such a machine must not need them.
+NOT_MINIMAL = {"python", "python3", "pip", "pip3", "jq", "file", "node", "npm", "wget",
+               "xxd", "bc"}
+
+
+def foreign_tools(text):
+    """Commands of NOT_MINIMAL in command position (after a pipe, ;, && or $( )."""
+    found = []
+    for line in text.split("\n"):
+        code = re.sub(r"(^|\s)#.*$", "", line)
+        for seg in re.split(r"\|\||&&|[|;(`]|\$\(", code):
+            words = seg.split()
+            while words and re.match(r"^\w+=", words[0]):  # VAR=value cmd
+                words = words[1:]
+            if words and words[0] in NOT_MINIMAL and words[0] not in found:
+                found.append(words[0])
+    return found
 
 
 def free_port():
@@ -159,6 +185,8 @@ SELF_TESTS = [
     ("an unlabelled command", "```\ncurl -s 127.0.0.1:8080/readyz\n```\n", False),
     ("a text block", "```text\ncurl whatever\n```\n", True),
     ("state that breaks a second paste", "```sh\nmkdir /tmp/once\n```\n", False),
+    ("a tool a minimal Debian lacks", "```sh\necho '{}' | python3 -m json.tool\n```\n", False),
+    ("a word that is not a command", "```sh\necho file python3  # a file\n```\n", True),
 ]
 
 
