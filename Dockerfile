@@ -14,8 +14,8 @@ ARG DEBIAN_TAG=bookworm-slim
 ############################################################ build stage
 FROM debian:${DEBIAN_TAG} AS build
 
-# check + libcurl are required by CMakeLists.txt (the test executables) even when only
-# solad is built, so the configure step needs their pkg-config files.
+# check + libcurl are needed only by the test executables (RUN_TESTS=1 below turns
+# on SOLA_BUILD_TESTS); without them the build needs neither.
 # libdnnl-dev: oneDNN, the default GEMM backend (core/gemm_onednn.c; OpenMP threads).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -31,7 +31,8 @@ COPY . .
 # integration tests that need curl/python/nginx are skipped or fail here, so the
 # default is off and CI runs scripts/test.sh on a full machine instead).
 ARG RUN_TESTS=0
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+RUN tests=OFF && if [ "$RUN_TESTS" = 1 ]; then tests=ON; fi \
+ && cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DSOLA_BUILD_TESTS=$tests \
  && if [ "$RUN_TESTS" = 1 ]; then \
       cmake --build /build -j"$(nproc)" && (cd /build && ctest --output-on-failure); \
     else \
