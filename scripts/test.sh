@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, builds twice (Release, then ASan+UBSan) and runs the
-# whole check suite under ctest in each. The last lines are ctest's own summary; a
+# whole check suite under ctest in each. The last lines are ctest's own summary (then,
+# when a test was skipped, the reasons its output gave); a
 # test that could not run is listed by ctest as skipped (exit 77), never as passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,11 +9,22 @@ cd "$(dirname "$0")/.."
 logs=build/logs
 scripts/deps.sh --test
 jobs=$(nproc)
+# ctest shows no output of a skipped test: print each skip's reason after the summary.
+why_skipped() {
+  local log=$1/Testing/Temporary/LastTest.log
+  if [ -f "$log" ] && grep -q "^SKIPPED (\|^SKIP" "$log"; then
+    echo "Why tests were skipped (from $log):"
+    grep -h "^SKIPPED (\|^SKIP" "$log" | sort -u | sed 's/^/  /'
+  fi
+}
 step "configure the Release build (build/)" "$logs/configure.log" \
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSOLA_BUILD_TESTS=ON
 step "build everything (Release)" "$logs/build.log" cmake --build build -j "$jobs"
 echo "== Release build: ctest"
-(cd build && ctest --output-on-failure -j "$jobs")
+rc=0
+(cd build && ctest --output-on-failure -j "$jobs") || rc=$?
+why_skipped build
+[ $rc -eq 0 ] || exit $rc
 # The other GEMM backend (core/gemm.h): the numeric tests against the PyTorch fixtures,
 # batching's and streaming's bit-identity and the training step, on OpenBLAS.
 numeric="test_refine test_batching test_stream test_streams_server test_grad test_trainer test_model test_adamw test_probe test_cycle"
@@ -22,11 +34,15 @@ step "configure the OpenBLAS build (build-openblas/)" "$logs/configure-openblas.
 step "build the numeric tests (OpenBLAS)" "$logs/build-openblas.log" \
   cmake --build build-openblas -j "$jobs" --target solad sola $numeric
 echo "== OpenBLAS backend: numeric tests"
-(cd build-openblas && ctest --output-on-failure -j "$jobs" -R "^(${numeric// /|})\$")
+(cd build-openblas && ctest --output-on-failure -j "$jobs" -R "^(${numeric// /|})\$") || rc=$?
+why_skipped build-openblas
+[ $rc -eq 0 ] || exit $rc
 step "configure the ASan+UBSan build (build-asan/)" "$logs/configure-asan.log" \
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSOLA_SANITIZE=ON -DSOLA_BUILD_TESTS=ON
 step "build everything (ASan+UBSan)" "$logs/build-asan.log" cmake --build build-asan -j "$jobs"
 echo "== AddressSanitizer + UBSan build: ctest"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-(cd build-asan && ctest --output-on-failure -j "$jobs")
+(cd build-asan && ctest --output-on-failure -j "$jobs") || rc=$?
+why_skipped build-asan
+exit $rc
