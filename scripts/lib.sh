@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh -- sourced by deps.sh, serve.sh and test.sh: run one setup step with its
 # output in a log file, show that it is alive, and show its own output if it fails.
 #
