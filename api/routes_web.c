@@ -5,10 +5,13 @@
  *
  * Replies carry an ETag (a hash of the file) with Cache-Control: no-cache, so a
  * browser revalidates on every load and gets 304 while the binary is unchanged: a
- * new solad never serves a stale script next to a fresh page. Answered on the loop
- * thread: the bytes are already in memory. */
+ * new solad never serves a stale script next to a fresh page. Text files are also
+ * embedded gzip'ed and sent so (Content-Encoding: gzip, its own ETag, Vary:
+ * Accept-Encoding) to clients that accept gzip. Answered on the loop thread: the
+ * bytes are already in memory. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "routes.h"
@@ -22,6 +25,9 @@ typedef struct api_web_asset {
     const unsigned char *data;
     size_t len;
     const char *etag; /* quoted, as sent */
+    const unsigned char *gz; /* the same bytes gzip'ed, or NULL */
+    size_t gzlen;
+    const char *etag_gz;
 } api_web_asset;
 extern const api_web_asset api_web_assets[] __attribute__((weak));
 
@@ -87,18 +93,56 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
+/* 1 when Accept-Encoding lists gzip (or *) without q=0. */
+static int accepts_gzip(const char *ae)
+{
+    if (!ae)
+        return 0;
+    for (const char *p = ae; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ",;");
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        int named = (n == 4 && strncasecmp(p, "gzip", 4) == 0) || (n == 1 && *p == '*');
+        const char *end = p + strcspn(p, ",");
+        int zero = 0;
+        for (const char *q = p; q < end; q++)
+            if (*q == ';') {
+                const char *v = q + 1;
+                while (*v == ' ')
+                    v++;
+                if ((v[0] == 'q' || v[0] == 'Q') && v[1] == '=')
+                    zero = strtod(v + 2, NULL) <= 0.0;
+            }
+        if (named && !zero)
+            return 1;
+        p = end;
+    }
+    return 0;
+}
+
 static void serve(const api_request *rq, api_response *rs, const api_web_asset *a)
 {
-    api_set_header(rs, "ETag", "%s", a->etag);
+    int gz = a->gz && accepts_gzip(api_header(rq, "Accept-Encoding"));
+    const char *etag = gz ? a->etag_gz : a->etag;
+    api_set_header(rs, "ETag", "%s", etag);
     api_set_header(rs, "Cache-Control", "no-cache");
     api_set_header(rs, "X-Content-Type-Options", "nosniff");
-    if (etag_matches(api_header(rq, "If-None-Match"), a->etag)) {
+    if (a->gz)
+        api_set_header(rs, "Vary", "Accept-Encoding");
+    if (etag_matches(api_header(rq, "If-None-Match"), etag)) {
         rs->status = 304;
         return;
     }
     api_set_header(rs, "Content-Security-Policy", WEB_CSP);
     api_set_header(rs, "Referrer-Policy", "no-referrer");
-    api_set_body(rs, 200, ctype_of(a->name), a->data, a->len);
+    if (gz) {
+        api_set_header(rs, "Content-Encoding", "gzip");
+        api_set_body(rs, 200, ctype_of(a->name), a->gz, a->gzlen);
+    } else {
+        api_set_body(rs, 200, ctype_of(a->name), a->data, a->len);
+    }
 }
 
 static int h_index(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w)

@@ -4,6 +4,7 @@
 // timers and event streams when the user navigates away, online() reloads what failed
 // while the daemon was away (called when requests succeed again).
 import { request, showError, clearErrors, askToken, setToken, token, onNet, online, sinceLastOutcome } from './api.js';
+import { choiceDialog } from './dom.js';
 import { jobsView, jobView } from './jobs.js';
 import { compareView } from './compare.js';
 import { datasetsView, datasetView } from './datasets.js';
@@ -102,10 +103,11 @@ function tokenButton() {
   const b = document.getElementById('token-button');
   const paint = () => { b.textContent = token() ? 'Token ✓' : 'Token'; };
   b.addEventListener('click', async () => {
-    if (token() && !confirm('Forget the token kept for this tab? (OK forgets, Cancel edits it)')) {
-      await askToken('Edit the token sent with changes (activate, train, upload, delete).');
-    } else if (token()) {
-      setToken('');
+    if (token()) {
+      const what = await choiceDialog('This tab keeps a token for solad, sent with changes (activate, train, upload, delete).',
+        [['forget', 'Forget it', 'danger'], ['edit', 'Edit it'], ['cancel', 'Cancel']]);
+      if (what === 'forget') setToken('');
+      else if (what === 'edit') await askToken('Edit the token sent with changes (activate, train, upload, delete).');
     } else {
       await askToken('Sent with changes (activate, train, upload, delete) when solad has a token file.');
     }

@@ -79,20 +79,25 @@ export function itemName(s) {
   return s.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[.-]+/, '').slice(0, 64);
 }
 
-// A modal yes/no question in a <dialog> (window.confirm blocks the page's thread).
-// Resolves to true when the user pressed the confirming button.
-export function confirmDialog(text, okLabel = 'OK', danger = false) {
+// A modal question in a <dialog> (window.confirm blocks the page's thread). choices:
+// [[value, label, class]]; resolves to the value of the button pressed ('' when the
+// dialog is closed with Escape). The last choice is the cancelling one.
+export function choiceDialog(text, choices) {
   return new Promise((resolve) => {
-    const ok = h('button', { value: 'ok', class: danger ? 'danger' : 'primary', id: 'confirm-ok' }, okLabel);
+    const buttons = choices.map(([value, label, cls], i) => h('button', { value, class: cls || '',
+      id: i === choices.length - 1 ? 'confirm-cancel' : i === 0 ? 'confirm-ok' : `confirm-${value}` }, label));
     const dlg = h('dialog', { class: 'confirm', id: 'confirm-dialog', 'aria-labelledby': 'confirm-text' },
-      h('form', { method: 'dialog' },
-        h('p', { id: 'confirm-text' }, text),
-        h('div', { class: 'row' }, ok, h('button', { value: 'cancel', id: 'confirm-cancel' }, 'Cancel'))));
-    dlg.addEventListener('close', () => { resolve(dlg.returnValue === 'ok'); dlg.remove(); });
+      h('form', { method: 'dialog' }, h('p', { id: 'confirm-text' }, text), h('div', { class: 'row' }, buttons)));
+    dlg.addEventListener('close', () => { resolve(dlg.returnValue); dlg.remove(); });
     document.body.append(dlg);
     dlg.showModal();
-    ok.focus();
+    buttons[0].focus();
   });
+}
+
+// Yes/no: resolves to true when the user pressed the confirming button.
+export async function confirmDialog(text, okLabel = 'OK', danger = false) {
+  return (await choiceDialog(text, [['ok', okLabel, danger ? 'danger' : 'primary'], ['cancel', 'Cancel']])) === 'ok';
 }
 
 // Absolute file paths in a daemon message (a job's error) cut to their last part:

@@ -119,6 +119,12 @@ def main(c, tmp):
                 f'the footer links /openapi.json and /metrics, which answer {codes}')
         c.check(b.text('#health').startswith('solad') and b.el('#health').get_attribute('data-state') == 'up',
                 'the header shows the daemon is up')
+        first = b.js("""const n = performance.getEntriesByType('navigation')[0];
+            const r = performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.startsWith('/static/'));
+            return {bytes: n.transferSize + r.reduce((a, e) => a + e.transferSize, 0), decoded: n.decodedBodySize + r.reduce((a, e) => a + e.decodedBodySize, 0), files: r.length + 1}""")
+        c.check(first['bytes'] <= 64 * 1024 and first['files'] >= 10,
+                f"the first load is {first['bytes'] / 1024:.1f} KB on the wire for {first['files']} files "
+                f"({first['decoded'] / 1024:.1f} KB unpacked: solad sends them gzip'ed)")
         shot('01-start')
 
         # ---- 11. uploads ----------------------------------------------------------------
@@ -460,6 +466,16 @@ def main(c, tmp):
         c.check(not re.search('longer', r[0]) and 'NaN' in r[0] and 'learning rate' in r[1] and 'longer' in r[2]
                 and r[3] == 'the solad that ran it stopped (restart); press Resume to continue from its last checkpoint'
                 and 'Resume' in r[4], f'hints: {r}')
+
+        # the Token button: forget / edit / cancel, in a dialog (not window.confirm)
+        b.click('#token-button')
+        b.wait_el('#confirm-dialog[open]')
+        b.click('#confirm-cancel')
+        c.check(b.text('#token-button') == 'Token ✓', 'the Token button asks; Cancel keeps the token')
+        b.click('#token-button')
+        b.click('#confirm-ok')
+        c.check(b.text('#token-button') == 'Token' and not b.js("return sessionStorage.getItem('sola-token')"),
+                '"Forget it" forgets it')
 
         unexpected = []
         for t in b.errors():
