@@ -240,9 +240,19 @@ class Browser:
         return until(lambda: self.els(css), f'{css} on the page', timeout)[0]
 
     def click(self, css):
-        e = self.wait_el(css)
-        self.d.execute_script('arguments[0].scrollIntoView({block: "center"})', e)
-        e.click()
+        """Clicks css; found again if the page re-rendered it in between (a view that
+        redraws a part when a reply arrives replaces its buttons)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        for attempt in range(5):
+            e = self.wait_el(css)
+            try:
+                self.d.execute_script('arguments[0].scrollIntoView({block: "center"})', e)
+                e.click()
+                return
+            except StaleElementReferenceException:
+                if attempt == 4:
+                    raise
+                time.sleep(0.1)
 
     def fill(self, css, text):
         e = self.wait_el(css)
