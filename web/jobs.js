@@ -19,8 +19,11 @@ export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const RESYNC_MS = 5000;
 const LIVE_MS = 250; // redraws of a running job: at most 4 a second
 
-// What the daemon uses when a field is left empty (api/train_spec.c, docs/jobs.md).
+// What the daemon uses when a field is left empty (api/train_spec.c, docs/jobs.md);
+// the learning rate and its schedule depend on the objective.
 const DEFAULTS = { epochs: 150, batch: 256, lr: 1e-4, seed: 0, window: 23, hidden: 512 };
+const OBJECTIVE_DEFAULTS = { sola: { lr: 1e-4, schedule: 'constant' }, cycle: { lr: 1e-3, schedule: 'cosine' },
+  'sola+cycle': { lr: 1e-3, schedule: 'cosine' } };
 // docs/web.md's settings for a first try on `sola synth` data (small, fast)
 const QUICK = { epochs: 40, batch: 8, lr: 0.003, hidden: 64 };
 
@@ -41,6 +44,9 @@ function trainForm(again) {
   const out = h('input', { id: 'train-output', name: 'output_model', autocomplete: 'off', placeholder: 'default: the dataset or base model name' });
   const outErr = h('span', { class: 'error', id: 'train-output-error', 'aria-live': 'polite' });
   const activate = h('input', { id: 'train-activate', type: 'checkbox' });
+  const schedSel = h('select', { id: 'train-schedule' }, h('option', { value: '' }, 'default (constant)'),
+    h('option', { value: 'constant' }, 'constant'), h('option', { value: 'cosine' }, 'cosine'));
+  const stopCollapse = h('input', { id: 'train-stop-collapse', type: 'checkbox' });
   const quick = h('button', { type: 'button', id: 'train-quick', class: 'small' }, 'Quick-try settings');
   const form = h('form', { class: 'card grid-form', id: 'train-form', novalidate: true },
     h('h3', {}, 'Start training'),
@@ -51,11 +57,14 @@ function trainForm(again) {
     num('epochs', 'Epochs', { min: 1, step: 1 }),
     num('batch', 'Batch (windows per step)', { min: 1, step: 1 }),
     num('lr', 'Learning rate', { min: 0, step: 'any' }),
+    h('label', { for: 'train-schedule' }, 'Schedule', schedSel),
     num('seed', 'Seed', { min: 0, step: 1 }),
     num('window', 'Window (snippets)', { min: 2, step: 1 }),
     num('hidden', 'Hidden channels (fresh model)', { min: 1, step: 1 }),
     h('p', { class: 'muted span' }, 'Empty fields use the daemon\'s defaults (shown greyed). ', quick,
       ' fills a short run that suits `sola synth` data: 40 epochs, batch 8, lr 0.003, hidden 64.'),
+    h('label', { class: 'check span', for: 'train-stop-collapse' }, stopCollapse,
+      'Stop if the collapse guard fires (the version then holds the last epoch it passed; otherwise the job only warns)'),
     h('label', { class: 'check span', for: 'train-activate' }, activate,
       'Make the result the active version when the job succeeds (otherwise activate it after looking at it; a new model\'s first version is always active)'),
     h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Start training'), status));
@@ -125,10 +134,19 @@ function trainForm(again) {
       if (j.base_model) { baseSel.append(h('option', { value: j.base_model }, j.base_model)); baseSel.value = j.base_model; }
       out.value = j.output_model || '';
       for (const k of Object.keys(DEFAULTS)) if (p[k] !== undefined && p[k] !== null) field(k).value = p[k];
+      if (p.schedule) schedSel.value = p.schedule;
+      stopCollapse.checked = !!p.stop_on_collapse;
+      objDefaults();
       status.textContent = `Filled from job ${id}: change what you want to try, then start.`;
     } catch (e) { status.textContent = `Could not read job ${id}: ${e.message}`; }
   }
 
+  const objDefaults = () => {
+    const d = OBJECTIVE_DEFAULTS[objSel.value] || OBJECTIVE_DEFAULTS.sola;
+    field('lr').placeholder = `default ${d.lr}`;
+    schedSel.options[0].textContent = `default (${d.schedule})`;
+  };
+  objSel.addEventListener('change', objDefaults);
   dsSel.addEventListener('change', describe);
   baseSel.addEventListener('change', () => { field('hidden').disabled = !!baseSel.value; });
   field('window').addEventListener('input', shortItems);
@@ -142,6 +160,8 @@ function trainForm(again) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const spec = { dataset: dsSel.value, objective: objSel.value, activate: activate.checked };
+    if (schedSel.value) spec.schedule = schedSel.value;
+    if (stopCollapse.checked) spec.stop_on_collapse = true;
     const fail = (msg, el) => { status.className = 'error'; status.textContent = msg; if (el) el.focus(); };
     if (!spec.dataset) return fail('Choose a dataset to train on (upload one in the Datasets view).', dsSel);
     if (baseSel.value) spec.base_model = baseSel.value;
@@ -157,7 +177,7 @@ function trainForm(again) {
       if (!raw) continue;
       if (k === 'hidden' && spec.base_model) continue; // a base model fixes the shape
       const x = parse(raw);
-      if (!Number.isFinite(x)) return fail(`${k}: enter a number (or leave it empty for ${DEFAULTS[k]})`, field(k));
+      if (!Number.isFinite(x)) return fail(`${k}: enter a number (or leave it empty for the default)`, field(k));
       spec[k] = x;
     }
     status.className = 'muted';
@@ -249,6 +269,11 @@ export function pageError(job) {
     .replace(/POST \/jobs\/\d+\/resume/g, 'Resume'));
 }
 
+// A trainer warning in the page's words: the form's checkbox, not the API field.
+export function pageWarning(msg) {
+  return stripPaths(String(msg)).replace(/send stop_on_collapse/g, 'run again with "Stop if the collapse guard fires" ticked');
+}
+
 function params(job) {
   const p = Object.assign({}, job.params || {});
   for (const k of ['dataset', 'objective', 'output_model', 'base_model', 'activate']) delete p[k];
@@ -263,6 +288,16 @@ function warningsOf(job) {
   if (job.warning) w.push(job.warning);
   return w.map((x) => (typeof x === 'string' ? { message: x }
     : { message: x.message || x.text || JSON.stringify(x), epoch: x.epoch, step: x.step, kind: x.kind || x.type }));
+}
+
+// The collapse guard's numbers (docs/jobs.md `collapse_guard`): one line for the Run card.
+function guardText(g) {
+  if (!g) return null;
+  const f = (v) => (typeof v === 'number' ? v.toFixed(2) : '–');
+  const lim = (v) => (typeof v === 'number' ? ` (limit ${v})` : '');
+  const fired = g.fired_epoch ? `fired at epoch ${g.fired_epoch}` : g.collapse ? 'fired' : 'not fired';
+  return `${fired}; at epoch ${g.epoch}: norm ratio ${f(g.norm_ratio)}${lim(g.max_norm_ratio)}, `
+    + `one-vector share ${typeof g.const_share === 'number' ? `${Math.round(g.const_share * 100)}%` : '–'}${typeof g.max_const_share === 'number' ? ` (limit ${Math.round(g.max_const_share * 100)}%)` : ''}`;
 }
 
 export function jobView(id) {
@@ -348,9 +383,13 @@ export function jobView(id) {
 
   // the parts that change with the job's state: rebuilt only when that changes
   function renderStatic() {
-    const warns = warningsOf(job).concat(extraWarnings);
+    const warns = [];
+    for (const w of warningsOf(job).concat(extraWarnings)) if (!warns.some((x) => x.message === w.message)) warns.push(w);
     const key = JSON.stringify([job.state, job.error, job.model_version, job.finished, job.started, job.videos,
-      job.skipped, job.runs, activeVersion, warns.length, job.params && job.params.epochs]);
+      job.skipped, job.runs, activeVersion, warns.length, job.params && job.params.epochs, !!job.collapse_guard,
+      job.collapse_guard && (job.collapse_guard.fired_epoch || job.collapse_guard.collapse)]);
+    const gs = document.getElementById('job-guard');
+    if (gs && job.collapse_guard) { const t = guardText(job.collapse_guard); if (gs.textContent !== t) gs.textContent = t; }
     if (key === lastStatic) return;
     lastStatic = key;
     state.replaceChildren(badge(job.state));
@@ -372,7 +411,7 @@ export function jobView(id) {
     if (warns.length) {
       warnBox.replaceChildren(h('strong', {}, `The trainer warned ${warns.length === 1 ? 'once' : `${warns.length} times`}:`),
         h('ul', {}, warns.slice(-5).map((w) => h('li', {},
-          w.epoch ? `epoch ${w.epoch}${w.step ? `, step ${w.step}` : ''}: ` : '', w.kind ? `${w.kind}: ` : '', w.message))));
+          w.epoch ? `epoch ${w.epoch}${w.step ? `, step ${w.step}` : ''}: ` : '', w.kind ? `${w.kind}: ` : '', pageWarning(w.message)))));
     }
     cancelB.disabled = !['queued', 'running', 'interrupted'].includes(job.state);
     resumeB.disabled = job.state !== 'interrupted';
@@ -404,6 +443,7 @@ export function jobView(id) {
       ...dd('steps per epoch', job.steps_per_epoch || '–'),
       ...dd('windows/s', job.windows_per_s ? Math.round(job.windows_per_s) : '–'),
       ...dd('runs', job.runs ?? '–'),
+      ...(job.collapse_guard ? dd('collapse guard', h('span', { id: 'job-guard' }, guardText(job.collapse_guard))) : []),
       ...(job.resumed_from ? dd('resumed from', `epoch ${job.resumed_from.epoch}, step ${job.resumed_from.step}`) : []),
       ...(job.runner ? dd('runner', job.runner) : []));
     const p = params(job);
@@ -490,6 +530,7 @@ export function jobView(id) {
     const { losses, epoch_loss: one, epochs_done: done } = p;
     const rest = Object.assign({}, p);
     delete rest.losses;
+    if (p.collapse_guard) rest.collapse_guard = Object.assign({}, job.collapse_guard || {}, p.collapse_guard);
     Object.assign(job, rest);
     if (Array.isArray(losses) && typeof p.loss_from === 'number') {
       // docs/jobs.md: losses[i] is epoch loss_from + i + 1; the curve is cut to
@@ -534,6 +575,7 @@ export function jobView(id) {
     };
     es.addEventListener('state', handle((j) => onState(j)));
     es.addEventListener('progress', handle(onProgress));
+    es.addEventListener('warning', handle((w) => { extraWarnings = extraWarnings.concat([{ message: w.message }]).slice(-20); lastStatic = ''; schedule(); }));
     es.addEventListener('end', () => {
       es.close(); es = null;
       live.textContent = 'the daemon is restarting: reconnecting…';

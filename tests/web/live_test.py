@@ -158,21 +158,21 @@ def main(c, tmp):
         c.check(state(b) == 'succeeded' and b.js("return document.getElementById('job-progress').value") == 1
                 and int(b.js("return Number(document.getElementById('loss-chart').dataset.points)")) == FAST_EPOCHS,
                 f'a late "running" reply leaves the finished job finished, with its whole curve (state {state(b)})')
-        # the trainer's warnings, as the record carries them (collapse, non-finite)
-        warned = dict(rec, warnings=[{'epoch': 7, 'step': 2, 'kind': 'collapse',
-                                      'message': 'the refinement is one constant vector across snippets'}])
-        b.js("""const path = arguments[0], body = arguments[1], real = window.fetch;
-            window.fetch = function (u, o) {
-              if (String(u) === path) { window.fetch = real;
-                return Promise.resolve(new Response(body, {status: 200, headers: {'Content-Type': 'application/json'}})); }
-              return real.apply(this, arguments);
-            };""", f'/jobs/{jid}', json.dumps(warned))
-        b.click('#job-reload')
-        B.until(lambda: not b.js("return document.getElementById('job-warnings').hidden"), 'the warning box')
-        wt = b.text('#job-warnings')
-        c.check('epoch 7, step 2' in wt and 'collapse' in wt and 'constant vector' in wt,
-                f'warnings in the job record are shown with their epoch and step: {wt[:100]}')
         b.d.refresh()
+
+        # ---- the trainer's warning: a collapse guard with a threshold that fires at once
+        wj = sd.api('POST', '/train', {'dataset': 'tiny', 'epochs': 400, 'batch': 64, 'hidden': 8, 'collapse_ratio': 1e-6})
+        b.go(url + f'/#/jobs/{wj["id"]}')
+        B.until(lambda: not b.js("return document.getElementById('job-warnings').hidden"), 'the warning box', 60, 0.2)
+        during = state(b)
+        wt = b.text('#job-warnings')
+        c.check('collapse guard fired at the end of epoch 1' in wt and 'stop_on_collapse' not in wt and 'Stop if the collapse guard fires' in wt,
+                f'the collapse guard\'s warning is shown ({during}), in the page\'s words: {wt[:140]}')
+        B.until(lambda: state(b) == 'succeeded', 'the warned job to finish', 60, 0.2)
+        time.sleep(0.3)
+        g = b.text('#job-guard')
+        c.check('fired at epoch 1' in g and re.search(r'limit (1e-0?6|0\.000001)', g) and len(b.els('#job-warnings li')) == 1,
+                f'the guard\'s numbers are in the Run card, the warning once: {g}')
 
         # ---- 3, 4. a failed job: NaN in the data -------------------------------------------
         arr = np.random.default_rng(3).standard_normal((40, 8)).astype(np.float32)

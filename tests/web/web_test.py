@@ -197,6 +197,13 @@ def main(c, tmp):
         objs = b.js("return [...document.querySelectorAll('#train-objective option')].map(o => o.value)")
         c.check(objs == ['sola', 'cycle', 'sola+cycle'] and b.els('#train-seed') and b.els('#train-window'),
                 f'objective {objs}, seed and window can be chosen')
+        b.select('#train-objective', 'cycle')
+        ph = [b.el('#train-lr').get_attribute('placeholder'), b.text('#train-schedule option[value=""]')]
+        b.select('#train-objective', 'sola')
+        ph2 = [b.el('#train-lr').get_attribute('placeholder'), b.text('#train-schedule option[value=""]')]
+        c.check(ph == ['default 0.001', 'default (cosine)'] and ph2 == ['default 0.0001', 'default (constant)']
+                and not b.el('#train-stop-collapse').is_selected(),
+                f'the learning rate and schedule defaults follow the objective ({ph} / {ph2}); stop-on-collapse is offered, off')
         bases = b.js("return [...document.querySelectorAll('#train-base option')].map(o => o.value)")
         c.check('other' not in bases and 'other (C 64)' in b.text('#train-base-info'),
                 f'a base model of another C is not offered, and the form says why: {b.text("#train-base-info")[:80]}')
