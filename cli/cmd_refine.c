@@ -40,7 +40,8 @@ static const char help[] =
     "                 the authors' PyTorch checkpoint); its C must match the features\n"
     "  IN -o OUT      one of:\n"
     "                   x.npy -o y.npy     [T, C] or a batch [B, T, C]\n"
-    "                   x.npz -o y.npz     every member refined, member names kept\n"
+    "                   x.npz -o y.npz     every [T, C] member refined, other members\n"
+    "                                      (fps, labels) copied; names kept\n"
     "                   x.npz -o y.npy     the sequence member ('feats' or the only one)\n"
     "                   DIR -o OUTDIR      a dataset folder, video by video (streamed):\n"
     "                                      NAME.npy/.npz, video_features NAME_rgb.npy +\n"
@@ -124,6 +125,19 @@ static int overwrites_input(const char *in, const char *out)
 }
 
 /* Refines every member of an .npz into an .npz of the same member names. */
+/* 1 if the .npy image holds features for a model of C channels: floats [T, C] or
+ * [B, T, C]. Other members (an fps scalar, integer labels) are copied as they are. */
+static int is_features(const void *img, size_t len, int C)
+{
+    sola_npy_info in;
+    if (sola_npy_inspect(img, len, "member", SOLA_NPY_LABELS | SOLA_NPY_SCALAR, &in, NULL))
+        return 0;
+    return strchr(in.descr, 'f') && (in.ndim == 2 || in.ndim == 3) &&
+           in.shape[in.ndim - 1] == C;
+}
+
+/* Refines every [T, C] member of an .npz into an .npz of the same member names; other
+ * members are copied byte for byte. */
 static int refine_npz_all(const sola_model *m, const char *in, const char *out, sola_ws *ws,
                           long *frames, sola_err *e)
 {
@@ -133,7 +147,10 @@ static int refine_npz_all(const sola_model *m, const char *in, const char *out, 
         return rc;
     sola_array *ys = calloc((size_t)z.n + 1, sizeof *ys);
     const char **names = calloc((size_t)z.n + 1, sizeof *names);
-    if (!ys || !names) {
+    void **raw = calloc((size_t)z.n + 1, sizeof *raw);
+    size_t *rawlen = calloc((size_t)z.n + 1, sizeof *rawlen);
+    int refined = 0;
+    if (!ys || !names || !raw || !rawlen) {
         rc = sola_errf(e, SOLA_ENOMEM, "%s: out of memory", in);
         goto done;
     }
@@ -142,24 +159,38 @@ static int refine_npz_all(const sola_model *m, const char *in, const char *out, 
         char label[1024];
         snprintf(label, sizeof label, "%s[%s]", in, z.entries[i].name);
         names[i] = z.entries[i].name;
+        if ((rc = sola_npz_member_image(&z, i, &raw[i], &rawlen[i], e)))
+            break;
+        if (!is_features(raw[i], rawlen[i], m->C)) {
+            fprintf(stderr, "%s: not [T, %d] features, copied as it is\n", label, m->C);
+            continue;
+        }
+        free(raw[i]);
+        raw[i] = NULL;
         rc = sola_npz_read(&z, i, 0, &x, e);
-        if (!rc && x.ndim != 2 && x.ndim != 3)
-            rc = sola_errf(e, SOLA_ESHAPE, "%s: expected [T, C] or [B, T, C], got %d dims",
-                           label, x.ndim);
         if (!rc)
             rc = cli_refine_array(m, &x, label, &ys[i], ws, e);
         if (!rc)
             *frames += (long)(sola_array_numel(&x) / (size_t)m->C);
+        refined += !rc;
         sola_array_free(&x);
     }
+    if (!rc && !refined)
+        rc = sola_errf(e, SOLA_ESHAPE, "%s: no member holds [T, %d] (or [B, T, %d]) float "
+                       "features", in, m->C, m->C);
     if (!rc)
-        rc = sola_npz_save(out, names, ys, z.n, 0, e);
+        rc = sola_npz_save_mixed(out, names, ys, (const void *const *)raw, rawlen, z.n, 0, e);
 done:
     if (ys)
         for (int i = 0; i < z.n; i++)
             sola_array_free(&ys[i]);
+    if (raw)
+        for (int i = 0; i < z.n; i++)
+            free(raw[i]);
     free(ys);
     free(names);
+    free(raw);
+    free(rawlen);
     sola_npz_close(&z);
     return rc;
 }

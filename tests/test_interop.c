@@ -424,6 +424,18 @@ START_TEST(npz_keeps_its_other_members)
     ck_assert_int_eq(a.shape[0], 5);
     sola_array_free(&a);
     sola_npz_close(&z);
+    /* one file in, one file out: the same */
+    ck_assert_int_eq(SOLA("refine -m m4.safetensors $SOLA_FX/npz/v_a.npz -o one.npz"), 0);
+    char *err = slurp("err.txt");
+    assert_has(err, "v_a.npz[fps]: not [T, 4] features, copied as it is");
+    free(err);
+    snprintf(p, sizeof p, "%s/one.npz", tmp);
+    ck_assert_int_eq(sola_npz_open(p, &z, &e), 0);
+    ck_assert_int_eq(z.n, 2);
+    ck_assert_int_eq(sola_npz_member_image(&z, sola_npz_find(&z, "fps"), &img, &len, &e), 0);
+    ck_assert(memmem(img, len, "'descr': '<f8'", 14) != NULL);
+    free(img);
+    sola_npz_close(&z);
 }
 END_TEST
 
