@@ -216,6 +216,11 @@ typedef struct api_ctx {
     const struct api_jobs_backend *jobs; /* training jobs (api/train.h); NULL: none */
     const struct api_seq_backend *seq;   /* open streams (api/seq.h); NULL: none */
     void *seq_self;                      /* its self argument */
+    /* Roles (docs/deploy.md): read_only_store names a read-only model store
+     * (--models-dir): every mutating route is refused. train_only: this process only
+     * runs training jobs, the compute routes are refused. */
+    const char *read_only_store;
+    int train_only;
 } api_ctx;
 
 /* ---- routes ------------------------------------------------------------------ */
@@ -225,6 +230,7 @@ enum {
     API_BODY_FILE = 2, /* body streamed to a temporary file (uploads) */
     API_BODY_BIG = 4,  /* with API_BODY_FILE: limited by --max-upload, not --max-body
                         * (datasets: never loaded whole, so disk is the only bound) */
+    API_COMPUTE = 8,   /* refines or maps features (refused by a --train-only solad) */
 };
 
 typedef int (*api_handler)(const api_ctx *ctx, api_request *rq, api_response *rs,
@@ -247,6 +253,12 @@ const char *api_route_label(const api_route *r);
 
 /* 0 if the request may proceed; otherwise fills rs with 401 + WWW-Authenticate. */
 int api_check_auth(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                   api_response *rs);
+
+/* 0 if this process's role allows the route; otherwise fills rs: 409 for a mutating
+ * route on a read-only model store, 421 for a compute route on a train-only solad.
+ * Checked after auth (an unauthenticated client learns nothing of the setup). */
+int api_check_role(const api_ctx *ctx, const api_request *rq, const api_route *r,
                    api_response *rs);
 
 /* Runs the route's handler (after match and auth). */

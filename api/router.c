@@ -165,6 +165,27 @@ int api_check_auth(const api_ctx *ctx, const api_request *rq, const api_route *r
     return 0;
 }
 
+int api_check_role(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                   api_response *rs)
+{
+    if (!r)
+        return 0;
+    if (ctx->read_only_store && (r->flags & API_AUTH)) {
+        api_error(rs, 409, "%s %s changes state, but this solad serves the read-only model "
+                           "store %s (--models-dir): change the store itself and let solad "
+                           "rescan it, or send this to a solad started with --data",
+                  rq->method, r->pattern, ctx->read_only_store);
+        return -1;
+    }
+    if (ctx->train_only && (r->flags & API_COMPUTE)) {
+        api_error(rs, 421, "%s %s: this solad only runs training jobs (--train-only); send "
+                           "refine and TSM requests to the serving replicas",
+                  rq->method, r->pattern);
+        return -1;
+    }
+    return 0;
+}
+
 int api_handle(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w)
 {
     memset(w, 0, sizeof *w);
@@ -195,7 +216,7 @@ int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work
         api_set_header(rs, "Allow", "%s", allow);
         return API_REPLY;
     }
-    if (r && api_check_auth(ctx, rq, r, rs))
+    if (r && (api_check_auth(ctx, rq, r, rs) || api_check_role(ctx, rq, r, rs)))
         return API_REPLY;
     return api_handle(ctx, rq, rs, w);
 }

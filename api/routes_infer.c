@@ -891,8 +891,8 @@ static int h_tsm_get(const api_ctx *ctx, api_request *rq, api_response *rs, api_
 }
 
 const api_route api_routes_infer[] = {
-    {"POST", "/refine", h_refine, 0},
-    {"POST", "/tsm", h_tsm, 0},
-    {"GET", "/tsm", h_tsm_get, 0},
+    {"POST", "/refine", h_refine, API_COMPUTE},
+    {"POST", "/tsm", h_tsm, API_COMPUTE},
+    {"GET", "/tsm", h_tsm_get, API_COMPUTE},
     {NULL, NULL, NULL, 0},
 };

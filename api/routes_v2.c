@@ -342,9 +342,9 @@ const api_route api_routes_v2[] = {
     {"GET", "/v2/health/ready", h_ready, 0},
     {"GET", "/v2/models/{model}", h_meta, 0},
     {"GET", "/v2/models/{model}/ready", h_model_ready, 0},
-    {"POST", "/v2/models/{model}/infer", h_infer, 0},
+    {"POST", "/v2/models/{model}/infer", h_infer, API_COMPUTE},
     {"GET", "/v2/models/{model}/versions/{version}", h_meta, 0},
     {"GET", "/v2/models/{model}/versions/{version}/ready", h_model_ready, 0},
-    {"POST", "/v2/models/{model}/versions/{version}/infer", h_infer, 0},
+    {"POST", "/v2/models/{model}/versions/{version}/infer", h_infer, API_COMPUTE},
     {NULL, NULL, NULL, 0},
 };

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # libdnnl-dev: oneDNN, the default GEMM backend; libopenblas-dev: the other one
 # (cmake -DSOLA_GEMM=openblas), which CI builds too.
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopenblas-dev libmicrohttpd-dev
-      libjansson-dev libuv1-dev libpng-dev zlib1g-dev libhdf5-dev curl ca-certificates)
+      libjansson-dev libuv1-dev libpng-dev zlib1g-dev libhdf5-dev libsystemd-dev curl
+      ca-certificates)
 # Tools wanted by command rather than by package: a machine may have them from
 # elsewhere.
 cmds=()

@@ -104,6 +104,10 @@ static json_t *be_health(void *self)
                      (json_int_t)budget_used(&s->mem), "max_inflight_bytes",
                      (json_int_t)s->mem.max, "auth", s->token != NULL, "data",
                      s->cfg.data_dir != NULL);
+    static const char *const roles[] = {"serve+train", "serve", "train"};
+    int role = s->cfg.models_dir ? SRV_ROLE_SERVE : s->cfg.role; /* a store never trains */
+    json_object_set_new(h, "role", json_string(roles[role]));
+    json_object_set_new(h, "read_only_store", json_boolean(s->cfg.models_dir != NULL));
     if (h && s->batcher) { /* how much batching happens: requests per pass */
         batcher_stats b;
         batcher_get_stats(s->batcher, &b);
@@ -236,6 +240,8 @@ void srv_backend_init(srv *s)
     s->ctx.token = s->token;
     s->ctx.seq = s->streams ? &srv_streams_backend : NULL;
     s->ctx.seq_self = s->streams;
+    s->ctx.read_only_store = s->cfg.models_dir;
+    s->ctx.train_only = s->cfg.role == SRV_ROLE_TRAIN;
 }
 
 /* ---- workspaces -------------------------------------------------------------- */

@@ -518,7 +518,8 @@ static enum MHD_Result on_first(req *r, int uri_nul)
         api_handle(&s->ctx, &r->rq, &r->rs, &r->w); /* the 404 entry */
         return early(r);
     }
-    if (api_check_auth(&s->ctx, &r->rq, route, &r->rs))
+    if (api_check_auth(&s->ctx, &r->rq, route, &r->rs) ||
+        api_check_role(&s->ctx, &r->rq, route, &r->rs))
         return early(r);
     if ((route->flags & API_BODY_BIG) && (route->flags & API_BODY_FILE) && s->cfg.max_upload)
         r->limit = s->cfg.max_upload; /* spooled to disk, never loaded whole */

@@ -89,6 +89,22 @@ static srv_jobs *jobs_of(void *self)
     return ((srv *)self)->jobs;
 }
 
+/* A --serve-only replica queues jobs for another process: the reply says which one
+ * (field "trainer"), or warns that none holds the lock on this directory yet. */
+static void note_trainer(srv_jobs *J, json_t *reply)
+{
+    char who[160];
+    int t = jobs_trainer(J, who, sizeof who);
+    if (t == 1)
+        json_object_set_new(reply, "trainer", json_string(who[0] ? who : "unknown"));
+    else if (t == 0)
+        json_object_set_new(
+            reply, "warning",
+            json_string("queued, but no trainer runs on this data directory (no process holds "
+                        "jobs/trainer.lock): the job starts when a solad with --train-only, or "
+                        "without --serve-only, starts on it"));
+}
+
 static int be_submit(void *self, const api_train_spec *spec, json_t **out, sola_err *e)
 {
     srv *s = self;
@@ -145,6 +161,8 @@ static int be_submit(void *self, const api_train_spec *spec, json_t **out, sola_
     pthread_cond_signal(&J->cv);
     pthread_mutex_unlock(&J->mu);
     jobs_notify(J);
+    if (s->cfg.role == SRV_ROLE_SERVE)
+        note_trainer(J, *out);
     srv_logf(s, "info", "job %d queued: train %s on dataset %s (%d epochs)",
              (int)json_integer_value(json_object_get(*out, "id")), spec->output_model,
              spec->dataset, spec->epochs);
@@ -545,10 +563,11 @@ srv_jobs *srv_jobs_start(srv *s, sola_err *e)
     if (n)
         srv_logf(s, "info", "datasets: removed %d leftovers of interrupted uploads", n);
     char lp[4096];
-    /* not hidden: operators (and the replica test) look for it */
+    /* not hidden: operators (and the replica test) look for it. A --serve-only
+     * replica never opens it (jobs_trainer looks at it without locking). */
     snprintf(lp, sizeof lp, "%.4000s/trainer.lock", J->dir);
-    J->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (J->lock_fd < 0) {
+    if (s->cfg.role != SRV_ROLE_SERVE &&
+        (J->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
         sola_errf(e, SOLA_EIO, "%s: %s", lp, strerror(errno));
         goto err;
     }
@@ -562,7 +581,8 @@ srv_jobs *srv_jobs_start(srv *s, sola_err *e)
     uv_unref((uv_handle_t *)&J->timer);
     jobs_refresh(J);
     /* before serving: a restarted replica lists its dead jobs as interrupted at once */
-    jobs_try_lock(J);
+    if (s->cfg.role != SRV_ROLE_SERVE)
+        jobs_try_lock(J);
     if (pthread_create(&J->thr, NULL, jobs_thread, J) != 0) {
         sola_errf(e, SOLA_EIO, "cannot start the job thread");
         srv_jobs_stop(J);

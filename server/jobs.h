@@ -5,7 +5,8 @@
  * change and about once a second while running), ID.ckpt.safetensors (the last
  * checkpoint), ID.data/ (hard links to the dataset's items as they were when the job
  * started, so later uploads do not change a run), ID.cancel (a cancel request from
- * any replica), trainer.lock (flock: held by the one replica that runs jobs).
+ * any replica), trainer.lock (an OFD record lock: held by the one replica that runs jobs;
+ * --serve-only replicas never take it).
  *
  * Threads: the loop thread serves the HTTP routes' event streams; one job thread per
  * process takes the lock when it can, picks queued jobs and supervises the training

@@ -132,7 +132,12 @@ void jobs_recover(srv_jobs *J);
 
 /* ---- jobs_run.c ---- */
 void *jobs_thread(void *arg);
-/* Takes the training lock if free; then recovers what a dead runner left. */
+/* Takes the training lock if free; then recovers what a dead runner left. The lock is
+ * an open-file-description record lock (F_OFD_SETLK) on the whole of trainer.lock:
+ * unlike flock, another process can test it without taking it (jobs_trainer). */
 void jobs_try_lock(srv_jobs *J);
+/* Is there a trainer? 1: some process holds trainer.lock (who = its "host:pid" note),
+ * 0: nobody does, -1: cannot tell. Never takes the lock (a --serve-only replica). */
+int jobs_trainer(srv_jobs *J, char *who, size_t n);
 
 #endif

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -51,7 +50,8 @@ static int exists(const char *p)
 
 void jobs_try_lock(srv_jobs *J)
 {
-    if (flock(J->lock_fd, LOCK_EX | LOCK_NB) != 0)
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET}; /* l_len 0: whole file */
+    if (J->lock_fd < 0 || fcntl(J->lock_fd, F_OFD_SETLK, &fl) != 0)
         return;
     atomic_store(&J->have_lock, 1);
     char who[160];
@@ -61,6 +61,32 @@ void jobs_try_lock(srv_jobs *J)
     srv_logf(J->s, "info", "this replica runs the training jobs (holds %s/trainer.lock)",
              J->dir);
     jobs_recover(J);
+}
+
+int jobs_trainer(srv_jobs *J, char *who, size_t n)
+{
+    who[0] = '\0';
+    if (atomic_load(&J->have_lock)) {
+        snprintf(who, n, "%s:%ld", J->host, (long)getpid());
+        return 1;
+    }
+    char lp[4096];
+    snprintf(lp, sizeof lp, "%.4000s/trainer.lock", J->dir);
+    int fd = open(lp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1; /* no trainer ever started on this directory */
+    /* F_RDLCK conflicts exactly with the trainer's write lock; GETLK only asks */
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+    int held = -1;
+    if (fcntl(fd, F_OFD_GETLK, &fl) == 0)
+        held = fl.l_type != F_UNLCK;
+    if (held == 1) {
+        ssize_t k = pread(fd, who, n - 1, 0);
+        who[k > 0 ? k : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+    }
+    close(fd);
+    return held;
 }
 
 /* Queued jobs another replica asked to cancel (DATA/jobs/ID.cancel): cancelled now,
@@ -484,7 +510,7 @@ void *jobs_thread(void *arg)
         pthread_mutex_unlock(&J->mu);
         if (stop)
             break;
-        if (!atomic_load(&J->have_lock) && !draining)
+        if (!atomic_load(&J->have_lock) && !draining && J->s->cfg.role != SRV_ROLE_SERVE)
             jobs_try_lock(J);
         jobs_refresh(J);
         job *j = atomic_load(&J->have_lock) && !draining ? pick(J) : NULL;
@@ -507,7 +533,8 @@ void *jobs_thread(void *arg)
         pthread_mutex_unlock(&J->mu);
     }
     if (atomic_load(&J->have_lock)) {
-        flock(J->lock_fd, LOCK_UN); /* another replica may take over at once */
+        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+        fcntl(J->lock_fd, F_OFD_SETLK, &fl); /* another replica may take over at once */
         atomic_store(&J->have_lock, 0);
     }
     return NULL;

@@ -123,6 +123,7 @@ static void on_term(uv_signal_t *h, int signum)
     s->draining = 1;
     srv_logf(s, "info", "%s: draining (%d requests in progress, deadline %.1fs)",
              strsignal(signum), s->active_reqs, s->cfg.drain_timeout);
+    srv_notify(s, "STOPPING=1\nSTATUS=draining (%d requests in progress)", s->active_reqs);
     MHD_socket ls = MHD_quiesce_daemon(s->mhd);
     if (ls != MHD_INVALID_SOCKET)
         close(ls); /* new connections are refused from here on */
@@ -208,6 +209,6 @@ void srv_lifecycle_start(srv *s)
     uv_signal_start(&s->sigterm, on_term, SIGTERM);
     uv_signal_start(&s->sigint, on_term, SIGINT);
     uv_signal_start(&s->sighup, on_hup, SIGHUP);
-    if (s->cfg.data_dir && s->cfg.rescan_ms > 0)
+    if ((s->cfg.data_dir || s->cfg.models_dir) && s->cfg.rescan_ms > 0)
         uv_timer_start(&s->rescan_timer, on_rescan_timer, s->cfg.rescan_ms, s->cfg.rescan_ms);
 }

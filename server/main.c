@@ -30,6 +30,13 @@ static const char usage[] =
     "                         uploads and training need one). DIR is created if its\n"
     "                         parent exists\n"
     "  --create-data          also create the missing parents of --data DIR\n"
+    "  --models-dir DIR       serve a read-only model store instead (KServe storageUri,\n"
+    "                         e.g. /mnt/models: NAME.safetensors or NAME/VERSION.safetensors\n"
+    "                         + NAME/active); nothing is written, mutating routes get 409\n"
+    "  --serve-only           with --data shared by replicas: never take the trainer lock;\n"
+    "                         POST /train queues the job for the trainer\n"
+    "  --train-only           with --data: run the training jobs (take the trainer lock)\n"
+    "                         and refuse refine/TSM requests (421)\n"
     "  --dim C                channels of the embedded default model (default 2048)\n"
     "  --workers N            compute threads (default 1)\n"
     "  --threads N            BLAS threads per compute thread (default: CPUs / workers;\n"
@@ -56,11 +63,12 @@ static const char usage[] =
     "                         CPU priority than inference (default 1)\n"
     "  --job-queue N          training jobs that may wait before POST /train answers 503\n"
     "                         (default 16)\n"
-    "  --resume-jobs          at start, resume jobs that were interrupted (crash, restart)\n"
-    "                         from their last checkpoint instead of waiting for\n"
-    "                         POST /jobs/ID/resume\n"
+    "  --resume-jobs          when this process takes the trainer lock (at start, or when\n"
+    "                         the previous trainer stops), resume interrupted jobs from\n"
+    "                         their last checkpoint instead of waiting for\n"
+    "                         POST /jobs/ID/resume (the shipped configs set it)\n"
     "                         Replicas sharing --data run one training job at a time: the\n"
-    "                         one holding the flock on DATA/jobs/trainer.lock runs them,\n"
+    "                         one holding the lock on DATA/jobs/trainer.lock runs them,\n"
     "                         any replica accepts and lists them (docs/jobs.md).\n"
     "  --max-batch-frames N   dynamic batching: concurrent refines of one model version\n"
     "                         are computed as one pass of up to N snippets, bit-identical\n"
@@ -295,7 +303,8 @@ int main(int argc, char **argv)
            O_QUEUE, O_TOKEN, O_LOGFMT, O_DEFMODEL, O_DRAIN, O_CONNTO, O_MAXCONNS, O_PERIP,
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
            O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA,
-           O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE, O_MAXSTREAMS, O_STREAMIDLE };
+           O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE, O_MAXSTREAMS, O_STREAMIDLE,
+           O_MODELSDIR, O_SERVEONLY, O_TRAINONLY };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -326,6 +335,9 @@ int main(int argc, char **argv)
         {"allow-nonfinite", no_argument, 0, O_NONFINITE},
         {"max-streams", required_argument, 0, O_MAXSTREAMS},
         {"stream-idle-timeout", required_argument, 0, O_STREAMIDLE},
+        {"models-dir", required_argument, 0, O_MODELSDIR},
+        {"serve-only", no_argument, 0, O_SERVEONLY},
+        {"train-only", no_argument, 0, O_TRAINONLY},
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {0, 0, 0, 0},
@@ -458,6 +470,14 @@ int main(int argc, char **argv)
             c->stream_idle_ms = (uint64_t)(sec * 1000.0 + 0.5);
             break;
         }
+        case O_MODELSDIR: c->models_dir = optarg; break;
+        case O_SERVEONLY:
+        case O_TRAINONLY:
+            if (c->role && c->role != (o == O_SERVEONLY ? SRV_ROLE_SERVE : SRV_ROLE_TRAIN))
+                return bad("%s", "--serve-only and --train-only exclude each other (without "
+                                 "either, solad both serves and trains)");
+            c->role = o == O_SERVEONLY ? SRV_ROLE_SERVE : SRV_ROLE_TRAIN;
+            break;
         case O_HELP: fputs(usage, stdout); return 0;
         case O_VERSION: printf("solad %s\n", API_VERSION); return 0;
         default:
@@ -466,6 +486,15 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad("unexpected argument %s", argv[optind]);
+    if (c->models_dir && c->data_dir)
+        return bad("%s", "--models-dir (a read-only model store) and --data (a writable "
+                         "state directory) exclude each other");
+    if (c->role && !c->data_dir)
+        return bad("%s", c->role == SRV_ROLE_SERVE
+                             ? "--serve-only needs --data: the shared directory whose job "
+                               "queue a trainer serves"
+                             : "--train-only needs --data: the directory holding the job queue, "
+                               "datasets and models");
     if (create_data && !c->data_dir)
         return bad("%s", "--create-data needs --data DIR");
     if (c->data_dir && check_data_dir(c->data_dir, create_data))
@@ -524,7 +553,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "solad: out of memory\n");
         goto out;
     }
-    if (!(s.reg = reg_new(c->data_dir, c->dim, c->default_model, reg_log, &s, &e))) {
+    s.reg = c->models_dir ? reg_new_store(c->models_dir, c->default_model, reg_log, &s, &e)
+                          : reg_new(c->data_dir, c->dim, c->default_model, reg_log, &s, &e);
+    if (!s.reg) {
         fprintf(stderr, "solad: %s\n", e.msg);
         goto out;
     }
@@ -559,6 +590,15 @@ int main(int argc, char **argv)
              "queue: %d, max body: %zu bytes, max T: %d%s)",
              s.bound, reg_nmodels(s.reg), c->workers, c->threads, c->queue, c->max_body,
              c->max_frames, s.token ? ", bearer token required on mutating routes" : "");
+    if (c->role == SRV_ROLE_SERVE)
+        srv_logf(&s, "info", "--serve-only: training jobs posted here run on the solad that "
+                             "holds %s/jobs/trainer.lock", c->data_dir);
+    if (c->models_dir)
+        srv_logf(&s, "info", "serving the read-only model store %s (--models-dir)",
+                 c->models_dir);
+    /* systemd (Type=notify): ready once the models are loaded and the port is open */
+    srv_notify(&s, "READY=1\nSTATUS=serving %d models on http://%s", reg_nmodels(s.reg),
+               s.bound);
     srv_http_run(&s);
     srv_jobs_stop(s.jobs); /* a running job checkpoints and becomes interrupted */
     s.jobs = NULL;

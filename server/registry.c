@@ -69,11 +69,13 @@ void reg__ver_free(reg_ver *v)
     free(v);
 }
 
-char *reg__ver_path(const reg *r, const char *name, int version)
+char *reg__ver_path(const reg *r, const char *name, int version, int flat)
 {
     size_t n = strlen(r->dir) + strlen(name) + 48;
     char *p = malloc(n);
-    if (p)
+    if (p && flat)
+        snprintf(p, n, "%s/%s.safetensors", r->dir, name);
+    else if (p)
         snprintf(p, n, "%s/%s/%d.safetensors", r->dir, name, version);
     return p;
 }
@@ -258,6 +260,74 @@ static sola_model *embedded_model(int dim, sola_err *e)
     return m;
 }
 
+/* A read-only store (KServe storageUri) may hold a model as one top-level file,
+ * NAME.safetensors, served as NAME version 1 (what a storageUri naming a single file
+ * downloads to /mnt/models). 1 and the name in out when fname is such a regular file. */
+static int flat_model_name(reg *r, const char *fname, char out[80])
+{
+    const char *ext = ".safetensors";
+    size_t len = strlen(fname), el = strlen(ext);
+    if (len <= el || len - el >= 80 || strcmp(fname + len - el, ext) != 0)
+        return 0;
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", r->dir, fname);
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    memcpy(out, fname, len - el);
+    out[len - el] = '\0';
+    if (!reg__valid_name(out)) {
+        warn_files(r, "%s: ignored (model names use letters, digits, '.', '_', '-')", path);
+        return 0;
+    }
+    return 1;
+}
+
+/* Appends a flat model (version 1) to the list being built; 0, or SOLA_ENOMEM. */
+static int add_flat(reg *r, reg_model **nm, int *nn, int *cap, const char *name, sola_err *e)
+{
+    if (*nn == *cap) {
+        int nc = *cap ? *cap * 2 : 8;
+        reg_model *p = realloc(*nm, sizeof *p * (size_t)nc);
+        if (!p)
+            return sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
+        *nm = p;
+        *cap = nc;
+    }
+    reg_model *m = &(*nm)[*nn];
+    memset(m, 0, sizeof *m);
+    if (!(m->name = strdup(name)) || !(m->versions = malloc(sizeof(int)))) {
+        free(m->name);
+        return sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
+    }
+    m->versions[0] = 1;
+    m->nver = 1;
+    m->active_version = 1;
+    m->flat = 1;
+    (*nn)++;
+    return 0;
+}
+
+/* A directory NAME/ and a file NAME.safetensors both in a store: the directory (its
+ * versions and active file) wins, whatever order readdir gave them in. */
+static void drop_shadowed_flats(reg *r, reg_model *nm, int *nn)
+{
+    for (int i = 0; i < *nn; i++) {
+        if (!nm[i].flat)
+            continue;
+        int shadowed = 0;
+        for (int k = 0; k < *nn && !shadowed; k++)
+            shadowed = k != i && !nm[k].flat && !strcmp(nm[k].name, nm[i].name);
+        if (!shadowed)
+            continue;
+        warn_files(r, "%s/%s.safetensors: ignored (the directory %s/ holds the versions of "
+                      "model %s)", r->dir, nm[i].name, nm[i].name, nm[i].name);
+        free(nm[i].name);
+        free(nm[i].versions);
+        nm[i--] = nm[--*nn];
+    }
+}
+
 int reg_scan(reg *r, int quiet, sola_err *e)
 {
     pthread_mutex_lock(&r->write_mu);
@@ -274,6 +344,13 @@ int reg_scan(reg *r, int quiet, sola_err *e)
         while (d && (de = readdir(d))) {
             if (de->d_name[0] == '.')
                 continue;
+            char flat_name[80];
+            int flat = r->read_only && flat_model_name(r, de->d_name, flat_name);
+            if (flat) {
+                if ((rc = add_flat(r, &nm, &nn, &cap, flat_name, e)))
+                    break;
+                continue;
+            }
             if (!reg__valid_name(de->d_name)) {
                 warn_files(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
                            r->dir, de->d_name);
@@ -307,6 +384,15 @@ int reg_scan(reg *r, int quiet, sola_err *e)
             closedir(d);
         if (rc)
             goto out;
+        drop_shadowed_flats(r, nm, &nn);
+    }
+    if (nn == 0 && r->read_only) {
+        /* a store's models are the point: never swap them for the embedded identity */
+        rc = sola_errf(e, SOLA_ENOTFOUND,
+                       "%s holds no model: expected NAME.safetensors files or "
+                       "NAME/VERSION.safetensors directories (an optional NAME/active names "
+                       "the version to serve)", r->dir);
+        goto out;
     }
     if (nn == 0) {
         nm = calloc(1, sizeof *nm);
@@ -356,7 +442,7 @@ int reg_scan(reg *r, int quiet, sola_err *e)
         int known_bad = 0;
         if (nm[i].embedded) {
             m = embedded_model(r->dim, &le);
-        } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version))) {
+        } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version, nm[i].flat))) {
             stat(path, &st);
             long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
             known_bad = nm[i].bad_version == nm[i].active_version &&
@@ -379,9 +465,14 @@ int reg_scan(reg *r, int quiet, sola_err *e)
                 old_error = NULL;
             } else {
                 char msg[SOLA_ERRLEN + 128];
-                snprintf(msg, sizeof msg, "version %d (named by %s/%s/active) does not load: %s",
-                         nm[i].active_version, r->dir ? r->dir : "", nm[i].name,
-                         le.msg[0] ? le.msg : "out of memory");
+                if (nm[i].flat)
+                    snprintf(msg, sizeof msg, "%s does not load: %s", path,
+                             le.msg[0] ? le.msg : "out of memory");
+                else
+                    snprintf(msg, sizeof msg,
+                             "version %d (named by %s/%s/active) does not load: %s",
+                             nm[i].active_version, r->dir ? r->dir : "", nm[i].name,
+                             le.msg[0] ? le.msg : "out of memory");
                 nm[i].load_error = strdup(msg);
                 nm[i].bad_version = nm[i].active_version;
                 nm[i].bad_size = (long long)st.st_size;
@@ -448,9 +539,44 @@ out:
     return rc;
 }
 
+static reg *reg_open(const char *dir, int read_only, int dim, const char *default_model,
+                     void (*log)(void *arg, const char *level, const char *msg),
+                     void *log_arg, sola_err *e);
+
 reg *reg_new(const char *data_dir, int dim, const char *default_model,
              void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
              sola_err *e)
+{
+    if (!data_dir)
+        return reg_open(NULL, 0, dim, default_model, log, log_arg, e);
+    size_t n = strlen(data_dir) + 16;
+    char *dir = malloc(n);
+    if (!dir) {
+        sola_errf(e, SOLA_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(dir, n, "%s/models", data_dir);
+    reg *r = reg_open(dir, 0, dim, default_model, log, log_arg, e);
+    free(dir);
+    return r;
+}
+
+reg *reg_new_store(const char *models_dir, const char *default_model,
+                   void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
+                   sola_err *e)
+{
+    DIR *d = opendir(models_dir);
+    if (!d) {
+        sola_errf(e, SOLA_EIO, "--models-dir %s: %s", models_dir, strerror(errno));
+        return NULL;
+    }
+    closedir(d);
+    return reg_open(models_dir, 1, 0, default_model, log, log_arg, e);
+}
+
+static reg *reg_open(const char *dir, int read_only, int dim, const char *default_model,
+                     void (*log)(void *arg, const char *level, const char *msg),
+                     void *log_arg, sola_err *e)
 {
     reg *r = calloc(1, sizeof *r);
     if (!r) {
@@ -464,12 +590,9 @@ reg *reg_new(const char *data_dir, int dim, const char *default_model,
     r->log_arg = log_arg;
     if (default_model && !(r->default_name = strdup(default_model)))
         goto nomem;
-    if (data_dir) {
-        size_t n = strlen(data_dir) + 16;
-        if (!(r->dir = malloc(n)))
-            goto nomem;
-        snprintf(r->dir, n, "%s/models", data_dir);
-    }
+    r->read_only = read_only;
+    if (dir && !(r->dir = strdup(dir)))
+        goto nomem;
     if (reg_scan(r, 0, e))
         goto err;
     return r;
@@ -570,7 +693,7 @@ int reg_acquire(reg *r, const char *name, int version, reg_ver **out, sola_err *
     for (v = m->cache; v && v->version != version; v = v->next)
         ;
     if (!v) {
-        char *path = reg__ver_path(r, m->name, version);
+        char *path = reg__ver_path(r, m->name, version, m->flat);
         v = path ? reg__ver_new(m->name, version, path, NULL) : NULL;
         free(path);
         if (!v) {

@@ -40,6 +40,14 @@ typedef struct reg_ver reg_ver;
 reg *reg_new(const char *data_dir, int dim, const char *default_model,
              void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
              sola_err *e);
+/* A read-only model store (solad --models-dir, e.g. KServe's storageUri mounted at
+ * /mnt/models): NAME/VERSION.safetensors (+ NAME/active) as under DATA/models, and
+ * top-level NAME.safetensors files served as NAME version 1. Nothing is ever written
+ * there; reg_put and reg_activate refuse. A store without any model is an error (no
+ * embedded fallback), also on a rescan (the models already loaded keep serving). */
+reg *reg_new_store(const char *models_dir, const char *default_model,
+                   void (*log)(void *arg, const char *level, const char *msg), void *log_arg,
+                   sola_err *e);
 void reg_free(reg *r);
 
 /* Rereads models/ (SIGHUP, and periodically so that replicas sharing the directory

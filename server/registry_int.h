@@ -23,6 +23,7 @@ typedef struct reg_model {
     int *versions; /* sorted ascending */
     int nver;
     int embedded;
+    int flat;           /* a store's top-level NAME.safetensors: version 1 only */
     int active_version; /* 0 = none */
     reg_ver *active;    /* counted reference, NULL if none or failed to load */
     char *load_error;   /* why the active file's version is not the one serving */
@@ -34,7 +35,8 @@ typedef struct reg_model {
 struct reg {
     pthread_mutex_t mu;       /* lists, refs, active pointers */
     pthread_mutex_t write_mu; /* disk changes: put, activate, scan */
-    char *dir;                /* DATA/models or NULL */
+    char *dir;                /* DATA/models, the --models-dir store, or NULL */
+    int read_only;            /* a read-only store: no writes, no embedded fallback */
     int dim;
     char *default_name;
     reg_model *m;
@@ -48,7 +50,8 @@ struct reg {
 /* Helpers (registry.c). The *_locked ones and reg__find need r->mu held. */
 reg_ver *reg__ver_new(const char *name, int version, const char *path, sola_model *model);
 void reg__ver_free(reg_ver *v);
-char *reg__ver_path(const reg *r, const char *name, int version);
+/* DIR/NAME/VERSION.safetensors, or DIR/NAME.safetensors for a flat model. */
+char *reg__ver_path(const reg *r, const char *name, int version, int flat);
 reg_model *reg__find(reg *r, const char *name);
 int reg__has_version(const reg_model *m, int v);
 reg_ver *reg__unref_locked(reg *r, reg_ver *v);

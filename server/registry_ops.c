@@ -137,12 +137,15 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
             sola_err *e)
 {
     *conflict = 0;
+    if (r->read_only)
+        return sola_errf(e, SOLA_EINVAL, "%s is a read-only model store: models cannot be "
+                                         "uploaded", r->dir);
     if (!r->dir)
         return sola_errf(e, SOLA_EINVAL,
                          "solad runs without --data: there is nowhere to store models");
     if (!reg__valid_name(name))
         return sola_errf(e, SOLA_EINVAL, "model name \"%s\" is not valid", name);
-    char *final = reg__ver_path(r, name, version);
+    char *final = reg__ver_path(r, name, version, 0);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
     sola_model *m = NULL;
@@ -281,6 +284,9 @@ int reg_activate(reg *r, const char *name, int version, sola_err *e)
 {
     reg_ver *v = NULL;
     int rc;
+    if (r->read_only)
+        return sola_errf(e, SOLA_EINVAL, "%s is a read-only model store: the active version "
+                                         "is what NAME/active says there", r->dir);
     pthread_mutex_lock(&r->write_mu);
     if ((rc = reg_acquire(r, name, version, &v, e)))
         goto out;

@@ -19,6 +19,8 @@
 typedef struct srv_config {
     const char *listen;        /* HOST:PORT ([v6]:PORT); port 0 = any free port */
     const char *data_dir;      /* NULL: embedded model only */
+    const char *models_dir;    /* read-only model store (--models-dir); excludes data_dir */
+    int role;                  /* SRV_ROLE_*: which of serving and training this process does */
     int dim;                   /* C of the embedded default model */
     int workers;               /* compute threads (libuv threadpool size) */
     int threads;               /* BLAS threads per worker */
@@ -45,6 +47,11 @@ typedef struct srv_config {
     int max_streams;           /* open streams of online refine (streams.h); 0 = off */
     uint64_t stream_idle_ms;   /* a stream without a call this long is dropped */
 } srv_config;
+
+/* Roles of replicas sharing one --data directory (docs/deploy.md): the default does
+ * both; --serve-only never takes the trainer lock (its POST /train queues the job for
+ * whoever holds it); --train-only takes the lock and refuses the compute routes. */
+enum { SRV_ROLE_BOTH = 0, SRV_ROLE_SERVE, SRV_ROLE_TRAIN };
 
 /* Workspaces for the compute threads: one per worker, reused. */
 typedef struct ws_pool {
@@ -110,6 +117,13 @@ void srv_log_request(const srv *s, const char *method, const char *path, const c
                      int status, size_t bytes, double ms);
 void srv_logf(const srv *s, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* notify.c: tells the service manager about readiness and shutdown (systemd's
+ * Type=notify: "READY=1", "STOPPING=1", "STATUS=..."), through libsystemd's sd_notify
+ * when solad is built with it (SOLA_SYSTEMD), else by writing the same datagram to
+ * $NOTIFY_SOCKET itself. Does nothing without $NOTIFY_SOCKET; failures are logged
+ * once, never fatal. Any thread. */
+void srv_notify(const srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* workspaces */
 sola_ws *srv_ws_get(srv *s);

@@ -369,6 +369,64 @@ START_TEST(bearer_token_on_mutating_routes)
 }
 END_TEST
 
+/* Roles: a read-only model store refuses every mutating route (409, naming the store)
+ * and still refines; a train-only process refuses the compute routes (421) and still
+ * answers reads and job routes. Auth stays first: no token, 401 whatever the role. */
+START_TEST(roles_refuse_what_they_do_not_do)
+{
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    void *npy;
+    size_t len;
+    sola_err e = {0};
+    int64_t shape[2] = {1, 8};
+    ck_assert_int_eq(sola_npy_encode(x, 2, shape, &npy, &len, &e), 0);
+    hdrs np = {"application/x-npy", NULL, NULL};
+    hdrs js = {"application/json", NULL, NULL};
+    api_response rs;
+    static const char *const mutating[][2] = {
+        {"PUT", "/models/m/versions/2"}, {"POST", "/models/m/activate"},
+        {"PUT", "/datasets/d/items/i"},  {"PUT", "/datasets/d"},
+        {"DELETE", "/datasets/d"},       {"POST", "/train"},
+        {"DELETE", "/jobs/3"},           {"POST", "/jobs/3/resume"},
+    };
+    CTX.read_only_store = "/mnt/models";
+    for (size_t i = 0; i < sizeof mutating / sizeof mutating[0]; i++) {
+        call(mutating[i][0], mutating[i][1], NULL, 0, &js, "{}", 2, &rs);
+        ck_assert_msg(rs.status == 409, "%s %s on a read-only store: %d", mutating[i][0],
+                      mutating[i][1], rs.status);
+        ck_assert_ptr_nonnull(strstr((char *)rs.body, "read-only model store /mnt/models"));
+        api_response_clear(&rs);
+    }
+    call("POST", "/refine", NULL, 0, &np, npy, len, &rs);
+    ck_assert_int_eq(rs.status, 200);
+    api_response_clear(&rs);
+    CTX.token = "t";
+    call("PUT", "/models/m/versions/2", NULL, 0, &js, "{}", 2, &rs);
+    ck_assert_int_eq(rs.status, 401);
+    api_response_clear(&rs);
+    CTX.token = NULL;
+    CTX.read_only_store = NULL;
+
+    CTX.train_only = 1;
+    static const char *const compute[][2] = {
+        {"POST", "/refine"}, {"POST", "/tsm"}, {"GET", "/tsm"},
+        {"POST", "/v2/models/m/infer"}, {"POST", "/v2/models/m/versions/1/infer"},
+    };
+    for (size_t i = 0; i < sizeof compute / sizeof compute[0]; i++) {
+        call(compute[i][0], compute[i][1], NULL, 0, &np, npy, len, &rs);
+        ck_assert_msg(rs.status == 421, "%s %s on a train-only solad: %d", compute[i][0],
+                      compute[i][1], rs.status);
+        ck_assert_ptr_nonnull(strstr((char *)rs.body, "--train-only"));
+        api_response_clear(&rs);
+    }
+    call("GET", "/openapi.json", NULL, 0, &js, NULL, 0, &rs);
+    ck_assert_int_eq(rs.status, 200);
+    api_response_clear(&rs);
+    CTX.train_only = 0;
+    free(npy);
+}
+END_TEST
+
 START_TEST(tsm_json_replies_are_json)
 {
     /* every combination of members: the separators must come out right */
@@ -452,6 +510,7 @@ static Suite *suite(void)
     tcase_add_test(h, batch_equals_separate_refines);
     tcase_add_test(h, error_statuses_name_their_cause);
     tcase_add_test(h, bearer_token_on_mutating_routes);
+    tcase_add_test(h, roles_refuse_what_they_do_not_do);
     tcase_add_test(h, openapi_is_json_listing_routes);
     tcase_add_test(h, tsm_json_replies_are_json);
     suite_add_tcase(s, h);
