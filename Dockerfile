@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Multi-stage Debian 12 (bookworm) build of solad (and the sola CLI).
 #   build:   docker build -t solad:dev .
 #   run:     docker run -d --name solad -p 8080:8080 -v solad-data:/data solad:dev
@@ -8,6 +6,8 @@
 # See docs/deploy.md. The runtime stage carries only the shared libraries solad links
 # against, curl for the HEALTHCHECK, and runs as an unprivileged numeric user so that
 # Kubernetes' runAsNonRoot can verify it.
+# No `# syntax=` directive: it makes BuildKit pull a frontend image first, which
+# breaks offline and air-gapped builds; the built-in frontend reads this file.
 
 ARG DEBIAN_TAG=bookworm-slim
 
@@ -21,7 +21,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libdnnl-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
-      libpng-dev zlib1g-dev libhdf5-dev check libcurl4-openssl-dev \
+      libpng-dev zlib1g-dev libhdf5-dev libsystemd-dev check libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -51,11 +51,12 @@ FROM debian:${DEBIAN_TAG}
 #   libuv1                event loop + worker pool
 #   libpng16-16, zlib1g   PNG heatmaps, .npz
 #   libhdf5-103-1         HDF5 feature files (TSP, G-TAD layouts)
+#   libsystemd0           sd_notify (systemd Type=notify readiness; inert in a container)
 #   curl                  HEALTHCHECK only
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libdnnl2 libgomp1 libmicrohttpd12 libjansson4 libuv1 libpng16-16 zlib1g \
-      libhdf5-103-1 curl \
+      libhdf5-103-1 libsystemd0 curl \
  && rm -rf /var/lib/apt/lists/*
 
 # Fixed numeric uid/gid 10001: the same ids as deploy/k8s (runAsUser/fsGroup), so a

@@ -147,6 +147,76 @@ START_TEST(manifests_catch_short_stop_timeout)
 }
 END_TEST
 
+/* The issue's list of what operators tripped over, each re-broken in a copy. */
+START_TEST(manifests_catch_dataset_limit_below_max_upload)
+{
+    broken_copy_fails("deploy/nginx/solad.conf", "s#client_max_body_size 64g#client_max_body_size 256m#",
+                      "max-upload");
+}
+END_TEST
+
+START_TEST(manifests_catch_replicas_under_hpa)
+{
+    broken_copy_fails("deploy/k8s/base/deployment.yaml", "s#^  revisionHistoryLimit: 5#  replicas: 2\\n  revisionHistoryLimit: 5#",
+                      "manages it");
+}
+END_TEST
+
+START_TEST(manifests_catch_replicas_under_hpa_without_kubectl)
+{
+    broken_copy_fails_env("SKIP_TOOLS='kubectl'", "deploy/k8s/base/deployment.yaml",
+                          "s#^  revisionHistoryLimit: 5#  replicas: 2\\n  revisionHistoryLimit: 5#",
+                          "manages it");
+}
+END_TEST
+
+START_TEST(manifests_catch_syntax_directive)
+{
+    broken_copy_fails("Dockerfile", "1i # syntax=docker/dockerfile:1", "syntax directive");
+}
+END_TEST
+
+START_TEST(manifests_catch_no_readiness_notification)
+{
+    broken_copy_fails("deploy/systemd/solad@.service", "s#^Type=notify#Type=simple#", "Type=notify");
+}
+END_TEST
+
+START_TEST(manifests_catch_rolling_trainer)
+{
+    broken_copy_fails("deploy/k8s/base/trainer.yaml", "s#type: Recreate#type: RollingUpdate#",
+                      "Recreate");
+}
+END_TEST
+
+START_TEST(manifests_catch_serving_replicas_that_train)
+{
+    broken_copy_fails("deploy/k8s/base/deployment.yaml", "/- --serve-only/d", "--serve-only");
+}
+END_TEST
+
+START_TEST(manifests_catch_no_topology_spread)
+{
+    broken_copy_fails("deploy/k8s/base/deployment.yaml",
+                      "s#topologyKey: topology.kubernetes.io/zone#topologyKey: kubernetes.io/hostname#",
+                      "topology.kubernetes.io/zone");
+}
+END_TEST
+
+START_TEST(manifests_catch_closed_network_policy)
+{
+    broken_copy_fails("deploy/k8s/base/networkpolicy.yaml", "s#port: 8080#port: 9090#",
+                      "port 8080");
+}
+END_TEST
+
+START_TEST(manifests_catch_servicemonitor_wrong_port)
+{
+    broken_copy_fails("deploy/k8s/components/servicemonitor/servicemonitor.yaml",
+                      "s#- port: http#- port: metrics#", "ServiceMonitor port");
+}
+END_TEST
+
 START_TEST(nginx_front_behaviour)
 {
     char *root = tu_path("");
@@ -174,6 +244,45 @@ START_TEST(replicas_behind_nginx)
 }
 END_TEST
 
+/* A script of tests/deploy run against the built solad: SCRIPT SOLAD. */
+static void run_with_solad(const char *script, const char *interp)
+{
+    char *root = tu_path("");
+    char *solad = solad_path();
+    if (!solad) {
+        printf("%s skipped: no solad in %s\n", script, tu_bin());
+        free(root);
+        return;
+    }
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/deploy/%s' '%s'", interp, root, script, solad);
+    run_script(script, cmd);
+    free(solad);
+    free(root);
+}
+
+/* Two --serve-only replicas and a trainer on one directory; SIGTERM to the trainer
+ * mid-job, a new trainer resumes the job to succeeded by itself. */
+START_TEST(serving_replicas_and_trainers)
+{
+    run_with_solad("roles.sh", "");
+}
+END_TEST
+
+/* --models-dir on a read-only store (read-only root in a mount namespace). */
+START_TEST(read_only_model_store)
+{
+    run_with_solad("readonly.sh", "");
+}
+END_TEST
+
+/* READY=1 once the models are loaded, STOPPING=1 on SIGTERM (Type=notify). */
+START_TEST(systemd_notify)
+{
+    run_with_solad("notify.py", "");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("deploy");
@@ -184,6 +293,16 @@ static Suite *suite(void)
     tcase_add_test(t, manifests_catch_wrong_probe_without_kubectl);
     tcase_add_test(t, manifests_catch_body_limit_mismatch);
     tcase_add_test(t, manifests_catch_short_stop_timeout);
+    tcase_add_test(t, manifests_catch_dataset_limit_below_max_upload);
+    tcase_add_test(t, manifests_catch_replicas_under_hpa);
+    tcase_add_test(t, manifests_catch_replicas_under_hpa_without_kubectl);
+    tcase_add_test(t, manifests_catch_syntax_directive);
+    tcase_add_test(t, manifests_catch_no_readiness_notification);
+    tcase_add_test(t, manifests_catch_rolling_trainer);
+    tcase_add_test(t, manifests_catch_serving_replicas_that_train);
+    tcase_add_test(t, manifests_catch_no_topology_spread);
+    tcase_add_test(t, manifests_catch_closed_network_policy);
+    tcase_add_test(t, manifests_catch_servicemonitor_wrong_port);
     suite_add_tcase(s, t);
     TCase *n = tcase_create("nginx");
     tcase_set_timeout(n, 120);
@@ -193,6 +312,12 @@ static Suite *suite(void)
     tcase_set_timeout(r, 400);
     tcase_add_test(r, replicas_behind_nginx);
     suite_add_tcase(s, r);
+    TCase *o = tcase_create("roles");
+    tcase_set_timeout(o, 400);
+    tcase_add_test(o, serving_replicas_and_trainers);
+    tcase_add_test(o, read_only_model_store);
+    tcase_add_test(o, systemd_notify);
+    suite_add_tcase(s, o);
     return s;
 }
 

@@ -52,6 +52,14 @@ def check_dockerfile(root):
     except OSError as e:
         fail(where, f"cannot read: {e}")
         return
+    # A `# syntax=` parser directive makes BuildKit pull a frontend image before the
+    # build: offline and air-gapped builds fail on it.
+    for ln in text.splitlines():
+        if not ln.startswith("#"):
+            break
+        if re.match(r"#\s*syntax\s*=", ln, re.I):
+            fail(where, f"'{ln.strip()}': a syntax directive makes BuildKit pull an image "
+                        "(offline builds fail); the built-in frontend is enough")
     # Join continuation lines so that one instruction is one line.
     lines = re.sub(r"\\\n", " ", text).splitlines()
     instr = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
@@ -68,7 +76,7 @@ def check_dockerfile(root):
     runtime = instr[last:]
     rt_text = "\n".join(runtime)
     for pkg in ("libdnnl2", "libgomp1", "libmicrohttpd12", "libjansson4", "libuv1",
-                "libpng16-16", "zlib1g", "curl"):
+                "libpng16-16", "zlib1g", "libsystemd0", "curl"):
         if not re.search(r"(?<![\w.-])%s(?![\w.-])" % re.escape(pkg), rt_text):
             fail(where, f"runtime stage does not install {pkg}")
     if re.search(r"-dev\b", rt_text):
@@ -119,7 +127,7 @@ def parse_unit(text):
     return out
 
 
-def check_systemd(root, unit_rel, default_opts):
+def check_systemd(root, unit_rel, default_opts, role=None):
     where = unit_rel
     try:
         u = parse_unit(read(root, unit_rel))
@@ -131,7 +139,7 @@ def check_systemd(root, unit_rel, default_opts):
         svc.setdefault(k, []).append(v)
     one = {k: v[-1] for k, v in svc.items()}
     want = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
-            "ProtectHome": "yes", "KillSignal": "SIGTERM"}
+            "ProtectHome": "yes", "KillSignal": "SIGTERM", "Type": "notify"}
     for k, v in want.items():
         if one.get(k) != v:
             fail(where, f"{k}={v} expected, found {one.get(k)!r}")
@@ -164,6 +172,8 @@ def check_systemd(root, unit_rel, default_opts):
                     "(else systemd kills solad mid-drain)")
     if "--token-file" in start and not svc.get("LoadCredential") and "%d" in start:
         fail(where, "--token-file uses %d but no LoadCredential=")
+    if role and f"--{role}" not in start.split():
+        fail(where, f"ExecStart lacks --{role}")
     return svc
 
 
@@ -189,7 +199,7 @@ def nginx_blocks(text):
     return out
 
 
-def check_nginx(root, max_body):
+def check_nginx(root, max_body, max_upload):
     where = "deploy/nginx/solad.conf"
     try:
         d = nginx_blocks(read(root, where))
@@ -204,11 +214,35 @@ def check_nginx(root, max_body):
             fail(where, f"upstream server {a[0]} lacks max_fails/fail_timeout (passive health checks)")
     if not any(k == "keepalive" and ctx and ctx[-1].startswith("upstream") for ctx, k, a in d):
         fail(where, "no keepalive to the upstreams")
-    body = [a for ctx, k, a in d if k == "client_max_body_size"]
-    if not body:
-        fail(where, "client_max_body_size missing (nginx default 1m would reject big bodies)")
-    elif max_body is not None and parse_size(body[-1][0]) != max_body:
-        fail(where, f"client_max_body_size {body[-1][0]} != solad --max-body {max_body}")
+    # Body limits per route, as solad's: --max-upload for the dataset uploads (the
+    # /datasets/ location and the named location its PUTs go to), --max-body elsewhere.
+    body = [(ctx, a) for ctx, k, a in d if k == "client_max_body_size"]
+    top = [a for ctx, a in body if not any(c.startswith(("location", "if")) for c in ctx)]
+    upload_locs = {c for ctx, k, a in d for c in ctx[-1:] if c.startswith("location")
+                   and re.search(r"/datasets/?$", c)}
+    upload_locs |= {f"location {a[-1]}" for ctx, k, a in d
+                    if k == "error_page" and ctx and ctx[-1] in upload_locs and a[-1].startswith("@")}
+    if not top:
+        fail(where, "client_max_body_size missing at server level (nginx default 1m would "
+                    "reject big bodies)")
+    elif max_body is not None and parse_size(top[-1][0]) != max_body:
+        fail(where, f"client_max_body_size {top[-1][0]} != solad --max-body {max_body}")
+    if not upload_locs:
+        fail(where, "no location for /datasets/: dataset uploads (up to --max-upload) would "
+                    "get the --max-body limit (413 through nginx, 201 directly)")
+    for loc in sorted(upload_locs):
+        lim = [a for ctx, a in body if ctx and ctx[-1] == loc]
+        if not lim:
+            fail(where, f"'{loc}' sets no client_max_body_size (dataset uploads need "
+                        "--max-upload)")
+        elif max_upload is not None and parse_size(lim[-1][0]) != max_upload:
+            fail(where, f"'{loc}': client_max_body_size {lim[-1][0]} != solad --max-upload "
+                        f"{max_upload}")
+    for ctx, a in body:
+        loc = ctx[-1] if ctx else ""
+        if loc.startswith("location") and loc not in upload_locs and max_body is not None \
+                and parse_size(a[0]) != max_body:
+            fail(where, f"'{loc}': client_max_body_size {a[0]} != solad --max-body {max_body}")
     for ctx, k, a in d:
         if k == "proxy_next_upstream" and "non_idempotent" in a:
             loc = ctx[-1] if ctx else ""
@@ -247,6 +281,20 @@ def k8s_docs(root, rendered):
     for rel in kz.get("resources", []):
         with open(os.path.join(base, rel), encoding="utf-8") as f:
             docs += [x for x in yaml.safe_load_all(f) if x]
+    # Emulate the `labels` transformer: metadata, pod templates and (includeSelectors)
+    # the selectors kustomize knows about.
+    for lab in kz.get("labels", []):
+        pairs = lab.get("pairs") or {}
+        for x in docs:
+            x.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
+            if x.get("kind") in ("Deployment", "Job"):
+                x["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
+                if lab.get("includeSelectors") and x["kind"] == "Deployment":
+                    x["spec"]["selector"].setdefault("matchLabels", {}).update(pairs)
+                    for t in x["spec"]["template"]["spec"].get("topologySpreadConstraints") or []:
+                        t.setdefault("labelSelector", {}).setdefault("matchLabels", {}).update(pairs)
+            if lab.get("includeSelectors") and x.get("kind") == "Service":
+                x["spec"].setdefault("selector", {}).update(pairs)
     # Emulate the generators: names without the hash suffix, keys from the sources.
     for g in kz.get("configMapGenerator", []):
         data = {}
@@ -267,27 +315,34 @@ def k8s_docs(root, rendered):
     return docs, False
 
 
-def check_k8s(root, rendered, max_body_nginx):
-    docs, is_rendered = k8s_docs(root, rendered)
-    where = rendered if is_rendered else "deploy/k8s/base"
-    by_kind = {}
-    for x in docs:
-        by_kind.setdefault(x.get("kind"), []).append(x)
-    names = lambda kind: {x["metadata"]["name"] for x in by_kind.get(kind, [])}
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
-                 "ConfigMap", "Secret"):
-        if not by_kind.get(kind):
-            fail(where, f"no {kind}")
-    if problems:
-        return
-    dep = by_kind["Deployment"][0]
+def selects(sel, labels):
+    """Does a LabelSelector (matchLabels + matchExpressions) select these labels?"""
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
+        return False
+    for ex in sel.get("matchExpressions") or []:
+        k, op, vals = ex.get("key"), ex.get("operator"), ex.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and labels.get(k) in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def check_pod(where, dep, by_kind, names, cm_all, max_body, max_upload, role):
+    """Checks shared by the serving Deployment and the trainer: probes, env, threads,
+    drain vs grace period, security, the data volume and the token."""
     dname = dep["metadata"]["name"]
+    where = f"{where}: Deployment {dname}"
     spec = dep["spec"]
     tmpl = spec["template"]
     tlabels = tmpl["metadata"].get("labels", {})
     sel = spec["selector"]["matchLabels"]
     if any(tlabels.get(k) != v for k, v in sel.items()):
-        fail(where, f"Deployment selector {sel} does not match the pod labels {tlabels}")
+        fail(where, f"selector {sel} does not match the pod labels {tlabels}")
     pod = tmpl["spec"]
     c = pod["containers"][0]
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
@@ -303,18 +358,10 @@ def check_k8s(root, rendered, max_body_nginx):
             fail(where, f"{probe} path {hg.get('path')!r}, expected {path}")
         if not port_ok(hg.get("port")):
             fail(where, f"{probe} port {hg.get('port')!r} is not a container port {ports}")
-    # Service -> pods
-    for svc in by_kind["Service"]:
-        ssel = svc["spec"].get("selector", {})
-        if any(tlabels.get(k) != v for k, v in ssel.items()):
-            fail(where, f"Service {svc['metadata']['name']} selector {ssel} matches no pod label")
-        for p in svc["spec"]["ports"]:
-            if not port_ok(p.get("targetPort", p.get("port"))):
-                fail(where, f"Service port targetPort {p.get('targetPort')!r} is not a container port {ports}")
     # Environment: every $(VAR) in args/command must be defined.
     env_names = {e["name"] for e in c.get("env", [])}
     cm_keys = {}
-    for cm in by_kind["ConfigMap"]:
+    for cm in by_kind.get("ConfigMap", []):
         cm_keys[cm["metadata"]["name"]] = set((cm.get("data") or {}).keys())
     for ef in c.get("envFrom", []):
         ref = ef.get("configMapRef", {}).get("name")
@@ -332,25 +379,23 @@ def check_k8s(root, rendered, max_body_nginx):
     ob = env.get("OMP_NUM_THREADS", {}).get("valueFrom", {}).get("resourceFieldRef", {})
     if ob.get("resource") != "limits.cpu":
         fail(where, "OMP_NUM_THREADS must come from resourceFieldRef limits.cpu")
-    # The compute threads must follow the CPU limit: --workers or --threads comes from
-    # an env var fed by limits.cpu (solad's own default counts the node's cores).
+    # The compute threads must follow the CPU limit (solad's own default counts the
+    # node's cores): the serving replicas' --workers/--threads, the trainer's
+    # --train-threads.
     cpu_vars = {n for n, e in env.items()
                 if e.get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"}
+    tied_flags = ("--train-threads",) if role == "trainer" else ("--workers", "--threads")
     tied = False
     for i, a in enumerate(argv[:-1]):
-        if a in ("--workers", "--threads"):
+        if a in tied_flags:
             m = re.fullmatch(r"\$\((\w+)\)", argv[i + 1])
             tied |= bool(m and m.group(1) in cpu_vars)
     if not tied:
-        fail(where, "neither --workers nor --threads follows limits.cpu (resourceFieldRef)")
+        fail(where, f"{' / '.join(tied_flags)} does not follow limits.cpu (resourceFieldRef)")
     res = c.get("resources", {})
     for k in ("requests", "limits"):
         if not {"cpu", "memory"} <= set(res.get(k, {})):
             fail(where, f"resources.{k} needs cpu and memory")
-    # Values passed by flag: resolve $(VAR) through the ConfigMap for the checks below.
-    cm_all = {}
-    for cm in by_kind["ConfigMap"]:
-        cm_all.update(cm.get("data") or {})
     resolved = " ".join(re.sub(r"\$\((\w+)\)", lambda m: str(cm_all.get(m.group(1), m.group(0))), a) for a in argv)
     drain = flag_value(resolved, "drain-timeout")
     grace = pod.get("terminationGracePeriodSeconds", 30)
@@ -361,17 +406,25 @@ def check_k8s(root, rendered, max_body_nginx):
         pre_s = int(cmd[1])
     elif "sleep" in pre:
         pre_s = int(pre["sleep"].get("seconds", 0))
-    if not pre:
+    if role == "server" and not pre:
         fail(where, "no preStop hook: endpoints may still route to a pod that is draining")
+    # The trainer: solad kills a training process that has not checkpointed within
+    # --drain-timeout + 5 s; the pod must outlive that.
+    extra = 5 if role == "trainer" else 0
     if not drain:
         fail(where, "solad gets no --drain-timeout, terminationGracePeriodSeconds unchecked")
     elif not str(drain).isdigit():
         fail(where, f"--drain-timeout {drain!r} does not resolve to seconds")
-    elif grace <= int(drain) + pre_s:
-        fail(where, f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + drain {drain}s")
-    mb = flag_value(resolved, "max-body")
-    if max_body_nginx is not None and mb is not None and mb.isdigit() and int(mb) != max_body_nginx:
-        fail(where, f"--max-body {mb} differs from nginx client_max_body_size ({max_body_nginx} bytes)")
+    elif grace <= int(drain) + pre_s + extra:
+        fail(where, f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_s}s + "
+                    f"drain {drain}s" + (" + 5 s for the training process" if extra else ""))
+    if role == "server":
+        mb = flag_value(resolved, "max-body")
+        if max_body is not None and mb is not None and mb.isdigit() and int(mb) != max_body:
+            fail(where, f"--max-body {mb} differs from nginx client_max_body_size ({max_body} bytes)")
+        mu = flag_value(resolved, "max-upload")
+        if max_upload is not None and (mu is None or not mu.isdigit() or int(mu) != max_upload):
+            fail(where, f"--max-upload {mu} differs from nginx's /datasets/ limit ({max_upload} bytes)")
     # Security context.
     psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
     if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
@@ -417,7 +470,68 @@ def check_k8s(root, rendered, max_body_nginx):
                     fail(where, f"Secret {sname} has no key {paths[tbase]}")
             elif tbase not in keys:
                 fail(where, f"Secret {sname} has no key {tbase}")
-    # HPA
+    return argv, tlabels, ports
+
+
+def check_k8s(root, rendered, max_body_nginx, max_upload_nginx):
+    docs, is_rendered = k8s_docs(root, rendered)
+    where = rendered if is_rendered else "deploy/k8s/base"
+    by_kind = {}
+    for x in docs:
+        by_kind.setdefault(x.get("kind"), []).append(x)
+    names = lambda kind: {x["metadata"]["name"] for x in by_kind.get(kind, [])}
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
+                 "ConfigMap", "Secret", "NetworkPolicy"):
+        if not by_kind.get(kind):
+            fail(where, f"no {kind}")
+    if problems:
+        return
+    cm_all = {}
+    for cm in by_kind["ConfigMap"]:
+        cm_all.update(cm.get("data") or {})
+    args_of = lambda d: [str(a) for c in d["spec"]["template"]["spec"]["containers"][:1]
+                         for a in c.get("command", []) + c.get("args", [])]
+    servers = [d for d in by_kind["Deployment"] if "--serve-only" in args_of(d)]
+    trainers = [d for d in by_kind["Deployment"] if "--train-only" in args_of(d)]
+    if len(servers) != 1:
+        fail(where, f"expected one serving Deployment (solad --serve-only), found {len(servers)}")
+    if len(trainers) != 1:
+        fail(where, f"expected one trainer Deployment (solad --train-only), found {len(trainers)}")
+    if problems:
+        return
+    dep, trn = servers[0], trainers[0]
+    dname = dep["metadata"]["name"]
+    argv, tlabels, ports = check_pod(where, dep, by_kind, names, cm_all, max_body_nginx,
+                                     max_upload_nginx, "server")
+    t_argv, t_labels, t_ports = check_pod(where, trn, by_kind, names, cm_all, None, None,
+                                          "trainer")
+    # The trainer: one pod, replaced not rolled (the lock), resuming interrupted jobs.
+    tname = trn["metadata"]["name"]
+    if trn["spec"].get("replicas", 1) != 1:
+        fail(where, f"Deployment {tname}: replicas {trn['spec'].get('replicas')} (one trainer "
+                    "holds the lock; more would only wait)")
+    if trn["spec"].get("strategy", {}).get("type") != "Recreate":
+        fail(where, f"Deployment {tname}: strategy must be Recreate (a rolling update starts "
+                    "the new trainer while the old one holds the lock)")
+    if "--resume-jobs" not in t_argv:
+        fail(where, f"Deployment {tname}: no --resume-jobs (interrupted jobs would wait for "
+                    "POST /jobs/ID/resume)")
+    # Services: the one with the serving pods must not send refine traffic to the trainer.
+    for svc in by_kind["Service"]:
+        ssel = svc["spec"].get("selector", {})
+        if selects({"matchLabels": ssel}, tlabels) and selects({"matchLabels": ssel}, t_labels):
+            fail(where, f"Service {svc['metadata']['name']} selects the trainer as well as the "
+                        "serving replicas (the trainer answers refine with 421)")
+        targets = [(tlabels, ports)] if selects({"matchLabels": ssel}, tlabels) else []
+        targets += [(t_labels, t_ports)] if selects({"matchLabels": ssel}, t_labels) else []
+        if not targets:
+            fail(where, f"Service {svc['metadata']['name']} selector {ssel} matches no pod label")
+        for p in svc["spec"]["ports"]:
+            tp = p.get("targetPort", p.get("port"))
+            for _, pp in targets:
+                if tp not in pp and tp not in pp.values():
+                    fail(where, f"Service port targetPort {tp!r} is not a container port {pp}")
+    # HPA: owns the serving Deployment's size, so the manifest must not set one.
     for h in by_kind["HorizontalPodAutoscaler"]:
         if h.get("apiVersion") != "autoscaling/v2":
             fail(where, f"HPA apiVersion {h.get('apiVersion')} (want autoscaling/v2)")
@@ -428,6 +542,53 @@ def check_k8s(root, rendered, max_body_nginx):
             fail(where, "HPA does not scale on CPU")
         if h["spec"].get("minReplicas", 1) < 2:
             fail(where, "HPA minReplicas < 2: a single replica cannot drain without downtime")
+        target = [d for d in by_kind["Deployment"] if d["metadata"]["name"] == ref.get("name")]
+        if target and "replicas" in target[0]["spec"]:
+            fail(where, f"Deployment {ref.get('name')} sets spec.replicas "
+                        f"({target[0]['spec']['replicas']}) but HPA {h['metadata']['name']} "
+                        "manages it: every `kubectl apply` would reset the scaled count")
+    # Topology spread of the serving replicas over zones and nodes.
+    tsc = dep["spec"]["template"]["spec"].get("topologySpreadConstraints") or []
+    keys = {t.get("topologyKey") for t in tsc}
+    if not {"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys:
+        fail(where, f"Deployment {dname}: topologySpreadConstraints should spread over "
+                    f"topology.kubernetes.io/zone and kubernetes.io/hostname (has {sorted(k for k in keys if k)})")
+    for t in tsc:
+        if not selects(t.get("labelSelector") or {"matchLabels": {"-": "-"}}, tlabels):
+            fail(where, f"topologySpreadConstraint on {t.get('topologyKey')}: its labelSelector "
+                        "does not select the serving pods (it would spread nothing)")
+        if t.get("whenUnsatisfiable") != "ScheduleAnyway":
+            fail(where, f"topologySpreadConstraint on {t.get('topologyKey')}: "
+                        "whenUnsatisfiable should be ScheduleAnyway (one-zone clusters)")
+    # NetworkPolicy: both kinds of pods selected, port 8080 allowed in.
+    for labels, what in ((tlabels, "serving replicas"), (t_labels, "trainer")):
+        pols = [n for n in by_kind["NetworkPolicy"] if selects(n["spec"].get("podSelector", {}), labels)]
+        if not pols:
+            fail(where, f"no NetworkPolicy selects the {what}")
+            continue
+        allowed = False
+        for n in pols:
+            if "Ingress" not in n["spec"].get("policyTypes", ["Ingress"]):
+                continue
+            for rule in n["spec"].get("ingress") or []:
+                for p in rule.get("ports") or [{}]:
+                    allowed |= p.get("port") in (None, 8080, "http")
+        if not allowed:
+            fail(where, f"the NetworkPolicy of the {what} lets nothing in on port 8080 (API, probes)")
+    # ServiceMonitor (the optional component, when rendered): it must find a Service
+    # of solad by label and scrape a port of that Service by name.
+    for sm in by_kind.get("ServiceMonitor", []):
+        ssel = sm["spec"].get("selector", {})
+        svcs = [v for v in by_kind["Service"] if selects(ssel, v["metadata"].get("labels") or {})]
+        if not svcs:
+            fail(where, f"ServiceMonitor {sm['metadata']['name']}: selector {ssel} matches no Service")
+        for ep in sm["spec"].get("endpoints") or []:
+            if ep.get("path", "/metrics") != "/metrics":
+                fail(where, f"ServiceMonitor endpoint path {ep.get('path')!r} (solad serves /metrics)")
+            for v in svcs:
+                if ep.get("port") not in {p.get("name") for p in v["spec"]["ports"]}:
+                    fail(where, f"ServiceMonitor port {ep.get('port')!r} is not a named port of "
+                                f"Service {v['metadata']['name']}")
 
 
 def main():
@@ -445,14 +606,23 @@ def main():
                 opts = ln.split("=", 1)[1]
     except OSError as e:
         fail("deploy/systemd/solad.default", f"cannot read: {e}")
-    for unit in ("deploy/systemd/solad.service", "deploy/systemd/solad@.service"):
-        check_systemd(root, unit, opts)
+    for unit, role in (("deploy/systemd/solad.service", None),
+                       ("deploy/systemd/solad@.service", "serve-only"),
+                       ("deploy/systemd/solad-trainer.service", "train-only")):
+        check_systemd(root, unit, opts, role)
+    if "--resume-jobs" not in opts.split():
+        fail("deploy/systemd/solad.default", "SOLAD_OPTS lacks --resume-jobs (interrupted "
+                                             "jobs would wait for POST /jobs/ID/resume)")
     mb = flag_value(opts, "max-body")
     max_body = int(mb) if mb and mb.isdigit() else None
     if max_body is None:
         fail("deploy/systemd/solad.default", "SOLAD_OPTS sets no numeric --max-body")
-    check_nginx(root, max_body)
-    check_k8s(root, rendered, max_body)
+    mu = flag_value(opts, "max-upload")
+    max_upload = int(mu) if mu and mu.isdigit() else None
+    if max_upload is None:
+        fail("deploy/systemd/solad.default", "SOLAD_OPTS sets no numeric --max-upload")
+    check_nginx(root, max_body, max_upload)
+    check_k8s(root, rendered, max_body, max_upload)
     for p in problems:
         print(p)
     return 1 if problems else 0

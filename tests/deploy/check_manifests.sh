@@ -71,6 +71,24 @@ if have kubectl; then
       fail "kubectl kustomize overlays/$name: $(cat "$tmp/kz.err")"
     fi
   done
+  # Optional components (kind: Component), each rendered on top of the base in a
+  # throw-away overlay: they must render and pass the same checks.
+  for comp in "$root"/deploy/k8s/components/*/; do
+    [ -f "$comp/kustomization.yaml" ] || continue
+    name=$(basename "$comp")
+    rm -rf "$tmp/k8s" && cp -r "$root/deploy/k8s" "$tmp/k8s"
+    mkdir -p "$tmp/k8s/overlays/_with_$name"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\ncomponents:\n  - ../../components/%s\n' \
+      "$name" > "$tmp/k8s/overlays/_with_$name/kustomization.yaml"
+    if kubectl kustomize "$tmp/k8s/overlays/_with_$name" > "$tmp/comp.yaml" 2> "$tmp/kz.err"; then
+      ok "kubectl kustomize base + components/$name"
+      if [ -n "$py" ]; then
+        "$py" "$here/check_manifests.py" "$root" "$tmp/comp.yaml" && ok "structure of base + components/$name" || failed=1
+      fi
+    else
+      fail "kubectl kustomize base + components/$name: $(cat "$tmp/kz.err")"
+    fi
+  done
 else
   # Not a skip: Debian 12 has no kubectl that can render this (its kubernetes-client
   # 1.20 embeds kustomize v2, which rejects the base's syntax), so the suite cannot

@@ -5,7 +5,10 @@
 #   - POST /train, PUT and DELETE are never delivered to two replicas;
 #   - GET requests are retried;
 #   - /jobs/ID/events streams: an event reaches the client while the replica still
-#     holds the stream open (no buffering).
+#     holds the stream open (no buffering);
+#   - body limits per route, as solad's: a 320 MiB dataset upload (--max-upload 64G)
+#     reaches a replica whole, a 320 MiB model upload or refine body (--max-body 256M)
+#     gets nginx's 413 without reaching any.
 # Usage: tests/deploy/nginx_behaviour.sh
 # Exit status: 0 pass, 1 fail, 77 skipped (nginx, curl or python3 missing).
 set -uo pipefail
@@ -99,5 +102,22 @@ if b"data: two" not in got:
 print("ok:   SSE: the first event reached the client while the replica held the stream open")
 PY
 [ $? -eq 0 ] || failed=1
+
+# 5. Body limits per route. A sparse file: 320 MiB of zeros that cost no disk.
+big=$((320 << 20))
+truncate -s "$big" "$tmp/big.bin"
+put_big() { curl -s -o /dev/null -w '%{http_code}' --max-time 120 -X "$1" -H 'Content-Type: application/octet-stream' \
+              -H 'Expect:' --data-binary "@$tmp/big.bin" "$base$2"; }
+c=$(put_big PUT /datasets/d/items/huge)
+got=$(cat "$tmp/a.log" "$tmp/b.log" | awk '$1 == "PUT" && $2 == "/datasets/d/items/huge" { print $4 }')
+if [ "$c" != 413 ] && [ "$got" = "$big" ]; then ok "PUT /datasets/d/items/huge (320 MiB): passed to a replica whole ($got bytes, status $c): --max-upload governs datasets"
+else fail "PUT /datasets/d/items/huge (320 MiB): nginx answered $c, a replica received '${got:-nothing}' (want $big bytes)"; fi
+for r in "PUT /models/m/versions/9" "POST /refine"; do
+  read -r m path <<<"$r"
+  c=$(put_big "$m" "$path")
+  n=$(cat "$tmp/a.log" "$tmp/b.log" | awk -v m="$m" -v p="$path" '$1 == m && $2 == p && $4 > 1000' | wc -l)
+  if [ "$c" = 413 ] && [ "$n" = 0 ]; then ok "$m $path (320 MiB): 413 from nginx, no replica bothered (--max-body 256M)"
+  else fail "$m $path (320 MiB): status $c, $n big deliveries (want 413 and none)"; fi
+done
 
 exit $failed
