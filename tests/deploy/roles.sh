@@ -99,7 +99,7 @@ train() {   # train PORT OUTPUT EPOCHS -> reply in $tmp/train.out, status echoed
     --data "{\"dataset\":\"clips\",\"output_model\":\"$2\",\"epochs\":$3,\"batch\":8,\"hidden\":16,\"head\":16,\"checkpoint_every\":1,\"seed\":7}" \
     "http://127.0.0.1:$1/train"
 }
-c=$(train "$pa" long 1500)
+c=$(train "$pa" long 600)
 r1=$(cat "$tmp/train.out")
 [ "$c" = 202 ] || die "POST /train through serving replica a: $c $r1"
 j1=$(jget "$r1" 'd["id"]')
@@ -145,7 +145,7 @@ wait "${pid[t1]}"; code=$?
 [ "$code" = 0 ] && ok "trainer t1 exited 0 on SIGTERM" || fail "trainer t1 exited $code on SIGTERM"
 d1=$(job "$pa" "$j1")
 st=$(jget "$d1" 'd["state"]'); ep=$(jget "$d1" 'd["epoch"]')
-if [ "$st" = interrupted ] && [ "$ep" -lt 1500 ]; then ok "job $j1 is interrupted at epoch $ep of 1500 (checkpointed)"
+if [ "$st" = interrupted ] && [ "$ep" -lt 600 ]; then ok "job $j1 is interrupted at epoch $ep of 600 (checkpointed)"
 else die "job $j1 after SIGTERM to its trainer: state '$st' epoch '$ep' (want interrupted mid-job): $d1"; fi
 sleep 1
 st=$(jget "$(job "$pa" "$j1")" 'd["state"]')
@@ -154,7 +154,7 @@ st=$(jget "$(job "$pa" "$j1")" 'd["state"]')
 # ------------------------------------------------------------ 4. a new trainer resumes
 start t2 "$pt2" --resume-jobs
 lib_wait_http "http://127.0.0.1:$pt2/readyz" 30 || die "trainer t2 not ready"
-wait_job "$pb" "$j1" 'd["state"] in ("succeeded", "failed", "cancelled")' 180 || die "job $j1 did not finish after the new trainer started: $(job "$pb" "$j1")"
+wait_job "$pb" "$j1" 'd["state"] in ("succeeded", "failed", "cancelled")' 300 || die "job $j1 did not finish after the new trainer started: $(job "$pb" "$j1")"
 d1=$(job "$pb" "$j1")
 st=$(jget "$d1" 'd["state"]'); from=$(jget "$d1" 'd["resumed_from"]["epoch"]'); runs=$(jget "$d1" 'd["runs"]')
 runner=$(jget "$d1" 'd["runner"]'); mv=$(jget "$d1" 'd["model_version"]')
