@@ -156,8 +156,9 @@ int sola_stream_push(sola_stream *s, const sola_model *m, const float *x, int n,
                              (long long)len);
         }
         memset(xw, 0, (size_t)phase * C * sizeof(float));
-        memcpy(xw + (size_t)phase * C, s->ctx + (size_t)(s->nctx - from_ctx) * C,
-               (size_t)from_ctx * C * sizeof(float));
+        if (from_ctx > 0) /* R = 0 keeps no context (ctx is NULL) */
+            memcpy(xw + (size_t)phase * C, s->ctx + (size_t)(s->nctx - from_ctx) * C,
+                   (size_t)from_ctx * C * sizeof(float));
         if (n > 0)
             memcpy(xw + (size_t)(phase + from_ctx) * C, x, (size_t)n * C * sizeof(float));
         int L = (int)len, rc;
