@@ -8,6 +8,7 @@ import { request } from './api.js';
 import { h } from './dom.js';
 import { parseNpy, npyHeader, drawHeatmap, drawLegend, fmt } from './plot.js';
 import { niceTicks } from './chart.js';
+import { liveCard } from './tsm_live.js';
 
 const SPF_KEY = 'sola-tsm-spf';
 
@@ -137,6 +138,8 @@ export function tsmView(params) {
       h('label', { for: 'tsm-spf' }, 'Seconds per feature frame (optional)', spfIn),
       h('div', { class: 'row' }, showB)),
     readout, maps);
+  const live = liveCard(); // a stream of online refine, followed as it goes (tsm_live.js)
+  el.append(live.el);
 
   let models = [], file = null, fileC = null, panels = [], cursor = null;
 
@@ -391,5 +394,5 @@ export function tsmView(params) {
 
   const onResize = () => redrawAxes();
   window.addEventListener('resize', onResize);
-  return { el, online: () => { if (!models.length) load(); }, stop() { window.removeEventListener('resize', onResize); } };
+  return { el, online: () => { if (!models.length) load(); }, stop() { window.removeEventListener('resize', onResize); live.stop(); } };
 }
