@@ -68,6 +68,7 @@ static void emit(json_t *o)
 
 typedef struct prog {
     double last;
+    long epoch_delay_ms; /* testing aid: $SOLAD_DEBUG_EPOCH_DELAY_MS, a pause after each epoch */
 } prog;
 
 static void on_progress(const sola_train_progress *p, void *ud)
@@ -94,6 +95,13 @@ static void on_progress(const sola_train_progress *p, void *ud)
                                                   "const_share", p->const_share, "collapse",
                                                   p->collapse));
     emit(o);
+    /* tests that must see a job mid-run (stop a trainer, watch a curve grow) pace it
+     * here, so that they do not depend on how fast this machine trains; a signal
+     * (SIGTERM, cancel) cuts the pause short */
+    if (p->epoch_done && g->epoch_delay_ms > 0) {
+        struct timespec ts = {g->epoch_delay_ms / 1000, (g->epoch_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int fail(int status, const char *type, const char *msg)
@@ -200,6 +208,9 @@ int srv_train_worker_main(int argc, char **argv)
     opts.cycle_weight = (float)sp.cycle_weight;
     opts.dataset_name = sp.dataset;
     prog g = {0};
+    const char *dv = getenv("SOLAD_DEBUG_EPOCH_DELAY_MS");
+    if (dv && *dv >= '0' && *dv <= '9')
+        g.epoch_delay_ms = strtol(dv, NULL, 10) % 60000;
     opts.progress = on_progress;
     opts.ud = &g;
     opts.cancel = &cancel_flag;

@@ -92,7 +92,11 @@ for k in $(seq 1 12); do
 done
 
 # ------------------------------------------------------------ 1. no trainer yet
-# Long enough that the trainer is surely stopped mid-job, short enough for a test.
+# Long enough that the trainer is surely stopped mid-job, short enough for a test:
+# 600 epochs of a tiny model take 2 s on a quiet machine, so the trainers pause 20 ms
+# after each epoch (a testing aid of solad's train worker) -- 12 s or more whatever
+# the machine.
+export SOLAD_DEBUG_EPOCH_DELAY_MS=20
 train() {   # train PORT OUTPUT EPOCHS -> reply in $tmp/train.out, status echoed
   curl -s -o "$tmp/train.out" -w '%{http_code}' --max-time 30 -X POST "${auth[@]}" \
     -H 'Content-Type: application/json' \
