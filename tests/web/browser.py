@@ -81,8 +81,10 @@ def until(fn, what, timeout=30.0, every=0.1):
 class Solad:
     """A solad on 127.0.0.1 (port 0 = any free one; restart() keeps the port)."""
 
-    def __init__(self, bin_dir, tmp, art, token=None, extra=(), log='solad.log'):
+    def __init__(self, bin_dir, tmp, art, token=None, extra=(), log='solad.log', env=None):
         self.bin = bin_dir
+        # extra environment (e.g. SOLAD_DEBUG_EPOCH_DELAY_MS: docs/jobs.md), kept on restart()
+        self.env = dict(os.environ, **(env or {}))
         self.tmp = tmp
         self.token = token
         self.extra = list(extra)
@@ -101,7 +103,7 @@ class Solad:
             args += ['--token-file', os.path.join(self.tmp, 'token')]
         if not os.path.isdir(self.data):
             os.makedirs(self.data)
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=self.env)
         t0 = time.monotonic()
         out = b''
         while time.monotonic() - t0 < 15:

@@ -87,7 +87,9 @@ def main(c, tmp):
     subprocess.run([os.path.join(BIN, 'sola'), 'init', '--dim', '64', '--hidden', '16', '-o', other],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    sd = B.Solad(BIN, tmp, ART, token=TOKEN)
+    # Training jobs pause 50 ms after each epoch: a 40-epoch quick run took 0.3 s on a
+    # fast CI machine, too short for the page to draw the curve growing (it polls).
+    sd = B.Solad(BIN, tmp, ART, token=TOKEN, env={'SOLAD_DEBUG_EPOCH_DELAY_MS': '50'})
     url = sd.start()
     b = B.Browser(tmp, ART)
     expected = {'401': 99, '400': 0, '422': 0, '409': 0}  # console 4xx the test provokes
