@@ -299,6 +299,36 @@ void batcher_free(batcher *b)
     free(b);
 }
 
+/* Queues j (the caller's, on its stack) and blocks until a compute thread has done it.
+ * 0, j's error (copied to e), or SOLA_EIO when the batcher is stopping (j not queued). */
+static int submit(batcher *b, job *j, sola_err *e)
+{
+    pthread_cond_init(&j->cv, NULL);
+    pthread_mutex_lock(&b->mu);
+    if (b->stop) {
+        pthread_mutex_unlock(&b->mu);
+        pthread_cond_destroy(&j->cv);
+        return sola_errf(e, SOLA_EIO, "the server is stopping");
+    }
+    if (b->tail)
+        b->tail->next = j;
+    else
+        b->head = j;
+    b->tail = j;
+    b->inside++;
+    pthread_cond_signal(&b->cv_work);
+    while (!j->done)
+        pthread_cond_wait(&j->cv, &b->mu);
+    b->inside--;
+    /* a leader waiting for company re-checks: one fewer may join */
+    pthread_cond_signal(&b->cv_work);
+    pthread_mutex_unlock(&b->mu);
+    pthread_cond_destroy(&j->cv);
+    if (j->rc)
+        *e = j->e;
+    return j->rc;
+}
+
 int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *lens, int n,
                    float *y, sola_err *e)
 {
@@ -314,30 +344,7 @@ int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *l
     }
     j.y = y;
     j.solo = !sola_refine_batchable(m) || j.frames > b->max_frames;
-    pthread_cond_init(&j.cv, NULL);
-    pthread_mutex_lock(&b->mu);
-    if (b->stop) {
-        pthread_mutex_unlock(&b->mu);
-        pthread_cond_destroy(&j.cv);
-        return sola_errf(e, SOLA_EIO, "the server is stopping");
-    }
-    if (b->tail)
-        b->tail->next = &j;
-    else
-        b->head = &j;
-    b->tail = &j;
-    b->inside++;
-    pthread_cond_signal(&b->cv_work);
-    while (!j.done)
-        pthread_cond_wait(&j.cv, &b->mu);
-    b->inside--;
-    /* a leader waiting for company re-checks: one fewer may join */
-    pthread_cond_signal(&b->cv_work);
-    pthread_mutex_unlock(&b->mu);
-    pthread_cond_destroy(&j.cv);
-    if (j.rc)
-        *e = j.e;
-    return j.rc;
+    return submit(b, &j, e);
 }
 
 int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e)
@@ -346,32 +353,13 @@ int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e)
     j.fn = fn;
     j.arg = arg;
     j.solo = 1;
-    pthread_cond_init(&j.cv, NULL);
-    pthread_mutex_lock(&b->mu);
-    if (b->stop) {
-        pthread_mutex_unlock(&b->mu);
-        pthread_cond_destroy(&j.cv);
-        return sola_errf(e, SOLA_EIO, "the server is stopping");
-    }
-    if (b->tail)
-        b->tail->next = &j;
-    else
-        b->head = &j;
-    b->tail = &j;
-    b->inside++;
-    pthread_cond_signal(&b->cv_work);
-    while (!j.done)
-        pthread_cond_wait(&j.cv, &b->mu);
-    b->inside--;
-    pthread_cond_signal(&b->cv_work);
-    pthread_mutex_unlock(&b->mu);
-    pthread_cond_destroy(&j.cv);
-    return 0;
+    return submit(b, &j, e); /* a function job's rc is 0 */
 }
 
 void batcher_get_stats(batcher *b, batcher_stats *st)
 {
     pthread_mutex_lock(&b->mu);
     *st = b->stats;
+    st->inside = b->inside;
     pthread_mutex_unlock(&b->mu);
 }

@@ -23,6 +23,7 @@ typedef struct batcher_stats {
     long passes;      /* refine passes computed */
     long requests;    /* requests served by them */
     long frames;      /* snippets */
+    int inside;       /* requests queued or being computed now */
 } batcher_stats;
 
 /* nthreads compute threads; window_us >= 0; max_frames >= 1 (snippets per pass);

@@ -1,0 +1,296 @@
+/* test_batcher.c -- server/batcher.c in-process (linked into the test, as libuv's runner
+ * links the library), where its queue can be driven into exact states.
+ *
+ * No wait for a next arrival: a request queued while the only compute thread runs
+ * another one is computed once that pass ends, though nobody else ever arrives.
+ * Batching is bit-exact: requests that meet in one pass (the leader waits while
+ * "workers" are busy) get the bytes of a sola_refine of each alone, on one compute
+ * thread or two; so do requests split over passes by max_frames.
+ * A function job (batcher_run) runs on a compute thread, in turn with the refines. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batcher.h"
+#include "gemm.h"
+#include "model.h"
+#include "refine.h"
+#include "rng.h"
+#include "testutil.h"
+
+#define C 32
+
+static sola_model *model(int k1, int k2, uint64_t seed)
+{
+    sola_err e = {0};
+    sola_model *m = sola_model_new(C, 48, k1, k2, 0, &e);
+    ck_assert_ptr_nonnull(m);
+    sola_model_init(m, seed);
+    m->alpha[0] = 0.7f;
+    ck_assert_int_eq(sola_model_pack(m, &e), 0);
+    return m;
+}
+
+static float *randx(uint64_t seed, size_t n)
+{
+    sola_rng r;
+    sola_rng_seed(&r, seed);
+    float *x = malloc(n * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)sola_rng_normal(&r);
+    return x;
+}
+
+/* sola_refine of one sequence alone: the bytes every batched reply must have. */
+static float *alone(const sola_model *m, const float *x, int T)
+{
+    sola_ws *ws = sola_ws_new();
+    sola_err e = {0};
+    float *y = malloc((size_t)T * C * sizeof(float));
+    ck_assert_int_eq(sola_refine(m, x, T, y, ws, &e), 0);
+    sola_ws_free(ws);
+    return y;
+}
+
+/* One batcher_refine of one sequence, on a thread of its own. */
+typedef struct req {
+    batcher *b;
+    const sola_model *m;
+    float *x, *y;
+    int T, rc;
+    sola_err e;
+    atomic_int finished;
+    pthread_t th;
+} req;
+
+static void *req_main(void *arg)
+{
+    req *q = arg;
+    q->rc = batcher_refine(q->b, q->m, q->x, &q->T, 1, q->y, &q->e);
+    atomic_store(&q->finished, 1);
+    return NULL;
+}
+
+static void req_start(req *q, batcher *b, const sola_model *m, int T, uint64_t seed)
+{
+    memset(q, 0, sizeof *q);
+    q->b = b;
+    q->m = m;
+    q->T = T;
+    q->x = randx(seed, (size_t)T * C);
+    q->y = malloc((size_t)T * C * sizeof(float));
+    ck_assert_int_eq(pthread_create(&q->th, NULL, req_main, q), 0);
+}
+
+/* Joins q, failing (instead of hanging) if it is not done within 60 s: a request left
+ * in the queue waits for an arrival that never comes. Then its reply against alone. */
+static void req_finish(req *q, const char *what)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 60;
+    int rc = pthread_timedjoin_np(q->th, NULL, &dl);
+    ck_assert_msg(rc == 0, "%s: the request was never computed (left in the queue)", what);
+    ck_assert_msg(q->rc == 0, "%s: %s", what, q->e.msg);
+    float *ref = alone(q->m, q->x, q->T);
+    ck_assert_msg(!memcmp(ref, q->y, (size_t)q->T * C * sizeof(float)),
+                  "%s: the batched reply (T=%d) differs from the sequence refined alone", what,
+                  q->T);
+    free(ref);
+    free(q->x);
+    free(q->y);
+}
+
+static batcher_stats stats(batcher *b)
+{
+    batcher_stats st;
+    batcher_get_stats(b, &st);
+    return st;
+}
+
+/* Until `inside` requests are in the batcher (60 s at most). */
+static void wait_inside(batcher *b, int inside)
+{
+    struct timespec ms10 = {0, 10 * 1000000L};
+    for (int i = 0; i < 6000 && stats(b).inside != inside; i++)
+        nanosleep(&ms10, NULL);
+    ck_assert_int_eq(stats(b).inside, inside);
+}
+
+/* A function job that holds its compute thread until released. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, open;
+    batcher *b;
+    int rc;
+    sola_err e;
+} gate;
+
+static void gate_fn(void *arg)
+{
+    gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    g->running = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void *gate_main(void *arg)
+{
+    gate *g = arg;
+    g->rc = batcher_run(g->b, gate_fn, g, &g->e);
+    return NULL;
+}
+
+START_TEST(queued_during_a_pass_runs_without_a_new_arrival)
+{
+    sola_model *m = model(5, 1, 11);
+    atomic_int busy = 0; /* nobody parsing: the leader never waits for company */
+    sola_err e = {0};
+    batcher *b = batcher_new(1, 100000, 4096, &busy, &e);
+    ck_assert_msg(b != NULL, "%s", e.msg);
+    gate g = {.b = b};
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    pthread_t gt;
+    ck_assert_int_eq(pthread_create(&gt, NULL, gate_main, &g), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.running)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    /* the only compute thread is busy; two refines queue behind it */
+    req q[2];
+    req_start(&q[0], b, m, 7, 1);
+    req_start(&q[1], b, m, 30, 2);
+    wait_inside(b, 3);
+    ck_assert(!atomic_load(&q[0].finished) && !atomic_load(&q[1].finished));
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(gt, NULL);
+    ck_assert_int_eq(g.rc, 0);
+    /* nothing else arrives: the thread must go back to the queue by itself */
+    req_finish(&q[0], "first queued");
+    req_finish(&q[1], "second queued");
+    batcher_stats st = stats(b);
+    ck_assert_int_eq(st.inside, 0);
+    ck_assert_int_eq(st.requests, 2);
+    ck_assert_int_eq(st.passes, 1); /* both were waiting: one pass */
+    batcher_free(b);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    sola_model_free(m);
+}
+END_TEST
+
+/* n requests while n "workers" are busy: the leader waits up to window_us until all
+ * are in (or the pass is full), so they share passes; each reply equals its refine
+ * alone. busy stays n: a pass after the first waits out the window unless full. */
+static batcher_stats meet(const sola_model *m, int nthreads, int window_us, int max_frames,
+                          int n, const int *lens)
+{
+    atomic_int busy = n;
+    sola_err e = {0};
+    batcher *b = batcher_new(nthreads, window_us, max_frames, &busy, &e);
+    ck_assert_msg(b != NULL, "%s", e.msg);
+    req *q = calloc((size_t)n, sizeof *q);
+    for (int i = 0; i < n; i++)
+        req_start(&q[i], b, m, lens[i], 100 + (uint64_t)i);
+    char what[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(what, sizeof what, "request %d of %d", i, n);
+        req_finish(&q[i], what);
+    }
+    batcher_stats st = stats(b);
+    batcher_free(b);
+    free(q);
+    ck_assert_int_eq(st.requests, n);
+    ck_assert_int_eq(st.inside, 0);
+    return st;
+}
+
+START_TEST(requests_that_meet_share_a_pass_bit_for_bit)
+{
+    int lens[6] = {1, 5, 17, 2, 64, 9};
+    sola_model *m = model(5, 3, 12);
+    m->d2 = 2;
+    ck_assert_int_eq(sola_refine_batchable(m), 1);
+    /* a window long enough for any machine: the 6 are in long before it ends */
+    batcher_stats st = meet(m, 1, 60 * 1000000, 4096, 6, lens);
+    ck_assert_msg(st.passes == 1, "6 requests that met took %ld passes", st.passes);
+    ck_assert_int_eq(st.frames, 1 + 5 + 17 + 2 + 64 + 9);
+    /* two compute threads: still every reply exact */
+    meet(m, 2, 60 * 1000000, 4096, 6, lens);
+    sola_model_free(m);
+}
+END_TEST
+
+START_TEST(max_frames_splits_passes_bit_for_bit)
+{
+    int lens[8] = {30, 30, 30, 30, 30, 30, 30, 100};
+    sola_model *m = model(3, 1, 13);
+    batcher_stats st = meet(m, 1, 20000, 64, 8, lens);
+    /* 2 of 30 fit in 64; the 100 is alone */
+    ck_assert_msg(st.passes >= 5, "%ld passes for 310 snippets at 64 a pass", st.passes);
+    ck_assert_int_eq(st.requests, 8);
+    sola_model_free(m);
+}
+END_TEST
+
+START_TEST(run_and_stop)
+{
+    atomic_int busy = 0;
+    sola_err e = {0};
+    batcher *b = batcher_new(2, 0, 128, &busy, &e);
+    ck_assert_msg(b != NULL, "%s", e.msg);
+    gate g = {.b = b, .open = 1};
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    ck_assert_int_eq(batcher_run(b, gate_fn, &g, &e), 0);
+    ck_assert_int_eq(g.running, 1);
+    /* function jobs are not refine passes */
+    ck_assert_int_eq(stats(b).passes, 0);
+    /* a sequence of length 0 is refused before it is queued */
+    sola_model *m = model(3, 1, 14);
+    float x[C] = {0}, y[C];
+    int bad = 0;
+    ck_assert_int_eq(batcher_refine(b, m, x, &bad, 1, y, &e), SOLA_ESHAPE);
+    ck_assert_msg(strstr(e.msg, "length 0"), "%s", e.msg);
+    ck_assert_int_eq(stats(b).inside, 0);
+    batcher_free(b);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    sola_model_free(m);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("batcher");
+    TCase *tc = tcase_create("queue");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, queued_during_a_pass_runs_without_a_new_arrival);
+    tcase_add_test(tc, requests_that_meet_share_a_pass_bit_for_bit);
+    tcase_add_test(tc, max_frames_splits_passes_bit_for_bit);
+    tcase_add_test(tc, run_and_stop);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    /* every thread's products on one GEMM thread, the references' included
+     * (batchable is per thread count: core/refine.h) */
+    sola_gemm_set_threads(1);
+    return tu_run(suite());
+}
