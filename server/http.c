@@ -41,6 +41,7 @@
 typedef struct req {
     srv *s;
     struct MHD_Connection *conn;
+    srv_conn *k;                 /* the connection's deadlines (conns.c) */
     uint64_t t0;                 /* uv_hrtime at the first callback */
     char method[16];
     char *path;                  /* as received (decoded by MHD), owned */
@@ -219,6 +220,7 @@ static enum MHD_Result send_reply(req *r)
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)rs->status, resp);
     MHD_destroy_response(resp);
     r->replied = 1;
+    srv_conn_phase(r->k, SRV_CONN_REPLY);
     return ok;
 }
 
@@ -428,6 +430,8 @@ static req *req_new(srv *s, struct MHD_Connection *c, const char *url, const cha
     }
     r->s = s;
     r->conn = c;
+    r->k = srv_conn_of(c);
+    srv_conn_phase(r->k, SRV_CONN_BODY);
     r->t0 = uv_hrtime();
     r->body_fd = -1;
     r->limit = s->cfg.max_body;
@@ -576,6 +580,7 @@ static enum MHD_Result on_last(req *r)
     r->work.data = r;
     r->t_submit = uv_hrtime();
     r->rs.cancel = &r->cancel;
+    srv_conn_phase(r->k, SRV_CONN_WORK);
     MHD_suspend_connection(r->conn);
     int err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
     if (!err)
@@ -614,6 +619,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0; /* consumed (or discarded once replied) */
+        srv_conn_received(r->k, n);
         if (r->replied || r->early)
             return MHD_YES;
         if (r->over) {
@@ -655,6 +661,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
     if (!r || srv_guard_is_nul_mark(r))
         return;
+    if (srv_conn_killed(r->k) == SRV_CONN_BODY && !r->status) {
+        r->status = 408; /* conns.c wrote it to the socket */
+    }
+    srv_conn_phase(r->k, SRV_CONN_HEADERS); /* kept alive: the next request's wait */
     double ms = (double)(uv_hrtime() - r->t0) / 1e6;
     srv_log_request(s, r->method, r->path, r->remote, r->status, r->bytes, ms);
     if (r->status)
@@ -688,7 +698,8 @@ int srv_http_start(srv *s)
         flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_URI_LOG_CALLBACK,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+        srv_conn_notify, s, MHD_OPTION_URI_LOG_CALLBACK,
         srv_guard_uri, s, MHD_OPTION_CONNECTION_TIMEOUT,
         s->cfg.conn_timeout, MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_conns,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->cfg.max_conns_per_ip,

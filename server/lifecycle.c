@@ -90,7 +90,7 @@ static void stop_loop(srv *s)
     uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,        (uv_handle_t *)&s->timer,
                          (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->rescan_timer,
                          (uv_handle_t *)&s->sigterm,     (uv_handle_t *)&s->sigint,
-                         (uv_handle_t *)&s->sighup};
+                         (uv_handle_t *)&s->sighup,      (uv_handle_t *)&s->deadline_timer};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], close_cb);
@@ -205,7 +205,9 @@ void srv_lifecycle_start(srv *s)
                          (uv_handle_t *)&s->sighup};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         hs[i]->data = s;
-    s->handles_open = 7; /* these five + the MHD poll and timer (http.c) */
+    s->handles_open = 8; /* these five, the MHD poll and timer (http.c), the deadline
+                          * sweep (conns.c) */
+    srv_conns_start(s);
     uv_signal_start(&s->sigterm, on_term, SIGTERM);
     uv_signal_start(&s->sigint, on_term, SIGINT);
     uv_signal_start(&s->sighup, on_hup, SIGHUP);

@@ -53,6 +53,14 @@ static const char usage[] =
     "  --drain-timeout SEC    on SIGTERM/SIGINT, wait at most this long for requests in\n"
     "                         progress (default 30)\n"
     "  --conn-timeout SEC     close connections idle this long (default 60)\n"
+    "  --header-timeout SEC   a request's whole header block must arrive within SEC of\n"
+    "                         the connection (or the previous reply), however it trickles\n"
+    "                         in; else 408 and closed (default 30)\n"
+    "  --body-timeout SEC     a body must arrive within SEC of its headers, plus 1 s per\n"
+    "                         --min-body-rate bytes received; else 408 and closed\n"
+    "                         (default 60)\n"
+    "  --min-body-rate BYTES  see --body-timeout, suffix K/M/G allowed (default 64K;\n"
+    "                         0: --body-timeout bounds every body alone)\n"
     "  --max-conns N          concurrent connections (default 1024)\n"
     "  --max-conns-per-ip N   concurrent connections from one address (default 256)\n"
     "  --rescan-interval SEC  reread DATA/models this often, so replicas sharing it follow\n"
@@ -284,6 +292,9 @@ int main(int argc, char **argv)
     c->queue = 64;
     c->drain_timeout = 30;
     c->conn_timeout = 60;
+    c->header_timeout = 30;
+    c->body_timeout = 60;
+    c->min_body_rate = 64 << 10;
     c->max_conns = 1024;
     c->max_conns_per_ip = 256;
     c->rescan_ms = 2000;
@@ -304,7 +315,7 @@ int main(int argc, char **argv)
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
            O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA,
            O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE, O_MAXSTREAMS, O_STREAMIDLE,
-           O_MODELSDIR, O_SERVEONLY, O_TRAINONLY };
+           O_MODELSDIR, O_SERVEONLY, O_TRAINONLY, O_HDRTO, O_BODYTO, O_BODYRATE };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -320,6 +331,9 @@ int main(int argc, char **argv)
         {"default-model", required_argument, 0, O_DEFMODEL},
         {"drain-timeout", required_argument, 0, O_DRAIN},
         {"conn-timeout", required_argument, 0, O_CONNTO},
+        {"header-timeout", required_argument, 0, O_HDRTO},
+        {"body-timeout", required_argument, 0, O_BODYTO},
+        {"min-body-rate", required_argument, 0, O_BODYRATE},
         {"max-conns", required_argument, 0, O_MAXCONNS},
         {"max-conns-per-ip", required_argument, 0, O_PERIP},
         {"debug-work-delay-ms", required_argument, 0, O_DELAY},
@@ -400,6 +414,22 @@ int main(int argc, char **argv)
             if (parse_long(optarg, 1, 86400, &v))
                 return bad("--conn-timeout %s: expected seconds", optarg);
             c->conn_timeout = (unsigned)v;
+            break;
+        case O_HDRTO:
+        case O_BODYTO:
+            if (parse_long(optarg, 1, 86400, &v))
+                return bad(o == O_HDRTO ? "--header-timeout %s: expected seconds, 1..86400"
+                                        : "--body-timeout %s: expected seconds, 1..86400",
+                           optarg);
+            *(o == O_HDRTO ? &c->header_timeout : &c->body_timeout) = (unsigned)v;
+            break;
+        case O_BODYRATE:
+            if (strcmp(optarg, "0") == 0)
+                c->min_body_rate = 0;
+            else if (parse_bytes(optarg, &c->min_body_rate))
+                return bad("--min-body-rate %s: expected bytes per second, e.g. 65536 or "
+                           "64K (0 = none)",
+                           optarg);
             break;
         case O_MAXCONNS:
             if (parse_long(optarg, 1, 1 << 20, &v))

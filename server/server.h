@@ -32,6 +32,9 @@ typedef struct srv_config {
     const char *default_model;
     double drain_timeout;      /* seconds */
     unsigned conn_timeout;     /* seconds of client inactivity */
+    unsigned header_timeout;   /* seconds for a whole header block (conns.c) */
+    unsigned body_timeout;     /* seconds for a body after its headers ... */
+    size_t min_body_rate;      /* ... plus one second per this many body bytes */
     unsigned max_conns, max_conns_per_ip;
     int debug_delay_ms;        /* testing aid: each work item sleeps this long first */
     uint64_t rescan_ms;        /* periodic rescan of DATA/models, 0 = only on SIGHUP */
@@ -67,7 +70,7 @@ typedef struct srv {
     int listen_fd;
     char bound[128]; /* "127.0.0.1:8080" as actually bound */
     uv_poll_t poll;
-    uv_timer_t timer, drain_timer, rescan_timer;
+    uv_timer_t timer, drain_timer, rescan_timer, deadline_timer;
     uv_signal_t sigterm, sigint, sighup;
     int handles_open;
 
@@ -75,6 +78,7 @@ typedef struct srv {
     struct srv_jobs *jobs; /* training jobs (jobs.h); NULL without --data */
     struct batcher *batcher; /* dynamic batching (batcher.h); NULL when off */
     struct srv_streams *streams; /* online refine (streams.h) */
+    struct srv_conn *conns; /* every open connection (conns.c; loop thread) */
     metrics *met;
     api_backend be;
     api_ctx ctx;
@@ -104,6 +108,22 @@ int srv_http_start(srv *s);
 void srv_http_run(srv *s);
 /* Lets MHD process what is pending and re-arms its timer (loop thread). */
 void srv_mhd_run(srv *s);
+
+/* conns.c (loop thread): deadlines a trickling client cannot push back. Each MHD
+ * connection is tracked from MHD_OPTION_NOTIFY_CONNECTION (srv_conn_notify); the
+ * request life cycle tells it the phase: waiting for headers (since a new connection
+ * or the previous reply: --header-timeout), receiving a body (since the headers:
+ * --body-timeout + received / --min-body-rate), in our hands or replying (none). */
+typedef struct srv_conn srv_conn;
+enum { SRV_CONN_HEADERS = 1, SRV_CONN_BODY, SRV_CONN_WORK, SRV_CONN_REPLY };
+void srv_conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+srv_conn *srv_conn_of(struct MHD_Connection *c);
+void srv_conn_phase(srv_conn *k, int phase);
+void srv_conn_received(srv_conn *k, size_t n);
+/* The phase in which a deadline closed the connection, else 0. */
+int srv_conn_killed(const srv_conn *k);
+void srv_conns_start(srv *s);
 
 /* lifecycle.c (loop thread): the listening socket (returns 4 or 6 for the address
  * family, -1 on failure), signal and timer handles, and the drain check that stops

@@ -8,6 +8,7 @@
  * goes away mid-upload or mid-compute leaves no upload file, /healthz inflight goes
  * back to 0, and solad's descriptor count returns to where it started. */
 #include <check.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -195,6 +196,132 @@ START_TEST(slow_clients_do_not_block_a_normal_refine)
 }
 END_TEST
 
+/* ---- deadlines ----------------------------------------------------------------- */
+
+#define DEADLINE 2 /* --header-timeout and --body-timeout, seconds */
+
+/* Reads until the server closes fd (up to ms); 1 if it did, the bytes it sent in buf. */
+static int read_to_close(int fd, char *buf, size_t n, int ms)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int waited = 0; waited <= ms; waited += 50) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        char tmp[1024];
+        ssize_t k = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (k <= 0)
+            return 1;
+        size_t c = (size_t)k < n - 1 - got ? (size_t)k : n - 1 - got;
+        memcpy(buf + got, tmp, c);
+        got += c;
+        buf[got] = '\0';
+    }
+    return 0;
+}
+
+/* Finding M5: connections trickling a header block or a body (a byte every 200 ms,
+ * far inside --conn-timeout, which every byte restarts) held every slot of
+ * --max-conns for as long as they liked. Now each is closed --header-timeout after it
+ * connected, or --body-timeout after its headers, with a 408 -- while an upload
+ * that takes longer than --body-timeout but sends faster than --min-body-rate is
+ * never cut. */
+START_TEST(deadlines_close_trickling_headers_and_bodies)
+{
+    char dl[16], mc[16];
+    snprintf(dl, sizeof dl, "%d", DEADLINE);
+    snprintf(mc, sizeof mc, "%d", NHDR + NBODY + 1); /* the tricklers and the upload */
+    const char *extra[] = {"--header-timeout", dl,   "--body-timeout", dl,
+                           "--min-body-rate",  "16K", "--conn-timeout", "60",
+                           "--max-conns",      mc,    NULL};
+    su_server s;
+    char *dir = start(&s, extra);
+    ck_assert_int_eq(refine_once(&s, NULL), 200);
+    int fd0 = rc_fd_count(s.pid);
+
+    /* an upload of 512 KiB in 8 pieces 500 ms apart: 3.5 s, past --body-timeout, but
+     * each piece earns 4 s at --min-body-rate 16K */
+    enum { UT = 8192 };
+    float *x = su_input(UT, C_DIM, 5);
+    size_t ulen;
+    char *npy = su_npy_of(x, UT, C_DIM, &ulen);
+    free(x);
+    int up = rc_connect(s.port, NULL);
+    ck_assert_int_ge(up, 0);
+    char h[256];
+    snprintf(h, sizeof h,
+             "PUT /datasets/d/items/big HTTP/1.1\r\nHost: x\r\n"
+             "Content-Type: application/x-npy\r\nContent-Length: %zu\r\n\r\n",
+             ulen);
+    ck_assert_int_eq(rc_sends(up, h), 0);
+
+    trickle t = {0};
+    for (int i = 0; i < NHDR + NBODY; i++) {
+        t.fd[i] = rc_connect(s.port, NULL);
+        ck_assert_int_ge(t.fd[i], 0);
+        const char *start =
+            i < NHDR ? "POST /refine HTTP/1.1\r\nHost: slow\r\nX-Slow: "
+                     : "POST /refine HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100000\r\n\r\n{\"features\": ";
+        ck_assert_int_eq(rc_sends(t.fd[i], start), 0);
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, trickle_main, &t);
+
+    size_t piece = (ulen + 7) / 8;
+    for (size_t off = 0; off < ulen; off += piece) {
+        su_sleep_ms(500);
+        size_t n = ulen - off < piece ? ulen - off : piece;
+        ck_assert_int_eq(rc_send(up, npy + off, n), 0);
+    }
+    free(npy);
+    char buf[2048];
+    ck_assert_int_gt(rc_recv_until(up, buf, sizeof buf, "\r\n\r\n", 30000), 0);
+    fprintf(stderr, "deadlines: the 3.5 s upload got %.40s\n", buf);
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 201", 12) == 0 || strncmp(buf, "HTTP/1.1 200", 12) == 0,
+                  "upload: %.300s", buf);
+    close(up);
+
+    /* every trickler is closed, though it still sends a byte every 200 ms */
+    int closed = 0, said408 = 0;
+    double until = rc_now_ms() + (DEADLINE + 20) * 1000.0; /* for all of them */
+    for (int i = 0; i < NHDR + NBODY; i++) {
+        double left = until - rc_now_ms();
+        int c = read_to_close(t.fd[i], buf, sizeof buf, left > 0 ? (int)left : 0);
+        closed += c;
+        said408 += strstr(buf, "408") != NULL;
+        if (!c)
+            fprintf(stderr, "deadlines: trickler %d still open\n", i);
+    }
+    atomic_store(&t.stop, 1);
+    pthread_join(th, NULL);
+    fprintf(stderr, "deadlines: %d/%d trickling connections closed (%d read the 408), %d "
+                    "bytes trickled\n",
+            closed, NHDR + NBODY, said408, t.sent);
+    ck_assert_int_eq(closed, NHDR + NBODY);
+    for (int i = 0; i < NHDR + NBODY; i++)
+        close(t.fd[i]);
+
+    /* the slots are free again: served, nothing leaked, the reasons logged */
+    ck_assert_int_eq(refine_once(&s, NULL), 200);
+    ck_assert_int_eq(health_until(&s, "requests_in_progress", 1, 5000), 1);
+    ck_assert_int_eq(health_until(&s, "inflight", 0, 5000), 0);
+    ck_assert_int_le(fds_until(&s, fd0, 5000), fd0);
+    size_t n;
+    char *log = tu_read(s.log, &n);
+    ck_assert_ptr_nonnull(log);
+    ck_assert_msg(strstr(log, "--header-timeout 2 s") && strstr(log, "--body-timeout 2 s"),
+                  "no deadline in the log");
+    free(log);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- per-address limit --------------------------------------------------------- */
 
 /* GET /livez from source address src; status, 0 when the connection was refused. */
@@ -373,6 +500,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("slowclients");
     tcase_set_timeout(t, 120);
     tcase_add_test(t, slow_clients_do_not_block_a_normal_refine);
+    tcase_add_test(t, deadlines_close_trickling_headers_and_bodies);
     tcase_add_test(t, connections_past_the_per_ip_limit_are_refused_others_served);
     tcase_add_test(t, disconnects_mid_upload_and_mid_compute_free_their_work);
     suite_add_tcase(s, t);

@@ -68,6 +68,9 @@ START_TEST(usage_errors_exit_2_with_the_error_last)
     expect_usage_error(dir, "--workers 0", "--workers");
     expect_usage_error(dir, "stray", "stray");
     expect_usage_error(dir, "--create-data", "--create-data needs --data");
+    expect_usage_error(dir, "--header-timeout 0", "--header-timeout 0: expected seconds");
+    expect_usage_error(dir, "--body-timeout 5s", "--body-timeout 5s: expected seconds");
+    expect_usage_error(dir, "--min-body-rate -1", "--min-body-rate -1: expected bytes per");
     tu_rmtree(dir);
     free(dir);
 }
@@ -81,7 +84,8 @@ START_TEST(help_lists_every_flag)
     static const char *flags[] = {
         "--listen", "--data", "--create-data", "--dim", "--workers", "--threads",
         "--max-body", "--max-frames", "--queue", "--token-file", "--log-format",
-        "--default-model", "--drain-timeout", "--conn-timeout", "--max-conns",
+        "--default-model", "--drain-timeout", "--conn-timeout", "--header-timeout",
+        "--body-timeout", "--min-body-rate", "--max-conns",
         "--max-conns-per-ip", "--rescan-interval", "--max-upload", "--train-threads",
         "--job-queue", "--resume-jobs", "--max-batch-frames", "--batch-window-us", "--version",
     };
