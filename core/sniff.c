@@ -64,8 +64,9 @@ sola_kind sola_sniff(const void *buf, size_t n)
         return SOLA_KIND_JPEG;
     if (starts(b, n, "\x1f\x8b", 2))
         return SOLA_KIND_GZIP;
-    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
-        return SOLA_KIND_PICKLE;
+    /* safetensors before pickle: a header length of 0x280..0x5ff bytes whose low byte
+     * is 0x80 starts like a pickle's PROTO opcode (80 02..05); a pickle cannot have the
+     * zero bytes 4..7 and the '{' at 8 of a safetensors file */
     if (n >= 9) {
         uint64_t hl = 0;
         for (int i = 7; i >= 0; i--)
@@ -73,6 +74,8 @@ sola_kind sola_sniff(const void *buf, size_t n)
         if (hl >= 2 && hl <= ST_MAX_HEADER && b[8] == '{')
             return SOLA_KIND_SAFETENSORS;
     }
+    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
+        return SOLA_KIND_PICKLE;
     if (is_text(b, n)) {
         size_t i = 0;
         while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))

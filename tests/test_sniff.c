@@ -43,6 +43,9 @@ START_TEST(each_kind_is_recognised)
     /* safetensors: 8-byte little-endian header length, then the JSON header */
     const char st[] = "\x0e\0\0\0\0\0\0\0{\"a\": \"b\"}   ";
     ck_assert_int_eq(sola_sniff(st, sizeof st - 1), SOLA_KIND_SAFETENSORS);
+    /* a header of 0x380 bytes: its length starts 80 03, like a pickle's PROTO 3 */
+    unsigned char st896[16] = {0x80, 0x03, 0, 0, 0, 0, 0, 0, '{', '"'};
+    ck_assert_int_eq(sola_sniff(st896, sizeof st896), SOLA_KIND_SAFETENSORS);
     /* zips: an .npz by its first member's name, a torch.save archive by data.pkl */
     unsigned char z[64] = "PK\x03\x04";
     const char *m1 = "feats.npy";
