@@ -71,6 +71,11 @@ START_TEST(usage_errors_exit_2_with_the_error_last)
     expect_usage_error(dir, "--header-timeout 0", "--header-timeout 0: expected seconds");
     expect_usage_error(dir, "--body-timeout 5s", "--body-timeout 5s: expected seconds");
     expect_usage_error(dir, "--min-body-rate -1", "--min-body-rate -1: expected bytes per");
+    expect_usage_error(dir, "--max-streams -1", "--max-streams -1");
+    expect_usage_error(dir, "--max-streams many", "--max-streams many");
+    expect_usage_error(dir, "--stream-idle-timeout 0", "--stream-idle-timeout 0");
+    expect_usage_error(dir, "--stream-idle-timeout 5s", "--stream-idle-timeout 5s");
+    expect_usage_error(dir, "--stream-idle-timeout nan", "seconds, 0.01 or more");
     tu_rmtree(dir);
     free(dir);
 }
@@ -87,7 +92,8 @@ START_TEST(help_lists_every_flag)
         "--default-model", "--drain-timeout", "--conn-timeout", "--header-timeout",
         "--body-timeout", "--min-body-rate", "--max-conns",
         "--max-conns-per-ip", "--rescan-interval", "--max-upload", "--train-threads",
-        "--job-queue", "--resume-jobs", "--max-batch-frames", "--batch-window-us", "--version",
+        "--job-queue", "--resume-jobs", "--max-batch-frames", "--batch-window-us", "--max-streams",
+        "--stream-idle-timeout", "--version",
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         ck_assert_msg(strstr(out, flags[i]), "solad --help does not mention %s", flags[i]);

@@ -5,9 +5,10 @@
  * v2 binary, v2 JSON), concatenate to exactly the bytes of the offline /refine of the
  * whole sequence from the same daemon. Pinning: an activation mid-stream changes
  * nothing for the stream. Limits: --max-streams (503), --stream-idle-timeout (404
- * saying why), the gauges back to their baseline once streams close, promtool accepts
- * the page. Errors: each case a user can hit. kill -9: open streams are lost, models
- * and datasets are not. Watchers: GET /streams/ID/events carries the same rows. */
+ * saying why), --max-streams 0 (off: 503), the gauges back to their baseline once
+ * streams close (test_streams_memory.c: solad's RSS too), promtool accepts the page.
+ * Errors: each case a user can hit. kill -9: open streams are lost, models and
+ * datasets are not. Watchers: GET /streams/ID/events carries the same rows. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,34 @@ START_TEST(streams_limits_idle_and_memory)
 }
 END_TEST
 
+START_TEST(streams_off_with_max_streams_0)
+{
+    char *dir = tu_tmpdir(), data[4200];
+    snprintf(data, sizeof data, "%s/data", dir);
+    write_model(data, "m", 1, 5);
+    su_server s;
+    const char *args[] = {"--data", data, "--max-streams", "0", NULL};
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    ck_assert(metric(&s, "solad_streams_limit") == 0);
+    float *x = su_input(4, C, 3);
+    reply rp;
+    for (int d = 0; d < D_N; d++) {
+        send_chunk(&s, d, "m", "cam", 1, 0, x, 4, &rp);
+        ck_assert_msg(rp.status == 503 && strstr(rp.body, "streams are off") &&
+                          strstr(rp.body, "--max-streams 0"),
+                      "%s: %ld %s", door_names[d], rp.status, rp.body);
+    }
+    ck_assert(metric(&s, "solad_streams_open") == 0);
+    /* refines without a sequence_id are not streams: served as always */
+    float *y = offline(&s, "m", NULL, x, 4);
+    free(y);
+    free(x);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(streams_bad_calls)
 {
     char *dir = tu_tmpdir(), data[4200];
@@ -578,48 +607,121 @@ START_TEST(streams_pin_version)
 }
 END_TEST
 
+/* The bytes of a file (NULL if unreadable); *len its size. */
+static void *file_bytes(const char *data, const char *rel, size_t *len)
+{
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", data, rel);
+    return tu_read(p, len);
+}
+
 START_TEST(streams_kill9_keeps_models_and_datasets)
 {
     char *dir = tu_tmpdir(), data[4200];
     snprintf(data, sizeof data, "%s/data", dir);
     write_model(data, "m", 1, 5);
+    /* a second version and a second model to upload, made aside */
+    char aside[4300];
+    snprintf(aside, sizeof aside, "%s/aside", dir);
+    write_model(aside, "m", 2, 41);
+    write_model(aside, "up", 1, 42);
     su_server s;
     const char *args[] = {"--data", data, NULL};
     ck_assert_int_eq(su_start(&s, dir, args), 0);
+    su_resp r;
+    const char *oct[] = {"Content-Type: application/octet-stream", NULL};
+    const char *hn[] = {"Content-Type: application/x-npy", NULL};
+    const char *hj[] = {"Content-Type: application/json", NULL};
+    size_t mlen[2];
+    void *mb[2] = {file_bytes(aside, "models/m/2.safetensors", &mlen[0]),
+                   file_bytes(aside, "models/up/1.safetensors", &mlen[1])};
+    ck_assert(mb[0] && mb[1]);
+    su_http(NULL, "PUT", su_url(&s, "/models/m/versions/2"), oct, mb[0], mlen[0], &r);
+    su_expect(&r, 201, NULL);
+    su_http(NULL, "PUT", su_url(&s, "/models/up/versions/1"), oct, mb[1], mlen[1], &r);
+    su_expect(&r, 201, NULL);
+    su_http(NULL, "POST", su_url(&s, "/models/m/activate"), hj, "{\"version\": 2}", 14, &r);
+    su_expect(&r, 200, NULL);
     float *x = su_input(10, C, 4);
     size_t len;
     void *b = su_npy_of(x, 10, C, &len);
-    su_resp r;
-    const char *hn[] = {"Content-Type: application/x-npy", NULL};
     su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/v1"), hn, b, len, &r);
-    ck_assert_msg(r.status == 201 || r.status == 200, "%ld %s", r.status, r.body);
-    su_resp_free(&r);
-    reply rp;
-    send_chunk(&s, D_NPY, "m", "live", 1, 0, x, 6, &rp);
-    ck_assert_int_eq(rp.status, 200);
-    free(rp.rows);
+    su_expect(&r, 201, NULL);
+    size_t dlen;
+    void *dbytes = file_bytes(data, "datasets/d/v1.npy", &dlen);
+    ck_assert_ptr_nonnull(dbytes);
+    /* what the models answer before the kill */
+    float *m2 = offline(&s, "m", NULL, x, 10), *m1 = offline(&s, "m", "1", x, 10),
+          *up = offline(&s, "up", NULL, x, 10);
+    /* three streams open, on each version, when solad is killed */
+    static const char *const ids[3] = {"live", "old", "other"};
+    const char *starts[3] = {"/refine?model=m&sequence_id=live&sequence_start=1",
+                             "/refine?model=m&version=1&sequence_id=old&sequence_start=1",
+                             "/refine?model=up&sequence_id=other&sequence_start=1"};
+    void *b6;
+    size_t len6;
+    b6 = su_npy_of(x, 6, C, &len6);
+    for (int i = 0; i < 3; i++) {
+        su_http(NULL, "POST", su_url(&s, starts[i]), hn, b6, len6, &r);
+        su_expect(&r, 200, NULL);
+    }
+    free(b6);
+    ck_assert(metric(&s, "solad_streams_open") == 3);
     kill(s.pid, SIGKILL);
     waitpid(s.pid, NULL, 0);
     s.pid = 0;
     ck_assert_int_eq(su_start(&s, dir, args), 0);
-    /* the open stream is gone, and says how to go on */
-    send_chunk(&s, D_NPY, "m", "live", 0, 0, x + 6 * C, 4, &rp);
-    ck_assert_int_eq(rp.status, 404);
-    ck_assert_msg(strstr(rp.body, "restart"), "%s", rp.body);
-    /* models and datasets are all there */
+    /* the open streams are gone, each with the message docs/streaming.md shows */
+    ck_assert(metric(&s, "solad_streams_open") == 0);
+    reply rp;
+    for (int i = 0; i < 3; i++) {
+        send_chunk(&s, i == 2 ? D_V2JSON : D_NPY, i == 2 ? "up" : "m", ids[i], 0, 0,
+                   x + 6 * C, 4, &rp);
+        ck_assert_int_eq(rp.status, 404);
+        ck_assert_msg(strstr(rp.body, "is not open") &&
+                          strstr(rp.body, "a restart of solad ends them") &&
+                          strstr(rp.body, "sequence_start"),
+                      "%s", rp.body);
+        char path[64];
+        snprintf(path, sizeof path, "/streams/%s", ids[i]);
+        ck_assert_int_eq(su_get(&s, NULL, path, &r), 404);
+        su_resp_free(&r);
+    }
+    /* models (versions, the activation) and datasets are all there, byte for byte */
     ck_assert_int_eq(su_get(&s, NULL, "/models/m", &r), 200);
+    json_t *o = json_loads(r.body, 0, NULL);
+    ck_assert_msg(o && json_integer_value(json_object_get(o, "active")) == 2, "%s", r.body);
+    json_decref(o);
     su_resp_free(&r);
+    ck_assert_int_eq(su_get(&s, NULL, "/models/up/versions/1", &r), 200);
+    ck_assert(r.len == mlen[1] && !memcmp(r.body, mb[1], mlen[1]));
+    su_resp_free(&r);
+    float *a2 = offline(&s, "m", NULL, x, 10), *a1 = offline(&s, "m", "1", x, 10),
+          *aup = offline(&s, "up", NULL, x, 10);
+    ck_assert(!memcmp(a2, m2, 10 * C * 4) && !memcmp(a1, m1, 10 * C * 4) &&
+              !memcmp(aup, up, 10 * C * 4));
     ck_assert_int_eq(su_get(&s, NULL, "/datasets/d", &r), 200);
-    ck_assert_msg(strstr(r.body, "v1"), "%s", r.body);
+    ck_assert_msg(strstr(r.body, "\"v1\""), "%s", r.body);
     su_resp_free(&r);
-    /* and a new stream of that id works from the start */
+    size_t dlen2;
+    void *dbytes2 = file_bytes(data, "datasets/d/v1.npy", &dlen2);
+    ck_assert(dbytes2 && dlen2 == dlen && !memcmp(dbytes, dbytes2, dlen));
+    /* and a new stream of that id works from the start, on the active version */
     send_chunk(&s, D_NPY, "m", "live", 1, 1, x, 10, &rp);
     ck_assert_int_eq(rp.status, 200);
     ck_assert_int_eq(rp.k, 10);
-    float *ref = offline(&s, "m", NULL, x, 10);
-    ck_assert(!memcmp(ref, rp.rows, 10 * C * 4));
-    free(ref);
+    ck_assert(!memcmp(m2, rp.rows, 10 * C * 4));
     free(rp.rows);
+    free(a1);
+    free(a2);
+    free(aup);
+    free(m1);
+    free(m2);
+    free(up);
+    free(dbytes);
+    free(dbytes2);
+    free(mb[0]);
+    free(mb[1]);
     free(b);
     free(x);
     ck_assert_int_eq(su_stop(&s), 0);
@@ -719,6 +821,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, streams_exact_and_concurrent);
     tcase_add_test(tc, streams_limits_idle_and_memory);
+    tcase_add_test(tc, streams_off_with_max_streams_0);
     tcase_add_test(tc, streams_bad_calls);
     tcase_add_test(tc, streams_pin_version);
     tcase_add_test(tc, streams_kill9_keeps_models_and_datasets);
