@@ -10,8 +10,9 @@ with torch.onnx.export, [T, C] in and out with a dynamic T). ONNX Runtime is ins
 under bench/ort/ on the first run (npm install; never by the build or the tests).
 
 Modes (each interleaves its sides in blocks, rotating who goes first every round, so
-load from elsewhere on the shared machine hits all alike; a figure is the median over
-rounds of the block medians, and what matters is the ratio printed beside it):
+load from elsewhere on the shared machine hits all alike; a figure is the best over
+rounds of the block medians (--stat median: their median), and what matters is the
+ratio printed beside it; the load average is printed before and after):
   compute   the forward pass alone at --T: ours (bench_refine --serve, its own process),
             torch (this process), ONNX Runtime (node)
   lone      a lone .npy request to solad (bench_client: one persistent connection, one
@@ -28,7 +29,8 @@ rounds of the block medians, and what matters is the ratio printed beside it):
 
 Every mode first prints what runs: our GEMM kernels (and the oneDNN primitives of one
 pass, from ONEDNN_VERBOSE=1), torch's and ONNX Runtime's versions, OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE as this process sees them.
+OPENBLAS_L2_SIZE as this process sees them (the children inherit them). To measure with
+both unset, run the same command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.
 """
 import argparse
 import json
@@ -148,8 +150,16 @@ def ort(a):
     return p
 
 
+def pick(a, v, high=False):
+    """The figure of a list of per-round results: the best (least ms, or most when
+    high) or, with --stat median, the median."""
+    if a.stat == "median":
+        return statistics.median(v)
+    return max(v) if high else min(v)
+
+
 def interleave(a, sides, Ts, budget=None):
-    """{side name: {T: median over rounds of block medians (ms)}}."""
+    """{side name: {T: best (or median) over rounds of block medians (ms)}}."""
     budget = budget or a.budget
     reps = {}
     for T in Ts:  # one probe per T sizes the blocks (and warms every side up)
@@ -164,12 +174,18 @@ def interleave(a, sides, Ts, budget=None):
             for sd in order:
                 time.sleep(0.05)  # the previous side's idle threads go to sleep
                 res[sd.name][T].append(sd.block(T, reps[T]))
-    return {n: {T: statistics.median(v) for T, v in d.items()} for n, d in res.items()}
+    return {n: {T: pick(a, v) for T, v in d.items()} for n, d in res.items()}
 
 
 def env_line():
     v = {k: os.environ.get(k, "<unset>") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     return " ".join(f"{k}={x}" for k, x in v.items())
+
+
+def loadavg(when):
+    l1, l5, l15 = os.getloadavg()
+    print(f"# load average {when}: {l1:.2f} {l5:.2f} {l15:.2f} ({os.cpu_count()} CPUs)",
+          flush=True)
 
 
 def onednn_primitives(a):
@@ -198,7 +214,7 @@ def header(a, sides):
           f"oneDNN: {torch.backends.mkldnn.is_available()})")
     print(f"# our oneDNN primitives in one refine: {onednn_primitives(a)}")
     print(f"# model C={a.C} H={a.H} k1={a.k1} k2={a.k2}; {a.rounds} interleaved rounds, "
-          f"median of block medians", flush=True)
+          f"{'median' if a.stat == 'median' else 'best'} of block medians", flush=True)
 
 
 # ---- modes --------------------------------------------------------------------------------
@@ -338,7 +354,7 @@ def mode_load(a):
                                       text=True).stdout or "{}")
         b = h.get("batching", {})
         d.stop()
-        rps, orps = statistics.median(got["rps"]), statistics.median(got["ort"])
+        rps, orps = pick(a, got["rps"], high=True), pick(a, got["ort"], high=True)
         per = b.get("requests", 0) / max(b.get("passes", 1), 1)
         rows.append((name, rps, orps, per))
         print(f"  {name:<26} solad {rps:8.1f} req/s   ORT one by one {orps:7.1f} /s   "
@@ -420,11 +436,13 @@ def mode_train(a):
             med = [ln for ln in out.splitlines() if ln.startswith("ours:")]
             if not med:
                 sys.exit(f"bench_peers: no result line from {b}/bench_train:\n{out}")
-            res[b].append(float(med[0].split("median")[1].split()[0]))
+            # each run's best step under --stat best, its median step under --stat median
+            key = "median" if a.stat == "median" else "best"
+            res[b].append(float(med[0].split(key)[1].split()[0]))
     print(f"# {env_line()}")
     for b in res:
         print(f"# {b}: {kern[b]}")
-    m1, m2 = statistics.median(res[a.build]), statistics.median(res[a.other])
+    m1, m2 = pick(a, res[a.build]), pick(a, res[a.other])
     print(f"  step (B=256, W=23, C=2048): {a.build} {m1:.1f} ms, {a.other} {m2:.1f} ms: "
           f"{m2 / m1:.2f}x")
 
@@ -447,6 +465,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--files", type=int, default=6)
     ap.add_argument("--solad-args", default="", help="lone: extra solad flags")
+    ap.add_argument("--stat", choices=["best", "median"], default="best",
+                    help="a side's figure over rounds: best (default) or median")
     a = ap.parse_args()
     a.T = a.T or ("16,100,1000,2304" if a.mode == "compute" else "16,100,1000")
     a.solad_args = a.solad_args.split()
@@ -455,10 +475,12 @@ def main():
     a.module = Refine(a.C, a.H, a.k1, a.k2).eval()
     for p in a.module.parameters():
         p.requires_grad_(False)
+    loadavg("before")
     with tempfile.TemporaryDirectory(prefix="bench_peers.") as tmp:
         a.tmp = tmp
         {"compute": mode_compute, "lone": mode_lone, "load": mode_load, "dir": mode_dir,
          "train": mode_train}[a.mode](a)
+    loadavg("after")
 
 
 if __name__ == "__main__":
