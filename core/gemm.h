@@ -12,7 +12,10 @@
  * every other thread, which takes it at its next product (oneDNN runs on OpenMP, whose
  * thread count is per calling thread; OpenBLAS's is process-wide). So `--threads N`
  * means "N threads per compute thread" with either backend, and two compute threads
- * with --threads 1 never share or oversubscribe a pool.
+ * with --threads 1 never share or oversubscribe a pool. (oneDNN: products of a
+ * prepared right-hand side run on a pool of the calling thread's own -- itself and
+ * N - 1 helpers taking single-threaded tasks on demand -- instead of OpenMP, so a
+ * preempted thread does not stall the product; see gemm_onednn.c.)
  *
  * Row independence (what dynamic batching and streaming rely on): products of a
  * prepared right-hand side (sola_gemm_w) over a pass of rows are computed so that row r

@@ -18,11 +18,14 @@
  *     1-3 rows runs a kernel that sums k in two interleaved halves -- other bits;
  *   - with several threads the rows may be cut among them first (only when the
  *     output has <= 64 columns), and k may be split among them (then partial sums).
- * So every pass is cut into calls ("tiles") of at most 240 rows whose every block of
- * every thread is whole groups of 6 and whose k is not split; tile_ok() replays the
- * library's choices for a tile size. The columns' side needs nothing: each thread's
- * share of them starts on a multiple of 16, the kernel's column unroll. Then a row is
- * computed by the same instructions whatever the tile -- verified by
+ * So every pass is cut into calls ("tiles") of at most 240 rows whose every block is
+ * whole groups of 6 and whose k is not split; tile_ok() replays the library's choices
+ * for a tile size. On the pool path (below; every prepared product on these CPUs) a
+ * tile is further cut into chunks of 256 output columns and each (tile, chunk) is a
+ * call on ONE thread, so only the single-thread rule applies and the bits do not
+ * depend on the thread count either; the columns' side needs nothing (a chunk is a
+ * matrix of its own to the library). Then a row is computed by the same instructions
+ * whatever the tile -- verified by
  * tests/test_batching.c (batches of random make-up against separate calls, and every
  * row of a pass against the same row computed alone). Other oneDNN versions or
  * AVX-512 CPUs (other kernels) are not covered by this reasoning: the plan says
@@ -32,12 +35,14 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { TILE_MAX = 240 };
+enum { TILE_MAX = 240, CHUNK_COLS = 256 };
 
 /* ---- threads ----------------------------------------------------------------- */
 
@@ -189,9 +194,16 @@ struct sola_gemm_w {
     int ktrans;           /* the layout the kernel reads: 0 [K, N], 1 [N, K], -1 other */
     dnnl_primitive_t prim;
     dnnl_memory_t wmem;   /* the weights in the primitive's layout */
+    float *wbase;         /* their storage (owned, or the caller's W) */
     float *owned;         /* their storage when reordered (NULL: the caller's W) */
     size_t scratch;       /* scratchpad bytes the primitive asks for */
     char impl[64];
+    /* Column chunks (the pool path, see "the pool" below): chunks of cw[0] columns and
+     * a last one of cw[1] (0: none), each a single-threaded matmul over a strided view
+     * of wmem writing a strided view of Y. nchunks 0: the pool path is off. */
+    int nchunks, cw[2];
+    dnnl_primitive_t cprim[2];
+    size_t cscratch[2];
 };
 
 #define DNNL_TRY(call)                                                                     \
@@ -199,6 +211,64 @@ struct sola_gemm_w {
         if ((st = (call)) != dnnl_success)                                                 \
             goto fail;                                                                     \
     } while (0)
+
+/* The weights of columns [c0, c0 + n) as a [K, n] view of wmem's plain layout. */
+static dnnl_status_t chunk_wmd(const sola_gemm_w *w, int n, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t d = {w->K, n};
+    dnnl_dims_t st = {w->ktrans ? 1 : w->N, w->ktrans ? w->K : 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, st);
+}
+
+/* Y's columns [c0, c0 + n) of `rows` rows (DNNL_RUNTIME_DIM_VAL: any) as a view. */
+static dnnl_status_t chunk_dmd(const sola_gemm_w *w, dnnl_dim_t rows, int n,
+                               dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t d = {rows, n}, st = {w->N, 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, st);
+}
+
+/* One matmul primitive per chunk width, the same attributes as the whole product's;
+ * on any refusal (or an implementation other than gemm:jit) the pool path stays off. */
+static void make_chunks(sola_gemm_w *w, const_dnnl_primitive_attr_t attr)
+{
+    int cw = w->N > CHUNK_COLS ? CHUNK_COLS : w->N;
+    int widths[2] = {cw, w->N % cw};
+    for (int i = 0; i < 2; i++) {
+        if (!widths[i])
+            continue;
+        dnnl_dims_t sd = {DNNL_RUNTIME_DIM_VAL, w->K};
+        dnnl_memory_desc_t smd, wmd, dmd;
+        dnnl_matmul_desc_t md;
+        dnnl_primitive_desc_t pd = NULL;
+        const char *impl = NULL;
+        if (dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab) != dnnl_success ||
+            chunk_wmd(w, widths[i], &wmd) != dnnl_success ||
+            chunk_dmd(w, DNNL_RUNTIME_DIM_VAL, widths[i], &dmd) != dnnl_success ||
+            dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd) != dnnl_success ||
+            dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL) != dnnl_success)
+            goto off;
+        const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        w->cscratch[i] = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
+        int ok = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+                     dnnl_success && impl && !strcmp(impl, "gemm:jit") &&
+                 dnnl_primitive_create(&w->cprim[i], pd) == dnnl_success;
+        dnnl_primitive_desc_destroy(pd);
+        if (!ok)
+            goto off;
+    }
+    w->cw[0] = widths[0];
+    w->cw[1] = widths[1];
+    w->nchunks = w->N / cw + (widths[1] ? 1 : 0);
+    return;
+off:
+    for (int i = 0; i < 2; i++)
+        if (w->cprim[i]) {
+            dnnl_primitive_destroy(w->cprim[i]);
+            w->cprim[i] = NULL;
+        }
+    w->nchunks = 0;
+}
 
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
                              sola_err *e)
@@ -268,6 +338,9 @@ sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const floa
         DNNL_TRY(dnnl_stream_wait(s));
     }
     DNNL_TRY(dnnl_primitive_create(&w->prim, pd));
+    w->wbase = w->owned ? w->owned : (float *)W;
+    if (rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0)
+        make_chunks(w, attr);
     goto done;
 fail:
     sola_errf(e, st == dnnl_out_of_memory ? SOLA_ENOMEM : SOLA_EIO,
@@ -297,6 +370,9 @@ void sola_gemm_w_free(sola_gemm_w *w)
         return;
     if (w->prim)
         dnnl_primitive_destroy(w->prim);
+    for (int i = 0; i < 2; i++)
+        if (w->cprim[i])
+            dnnl_primitive_destroy(w->cprim[i]);
     if (w->wmem)
         dnnl_memory_destroy(w->wmem);
     free(w->owned);
@@ -392,9 +468,17 @@ static int tile_ok(long n, long N, long K, int trans, int nthr)
 
 static int tile_ok_all(const sola_gemm_w *const *ws, int n, long rows, int nthr)
 {
-    for (int i = 0; i < n; i++)
-        if (!tile_ok(rows, ws[i]->N, ws[i]->K, ws[i]->ktrans, nthr))
-            return 0;
+    for (int i = 0; i < n; i++) {
+        if (!ws[i]->nchunks) {
+            if (!tile_ok(rows, ws[i]->N, ws[i]->K, ws[i]->ktrans, nthr))
+                return 0;
+            continue;
+        }
+        /* the pool path: every chunk a call on one thread */
+        for (int c = 0; c < 2; c++)
+            if (ws[i]->cw[c] && !tile_ok(rows, ws[i]->cw[c], ws[i]->K, ws[i]->ktrans, 1))
+                return 0;
+    }
     return 1;
 }
 
@@ -451,6 +535,270 @@ static size_t next_tile(size_t left, int exact)
     return exact && left > TILE_MAX ? TILE_MAX : left;
 }
 
+/* ---- the pool ----------------------------------------------------------------------
+ *
+ * OpenMP cuts a product among its threads statically and ends it at a barrier, so
+ * every product waits for its slowest thread. On a machine whose cores are shared
+ * (other processes, other compute workers) one preempted thread then stalls the pass
+ * for a scheduler quantum per product: measured at load average 9-20 on 2 cores, a
+ * T = 16 refine took 45 ms where ONNX Runtime, whose pool hands work out on demand,
+ * took 9. So a prepared product on the pool path is cut into tasks -- a tile of rows
+ * (next_tile) times a chunk of CHUNK_COLS output columns -- each one single-threaded
+ * matmul; the calling thread and its helpers (threads - 1 of them, per calling
+ * thread) take tasks from a counter until none is left. A helper that is not running
+ * leaves its share to the others instead of holding them up. Each task computes its
+ * rows exactly as a single-threaded call of that tile size does (tile_ok with one
+ * thread), whoever runs it, so the bits depend neither on the pass's other rows nor
+ * on the thread count. Helpers spin for a short while after a product (the next one
+ * of the pass follows within microseconds), then sleep. */
+
+enum { SPIN_NS = 200000 };
+
+typedef struct taskset {
+    const sola_gemm_w *w;
+    size_t rows, ntiles, ntasks;
+    const float *X;
+    float *Y;
+    dnnl_memory_t am;             /* alpha */
+    atomic_size_t next, done;
+    atomic_int st;                /* the first failure, else dnnl_success */
+} taskset;
+
+typedef struct pool {
+    int nhelpers;
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;              /* odd: cur holds work */
+    atomic_int inside;            /* helpers looking at cur */
+    taskset *_Atomic cur;
+    atomic_int stop;
+} pool;
+
+static _Thread_local pool *t_pool;
+static _Thread_local void *t_scratch;
+static _Thread_local size_t t_scratch_cap;
+static pthread_key_t g_pool_key;
+static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* The calling thread's scratchpad of at least `bytes` (NULL when 0 or out of memory). */
+static void *scratch_for(size_t bytes, int *oom)
+{
+    *oom = 0;
+    if (!bytes)
+        return NULL;
+    if (bytes > t_scratch_cap) {
+        void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (!p) {
+            *oom = 1;
+            return NULL;
+        }
+        free(t_scratch);
+        t_scratch = p;
+        t_scratch_cap = bytes;
+    }
+    return t_scratch;
+}
+
+/* Runs one task: tile i / chunk c of the taskset, on this thread alone. */
+static dnnl_status_t run_task(taskset *ts, size_t task)
+{
+    const sola_gemm_w *w = ts->w;
+    size_t tile = task / (size_t)w->nchunks;
+    int c = (int)(task % (size_t)w->nchunks);
+    size_t r0 = tile * TILE_MAX, n = ts->rows - r0 < TILE_MAX ? ts->rows - r0 : TILE_MAX;
+    int last = c == w->nchunks - 1 && w->cw[1];
+    int width = last ? w->cw[1] : w->cw[0];
+    size_t c0 = (size_t)c * (size_t)w->cw[0];
+    dnnl_stream_t s = thread_stream();
+    if (!s)
+        return dnnl_runtime_error;
+    int oom;
+    void *scratch = scratch_for(w->cscratch[last], &oom);
+    if (oom)
+        return dnnl_out_of_memory;
+    dnnl_status_t st;
+    dnnl_memory_desc_t smd, wmd, dmd, pmd;
+    dnnl_memory_t xm = NULL, wm = NULL, ym = NULL, sp = NULL;
+    dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, pd = {(dnnl_dim_t)w->cscratch[last]};
+    const float *wp = w->wbase + (w->ktrans ? c0 * (size_t)w->K : c0);
+    if ((st = dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab)) ||
+        (st = chunk_wmd(w, width, &wmd)) || (st = chunk_dmd(w, (dnnl_dim_t)n, width, &dmd)) ||
+        (st = dnnl_memory_create(&xm, &smd, g_engine, (void *)(ts->X + r0 * (size_t)w->K))) ||
+        (st = dnnl_memory_create(&wm, &wmd, g_engine, (void *)wp)) ||
+        (st = dnnl_memory_create(&ym, &dmd, g_engine, ts->Y + r0 * (size_t)w->N + c0)))
+        goto out;
+    if (scratch && ((st = dnnl_memory_desc_init_by_tag(&pmd, 1, pd, dnnl_u8, dnnl_a)) ||
+                    (st = dnnl_memory_create(&sp, &pmd, g_engine, scratch))))
+        goto out;
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym},
+                            {DNNL_ARG_ATTR_OUTPUT_SCALES, ts->am}, {DNNL_ARG_SCRATCHPAD, sp}};
+    st = dnnl_primitive_execute(w->cprim[last], s, sp ? 5 : 4, a);
+    if (st == dnnl_success)
+        st = dnnl_stream_wait(s);
+out:
+    if (sp)
+        dnnl_memory_destroy(sp);
+    if (xm)
+        dnnl_memory_destroy(xm);
+    if (wm)
+        dnnl_memory_destroy(wm);
+    if (ym)
+        dnnl_memory_destroy(ym);
+    return st;
+}
+
+/* Takes and runs tasks until none is left. */
+static void take_tasks(taskset *ts)
+{
+    size_t i;
+    while ((i = atomic_fetch_add(&ts->next, 1)) < ts->ntasks) {
+        dnnl_status_t st = run_task(ts, i);
+        if (st != dnnl_success) {
+            int ok = dnnl_success;
+            atomic_compare_exchange_strong(&ts->st, &ok, (int)st);
+        }
+        atomic_fetch_add_explicit(&ts->done, 1, memory_order_release);
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    pool *p = arg;
+    omp_set_num_threads(1);
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g = atomic_load(&p->gen);
+        if (!(g & 1) || g == seen) {
+            double t0 = now_ns();
+            for (int i = 0;; i++) {
+                g = atomic_load(&p->gen);
+                if (((g & 1) && g != seen) || atomic_load(&p->stop))
+                    break;
+                cpu_relax();
+                if ((i & 255) == 255 && now_ns() - t0 > SPIN_NS) {
+                    pthread_mutex_lock(&p->mu);
+                    while (g = atomic_load(&p->gen), (!(g & 1) || g == seen) &&
+                                                         !atomic_load(&p->stop))
+                        pthread_cond_wait(&p->cv, &p->mu);
+                    pthread_mutex_unlock(&p->mu);
+                    break;
+                }
+            }
+        }
+        if (atomic_load(&p->stop))
+            return NULL;
+        seen = g;
+        atomic_fetch_add(&p->inside, 1);
+        taskset *ts = atomic_load(&p->gen) == g ? atomic_load(&p->cur) : NULL;
+        if (ts)
+            take_tasks(ts);
+        atomic_fetch_sub(&p->inside, 1);
+    }
+}
+
+static void pool_free(pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nhelpers; i++)
+        pthread_join(p->th[i], NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->th);
+    free(p);
+}
+
+static void pool_key_destroy(void *p)
+{
+    pool_free(p);
+}
+
+static void pool_key_once(void)
+{
+    pthread_key_create(&g_pool_key, pool_key_destroy);
+}
+
+/* The calling thread's pool with `helpers` helpers (NULL: none could be started, then
+ * the caller runs every task). */
+static pool *thread_pool(int helpers)
+{
+    if (t_pool && t_pool->nhelpers == helpers)
+        return t_pool;
+    pthread_once(&g_pool_once, pool_key_once);
+    pool_free(t_pool);
+    t_pool = NULL;
+    pthread_setspecific(g_pool_key, NULL);
+    pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->th = calloc((size_t)helpers, sizeof *p->th))) {
+        free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    for (; p->nhelpers < helpers; p->nhelpers++)
+        if (pthread_create(&p->th[p->nhelpers], NULL, helper_main, p))
+            break;
+    t_pool = p;
+    pthread_setspecific(g_pool_key, p);
+    return p;
+}
+
+/* The pool path of sola_gemm_w_rows (w->nchunks > 0). */
+static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float *X,
+                                 dnnl_memory_t am, float *Y)
+{
+    int nthr = sola_gemm_threads();
+    taskset ts = {.w = w, .rows = rows, .X = X, .Y = Y, .am = am};
+    ts.ntiles = (rows + TILE_MAX - 1) / TILE_MAX;
+    ts.ntasks = ts.ntiles * (size_t)w->nchunks;
+    atomic_init(&ts.next, 0);
+    atomic_init(&ts.done, 0);
+    atomic_init(&ts.st, dnnl_success);
+    pool *p = nthr > 1 && ts.ntasks > 1 ? thread_pool(nthr - 1) : NULL;
+    if (p && p->nhelpers) {
+        atomic_store(&p->cur, &ts);
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->gen, 1); /* odd: work */
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    omp_set_num_threads(1);
+    take_tasks(&ts);
+    omp_set_num_threads(nthr);
+    if (p && p->nhelpers) {
+        atomic_fetch_add(&p->gen, 1); /* even: no helper looks at ts from now on */
+        for (int i = 0; atomic_load(&p->inside) > 0; i++)
+            if (i > 1000)
+                sched_yield();
+            else
+                cpu_relax();
+        atomic_store(&p->cur, NULL);
+    }
+    /* every task was taken; wait for the ones still running elsewhere */
+    while (atomic_load_explicit(&ts.done, memory_order_acquire) < ts.ntasks)
+        sched_yield();
+    return (dnnl_status_t)atomic_load(&ts.st);
+}
+
 int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float alpha,
                      float *Y, sola_err *e)
 {
@@ -465,7 +813,7 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     dnnl_memory_t sp = NULL, am = NULL;
     dnnl_status_t st = dnnl_success;
     int rc = 0;
-    if (w->scratch) {
+    if (w->scratch && !w->nchunks) {
         dnnl_dims_t d = {(dnnl_dim_t)w->scratch};
         dnnl_memory_desc_t smd;
         scratch = aligned_alloc(64, (w->scratch + 63) & ~(size_t)63);
@@ -478,6 +826,12 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     dnnl_memory_desc_t amd;
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&amd, 1, ad, dnnl_f32, dnnl_a));
     DNNL_TRY(dnnl_memory_create(&am, &amd, g_engine, &alpha));
+    if (w->nchunks) {
+        st = rows_pooled(w, rows, X, am, Y);
+        if (st != dnnl_success)
+            goto fail;
+        goto done;
+    }
     for (size_t r = 0; r < rows;) {
         size_t n = next_tile(rows - r, exact);
         dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, dd = {(dnnl_dim_t)n, w->N};
