@@ -10,12 +10,14 @@
 
 #include "api.h"
 #include "dsstore.h"
+#include "npy.h"
 #include "routes.h"
 
 typedef struct dreq {
     char root[4096];
     char ds[72], item[72];
     char *tmp_path; /* upload body (owned copy of the path) */
+    int flags;      /* SOLA_NPY_ALLOW_NONFINITE with solad --allow-nonfinite */
 } dreq;
 
 static void dreq_done(void *state)
@@ -57,6 +59,7 @@ static dreq *dreq_new(const api_ctx *ctx, api_request *rq, api_response *rs, int
         free(st);
         return NULL;
     }
+    st->flags = ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0;
     snprintf(st->ds, sizeof st->ds, "%s", ds ? ds : "");
     snprintf(st->item, sizeof st->item, "%s", item ? item : "");
     return st;
@@ -124,7 +127,8 @@ static void put_item_run(void *state, sola_ws *ws, api_response *rs)
     sola_err e = {0};
     int created = 0, C = 0;
     int64_t T = 0;
-    if (sola_ds_put_item(st->root, st->ds, st->item, st->tmp_path, &created, &T, &C, &e)) {
+    if (sola_ds_put_item(st->root, st->ds, st->item, st->tmp_path, st->flags, &created, &T,
+                         &C, &e)) {
         api_error_from(rs, &e);
         return;
     }
@@ -164,7 +168,7 @@ static void put_npz_run(void *state, sola_ws *ws, api_response *rs)
     dreq *st = state;
     sola_err e = {0};
     int created = 0, n = 0;
-    if (sola_ds_put_npz(st->root, st->ds, st->tmp_path, &created, &n, &e)) {
+    if (sola_ds_put_npz(st->root, st->ds, st->tmp_path, st->flags, &created, &n, &e)) {
         api_error_from(rs, &e);
         return;
     }

@@ -17,6 +17,7 @@
 
 #include "dataset.h"
 #include "fsutil.h"
+#include "npy.h"
 
 int sola_ds__io_code(int err)
 {
@@ -211,7 +212,7 @@ static int other_item_c(const char *dir, const char *except, char *which, size_t
 /* ---- one item ---------------------------------------------------------------- */
 
 int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
-                     int *created, int64_t *Tout, int *Cout, sola_err *e)
+                     int flags, int *created, int64_t *Tout, int *Cout, sola_err *e)
 {
     int rc = sola_ds__check_names(root, ds, item, e);
     if (rc)
@@ -243,7 +244,8 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     }
     int64_t T;
     int C;
-    if ((rc = sola_dataset_peek_file(hidden, &T, &C, e))) {
+    if ((rc = sola_dataset_peek_file(hidden, &T, &C, e)) ||
+        (rc = sola_npy_check_values(hidden, flags & SOLA_NPY_ALLOW_NONFINITE, e))) {
         sola_ds__rename_in_msg(e, hidden, shown);
         goto fail;
     }

@@ -53,16 +53,21 @@ void sola_ds_info_free(sola_ds_info *d);
  * preferably: it is hard-linked, else copied) as ROOT/ds/item.npy, creating the
  * dataset if needed and replacing an existing item of that name. *created = 1 if the
  * item is new; *T, *C (may be NULL) get its shape. src is left in place but may
- * share its inode with the stored item: do not modify it afterwards. */
+ * share its inode with the stored item: do not modify it afterwards.
+ * Every value is read once (sola_npy_check_values) and a NaN or infinity refuses
+ * the item (SOLA_EFORMAT naming the item and the element) unless flags has
+ * SOLA_NPY_ALLOW_NONFINITE (solad --allow-nonfinite): training on it would stop at
+ * the first batch that meets it. */
 int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
-                     int *created, int64_t *T, int *C, sola_err *e);
+                     int flags, int *created, int64_t *T, int *C, sola_err *e);
 
 /* Stores the .npz archive at src as dataset ds, one item per member (member names
  * are the item names), replacing the whole dataset if it exists (*created = 0) --
  * atomically: readers see the old set of items or the new one. *nitems (may be
- * NULL) gets the member count. */
-int sola_ds_put_npz(const char *root, const char *ds, const char *src, int *created,
-                    int *nitems, sola_err *e);
+ * NULL) gets the member count. Values are checked as by sola_ds_put_item (flags):
+ * one non-finite value in any member refuses the whole archive. */
+int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags,
+                    int *created, int *nitems, sola_err *e);
 
 /* Removes dataset ds (item == NULL) or one item; removing the last item removes the
  * dataset. SOLA_ENOTFOUND if absent. */

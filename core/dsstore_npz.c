@@ -15,6 +15,7 @@
 #include "dsstore.h"
 #include "dsstore_int.h"
 #include "fsutil.h"
+#include "npy.h"
 #include "npz.h"
 
 /* ---- a whole dataset from a .npz --------------------------------------------- */
@@ -178,8 +179,8 @@ static int check_members(const sola_npz *z, const char *ds, sola_err *e)
     return rc;
 }
 
-int sola_ds_put_npz(const char *root, const char *ds, const char *src, int *created,
-                    int *nitems, sola_err *e)
+int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags,
+                    int *created, int *nitems, sola_err *e)
 {
     int rc = sola_ds__check_names(root, ds, NULL, e);
     if (rc)
@@ -233,7 +234,8 @@ int sola_ds_put_npz(const char *root, const char *ds, const char *src, int *crea
             break;
         int64_t T;
         int C;
-        if ((rc = sola_dataset_peek_file(path, &T, &C, e))) {
+        if ((rc = sola_dataset_peek_file(path, &T, &C, e)) ||
+            (rc = sola_npy_check_values(path, flags & SOLA_NPY_ALLOW_NONFINITE, e))) {
             sola_ds__rename_in_msg(e, path, shown);
             break;
         }

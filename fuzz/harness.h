@@ -557,7 +557,7 @@ static int fuzz_ds_keep(const char *root)
     int created;
     if (access(p, F_OK) != 0 && sola_npy_save(p, x, 2, (int64_t[]){2, 3}, &e))
         return -1;
-    return sola_ds_put_item(root, "keep", "a", p, &created, NULL, NULL, &e) ? -1 : 0;
+    return sola_ds_put_item(root, "keep", "a", p, 0, &created, NULL, NULL, &e) ? -1 : 0;
 }
 
 static const char *fuzz_ds_root(void)
@@ -613,7 +613,7 @@ FUZZ_UNUSED static int fuzz_one_dataset_npz(const uint8_t *data, size_t size)
     fclose(f);
     int created = -1, nitems = -1, res = 0;
     sola_err e = {0};
-    int rc = sola_ds_put_npz(root, ds, src, &created, &nitems, &e);
+    int rc = sola_ds_put_npz(root, ds, src, 0, &created, &nitems, &e);
     if (fuzz_ds_hidden(root, hid, sizeof hid)) {
         res = fuzz_violation("dataset store: %s left in the store after a %s upload", hid,
                              rc ? "refused" : "accepted");

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <dirent.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/mount.h>
@@ -103,17 +104,17 @@ START_TEST(store_items_validated_before_they_appear)
     int created = -1, C = 0;
     int64_t T = 0;
     write_npy(f, 30, 8, 1);
-    ck_assert_int_eq(sola_ds_put_item(root, "d", "a", f, &created, &T, &C, &e), 0);
+    ck_assert_int_eq(sola_ds_put_item(root, "d", "a", f, 0, &created, &T, &C, &e), 0);
     ck_assert_int_eq(created, 1);
     ck_assert_int_eq(T, 30);
     ck_assert_int_eq(C, 8);
-    ck_assert_int_eq(sola_ds_put_item(root, "d", "a", f, &created, NULL, NULL, &e), 0);
+    ck_assert_int_eq(sola_ds_put_item(root, "d", "a", f, 0, &created, NULL, NULL, &e), 0);
     ck_assert_int_eq(created, 0); /* replaced */
 
     /* another C: refused, and the message says which dataset has which C */
     pathf(bad, "%s/c16.npy", dir);
     write_npy(bad, 30, 16, 2);
-    ck_assert_int_eq(sola_ds_put_item(root, "d", "b", bad, &created, NULL, NULL, &e),
+    ck_assert_int_eq(sola_ds_put_item(root, "d", "b", bad, 0, &created, NULL, NULL, &e),
                      SOLA_ESHAPE);
     ck_assert_ptr_nonnull(strstr(e.msg, "C=16"));
     ck_assert_ptr_nonnull(strstr(e.msg, "C=8"));
@@ -123,13 +124,13 @@ START_TEST(store_items_validated_before_they_appear)
     char *buf = tu_read(f, &n);
     pathf(bad, "%s/trunc.npy", dir);
     ck_assert_int_eq(tu_write(bad, buf, n - 100), 0);
-    ck_assert_int_eq(sola_ds_put_item(root, "d", "c", bad, &created, NULL, NULL, &e),
+    ck_assert_int_eq(sola_ds_put_item(root, "d", "c", bad, 0, &created, NULL, NULL, &e),
                      SOLA_EFORMAT);
     ck_assert_ptr_nonnull(strstr(e.msg, "dataset d, item c")); /* not the hidden path */
     ck_assert_ptr_null(strstr(e.msg, ".up."));
     /* garbage into a new dataset: the dataset is not created */
     ck_assert_int_eq(tu_write(bad, "not a npy file at all", 21), 0);
-    ck_assert_int_eq(sola_ds_put_item(root, "new", "x", bad, &created, NULL, NULL, &e),
+    ck_assert_int_eq(sola_ds_put_item(root, "new", "x", bad, 0, &created, NULL, NULL, &e),
                      SOLA_EFORMAT);
     free(buf);
 
@@ -144,9 +145,9 @@ START_TEST(store_items_validated_before_they_appear)
     /* names: no traversal, no hidden files, no separators */
     const char *names[] = {"..", "../x", ".hidden", "a/b", "", "-rf", "x\\y", "a b", NULL};
     for (int i = 0; names[i]; i++) {
-        ck_assert_int_eq(sola_ds_put_item(root, names[i], "a", f, &created, NULL, NULL, &e),
+        ck_assert_int_eq(sola_ds_put_item(root, names[i], "a", f, 0, &created, NULL, NULL, &e),
                          SOLA_EINVAL);
-        ck_assert_int_eq(sola_ds_put_item(root, "d", names[i], f, &created, NULL, NULL, &e),
+        ck_assert_int_eq(sola_ds_put_item(root, "d", names[i], f, 0, &created, NULL, NULL, &e),
                          SOLA_EINVAL);
     }
     ck_assert_int_eq(count_prefix(dir, ""), 4); /* datasets, in, c16, trunc: nothing else */
@@ -173,7 +174,7 @@ START_TEST(store_npz_replaces_a_dataset_whole_or_not_at_all)
     const int T1[3] = {30, 40, 50}, T2[2] = {25, 26};
     write_npz(z1, 3, T1, 8, 0); /* stored */
     write_npz(z2, 2, T2, 8, 1); /* deflated */
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z1, &created, &n, &e), 0);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z1, 0, &created, &n, &e), 0);
     ck_assert_int_eq(created, 1);
     ck_assert_int_eq(n, 3);
     sola_ds_info info;
@@ -194,7 +195,7 @@ START_TEST(store_npz_replaces_a_dataset_whole_or_not_at_all)
     sola_array_free(&a);
 
     /* a deflated archive replaces the dataset: exactly its members remain */
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z2, &created, &n, &e), 0);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z2, 0, &created, &n, &e), 0);
     ck_assert_int_eq(created, 0);
     ck_assert_int_eq(sola_ds_stat(root, "d", &info, &e), 0);
     ck_assert_int_eq(info.n, 2);
@@ -213,16 +214,16 @@ START_TEST(store_npz_replaces_a_dataset_whole_or_not_at_all)
     ck_assert_int_eq(sola_npz_save(z3, mn, m, 2, 0, &e), 0);
     free(m[0].data);
     free(m[1].data);
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, &created, &n, &e), SOLA_ESHAPE);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, 0, &created, &n, &e), SOLA_ESHAPE);
     size_t len;
     unsigned char *buf = tu_read(z1, &len);
     buf[200] ^= 0x5a; /* inside the first member's float data */
     ck_assert_int_eq(tu_write(z3, buf, len), 0);
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, &created, &n, &e), SOLA_EFORMAT);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, 0, &created, &n, &e), SOLA_EFORMAT);
     ck_assert_ptr_nonnull(strstr(e.msg, "CRC"));
     buf[200] ^= 0x5a;
     ck_assert_int_eq(tu_write(z3, buf, len / 2), 0);
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, &created, &n, &e), SOLA_EFORMAT);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, 0, &created, &n, &e), SOLA_EFORMAT);
     free(buf);
     /* a member whose name would escape the dataset */
     sola_array one = {0};
@@ -233,7 +234,7 @@ START_TEST(store_npz_replaces_a_dataset_whole_or_not_at_all)
     const char *evil[1] = {"../../evil"};
     ck_assert_int_eq(sola_npz_save(z3, evil, &one, 1, 0, &e), 0);
     free(one.data);
-    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, &created, &n, &e), SOLA_EINVAL);
+    ck_assert_int_eq(sola_ds_put_npz(root, "d", z3, 0, &created, &n, &e), SOLA_EINVAL);
     ck_assert_ptr_nonnull(strstr(e.msg, "../../evil"));
     ck_assert_int_eq(count_prefix(dir, "evil"), 0);
 
@@ -484,6 +485,72 @@ START_TEST(http_bad_uploads_leave_nothing_behind)
 }
 END_TEST
 
+/* NaN and infinities: every value of an upload is read before it is stored; one
+ * refuses the item (or the whole .npz) with the item and element named, unless solad
+ * runs with --allow-nonfinite. */
+START_TEST(http_nonfinite_uploads_refused_unless_allowed)
+{
+    char *dir = tu_tmpdir();
+    char data[4096], data2[4096], f[4096], z[4096], root[4096];
+    pathf(data, "%s/data", dir);
+    pathf(data2, "%s/data2", dir);
+    pathf(root, "%s/datasets", data);
+    pathf(f, "%s/nan.npy", dir);
+    pathf(z, "%s/inf.npz", dir);
+    /* an item with one NaN at [3, 2]; an archive whose second member holds one -Inf */
+    float *x = su_input(40, 8, 5);
+    x[3 * 8 + 2] = NAN;
+    int64_t sh[2] = {40, 8};
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npy_save(f, x, 2, sh, &e), 0);
+    free(x);
+    sola_array a[2];
+    const char *names[2] = {"fine", "bad"};
+    for (int i = 0; i < 2; i++) {
+        a[i] = (sola_array){0};
+        a[i].ndim = 2;
+        a[i].shape[0] = 30;
+        a[i].shape[1] = 8;
+        a[i].data = su_input(30, 8, 60 + (unsigned)i);
+    }
+    a[1].data[29 * 8 + 7] = -INFINITY;
+    ck_assert_int_eq(sola_npz_save(z, names, a, 2, 1, &e), 0);
+    free(a[0].data);
+    free(a[1].data);
+
+    const char *args[] = {"--data", data, NULL};
+    su_server s;
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    su_resp r;
+    ck_assert_int_eq(put_file(&s, "/datasets/d/items/n", f, "application/x-npy", NULL, &r), 400);
+    ck_assert_msg(strstr(r.body, "dataset d, item n") && strstr(r.body, "[3, 2]") &&
+                  strstr(r.body, "NaN"), "%s", r.body);
+    su_resp_free(&r);
+    ck_assert_int_eq(put_file(&s, "/datasets/z", z, "application/x-npz", NULL, &r), 400);
+    ck_assert_msg(strstr(r.body, "member bad") && strstr(r.body, "[29, 7]") &&
+                  strstr(r.body, "-Inf"), "%s", r.body);
+    su_resp_free(&r);
+    json_decref(get_json(&s, "/datasets/d", 404)); /* nothing stored */
+    json_decref(get_json(&s, "/datasets/z", 404));
+    ck_assert_int_eq(leftovers(root), 0);
+    ck_assert_int_eq(su_stop(&s), 0);
+
+    /* --allow-nonfinite: stored as they are */
+    const char *args2[] = {"--data", data2, "--allow-nonfinite", NULL};
+    ck_assert_int_eq(su_start(&s, dir, args2), 0);
+    ck_assert_int_eq(put_file(&s, "/datasets/d/items/n", f, "application/x-npy", NULL, &r), 201);
+    su_resp_free(&r);
+    ck_assert_int_eq(put_file(&s, "/datasets/z", z, "application/x-npz", NULL, &r), 201);
+    su_resp_free(&r);
+    json_t *o = get_json(&s, "/datasets/z", 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(o, "n_items")), 2);
+    json_decref(o);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(http_every_mutating_route_needs_the_token)
 {
     char *dir = tu_tmpdir();
@@ -636,6 +703,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, http_synth_dataset_item_by_item_and_as_npz);
     tcase_add_test(t, http_bad_uploads_leave_nothing_behind);
+    tcase_add_test(t, http_nonfinite_uploads_refused_unless_allowed);
     tcase_add_test(t, http_every_mutating_route_needs_the_token);
     tcase_add_test(t, http_disk_full_is_507_and_the_store_stays_consistent);
     suite_add_tcase(s, t);
