@@ -202,6 +202,14 @@ typedef struct api_backend {
     int (*compute)(void *self, void (*fn)(void *arg), void *arg, sola_err *e);
 } api_backend;
 
+/* Host names served besides the built-in ones (api/origin.c): lower-case; a leading
+ * dot (".example.com") stands for the domain and its subdomains. any: no check. */
+typedef struct api_hosts {
+    int any;
+    int n;
+    char **names;
+} api_hosts;
+
 typedef struct api_ctx {
     const api_backend *be;
     void *self;
@@ -213,6 +221,7 @@ typedef struct api_ctx {
     int allow_nonfinite; /* NaN/Inf in feature values accepted (else 400) */
     const char *data_dir; /* NULL: none */
     const char *token;  /* NULL: no auth */
+    const api_hosts *hosts; /* Host check (--allowed-hosts); NULL: none */
     const struct api_jobs_backend *jobs; /* training jobs (api/train.h); NULL: none */
     const struct api_seq_backend *seq;   /* open streams (api/seq.h); NULL: none */
     void *seq_self;                      /* its self argument */
@@ -254,6 +263,16 @@ const char *api_route_label(const api_route *r);
 /* 0 if the request may proceed; otherwise fills rs with 401 + WWW-Authenticate. */
 int api_check_auth(const api_ctx *ctx, const api_request *rq, const api_route *r,
                    api_response *rs);
+
+/* api/origin.c (finding M8). 0 if the Host header names this server (an IP literal,
+ * localhost, a single-label or cluster-internal name, or one of ctx->hosts);
+ * otherwise 400 naming --allowed-hosts. No check when ctx->hosts is NULL. */
+int api_check_host(const api_ctx *ctx, const api_request *rq, api_response *rs);
+/* 0 unless a browser could have been made to send this by another site: a request
+ * other than GET/HEAD/OPTIONS whose Origin is not the Host (403); on a mutating route
+ * (API_AUTH), a form's content type, or a POST body without a content type (415). */
+int api_check_origin(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                     int has_body, api_response *rs);
 
 /* 0 if this process's role allows the route; otherwise fills rs: 409 for a mutating
  * route on a read-only model store, 421 for a compute route on a train-only solad.

@@ -209,6 +209,8 @@ int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work
     int status;
     char allow[128];
     memset(w, 0, sizeof *w);
+    if (api_check_host(ctx, rq, rs))
+        return API_REPLY;
     const api_route *r = api_route_match(rq, &status, allow, sizeof allow, NULL);
     if (!r && status == 405) {
         api_error(rs, 405, "%s is not allowed on %.200s (allowed: %s)", rq->method, rq->path,
@@ -216,7 +218,8 @@ int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work
         api_set_header(rs, "Allow", "%s", allow);
         return API_REPLY;
     }
-    if (r && (api_check_auth(ctx, rq, r, rs) || api_check_role(ctx, rq, r, rs)))
+    if (r && (api_check_auth(ctx, rq, r, rs) || api_check_role(ctx, rq, r, rs) ||
+              api_check_origin(ctx, rq, r, rq->body_len > 0 || rq->body_path, rs)))
         return API_REPLY;
     return api_handle(ctx, rq, rs, w);
 }

@@ -238,6 +238,7 @@ void srv_backend_init(srv *s)
     s->ctx.allow_nonfinite = s->cfg.allow_nonfinite;
     s->ctx.data_dir = s->cfg.data_dir;
     s->ctx.token = s->token;
+    s->ctx.hosts = &s->hosts;
     s->ctx.seq = s->streams ? &srv_streams_backend : NULL;
     s->ctx.seq_self = s->streams;
     s->ctx.read_only_store = s->cfg.models_dir;

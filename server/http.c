@@ -509,6 +509,8 @@ static enum MHD_Result on_first(req *r, int uri_nul)
     }
     if (srv_guard_query(r->conn, r->query, MAX_QUERY, &r->rq.nquery, &r->rs))
         return early(r);
+    if (api_check_host(&s->ctx, &r->rq, &r->rs))
+        return early(r);
     int status;
     char allow[128];
     const api_route *route = api_route_match(&r->rq, &status, allow, sizeof allow, &r->label);
@@ -522,8 +524,14 @@ static enum MHD_Result on_first(req *r, int uri_nul)
         api_handle(&s->ctx, &r->rq, &r->rs, &r->w); /* the 404 entry */
         return early(r);
     }
+    const char *cl0 = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int has_body = (cl0 && strcmp(cl0, "0") != 0) ||
+                   MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if (api_check_auth(&s->ctx, &r->rq, route, &r->rs) ||
-        api_check_role(&s->ctx, &r->rq, route, &r->rs))
+        api_check_role(&s->ctx, &r->rq, route, &r->rs) ||
+        api_check_origin(&s->ctx, &r->rq, route, has_body, &r->rs))
         return early(r);
     if ((route->flags & API_BODY_BIG) && (route->flags & API_BODY_FILE) && s->cfg.max_upload)
         r->limit = s->cfg.max_upload; /* spooled to disk, never loaded whole */

@@ -1,5 +1,6 @@
 /* main.c -- solad: flags, setup, run, teardown. Exit codes: 0 after a drain (also on
  * the drain deadline), 1 when it cannot start, 2 on a usage error. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +48,10 @@ static const char usage[] =
     "                         (default 64)\n"
     "  --token-file PATH      require Authorization: Bearer <file content> on mutating\n"
     "                         routes (uploads, activation)\n"
+    "  --allowed-hosts LIST   names a client may put in Host besides IP addresses,\n"
+    "                         localhost, single-label and *.svc names and this machine's\n"
+    "                         name: comma-separated NAME or .DOMAIN (with its subdomains),\n"
+    "                         * = any; other names get 400 (DNS rebinding)\n"
     "  --log-format text|json one log line per request on stderr (default text)\n"
     "  --default-model NAME   model used when a request names none (default: the only\n"
     "                         model)\n"
@@ -186,6 +191,63 @@ static int parse_bytes(const char *s, size_t *out)
     return 0;
 }
 
+/* Appends one name of --allowed-hosts (lower-cased; ".example.com" = the domain and
+ * its subdomains). 0, or -1 when it is not a host name. */
+static int add_host(api_hosts *hs, const char *p, size_t n)
+{
+    if (n == 0 || n > 253)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '.' && p[i] != '_')
+            return -1;
+    if (n >= 2 && p[n - 1] == '.')
+        n--;
+    char **names = realloc(hs->names, (size_t)(hs->n + 1) * sizeof *names);
+    if (!names)
+        return -1;
+    hs->names = names;
+    if (!(names[hs->n] = strndup(p, n)))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        names[hs->n][i] = (char)tolower((unsigned char)names[hs->n][i]);
+    hs->n++;
+    return 0;
+}
+
+/* --allowed-hosts LIST ("*" = any), then this machine's host name and the --listen
+ * host when it is a name (api/origin.c adds IP literals, localhost, single-label and
+ * cluster-internal names itself). 0, or 2 after a usage error. */
+static int build_hosts(api_hosts *hs, const char *list, const char *listen)
+{
+    if (list && strcmp(list, "*") == 0) {
+        hs->any = 1;
+        return 0;
+    }
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        const char *q = p;
+        size_t m = n;
+        while (m && (*q == ' ')) q++, m--;
+        while (m && q[m - 1] == ' ') m--;
+        if (add_host(hs, q, m)) {
+            char bad_name[300];
+            snprintf(bad_name, sizeof bad_name, "%.*s", (int)(n < 256 ? n : 256), p);
+            return bad("--allowed-hosts: '%s' is not a host name (expected NAME or .DOMAIN, "
+                       "comma-separated, or * for any)", bad_name);
+        }
+        p += n + (p[n] == ',');
+    }
+    char me[256];
+    if (gethostname(me, sizeof me) == 0) {
+        me[sizeof me - 1] = '\0';
+        add_host(hs, me, strlen(me)); /* a name our own check would refuse is skipped */
+    }
+    const char *colon = strrchr(listen, ':');
+    if (colon && listen[0] != '[')
+        add_host(hs, listen, (size_t)(colon - listen));
+    return 0;
+}
+
 /* The token is the file's content without surrounding whitespace; it must be
  * visible ASCII (RFC 6750's b64token is a subset). A NUL would cut it short where
  * it is compared (a file starting with NUL made the empty token valid) and other
@@ -315,7 +377,8 @@ int main(int argc, char **argv)
            O_DELAY, O_RESCAN, O_HELP, O_VERSION, O_MAXUPLOAD, O_TRAINTHREADS, O_JOBQUEUE,
            O_RESUMEJOBS, O_BATCHFRAMES, O_BATCHWINDOW, O_CREATEDATA,
            O_MAXINFLIGHT, O_MAXTSM, O_NONFINITE, O_MAXSTREAMS, O_STREAMIDLE,
-           O_MODELSDIR, O_SERVEONLY, O_TRAINONLY, O_HDRTO, O_BODYTO, O_BODYRATE };
+           O_MODELSDIR, O_SERVEONLY, O_TRAINONLY, O_HDRTO, O_BODYTO, O_BODYRATE,
+           O_HOSTS };
     static const struct option opts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"data", required_argument, 0, O_DATA},
@@ -332,6 +395,7 @@ int main(int argc, char **argv)
         {"drain-timeout", required_argument, 0, O_DRAIN},
         {"conn-timeout", required_argument, 0, O_CONNTO},
         {"header-timeout", required_argument, 0, O_HDRTO},
+        {"allowed-hosts", required_argument, 0, O_HOSTS},
         {"body-timeout", required_argument, 0, O_BODYTO},
         {"min-body-rate", required_argument, 0, O_BODYRATE},
         {"max-conns", required_argument, 0, O_MAXCONNS},
@@ -399,6 +463,7 @@ int main(int argc, char **argv)
             c->queue = (int)v;
             break;
         case O_TOKEN: c->token_file = optarg; break;
+        case O_HOSTS: c->allowed_hosts = optarg; break;
         case O_LOGFMT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json"))
                 return bad("--log-format %s: expected text or json", optarg);
@@ -560,6 +625,8 @@ int main(int argc, char **argv)
     sola_err e = {0};
     if (c->token_file && !(s.token = read_token(c->token_file)))
         return 1;
+    if (build_hosts(&s.hosts, c->allowed_hosts, c->listen))
+        return 2;
     if (c->data_dir) {
         char p[4096];
         snprintf(p, sizeof p, "%s/models", c->data_dir);
@@ -648,5 +715,8 @@ out:
     srv_ws_free_all(&s);
     free(s.tmp_dir);
     free(s.token);
+    for (int i = 0; i < s.hosts.n; i++)
+        free(s.hosts.names[i]);
+    free(s.hosts.names);
     return rc;
 }

@@ -28,6 +28,7 @@ typedef struct srv_config {
     int max_frames;            /* T limit */
     int queue;                 /* work items that may wait beyond the busy workers */
     const char *token_file;
+    const char *allowed_hosts; /* --allowed-hosts: comma-separated; "*" = any */
     int log_json;
     const char *default_model;
     double drain_timeout;      /* seconds */
@@ -83,6 +84,7 @@ typedef struct srv {
     api_backend be;
     api_ctx ctx;
     char *token;
+    api_hosts hosts;  /* --allowed-hosts, the listen host, the machine's name */
     char *tmp_dir;   /* uploads are streamed here (DATA/tmp or $TMPDIR) */
     ws_pool pool;
 

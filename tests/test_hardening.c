@@ -7,7 +7,9 @@
  *      unknown transfer coding are answered at once and the connection closed (one
  *      request, one reply);
  *   M7 a model at version 2147483647 gets no next version from a job: the job fails
- *      with a clear message instead of registering version -2147483648. */
+ *      with a clear message instead of registering version -2147483648;
+ *   M8 cross-site requests (another site's Origin, a form's content type) are refused,
+ *      and so is a Host that is not one of the server's names (DNS rebinding). */
 #include <sys/stat.h>
 
 #include "rawconn.h"
@@ -355,6 +357,166 @@ START_TEST(m7_version_limit_is_a_clear_failure)
 }
 END_TEST
 
+/* ---- M8 ---------------------------------------------------------------------- */
+
+static long active_of(const su_server *s)
+{
+    su_resp r;
+    long v = -1;
+    if (su_get(s, NULL, "/models/m", &r) == 200) {
+        json_t *o = json_loads(r.body, 0, NULL);
+        v = (long)json_integer_value(json_object_get(o, "active"));
+        json_decref(o);
+    }
+    su_resp_free(&r);
+    return v;
+}
+
+/* One request with the given headers; expects status want and, in the body, needle. */
+static void expect_req(const su_server *s, const char *method, const char *path,
+                       const char *const *h, const char *body, long want, const char *needle)
+{
+    su_resp r;
+    su_http(NULL, method, su_url(s, path), h, body, body ? strlen(body) : 0, &r);
+    ck_assert_msg(r.status == want, "%s %s: %ld (wanted %ld) %s", method, path, r.status, want,
+                  r.body ? r.body : "");
+    su_expect(&r, want, needle);
+}
+
+/* GET /models with Host: host; the status. */
+static long get_with_host(const su_server *s, const char *host)
+{
+    char h[300];
+    snprintf(h, sizeof h, "Host: %s", host);
+    const char *hs[] = {h, NULL};
+    su_resp r;
+    su_http(NULL, "GET", su_url(s, "/models"), hs, NULL, 0, &r);
+    long st = r.status;
+    if (st == 400)
+        ck_assert_msg(r.body && strstr(r.body, "--allowed-hosts"), "Host %s: %s", host, r.body);
+    su_resp_free(&r);
+    return st;
+}
+
+/* Finding M8: with no token (the default) a cross-site form POST activated a version,
+ * and any Host was served, so a page of another site whose name resolves here (DNS
+ * rebinding) could read models and datasets. */
+START_TEST(m8_cross_site_requests_and_foreign_hosts_refused)
+{
+    su_server s;
+    char *dir = tu_tmpdir();
+    for (int v = 1; v <= 2; v++) {
+        sola_model *m = su_make_model(dir, "m", v, C_DIM, 8, (uint64_t)v, 0.5f);
+        ck_assert_ptr_nonnull(m);
+        sola_model_free(m);
+    }
+    const char *args[] = {"--data", dir, "--workers", "1", "--threads", "1", NULL};
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    put_item(&s, "d", "a", 5, NULL);
+    long act = active_of(&s);
+    ck_assert_int_eq(act, 2);
+    char self[128];
+    snprintf(self, sizeof self, "Origin: http://127.0.0.1:%d", s.port);
+
+    /* the attack as a browser sends it: a form on another site */
+    const char *form[] = {"Content-Type: application/x-www-form-urlencoded",
+                          "Origin: http://evil.example", NULL};
+    expect_req(&s, "POST", "/models/m/activate?version=1", form, "x=1", 403, "another site");
+    ck_assert_int_eq(active_of(&s), act);
+    /* a browser that sends no Origin: the form's content types are refused */
+    static const char *const forms[] = {"Content-Type: application/x-www-form-urlencoded",
+                                        "Content-Type: text/plain;charset=UTF-8",
+                                        "Content-Type: multipart/form-data; boundary=x"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        const char *h[] = {forms[i], NULL};
+        expect_req(&s, "POST", "/models/m/activate?version=1", h, "x=1", 415, "web form");
+        expect_req(&s, "POST", "/models/m/activate?version=1", h, NULL, 415, "web form");
+        expect_req(&s, "DELETE", "/datasets/d", h, NULL, 415, "web form");
+        expect_req(&s, "POST", "/train", h, "{\"dataset\": \"d\"}", 415, "web form");
+    }
+    /* a POST body without a type ("Content-Type:" makes libcurl send none) */
+    const char *none[] = {"Content-Type:", NULL};
+    expect_req(&s, "POST", "/models/m/activate", none, "{\"version\": 1}", 415,
+               "needs a Content-Type");
+    ck_assert_int_eq(active_of(&s), act);
+    /* another site's Origin on any request that is not a GET: refused, also where it
+     * would only compute */
+    const char *del[] = {"Origin: https://evil.example", NULL};
+    expect_req(&s, "DELETE", "/datasets/d", del, NULL, 403, "another site");
+    ck_assert_int_eq(item_T(&s, "d", "a"), 5);
+    const char *null_origin[] = {"Content-Type: application/json", "Origin: null", NULL};
+    expect_req(&s, "POST", "/models/m/activate", null_origin, "{\"version\": 1}", 403,
+               "another site");
+    float *x = su_input(4, C_DIM, 1);
+    char *feat = su_json_features(x, 4, C_DIM, "");
+    free(x);
+    const char *cross[] = {"Content-Type: application/json", "Origin: http://evil.example",
+                           NULL};
+    expect_req(&s, "POST", "/refine", cross, feat, 403, "another site");
+    /* GETs stay readable from the page itself and from tools */
+    const char *get_cross[] = {"Origin: http://evil.example", NULL};
+    expect_req(&s, "GET", "/models", get_cross, NULL, 200, NULL);
+
+    /* the page itself (Origin = Host) and clients without a browser still work */
+    const char *own[] = {"Content-Type: application/json", self, NULL};
+    expect_req(&s, "POST", "/refine", own, feat, 200, NULL);
+    free(feat);
+    expect_req(&s, "POST", "/models/m/activate", own, "{\"version\": 1}", 200, NULL);
+    ck_assert_int_eq(active_of(&s), 1);
+    const char *json[] = {"Content-Type: application/json", NULL};
+    expect_req(&s, "POST", "/models/m/activate", json, "{\"version\": 2}", 200, NULL);
+    expect_req(&s, "POST", "/models/m/activate?version=1", NULL, NULL, 200, NULL);
+    ck_assert_int_eq(active_of(&s), 1);
+    {   /* curl -T: a PUT without a type (no browser sends a cross-site PUT unasked) */
+        float *y = su_input(6, C_DIM, 2);
+        size_t len;
+        void *b = su_npy_of(y, 6, C_DIM, &len);
+        su_resp r;
+        su_http(NULL, "PUT", su_url(&s, "/datasets/d/items/t"), none, b, len, &r);
+        su_expect(&r, 201, NULL);
+        free(b);
+        free(y);
+    }
+
+    /* Host: the server's names pass, another site's name does not */
+    char h[128];
+    static const char *const ok[] = {"localhost", "solad", "solad.ns.svc.cluster.local",
+                                     "solad.ns.svc", "[::1]", "app.localhost"};
+    snprintf(h, sizeof h, "127.0.0.1:%d", s.port);
+    ck_assert_int_eq(get_with_host(&s, h), 200);
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(h, sizeof h, "%s:%d", ok[i], s.port);
+        ck_assert_msg(get_with_host(&s, h) == 200, "Host %s refused", h);
+    }
+    static const char *const foreign[] = {"evil.example", "evil.example:80", "EVIL.example.",
+                                          "x.svc.evil.example", "127.0.0.1.evil.example"};
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++)
+        ck_assert_msg(get_with_host(&s, foreign[i]) == 400, "Host %s served", foreign[i]);
+    const char *rebind[] = {"Host: evil.example", NULL};
+    expect_req(&s, "GET", "/datasets/d", rebind, NULL, 400, "DNS rebinding");
+    ck_assert_int_eq(su_stop(&s), 0);
+
+    /* --allowed-hosts adds names and domains; * turns the check off */
+    const char *named[] = {"--data", dir, "--allowed-hosts", "models.example.com, .corp.example",
+                           NULL};
+    ck_assert_int_eq(su_start(&s, dir, named), 0);
+    static const char *const yes[] = {"models.example.com", "MODELS.example.com.:8080",
+                                      "corp.example", "a.b.corp.example"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        ck_assert_msg(get_with_host(&s, yes[i]) == 200, "Host %s refused", yes[i]);
+    static const char *const no[] = {"evil.example", "xcorp.example", "example.com"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        ck_assert_msg(get_with_host(&s, no[i]) == 400, "Host %s served", no[i]);
+    ck_assert_int_eq(su_stop(&s), 0);
+    const char *any[] = {"--data", dir, "--allowed-hosts", "*", NULL};
+    ck_assert_int_eq(su_start(&s, dir, any), 0);
+    ck_assert_int_eq(get_with_host(&s, "evil.example"), 200);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hardening");
@@ -364,6 +526,7 @@ static Suite *suite(void)
     tcase_add_test(tc, m3_nul_and_query_refused);
     tcase_add_test(tc, m4_ambiguous_framing_one_reply_and_close);
     tcase_add_test(tc, m7_version_limit_is_a_clear_failure);
+    tcase_add_test(tc, m8_cross_site_requests_and_foreign_hosts_refused);
     suite_add_tcase(s, tc);
     return s;
 }

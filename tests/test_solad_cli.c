@@ -76,6 +76,8 @@ START_TEST(usage_errors_exit_2_with_the_error_last)
     expect_usage_error(dir, "--stream-idle-timeout 0", "--stream-idle-timeout 0");
     expect_usage_error(dir, "--stream-idle-timeout 5s", "--stream-idle-timeout 5s");
     expect_usage_error(dir, "--stream-idle-timeout nan", "seconds, 0.01 or more");
+    expect_usage_error(dir, "--allowed-hosts 'ok.example,a b'", "'a b' is not a host name");
+    expect_usage_error(dir, "--allowed-hosts ok.example,,x", "'' is not a host name");
     tu_rmtree(dir);
     free(dir);
 }
@@ -90,7 +92,7 @@ START_TEST(help_lists_every_flag)
         "--listen", "--data", "--create-data", "--dim", "--workers", "--threads",
         "--max-body", "--max-frames", "--queue", "--token-file", "--log-format",
         "--default-model", "--drain-timeout", "--conn-timeout", "--header-timeout",
-        "--body-timeout", "--min-body-rate", "--max-conns",
+        "--body-timeout", "--min-body-rate", "--allowed-hosts", "--max-conns",
         "--max-conns-per-ip", "--rescan-interval", "--max-upload", "--train-threads",
         "--job-queue", "--resume-jobs", "--max-batch-frames", "--batch-window-us", "--max-streams",
         "--stream-idle-timeout", "--version",

@@ -234,8 +234,8 @@ static int sk_activate(const sk_config *cfg)
         if (curl_easy_perform(c) == CURLE_OK)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st1);
     }
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/models/%s/activate?version=2", cfg->port,
-             cfg->model);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/models/%s/activate", cfg->port, cfg->model);
+    struct curl_slist *hj = curl_slist_append(NULL, "Content-Type: application/json");
     for (int i = 0; i < 100 && (st2 == 0 || st2 == 503); i++) {
         if (i) {
             struct timespec ts = {0, 100 * 1000000L};
@@ -243,13 +243,16 @@ static int sk_activate(const sk_config *cfg)
         }
         curl_easy_reset(c);
         curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        /* JSON, as the route asks: libcurl's default form type is refused (M8) */
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"version\": 2}");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hj);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sk_sink);
         st2 = 0;
         if (curl_easy_perform(c) == CURLE_OK)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st2);
     }
     curl_slist_free_all(hl);
+    curl_slist_free_all(hj);
     curl_easy_cleanup(c);
     free(b);
     if (st1 / 100 != 2 || st2 != 200)
