@@ -23,12 +23,15 @@
 #include "npz.h"
 #include "refine_dataset.h"
 #include "refine_meta.h"
+#include "refine_shard.h"
 
 static const char usage[] =
     "sola refine -m MODEL.safetensors IN(.npy|.npz|DIR|.h5) -o OUT(.npy|.npz|DIR|.h5) "
     "[--layout tc|ct] [--allow-missing] [--h5-out FILE.h5] [--missing-names as-is|strip-v] "
     "[--pair-order rgb,flow|flow,rgb] [--fps F] [--stride S] [--frames N] "
-    "[--annotations JSON [--subset S]] [--threads N]\n"
+    "[--annotations JSON [--subset S]] [--shard I/N | --shards N] [--skip-existing] "
+    "[--threads N]\n"
+    "       sola refine --merge-meta OUTDIR [--shards N]\n"
     "       sola refine --stream -m MODEL.safetensors [--dim C] [-o OUT.npy] < IN";
 
 static const char help[] =
@@ -72,6 +75,22 @@ static const char help[] =
     "                 disagree with it, and its videos without features named in\n"
     "                 missing_files.txt (--subset S: only that subset's videos)\n"
     "  --threads N    BLAS threads (default: all cores)\n"
+    "\n"
+    "Spread over processes or machines (a folder output; docs/deploy.md, Batch refine):\n"
+    "  --shard I/N    refine shard I (0..N-1) of N: the videos whose name hashes to I\n"
+    "                 (FNV-1a 64 of the name mod N; an HDF5 input by key), so a video\n"
+    "                 keeps its shard when others are added. Without it, a Kubernetes\n"
+    "                 Indexed Job's JOB_COMPLETION_INDEX is the index, and --shards N\n"
+    "                 (or JOB_COMPLETIONS) the count. A shard writes its part of the\n"
+    "                 two files below, OUTDIR/refine_meta.I-of-N.json and\n"
+    "                 OUTDIR/missing_files.I-of-N.txt; the shard that finds every part\n"
+    "                 there merges them into the files one process writes\n"
+    "  --skip-existing  keep an output that is already complete (a .npy of the right\n"
+    "                 dtype, shape and size; an .npz or .csv that reads back in that\n"
+    "                 shape) instead of refining it again: a retried shard resumes. It\n"
+    "                 does not check which model wrote it\n"
+    "  --merge-meta OUTDIR  merge the shards' parts in OUTDIR into refine_meta.json and\n"
+    "                 missing_files.txt (exit 1 naming the shards whose part is missing)\n"
     "\n"
     "Online (--stream): one sequence on standard input, read as it is written (a pipe\n"
     "from a feature extractor); each refined snippet is written as soon as it is final,\n"
@@ -244,6 +263,24 @@ static int refine_stream(const char *mpath, const char *out, int dim, int thread
     return rc;
 }
 
+/* --merge-meta OUTDIR: the shards' parts into the files one process writes. */
+static int merge_meta(const char *dir, long shards, int other_args)
+{
+    if (other_args)
+        return cli_usage(usage, "--merge-meta OUTDIR takes no model, input or other output "
+                         "(only --shards N)");
+    if (!is_dir(dir))
+        return cli_usage(usage, "--merge-meta: %s is not a folder (the -o of the shards)", dir);
+    sola_err e = {0};
+    int rc = cli_shard_merge(dir, (int)shards, &e);
+    if (rc) {
+        cli_errorf("%s", e.msg);
+        return EXIT_RUNTIME;
+    }
+    fprintf(stderr, "merged into %s/refine_meta.json and %s/missing_files.txt\n", dir, dir);
+    return EXIT_OK;
+}
+
 int cmd_refine(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -262,11 +299,15 @@ int cmd_refine(int argc, char **argv)
         {"subset", required_argument, 0, 'U'},
         {"stream", no_argument, 0, 1001},
         {"dim", required_argument, 0, 1002},
+        {"shard", required_argument, 0, 1003},
+        {"shards", required_argument, 0, 1004},
+        {"skip-existing", no_argument, 0, 1005},
+        {"merge-meta", required_argument, 0, 1006},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *mpath = NULL, *out = NULL;
-    long threads = 0, dim = 0;
+    const char *mpath = NULL, *out = NULL, *shard = NULL, *merge = NULL;
+    long threads = 0, dim = 0, shards = 0;
     int stream = 0;
     cli_refine_opts ro = {0};
     optind = 1;
@@ -316,14 +357,27 @@ int cmd_refine(int argc, char **argv)
             if (cli_parse_int(optarg, 1, 1 << 20, &dim))
                 return cli_usage(usage, "--dim wants a positive integer, got '%s'", optarg);
             break;
+        case 1003: shard = optarg; break;
+        case 1004:
+            if (cli_parse_int(optarg, 1, CLI_SHARD_MAX, &shards))
+                return cli_usage(usage, "--shards wants a count from 1 to %d, got '%s'",
+                                 CLI_SHARD_MAX, optarg);
+            break;
+        case 1005: ro.skip_existing = 1; break;
+        case 1006: merge = optarg; break;
         case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
         default: return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
+    if (merge)
+        return merge_meta(merge, shards, mpath || out || stream || shard || optind < argc);
     if (!mpath)
         return cli_usage(usage, "-m MODEL.safetensors is required");
     if (dim && !stream)
         return cli_usage(usage, "--dim goes with --stream (raw float32 rows on stdin)");
+    if (stream && (shard || shards || ro.skip_existing))
+        return cli_usage(usage, "--shard, --shards and --skip-existing are for a folder or "
+                         "HDF5 input, not --stream");
     if (stream)
         return refine_stream(mpath, out, (int)dim, (int)threads, &ro, argc - optind,
                              argv + optind);
@@ -346,6 +400,21 @@ int cmd_refine(int argc, char **argv)
                     ro.frames > 0 || ro.annotations))
         return cli_usage(usage, "--layout, --h5-out, --pair-order, --fps, --stride, --frames "
                          "and --annotations apply to a folder or HDF5 input");
+    if (!in_dir && (shard || shards || ro.skip_existing))
+        return cli_usage(usage, "--shard, --shards and --skip-existing split and resume a "
+                         "folder or HDF5 input, not one file");
+    if (in_dir) {
+        cli_shard sh;
+        char msg[512];
+        if (cli_shard_resolve(shard, shards, &sh, msg, sizeof msg))
+            return cli_usage(usage, "%s", msg);
+        ro.shard = sh.index;
+        ro.shards = sh.count;
+    }
+    if ((ro.shards || ro.skip_existing) && (cli_is_h5_name(out) || ro.h5_out))
+        return cli_usage(usage, "%s writes one HDF5 file, which shards cannot share and "
+                         "--skip-existing cannot resume: shard into a folder (-o DIR)",
+                         ro.h5_out ? "--h5-out" : "-o FILE.h5");
     if (ro.subset && !ro.annotations)
         return cli_usage(usage, "--subset selects videos of --annotations JSON");
     if (ro.h5_out && !cli_is_h5_name(ro.h5_out))

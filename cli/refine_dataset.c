@@ -15,6 +15,7 @@
 #include "refine_dataset.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "npz.h"
 #include "refine_meta.h"
 #include "refine_pipe.h"
+#include "refine_shard.h"
 
 int cli_is_h5_name(const char *path)
 {
@@ -159,6 +161,15 @@ static const char *h5_key(const sola_dataset *d, const sola_dataset_item *it)
     return d->h5 ? it->file : it->kind == SOLA_ITEM_H5DIR ? it->key : it->name;
 }
 
+/* OUT/NAME.npy (or .npz, .csv: the input's format family) of a folder output; NULL
+ * when it does not fit in n. */
+static char *out_path(const sola_dataset_item *it, const char *dir, char *buf, size_t n)
+{
+    const char *ext = it->kind == SOLA_ITEM_NPZ ? "npz" : it->kind == SOLA_ITEM_CSV ? "csv"
+                                                                                     : "npy";
+    return (size_t)snprintf(buf, n, "%s/%s.%s", dir, it->name, ext) < n ? buf : NULL;
+}
+
 /* Writes one refined video y [T, C] (already in the source orientation) next to its
  * input's format, and into the joined HDF5 file when there is one. */
 static int write_item(const sola_dataset *d, int i, outs *o, const sola_array *y,
@@ -175,9 +186,7 @@ static int write_item(const sola_dataset *d, int i, outs *o, const sola_array *y
         return write_mirror(d, i, o, y, e);
     char ip[4096], op[4096];
     snprintf(ip, sizeof ip, "%s/%s", d->dir, it->file);
-    const char *ext = it->kind == SOLA_ITEM_NPZ ? "npz" : it->kind == SOLA_ITEM_CSV ? "csv"
-                                                                                     : "npy";
-    if ((size_t)snprintf(op, sizeof op, "%s/%s.%s", o->dir, it->name, ext) >= sizeof op)
+    if (!out_path(it, o->dir, op, sizeof op))
         return sola_errf(e, SOLA_EINVAL, "%s: output path too long", o->dir);
     if (it->kind == SOLA_ITEM_NPZ)
         return write_npz(ip, op, y, e);
@@ -248,6 +257,8 @@ static json_t *run_fields(const sola_dataset *d, const cli_refine_opts *o, int64
                                   o->stride > 0 ? json_real(o->stride) : json_null(), "frames",
                                   o->frames > 0 ? json_real(o->frames) : json_null()));
     json_object_set_new(x, "fixed_length", fixed_T > 0 ? json_integer(fixed_T) : json_null());
+    if (o->shards) /* a part's; the merge drops it */
+        json_object_set_new(x, "shard", json_sprintf("%d/%d", o->shard, o->shards));
     return x;
 }
 
@@ -268,9 +279,12 @@ static int64_t fixed_length(const sola_dataset *d)
 }
 
 /* One run's state for the pipeline's hooks (refine_pipe.h): the reader's and the
- * writer's side of each video. The writer side runs for every video in order. */
+ * writer's side of each video. The writer side runs for every video in order. The
+ * pipe's video j is item idx[j] of the dataset (this shard's, not yet complete). */
 typedef struct run {
     sola_dataset *d;
+    const int *idx;
+    int total;
     const cli_refine_opts *o;
     outs *os;
     cli_progress *p;
@@ -284,14 +298,31 @@ typedef struct run {
 static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
 {
     run *r = ud;
-    return sola_dataset_window(r->d, i, 0, (int)T, x, e);
+    return sola_dataset_window(r->d, r->idx[i], 0, (int)T, x, e);
+}
+
+/* SOLA_DEBUG_STOP_AFTER_VIDEOS=N: the process stops itself (SIGSTOP) once it has
+ * written N videos, so a test kills it mid-run at a known point however fast the
+ * machine is (tests/test_refine_shard.c). Writer thread only. */
+static void debug_stop_after(long written)
+{
+    static long at = -1;
+    if (at < 0) {
+        const char *s = getenv("SOLA_DEBUG_STOP_AFTER_VIDEOS");
+        at = s ? atol(s) : 0;
+    }
+    if (at > 0 && written >= at) {
+        at = 0;
+        raise(SIGSTOP);
+    }
 }
 
 /* Writer thread: writes a refined video, or records why video i was skipped. */
-static int run_finish(void *ud, int i, int stage, const float *y, int64_t T, int *rc,
+static int run_finish(void *ud, int j, int stage, const float *y, int64_t T, int *rc,
                       sola_err *e)
 {
     run *r = ud;
+    int i = r->idx[j];
     sola_dataset *d = r->d;
     if (stage >= 1)
         r->frames += (long)T;
@@ -336,8 +367,61 @@ static int run_finish(void *ud, int i, int stage, const float *y, int64_t T, int
     }
     char extra[64];
     snprintf(extra, sizeof extra, "%ld frames", r->frames);
-    cli_progress_update(r->p, "refine", i + 1, d->n, "videos", extra);
+    cli_progress_update(r->p, "refine", j + 1, r->total, "videos", extra);
+    debug_stop_after(r->refined);
     return 0;
+}
+
+/* Which videos this process refines: mine[i] for this shard's items (*mine NULL when
+ * not sharded: every item), and in idx[0..*n) those of them whose output is not
+ * already complete (--skip-existing; *kept counts the others). 0 or SOLA_ENOMEM. */
+static int plan(const sola_dataset *d, const cli_refine_opts *o, const char *out,
+                unsigned char **mine, int **idx, int *n, int *kept)
+{
+    cli_shard sh = {o->shard, o->shards};
+    *mine = o->shards ? calloc((size_t)d->n + 1, 1) : NULL;
+    *idx = malloc(sizeof **idx * ((size_t)d->n + 1));
+    *n = *kept = 0;
+    if ((o->shards && !*mine) || !*idx) {
+        free(*mine);
+        free(*idx);
+        *mine = NULL;
+        *idx = NULL;
+        return SOLA_ENOMEM;
+    }
+    for (int i = 0; i < d->n; i++) {
+        const sola_dataset_item *it = &d->items[i];
+        if (*mine && !((*mine)[i] = (unsigned char)cli_shard_owns(&sh, it->name)))
+            continue;
+        char op[4200];
+        if (o->skip_existing && out_path(it, out, op, sizeof op) &&
+            cli_output_complete(op, o->ct ? d->C : it->T, o->ct ? it->T : d->C)) {
+            (*kept)++;
+            continue;
+        }
+        (*idx)[(*n)++] = i;
+    }
+    return 0;
+}
+
+/* A shard's end: merges the parts when they are all there. 0, or an exit code. */
+static int merge_parts(const char *out, const cli_refine_opts *o)
+{
+    sola_err e = {0};
+    int rc = cli_shard_merge(out, o->shards, &e);
+    if (rc == 1) {
+        fprintf(stderr, "%s; the last shard to finish merges the parts into "
+                "refine_meta.json and missing_files.txt (or: sola refine --merge-meta %s)\n",
+                e.msg, out);
+        return EXIT_OK;
+    }
+    if (rc) {
+        cli_errorf("%s", e.msg);
+        return EXIT_RUNTIME;
+    }
+    fprintf(stderr, "every shard of %d is done: parts merged into %s/refine_meta.json and "
+            "%s/missing_files.txt\n", o->shards, out, out);
+    return EXIT_OK;
 }
 
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
@@ -379,6 +463,15 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         sola_dataset_free(d);
         return EXIT_RUNTIME;
     }
+    for (int i = 0; i < d->n && (o->shards || o->skip_existing); i++)
+        if (d->items[i].kind == SOLA_ITEM_H5DIR) {
+            cli_errorf("%s: a folder of HDF5 files is refined into the same files, which "
+                       "shards cannot share and --skip-existing cannot check video by "
+                       "video: refine it in one process, without --shard/--skip-existing",
+                       in);
+            sola_dataset_free(d);
+            return EXIT_RUNTIME;
+        }
     sola_annotations *ann = NULL;
     if (o->annotations && sola_ann_load_ex(o->annotations, o->subset, NULL, &ann, &e)) {
         cli_errorf("%s", e.msg);
@@ -389,6 +482,8 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     outs os = {.dir = h5_only ? NULL : out};
     char meta_p[4200], miss_p[4200], in_meta[4200], in_miss[4200];
     cli_rmeta_paths(out, h5_only, meta_p, miss_p, sizeof meta_p);
+    if (o->shards)
+        cli_shard_part_paths(out, o->shard, o->shards, meta_p, miss_p, sizeof meta_p);
     cli_rmeta_paths(in, d->h5, in_meta, in_miss, sizeof in_meta);
     int inherited = 0;
     if (!rm) {
@@ -414,25 +509,37 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     if (inherited)
         fprintf(stderr, "%s: %d name%s carried over into %s\n", in_miss, inherited,
                 inherited == 1 ? "" : "s", miss_p);
+    cli_shard sh = {o->shard, o->shards};
     for (int i = 0; i < d->nskipped; i++)
-        cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
+        if (cli_shard_owns(&sh, d->skipped[i]))
+            cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
     int scan_skipped = d->nskipped;
+    unsigned char *mine = NULL;
+    int *idx = NULL, ntodo = 0, kept = 0;
     cli_progress p;
     cli_progress_init(&p);
     run r = {.d = d, .o = o, .os = &os, .p = &p};
     int64_t *Ts = malloc(sizeof *Ts * (size_t)(d->n + 1));
-    if (!Ts) {
+    if (!Ts || plan(d, o, out, &mine, &idx, &ntodo, &kept)) {
         cli_errorf("out of memory");
         rc = EXIT_RUNTIME;
     } else {
-        for (int i = 0; i < d->n; i++)
-            Ts[i] = d->items[i].T;
+        if (o->shards || o->skip_existing)
+            cli_shard_clean_temps(out, d, mine);
+        if (kept)
+            fprintf(stderr, "%d video%s already refined in %s (--skip-existing): kept\n", kept,
+                    kept == 1 ? "" : "s", out);
+        for (int j = 0; j < ntodo; j++)
+            Ts[j] = d->items[idx[j]].T;
+        r.idx = idx;
+        r.total = ntodo;
         cli_pipe_hooks hk = {run_read, run_finish, &r};
-        cli_refine_pipe(m, ws, d->n, Ts, &hk);
+        cli_refine_pipe(m, ws, ntodo, Ts, &hk);
         if (r.fatal)
             rc = EXIT_RUNTIME;
     }
     free(Ts);
+    free(idx);
     free(r.t);
     long refined = r.refined, frames = r.frames;
     cli_progress_end(&p);
@@ -443,27 +550,41 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     cli_rmeta_grid declared = {.fps = o->fps, .fps_from = "--fps", .stride = o->stride,
                                .frames = o->frames, .grid_from = "--stride/--frames"};
     int warned = 0;
-    if (cli_rmeta_collect(rm, d, NULL, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
+    if (cli_rmeta_collect(rm, d, mine, h5_only ? NULL : out, &declared, 5, &warned, &e) ||
         (ann && cli_rmeta_annotations(rm, d, ann, 5, &warned, &e)) ||
         cli_rmeta_write(rm, meta_p, miss_p, &e)) {
         cli_errorf("%s", e.msg);
         rc = EXIT_RUNTIME;
     }
-    fprintf(stderr, "refined %ld of %d videos (%s) into %s%s%s (%ld frames)\n", refined,
-            d->n + scan_skipped, d->layout, out,
-            o->h5_out && !h5_only ? " and " : "", o->h5_out && !h5_only ? o->h5_out : "",
-            frames);
+    free(mine);
+    if (o->shards)
+        fprintf(stderr, "shard %d/%d: refined %ld of its %d videos (%s) into %s, %d kept "
+                "(%ld frames); the %d shards share %d videos\n", o->shard, o->shards, refined,
+                ntodo + kept, d->layout, out, kept, frames, o->shards, d->n + scan_skipped);
+    else
+        fprintf(stderr, "refined %ld of %d videos (%s) into %s%s%s (%ld frames)\n", refined,
+                d->n + scan_skipped, d->layout, out,
+                o->h5_out && !h5_only ? " and " : "", o->h5_out && !h5_only ? o->h5_out : "",
+                frames);
     int nmiss = cli_rmeta_nmissing(rm), nabsent = cli_rmeta_nabsent(rm);
     if (nabsent)
         cli_errorf("%d annotated video%s of %s %s no features in %s (named in %s)", nabsent,
                    nabsent == 1 ? "" : "s", o->annotations, nabsent == 1 ? "has" : "have", in,
                    miss_p);
-    if (d->nskipped) {
-        cli_errorf("%d video%s skipped (%d name%s in %s)%s", d->nskipped,
-                   d->nskipped == 1 ? "" : "s", nmiss, nmiss == 1 ? "" : "s", miss_p,
+    int nskip = 0; /* this shard's: a scan-time skip is its name's shard's to report */
+    for (int i = 0; i < d->nskipped; i++)
+        nskip += cli_shard_owns(&sh, d->skipped[i]);
+    if (nskip) {
+        cli_errorf("%d video%s skipped (%d name%s in %s)%s", nskip, nskip == 1 ? "" : "s",
+                   nmiss, nmiss == 1 ? "" : "s", miss_p,
                    o->allow_missing ? "; --allow-missing: not an error" : "");
         if (!o->allow_missing)
             rc = EXIT_RUNTIME;
+    }
+    if (o->shards) {
+        int mrc = merge_parts(out, o);
+        if (mrc)
+            rc = mrc;
     }
     cli_rmeta_free(rm);
     sola_ann_free(ann);

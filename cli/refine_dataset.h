@@ -16,12 +16,17 @@ typedef struct cli_refine_opts {
     double fps, stride, frames; /* --fps/--stride/--frames: the declared grid (0: none) */
     const char *annotations;    /* --annotations JSON: checked against, see refine_meta.h */
     const char *subset;         /* --subset S of it (NULL: every video) */
+    int shard, shards;          /* this process refines shard `shard` of `shards`
+                                 * (refine_shard.h); shards 0: every video */
+    int skip_existing;          /* --skip-existing: a complete output is kept */
 } cli_refine_opts;
 
 /* Refines dataset `in` into `out` (a folder, or an HDF5 file when it ends in .h5 /
  * .hdf5). Writes OUT/refine_meta.json and OUT/missing_files.txt (STEM.refine_meta.json
  * and STEM.missing_files.txt beside an HDF5 output) through refine_meta.h; the list
- * is always written and carries over the input's own. Returns an exit code. */
+ * is always written and carries over the input's own. A sharded run (o->shards)
+ * refines its own videos and writes its part of those two files, merging the parts
+ * when it finds them all (refine_shard.h). Returns an exit code. */
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
                        const char *out, const cli_refine_opts *o, sola_ws *ws);
 
