@@ -11,7 +11,7 @@
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 bld=${1:-$src/build-tsan}
-tests="test_server test_server_load test_jobs test_datasets test_batching test_v2 test_slowclients test_streams_server"
+tests="test_server test_server_load test_jobs test_datasets test_batcher test_batching test_v2 test_slowclients test_streams_server"
 cmake -S "$src" -B "$bld" -DCMAKE_BUILD_TYPE=Debug -DSOLA_TSAN=ON >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$bld" -j2 --target solad sola $tests

@@ -23,12 +23,12 @@
 #include "rng.h"
 #include "testutil.h"
 
-#define C 32
+#define C 64
 
 static sola_model *model(int k1, int k2, uint64_t seed)
 {
     sola_err e = {0};
-    sola_model *m = sola_model_new(C, 48, k1, k2, 0, &e);
+    sola_model *m = sola_model_new(C, 64, k1, k2, 0, &e);
     ck_assert_ptr_nonnull(m);
     sola_model_init(m, seed);
     m->alpha[0] = 0.7f;
