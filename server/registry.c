@@ -607,6 +607,9 @@ void reg_free(reg *r)
 {
     if (!r)
         return;
+    for (int i = 0; i < REG_KEEP; i++) /* first: unref looks the models up */
+        if (r->keep[i])
+            reg__ver_free(reg__unref_locked(r, r->keep[i]));
     reg_ver *to_free[64];
     for (int i = 0; i < r->n; i++) {
         int nfree = 0;
@@ -657,7 +660,7 @@ static reg_model *resolve_default(reg *r, sola_err *e)
 int reg_acquire(reg *r, const char *name, int version, reg_ver **out, sola_err *e)
 {
     int rc = 0;
-    reg_ver *v = NULL;
+    reg_ver *v = NULL, *drop = NULL;
     pthread_mutex_lock(&r->mu);
     reg_model *m = name ? reg__find(r, name) : resolve_default(r, e);
     if (!m) {
@@ -705,8 +708,21 @@ int reg_acquire(reg *r, const char *name, int version, reg_ver **out, sola_err *
         m->cache = v;
     }
     v->refs++;
+    /* keep it: to the front of r->keep, the least recently used one let go */
+    int at = 0;
+    while (at < REG_KEEP && r->keep[at] != v)
+        at++;
+    if (at == REG_KEEP) {
+        at = REG_KEEP - 1;
+        if (r->keep[at])
+            drop = reg__unref_locked(r, r->keep[at]);
+        v->refs++;
+    }
+    memmove(r->keep + 1, r->keep, (size_t)at * sizeof r->keep[0]);
+    r->keep[0] = v;
 out:
     pthread_mutex_unlock(&r->mu);
+    reg__ver_free(drop);
     *out = rc ? NULL : v;
     return rc;
 }

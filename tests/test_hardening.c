@@ -11,6 +11,7 @@
  *   M8 cross-site requests (another site's Origin, a form's content type) are refused,
  *      and so is a Host that is not one of the server's names (DNS rebinding). */
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rawconn.h"
 #include "serverutil.h"
@@ -517,6 +518,72 @@ START_TEST(m8_cross_site_requests_and_foreign_hosts_refused)
 }
 END_TEST
 
+/* ---- Low: a pinned older version ------------------------------------------------ */
+
+/* POST /refine?version=V of x; the status, the features in *y (malloc'd) when 200. */
+static long refine_version(const su_server *s, int v, const char *feat, float **y)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/refine?version=%d", v);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    su_resp r;
+    su_http(NULL, "POST", su_url(s, path), h, feat, strlen(feat), &r);
+    long st = r.status;
+    *y = NULL;
+    if (st == 200) {
+        int rows, cols;
+        *y = su_json_matrix(r.body, "features", &rows, &cols);
+    }
+    su_resp_free(&r);
+    return st;
+}
+
+/* A non-active version was loaded from disk for every request (120 ms against 2 ms for
+ * the active one). The most recently asked ones (REG_KEEP = 2) now stay loaded: once
+ * asked for, version 1 answers the same even after its file is broken on disk -- until
+ * two other versions have been asked for since, which shows the cache is bounded. */
+START_TEST(low_recent_versions_stay_loaded)
+{
+    su_server s;
+    char *dir = tu_tmpdir();
+    for (int v = 1; v <= 4; v++) {
+        sola_model *m = su_make_model(dir, "m", v, C_DIM, 8, (uint64_t)v, 0.5f);
+        ck_assert_ptr_nonnull(m);
+        sola_model_free(m);
+    }
+    const char *args[] = {"--data", dir, "--workers", "1", "--threads", "1", NULL};
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    ck_assert_int_eq(active_of(&s), 4);
+    float *x = su_input(5, C_DIM, 3);
+    char *feat = su_json_features(x, 5, C_DIM, "");
+    free(x);
+    float *y1, *y;
+    ck_assert_int_eq(refine_version(&s, 1, feat, &y1), 200);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/models/m/1.safetensors", dir);
+    ck_assert_int_eq(truncate(p, 16), 0);
+    for (int i = 0; i < 3; i++) { /* also across the periodic rescan (2 s) */
+        ck_assert_int_eq(refine_version(&s, 1, feat, &y), 200);
+        ck_assert_mem_eq(y, y1, 5 * C_DIM * sizeof(float));
+        free(y);
+        su_sleep_ms(i ? 1100 : 0);
+    }
+    ck_assert_int_eq(refine_version(&s, 2, feat, &y), 200);
+    free(y);
+    ck_assert_int_eq(refine_version(&s, 3, feat, &y), 200);
+    free(y);
+    long st = refine_version(&s, 1, feat, &y);
+    free(y);
+    ck_assert_msg(st != 200, "version 1 still served from memory after 2 others were asked "
+                             "for: the cache is not bounded");
+    free(y1);
+    free(feat);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("hardening");
@@ -527,6 +594,7 @@ static Suite *suite(void)
     tcase_add_test(tc, m4_ambiguous_framing_one_reply_and_close);
     tcase_add_test(tc, m7_version_limit_is_a_clear_failure);
     tcase_add_test(tc, m8_cross_site_requests_and_foreign_hosts_refused);
+    tcase_add_test(tc, low_recent_versions_stay_loaded);
     suite_add_tcase(s, tc);
     return s;
 }
