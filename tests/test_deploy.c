@@ -161,6 +161,51 @@ START_TEST(manifests_catch_servicemonitor_wrong_port)
 }
 END_TEST
 
+/* The batch Jobs (deploy/k8s/batch): a shard count that is not the Job's completions
+ * (videos refined twice or never), a Job that is not Indexed, a retry that redoes
+ * everything, a trainer that cannot resume, a registration the network blocks. */
+START_TEST(manifests_catch_shards_not_completions)
+{
+    broken_copy_fails("deploy/k8s/batch/refine-job.yaml", "s#^  completions: 8#  completions: 6#",
+                      "differs from completions");
+}
+END_TEST
+
+START_TEST(manifests_catch_shards_not_completions_without_kubectl)
+{
+    broken_copy_fails_env("kubectl", "deploy/k8s/batch/refine-job.yaml",
+                          "s#^  completions: 8#  completions: 6#", "differs from completions");
+}
+END_TEST
+
+START_TEST(manifests_catch_refine_job_not_indexed)
+{
+    broken_copy_fails("deploy/k8s/batch/refine-job.yaml", "/completionMode: Indexed/d",
+                      "Indexed Job");
+}
+END_TEST
+
+START_TEST(manifests_catch_refine_without_skip_existing)
+{
+    broken_copy_fails("deploy/k8s/batch/refine-job.yaml", "/- --skip-existing/d",
+                      "--skip-existing");
+}
+END_TEST
+
+START_TEST(manifests_catch_train_without_resume)
+{
+    broken_copy_fails("deploy/k8s/batch/train-job.yaml", "s#resume=--resume#resume=#",
+                      "start training over");
+}
+END_TEST
+
+START_TEST(manifests_catch_train_registration_blocked)
+{
+    broken_copy_fails("deploy/k8s/batch/networkpolicy.yaml", "s#port: 8080#port: 9090#",
+                      "model registration");
+}
+END_TEST
+
 START_TEST(nginx_front_behaviour)
 {
     char *root = tu_path("");
@@ -208,6 +253,12 @@ static Suite *suite(void)
     tcase_add_test(t, manifests_catch_no_topology_spread);
     tcase_add_test(t, manifests_catch_closed_network_policy);
     tcase_add_test(t, manifests_catch_servicemonitor_wrong_port);
+    tcase_add_test(t, manifests_catch_shards_not_completions);
+    tcase_add_test(t, manifests_catch_shards_not_completions_without_kubectl);
+    tcase_add_test(t, manifests_catch_refine_job_not_indexed);
+    tcase_add_test(t, manifests_catch_refine_without_skip_existing);
+    tcase_add_test(t, manifests_catch_train_without_resume);
+    tcase_add_test(t, manifests_catch_train_registration_blocked);
     suite_add_tcase(s, t);
     TCase *n = tcase_create("nginx");
     tcase_set_timeout(n, 120);

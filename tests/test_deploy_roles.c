@@ -1,5 +1,5 @@
 /* test_deploy_roles.c -- the deployment scripts that start solad in its roles
- * (tests/deploy/roles.sh, readonly.sh, notify.py), apart from test_deploy so that
+ * (tests/deploy/roles.sh, readonly.sh, notify.py, batch.sh), apart from test_deploy so that
  * each stays well inside ctest's time limit on a busy machine. */
 #include "deployutil.h"
 
@@ -18,6 +18,15 @@ START_TEST(read_only_model_store)
 }
 END_TEST
 
+/* deploy/k8s/batch's Jobs as their pods run: every index of the Indexed Job at once
+ * (outputs and merged files equal one process's), the train Job's script registering
+ * and activating its model with a real solad, run again as a replaced pod. */
+START_TEST(batch_jobs)
+{
+    run_with_solad("batch.sh", "");
+}
+END_TEST
+
 /* READY=1 once the models are loaded, STOPPING=1 on SIGTERM (Type=notify). */
 START_TEST(systemd_notify)
 {
@@ -33,6 +42,7 @@ static Suite *suite(void)
     tcase_add_test(o, serving_replicas_and_trainers);
     tcase_add_test(o, read_only_model_store);
     tcase_add_test(o, systemd_notify);
+    tcase_add_test(o, batch_jobs);
     suite_add_tcase(s, o);
     return s;
 }

@@ -2,11 +2,14 @@
 """Structural checks of the deployment files (Dockerfile, systemd, nginx, Kubernetes).
 
 Usage: check_manifests.py ROOT [RENDERED.yaml]
+       check_manifests.py ROOT --batch [RENDERED_BATCH.yaml]
   ROOT          repository root (or a copy of it)
   RENDERED.yaml output of `kubectl kustomize ROOT/deploy/k8s`; without it the raw
                 files under deploy/k8s/base are read and the kustomize generators
                 (ConfigMap from solad.env, Secret) are emulated well enough to check
-                names and keys.
+                names and keys. The raw deploy/k8s/batch is checked too.
+  --batch       only the batch Jobs: RENDERED_BATCH.yaml is the output of
+                `kubectl kustomize ROOT/deploy/k8s/batch` (or of an overlay of it).
 Prints one line per problem ("FAIL: file: what is wrong") and exits 1 if there is any.
 Needs PyYAML (Debian: python3-yaml).
 """
@@ -271,12 +274,12 @@ def check_nginx(root, max_body, max_upload):
 
 
 # ---------------------------------------------------------------- Kubernetes
-def k8s_docs(root, rendered):
+def k8s_docs(root, rendered, kdir="deploy/k8s/base"):
     if rendered:
         with open(rendered, encoding="utf-8") as f:
             return [x for x in yaml.safe_load_all(f) if x], True
-    base = os.path.join(root, "deploy/k8s/base")
-    kz = yaml.safe_load(read(root, "deploy/k8s/base/kustomization.yaml"))
+    base = os.path.join(root, kdir)
+    kz = yaml.safe_load(read(root, os.path.join(kdir, "kustomization.yaml")))
     docs = []
     for rel in kz.get("resources", []):
         with open(os.path.join(base, rel), encoding="utf-8") as f:
@@ -299,7 +302,7 @@ def k8s_docs(root, rendered):
     for g in kz.get("configMapGenerator", []):
         data = {}
         for env in g.get("envs", []):
-            for ln in read(root, os.path.join("deploy/k8s/base", env)).splitlines():
+            for ln in read(root, os.path.join(kdir, env)).splitlines():
                 ln = ln.strip()
                 if ln and not ln.startswith("#") and "=" in ln:
                     k, v = ln.split("=", 1)
@@ -591,7 +594,199 @@ def check_k8s(root, rendered, max_body_nginx, max_upload_nginx):
                                 f"Service {v['metadata']['name']}")
 
 
+# ---------------------------------------------------------------- batch Jobs
+def job_container(job):
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+def check_job(where, job, by_kind, cm_all, claims):
+    """What every batch Job needs: retries that podFailurePolicy may steer, resources,
+    threads that follow the CPU limit, defined variables, the pod hardening of the
+    daemon's pods, and volumes that exist."""
+    name = job["metadata"]["name"]
+    where = f"{where}: Job {name}"
+    pod = job["spec"]["template"]["spec"]
+    c = job_container(job)
+    if pod.get("restartPolicy") != "Never":
+        fail(where, "restartPolicy must be Never (a retry is a new pod; podFailurePolicy and "
+                    "backoffLimitPerIndex count pods)")
+    res = c.get("resources", {})
+    for k in ("requests", "limits"):
+        if not {"cpu", "memory"} <= set(res.get(k, {})):
+            fail(where, f"resources.{k} needs cpu and memory (the Job's own budget)")
+    env = {e["name"]: e for e in c.get("env", [])}
+    cpu_vars = {n for n, e in env.items()
+                if e.get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu"}
+    if "OMP_NUM_THREADS" not in cpu_vars:
+        fail(where, "OMP_NUM_THREADS must come from resourceFieldRef limits.cpu")
+    names = set(env)
+    for ef in c.get("envFrom", []):
+        ref = ef.get("configMapRef", {}).get("name")
+        if ref is not None:
+            cms = [x for x in by_kind.get("ConfigMap", []) if x["metadata"]["name"] == ref]
+            if not cms:
+                fail(where, f"envFrom references ConfigMap {ref!r}, which does not exist")
+            else:
+                names |= set((cms[0].get("data") or {}).keys())
+    argv = [str(a) for a in c.get("command", []) + c.get("args", [])]
+    text = "\n".join(argv)
+    for v in re.findall(r"\$\((\w+)\)", text):
+        if v not in names:
+            fail(where, f"$({v}) is used but no env var or ConfigMap key defines it")
+    m = re.search(r"--threads\s+\"?\$\(?\{?(\w+)", text)
+    if not m or m.group(1) not in cpu_vars:
+        fail(where, "--threads does not follow limits.cpu (resourceFieldRef)")
+    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+    if not (psc.get("runAsNonRoot") or csc.get("runAsNonRoot")):
+        fail(where, "runAsNonRoot not set")
+    if not csc.get("readOnlyRootFilesystem"):
+        fail(where, "readOnlyRootFilesystem not set")
+    if csc.get("allowPrivilegeEscalation") is not False:
+        fail(where, "allowPrivilegeEscalation must be false")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {}
+    for mt in c.get("volumeMounts", []):
+        v = vols.get(mt["name"])
+        if v is None:
+            fail(where, f"volumeMount {mt['name']!r} names no volume")
+            continue
+        mounts[mt["mountPath"]] = (mt, v)
+        claim = v.get("persistentVolumeClaim", {}).get("claimName")
+        if claim is not None and claim not in claims:
+            fail(where, f"volume {v['name']}: claim {claim!r} does not exist")
+        sec = v.get("secret", {}).get("secretName")
+        if sec is not None and sec not in {x["metadata"]["name"] for x in by_kind.get("Secret", [])}:
+            fail(where, f"volume {v['name']}: Secret {sec!r} does not exist")
+    return argv, env, mounts
+
+
+def mount_of(path, mounts):
+    """(volumeMount, volume) whose mountPath holds path, or None."""
+    best = None
+    for mp, mv in mounts.items():
+        if path == mp or path.startswith(mp.rstrip("/") + "/"):
+            if best is None or len(mp) > len(best[0]):
+                best = (mp, mv)
+    return best[1] if best else None
+
+
+def check_batch(root, rendered):
+    docs, is_rendered = k8s_docs(root, rendered, "deploy/k8s/batch")
+    where = rendered if is_rendered else "deploy/k8s/batch"
+    by_kind = {}
+    for x in docs:
+        by_kind.setdefault(x.get("kind"), []).append(x)
+    # Claims: the batch's own, and the daemon's data directory from the base.
+    claims = {x["metadata"]["name"]: x for x in by_kind.get("PersistentVolumeClaim", [])}
+    base_pvc = [x for x in yaml.safe_load_all(read(root, "deploy/k8s/base/pvc.yaml")) if x]
+    for x in base_pvc:
+        claims.setdefault(x["metadata"]["name"], x)
+    cm_all = {}
+    for cm in by_kind.get("ConfigMap", []):
+        cm_all.update(cm.get("data") or {})
+    jobs = by_kind.get("Job", [])
+    refine = [j for j in jobs if j["spec"].get("completionMode") == "Indexed"]
+    train = [j for j in jobs if "sola train" in "\n".join(
+        str(a) for a in job_container(j).get("command", []) + job_container(j).get("args", []))]
+    if len(refine) != 1:
+        fail(where, f"expected one Indexed Job (completionMode: Indexed) for the sharded "
+                    f"refine, found {len(refine)}")
+    if len(train) != 1:
+        fail(where, f"expected one Job running `sola train`, found {len(train)}")
+    for j in refine[:1]:
+        argv, env, mounts = check_job(where, j, by_kind, cm_all, claims)
+        w = f"{where}: Job {j['metadata']['name']}"
+        spec = j["spec"]
+        n = spec.get("completions")
+        if not isinstance(n, int) or n < 1:
+            fail(w, f"completions {n!r}: the number of shards, a positive integer")
+            n = None
+        if n is not None and spec.get("parallelism", 1) > n:
+            fail(w, f"parallelism {spec.get('parallelism')} exceeds completions {n}")
+        if "backoffLimitPerIndex" not in spec:
+            fail(w, "no backoffLimitPerIndex: one shard's failures would use up the whole "
+                    "Job's retries")
+        if "refine" not in argv:
+            fail(w, "does not run `sola refine`")
+        shards = flag_value(" ".join(argv), "shards")
+        if shards is None:
+            shards = cm_all.get("JOB_COMPLETIONS", env.get("JOB_COMPLETIONS", {}).get("value"))
+        if n is not None and str(shards) != str(n):
+            fail(w, f"--shards {shards} (or JOB_COMPLETIONS) differs from completions {n}: "
+                    "videos would be refined twice or not at all")
+        if "--skip-existing" not in argv:
+            fail(w, "no --skip-existing: a retried shard would redo every video")
+        resolved = [re.sub(r"\$\((\w+)\)", lambda m: str(cm_all.get(m.group(1), m.group(0))), a)
+                    for a in argv]
+        out = resolved[resolved.index("-o") + 1] if "-o" in resolved[:-1] else None
+        if not out:
+            fail(w, "no -o OUTDIR")
+        else:
+            mv = mount_of(out, mounts)
+            if not mv:
+                fail(w, f"-o {out} is not on a mounted volume (the pod's file system is "
+                        "read-only and goes away)")
+            else:
+                mt, v = mv
+                claim = v.get("persistentVolumeClaim", {}).get("claimName")
+                if mt.get("readOnly") or v.get("persistentVolumeClaim", {}).get("readOnly"):
+                    fail(w, f"-o {out} is on a read-only mount")
+                elif not claim or "ReadWriteMany" not in claims.get(claim, {}).get("spec", {}).get("accessModes", []):
+                    fail(w, f"-o {out} must be on a ReadWriteMany claim (shards on several "
+                            "nodes write it)")
+        for flag, what in (("-m", "the model"),):
+            if flag in resolved[:-1] and not mount_of(resolved[resolved.index(flag) + 1], mounts):
+                fail(w, f"{flag}: {what} is not on a mounted volume")
+    for j in train[:1]:
+        argv, env, mounts = check_job(where, j, by_kind, cm_all, claims)
+        w = f"{where}: Job {j['metadata']['name']}"
+        text = "\n".join(argv)
+        if j["spec"].get("completionMode") == "Indexed" or j["spec"].get("completions", 1) != 1:
+            fail(w, "one training run: completions 1, not Indexed")
+        if not re.search(r"/models/\S*/versions/", text) or not re.search(r"-T |-X PUT|--upload-file", text):
+            fail(w, "does not register the model (PUT /models/M/versions/V)")
+        if "--resume" not in text or "--checkpoint" not in text:
+            fail(w, "a replaced pod would start training over (no --checkpoint / --resume)")
+        so = env.get("SOLA_OUT", {}).get("value")
+        mv = mount_of(so, mounts) if so else None
+        if not mv or mv[0].get("readOnly") or "persistentVolumeClaim" not in mv[1]:
+            fail(w, f"SOLA_OUT {so!r} (model and checkpoint) must be a writable claim: a "
+                    "replaced pod resumes from it")
+        tf = env.get("SOLA_TOKEN_FILE", {}).get("value")
+        mv = mount_of(tf, mounts) if tf else None
+        if not mv or "secret" not in mv[1]:
+            fail(w, f"SOLA_TOKEN_FILE {tf!r} is not on a Secret volume")
+    # Every batch pod is under a NetworkPolicy; the train pod may reach solad on 8080.
+    for j in refine[:1] + train[:1]:
+        labels = j["spec"]["template"]["metadata"].get("labels", {})
+        pols = [p for p in by_kind.get("NetworkPolicy", []) if selects(p["spec"].get("podSelector", {}), labels)]
+        if not pols:
+            fail(where, f"no NetworkPolicy selects the pods of Job {j['metadata']['name']}")
+    for j in train[:1]:
+        labels = j["spec"]["template"]["metadata"].get("labels", {})
+        ok = False
+        for p in by_kind.get("NetworkPolicy", []):
+            if not selects(p["spec"].get("podSelector", {}), labels):
+                continue
+            if "Egress" not in p["spec"].get("policyTypes", []):
+                ok = True
+            for rule in p["spec"].get("egress") or []:
+                for port in rule.get("ports") or [{}]:
+                    ok |= port.get("port") in (None, 8080)
+        if not ok:
+            fail(where, f"the NetworkPolicy of Job {j['metadata']['name']} lets it reach no "
+                        "solad on port 8080 (the model registration)")
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[2] == "--batch":
+        if len(sys.argv) > 4:
+            print(__doc__, file=sys.stderr)
+            return 2
+        check_batch(sys.argv[1], sys.argv[3] if len(sys.argv) == 4 else None)
+        for p in problems:
+            print(p)
+        return 1 if problems else 0
     if len(sys.argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
@@ -623,6 +818,8 @@ def main():
         fail("deploy/systemd/solad.default", "SOLAD_OPTS sets no numeric --max-upload")
     check_nginx(root, max_body, max_upload)
     check_k8s(root, rendered, max_body, max_upload)
+    if not rendered:
+        check_batch(root, None)
     for p in problems:
         print(p)
     return 1 if problems else 0

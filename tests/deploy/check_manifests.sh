@@ -37,7 +37,7 @@ if [ -z "$py" ]; then
   fail "no python3 with PyYAML (Debian: apt-get install python3-yaml); structural checks not run"
 else
   if "$py" "$here/check_manifests.py" "$root"; then
-    ok "structure of Dockerfile, systemd units, nginx config, k8s base (raw YAML)"
+    ok "structure of Dockerfile, systemd units, nginx config, k8s base and batch (raw YAML)"
   else
     failed=1
   fi
@@ -71,6 +71,17 @@ if have kubectl; then
       fail "kubectl kustomize overlays/$name: $(cat "$tmp/kz.err")"
     fi
   done
+  # The batch Jobs (deploy/k8s/batch), applied on their own: render and check them.
+  if [ -f "$root/deploy/k8s/batch/kustomization.yaml" ]; then
+    if kubectl kustomize "$root/deploy/k8s/batch" > "$tmp/batch.yaml" 2> "$tmp/kz.err"; then
+      ok "kubectl kustomize deploy/k8s/batch"
+      if [ -n "$py" ]; then
+        "$py" "$here/check_manifests.py" "$root" --batch "$tmp/batch.yaml" && ok "structure of the rendered batch Jobs" || failed=1
+      fi
+    else
+      fail "kubectl kustomize deploy/k8s/batch: $(cat "$tmp/kz.err")"
+    fi
+  fi
   # Optional components (kind: Component), each rendered on top of the base in a
   # throw-away overlay: they must render and pass the same checks.
   for comp in "$root"/deploy/k8s/components/*/; do
