@@ -5,15 +5,29 @@
  * solad_streams_memory_bytes gauge is 0 again and the process's resident memory
  * (VmRSS, /proc/PID/status) is back near what it was before them -- not merely
  * "freed" into an allocator that keeps it: the streams' tens of MiB must leave the
- * process. A second round must not raise it either (no growth per round). */
+ * process. A second round must not raise it either (no growth per round).
+ * Under AddressSanitizer RSS says nothing (shadow memory, quarantine): the RSS figures
+ * are printed but not asserted there (as in test_memory.c); the gauge still is. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "model.h"
+#include "rawconn.h"
 #include "serverutil.h"
 #include "testutil.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_ASAN 1
+#endif
+#endif
+#ifndef MEM_ASAN
+#define MEM_ASAN 0
+#endif
 
 #define C 1024
 #define NSTREAMS 768
@@ -53,17 +67,9 @@ static double metric(const su_server *s, const char *name)
 /* solad's resident memory in bytes (VmRSS). */
 static double rss(const su_server *s)
 {
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)s->pid);
-    FILE *f = fopen(p, "r");
-    ck_assert_msg(f != NULL, "cannot read %s", p);
-    double kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = atof(line + 6);
-    fclose(f);
-    ck_assert(kb > 0);
-    return kb * 1024;
+    long kb = rc_rss_kb((int)s->pid);
+    ck_assert_msg(kb > 0, "cannot read /proc/%d/status", (int)s->pid);
+    return (double)kb * 1024;
 }
 
 /* Streams first .. first + n - 1: each opened with 8 rows (its whole window kept). */
@@ -121,13 +127,14 @@ static double round_trip(const su_server *s, CURL *c, const void *npy, size_t le
     ck_assert_msg(open > 0 && held >= open * 8 * C * 4, "round %d: %g streams hold %g bytes",
                   round, open, held);
     /* the measure sees them: what the gauge counts is resident */
-    ck_assert_msg(up - base_rss >= held / 2, "round %d: RSS %.1f -> %.1f MiB with %.1f MiB of "
-                  "streams open", round, base_rss / 1048576, up / 1048576, held / 1048576);
+    ck_assert_msg(MEM_ASAN || up - base_rss >= held / 2, "round %d: RSS %.1f -> %.1f MiB with "
+                  "%.1f MiB of streams open", round, base_rss / 1048576, up / 1048576,
+                  held / 1048576);
     end_streams(s, c, 0, NSTREAMS / 2);
     wait_all_closed(s); /* the other half: --stream-idle-timeout */
     fprintf(stderr, "round %d: %g streams held %.1f MiB; RSS %.1f MiB before, %.1f open, "
-            "%.1f after\n", round, open, held / 1048576, base_rss / 1048576, up / 1048576,
-            rss(s) / 1048576);
+            "%.1f after%s\n", round, open, held / 1048576, base_rss / 1048576, up / 1048576,
+            rss(s) / 1048576, MEM_ASAN ? " [not asserted under ASan]" : "");
     return held;
 }
 
@@ -157,12 +164,12 @@ START_TEST(rss_back_to_baseline_after_streams_close)
     double after1 = rss(&s);
     /* back within an eighth of what the streams held (4 MiB of 24 MiB) */
     double slack = held / 8;
-    ck_assert_msg(after1 <= base + slack, "RSS %.1f MiB before %d streams, %.1f MiB after they "
+    ck_assert_msg(MEM_ASAN || after1 <= base + slack, "RSS %.1f MiB before %d streams, %.1f MiB after they "
                   "closed (%.1f MiB held; allowed %.1f MiB more)", base / 1048576, NSTREAMS,
                   after1 / 1048576, held / 1048576, slack / 1048576);
     round_trip(&s, c, npy, len, base, 2);
     double after2 = rss(&s);
-    ck_assert_msg(after2 <= base + slack, "RSS %.1f MiB before, %.1f MiB after a second round "
+    ck_assert_msg(MEM_ASAN || after2 <= base + slack, "RSS %.1f MiB before, %.1f MiB after a second round "
                   "of %d streams", base / 1048576, after2 / 1048576, NSTREAMS);
     curl_easy_cleanup(c);
     free(npy);
