@@ -144,6 +144,51 @@ START_TEST(batch_bitwise_paper_shape)
 }
 END_TEST
 
+/* oneDNN's pool path (core/gemm_onednn.c): every task of a prepared product runs on
+ * one thread, so where the plan is exact a refine's bits do not depend on the thread
+ * count either -- 1, 2 and 3 threads (more than the helpers have cores on a 2-core
+ * machine) give the same bytes, for the paper's shape and an odd one. */
+START_TEST(pool_bits_independent_of_threads)
+{
+    static const int shapes[][4] = {{2048, 512, 5, 1}, {96, 72, 5, 3}};
+    static const int Ts[] = {16, 100, 517};
+    for (size_t k = 0; k < 2; k++) {
+        sola_gemm_set_threads(1);
+        sola_model *m = model(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3], 1,
+                              40 + k);
+        if (strcmp(sola_gemm_backend(), "oneDNN") || !sola_refine_batchable(m)) {
+            sola_model_free(m); /* OpenBLAS, or a CPU outside the verified rule */
+            continue;
+        }
+        size_t C = (size_t)m->C;
+        sola_rng r;
+        sola_rng_seed(&r, 9 + k);
+        float *x = randx(&r, 517 * C), *y1 = malloc(sizeof(float) * 517 * C),
+              *yn = malloc(sizeof(float) * 517 * C);
+        ck_assert_ptr_nonnull(y1);
+        ck_assert_ptr_nonnull(yn);
+        sola_ws *ws = sola_ws_new();
+        sola_err e = {0};
+        for (size_t t = 0; t < sizeof Ts / sizeof Ts[0]; t++) {
+            sola_gemm_set_threads(1);
+            ck_assert_int_eq(sola_refine(m, x, Ts[t], y1, ws, &e), 0);
+            for (int n = 2; n <= 3; n++) {
+                sola_gemm_set_threads(n);
+                ck_assert_int_eq(sola_refine(m, x, Ts[t], yn, ws, &e), 0);
+                ck_assert_msg(!memcmp(y1, yn, sizeof(float) * (size_t)Ts[t] * C),
+                              "C=%d T=%d: %d threads differ from 1", m->C, Ts[t], n);
+            }
+        }
+        sola_ws_free(ws);
+        free(x);
+        free(y1);
+        free(yn);
+        sola_model_free(m);
+    }
+    sola_gemm_set_threads(1);
+}
+END_TEST
+
 /* Streaming's property (refine.h, "Row independence"): row t of a pass over a window
  * [a, b) of a sequence equals row t of the pass over the whole sequence when the
  * window holds t's receptive field (or ends where the sequence does). */
@@ -373,6 +418,7 @@ static Suite *suite(void)
     tcase_add_loop_test(c, batch_bitwise_paper_shape, 0, 2);
     tcase_add_loop_test(c, window_rows_equal_the_whole_pass, 0, 2);
     tcase_add_test(c, layout);
+    tcase_add_test(c, pool_bits_independent_of_threads);
     suite_add_tcase(s, c);
     c = tcase_create("daemon");
     tcase_set_timeout(c, 60);
