@@ -118,9 +118,21 @@ static void fmt_loss(const sola_train_progress *p, char *buf, size_t n)
              p->chance_cycle);
 }
 
+/* SOLA_DEBUG_STOP_AFTER_EPOCHS=N: the process stops itself (SIGSTOP) once epoch N is
+ * done, so a test can send it SIGTERM (a pod being replaced) at a known epoch however
+ * fast the machine is (tests/deploy/batch.sh). */
+static void debug_stop_after(int epoch)
+{
+    const char *s = getenv("SOLA_DEBUG_STOP_AFTER_EPOCHS");
+    if (s && atoi(s) > 0 && epoch == atoi(s))
+        raise(SIGSTOP);
+}
+
 static void on_progress(const sola_train_progress *p, void *ud)
 {
     ui *u = ud;
+    if (p->epoch_done)
+        debug_stop_after(p->epoch);
     char loss[256], extra[320];
     fmt_loss(p, loss, sizeof loss);
     snprintf(extra, sizeof extra, "step %ld/%ld, epoch %d/%d, %s, %.0f windows/s", p->total_step,

@@ -6,7 +6,10 @@
 #     model registered with a real solad, read from its data directory as the pods
 #     read the solad-data volume. Then: the merged refine_meta.json and
 #     missing_files.txt and every refined video equal a one-process `sola refine`;
-#   * train-job.yaml: its very script, against that solad: trains, PUTs version 2,
+#   * train-job.yaml: its very script, against that solad: the first pod gets SIGTERM
+#     after epoch 2 of 4 (sola train stops itself there: SOLA_DEBUG_STOP_AFTER_EPOCHS)
+#     and leaves a checkpoint; the replacement resumes (the weights of an
+#     uninterrupted run), PUTs version 2,
 #     activates it (GET /models says so; the registered bytes are the trained file);
 #     run again, as a replaced pod would, it trains nothing and accepts its own
 #     earlier registration; with another file under the same version it exits 2.
@@ -112,11 +115,43 @@ export SOLA_IN="$tmp/in" SOLA_OUT="$tmp/out" SOLA_TMP="$tmp/tmp" SOLA_TOKEN_FILE
   SOLA_TRAIN_FLAGS="--dim 16 --hidden 8 --head 8 --lr 1e-2 --allow-missing" SOLA_ACTIVATE=1 \
   SOLAD_URL="$url"
 trained="$tmp/out/train/m/2.safetensors"
-if sh -c "$(cat "$tmp/train.sh")" > "$tmp/train1.log" 2>&1; then
-  ok "the train Job's script trained and registered version 2"
+# The first pod is replaced mid-training: its sola train stops itself after epoch 2
+# of 4, gets SIGTERM as a pod being deleted does, checkpoints and exits.
+SOLA_DEBUG_STOP_AFTER_EPOCHS=2 SOLA_TRAIN_EPOCHS=4 sh -c "$(cat "$tmp/train.sh")" > "$tmp/train0.log" 2>&1 &
+shpid=$!
+lib_track $shpid
+victim=""
+for ((i = 0; i < 600; i++)); do
+  victim=$(ps -o pid=,stat= --ppid "$shpid" 2>/dev/null | awk '$2 ~ /^T/ {print $1}')
+  [ -n "$victim" ] && break
+  kill -0 "$shpid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$victim" ]; then
+  fail "the first train pod's sola train never stopped after epoch 2: $(tail -3 "$tmp/train0.log")"
 else
-  fail "the train Job's script: $(tail -5 "$tmp/train1.log")"
+  kill -TERM "$victim"; kill -CONT "$victim"
 fi
+wait "$shpid" && fail "the interrupted train pod exited 0"
+[ -e "$tmp/out/train/m/2.ckpt.safetensors" ] && [ ! -e "$trained" ] \
+  && ok "the first train pod, SIGTERM after epoch 2 of 4: checkpoint written, nothing registered" \
+  || fail "after SIGTERM: no checkpoint, or a model already ($(tail -2 "$tmp/train0.log"))"
+# The replacement pod resumes, registers, activates.
+if SOLA_TRAIN_EPOCHS=4 sh -c "$(cat "$tmp/train.sh")" > "$tmp/train1.log" 2>&1 \
+   && grep -q "resuming from" "$tmp/train1.log" && ! grep -q "^epoch 1/4" "$tmp/train1.log"; then
+  ok "the replacement pod resumed at epoch 3 and registered version 2"
+else
+  fail "the replacement train pod: $(tail -5 "$tmp/train1.log")"
+fi
+# ... with the weights of an uninterrupted run: both models refine a video alike.
+# shellcheck disable=SC2086
+sola train "$tmp/in/ds/features" -o "$tmp/ref.safetensors" --epochs 4 --threads 1 \
+  $SOLA_TRAIN_FLAGS > /dev/null 2>&1 || fail "the uninterrupted reference training"
+sola refine -m "$trained" "$tmp/in/ds/features/video_0001.npy" -o "$tmp/r1.npy" 2>/dev/null
+sola refine -m "$tmp/ref.safetensors" "$tmp/in/ds/features/video_0001.npy" -o "$tmp/r2.npy" 2>/dev/null
+cmp -s "$tmp/r1.npy" "$tmp/r2.npy" && ! cmp -s "$tmp/r1.npy" "$tmp/in/ds/features/video_0001.npy" \
+  && ok "the resumed model refines bit for bit as an uninterrupted run's" \
+  || fail "the resumed model differs from an uninterrupted run's"
 curl -s -o "$tmp/got.safetensors" "$url/models/m/versions/2"
 cmp -s "$tmp/got.safetensors" "$trained" && ok "GET /models/m/versions/2 is the trained file" \
   || fail "the registered version 2 is not the trained file"
