@@ -568,6 +568,14 @@ int sola_ds_recover(const char *root)
         char p[PATHN];
         sola_ds__pf(p, "%s/%s", root, de->d_name);
         if (!strncmp(de->d_name, ".staging.", 9) || !strncmp(de->d_name, ".trash.", 7)) {
+            /* a staging directory whose writer lives holds a flock on itself (.npz
+             * uploads extract without the store lock) */
+            int sd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            int busy = sd >= 0 && flock(sd, LOCK_EX | LOCK_NB) != 0;
+            if (sd >= 0)
+                close(sd);
+            if (busy)
+                continue;
             sola_ds_rmtree(p);
             n++;
             continue;

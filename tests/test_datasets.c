@@ -5,6 +5,9 @@
  * nothing, a full disk gives 507 and a consistent store (as root: a small tmpfs), and
  * the bearer token on every mutating route. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <stdarg.h>
 #include <dirent.h>
 #include <math.h>
@@ -93,6 +96,108 @@ static void write_npz(const char *path, int n, const int *T, int C, int deflate)
 }
 
 /* ---- the store itself ---------------------------------------------------------- */
+
+/* fsync and syncfs, interposed while sync_lock_path is set: each call counted, and
+ * whether the store's lock was held at the time (a second open of the lock file cannot
+ * take it without waiting). */
+static const char *sync_lock_path;
+static int n_syncs, n_syncs_locked;
+
+static void sync_probe(void)
+{
+    if (!sync_lock_path)
+        return;
+    n_syncs++;
+    int fd = open(sync_lock_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        n_syncs_locked++;
+    else
+        flock(fd, LOCK_UN);
+    close(fd);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (!real)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    sync_probe();
+    return real(fd);
+}
+
+int syncfs(int fd)
+{
+    static int (*real)(int);
+    if (!real)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "syncfs");
+    sync_probe();
+    return real(fd);
+}
+
+/* The Low list of issue 18: a 5,000-member .npz held the store's lock for 14-17 s, one
+ * fsync per member. Now its members are extracted outside the lock and flushed once;
+ * the lock is taken for the swap. A staging directory in progress is protected by its
+ * own flock from another replica's recovery. */
+START_TEST(store_npz_syncs_once_outside_the_lock)
+{
+    enum { N = 300 };
+    char *dir = tu_tmpdir();
+    char root[4096], z[4096], lock[4096];
+    pathf(root, "%s/datasets", dir);
+    pathf(z, "%s/many.npz", dir);
+    pathf(lock, "%s/.lock", root);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    ck_assert_int_eq(tu_write(lock, "", 0), 0);
+    static sola_array a[N];
+    static char names[N][16];
+    const char *np[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (sola_array){0};
+        a[i].data = su_input(3, 4, 1 + (unsigned)i);
+        a[i].ndim = 2;
+        a[i].shape[0] = 3;
+        a[i].shape[1] = 4;
+        snprintf(names[i], sizeof names[i], "m%d", i);
+        np[i] = names[i];
+    }
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npz_save(z, np, a, N, 0, &e), 0);
+    for (int i = 0; i < N; i++)
+        free(a[i].data);
+    int created = -1, n = 0;
+    n_syncs = n_syncs_locked = 0;
+    sync_lock_path = lock;
+    int rc = sola_ds_put_npz(root, "many", z, 0, &created, &n, &e);
+    sync_lock_path = NULL;
+    ck_assert_msg(rc == 0, "%s", e.msg);
+    ck_assert_int_eq(n, N);
+    fprintf(stderr, "npz of %d members: %d fsync/syncfs calls, %d of them under the store "
+                    "lock\n", N, n_syncs, n_syncs_locked);
+    ck_assert_int_le(n_syncs, 4);        /* before: one per member */
+    ck_assert_int_le(n_syncs_locked, 2); /* before: every one of them */
+    sola_ds_info info;
+    ck_assert_int_eq(sola_ds_stat(root, "many", &info, &e), 0);
+    ck_assert_int_eq(info.n, N);
+    sola_ds_info_free(&info);
+
+    /* recovery leaves a staging directory whose writer holds it, removes a dead one */
+    char st[4096];
+    pathf(st, "%s/.staging.x.abc123", root);
+    ck_assert_int_eq(mkdir(st, 0755), 0);
+    int sfd = open(st, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ck_assert_int_ge(sfd, 0);
+    ck_assert_int_eq(flock(sfd, LOCK_EX), 0);
+    sola_ds_recover(root);
+    ck_assert_int_eq(access(st, F_OK), 0);
+    close(sfd);
+    sola_ds_recover(root);
+    ck_assert_int_ne(access(st, F_OK), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
 
 START_TEST(store_items_validated_before_they_appear)
 {
@@ -711,6 +816,7 @@ static Suite *suite(void)
     TCase *t = tcase_create("store");
     tcase_add_test(t, store_items_validated_before_they_appear);
     tcase_add_test(t, store_npz_replaces_a_dataset_whole_or_not_at_all);
+    tcase_add_test(t, store_npz_syncs_once_outside_the_lock);
     suite_add_tcase(s, t);
     t = tcase_create("http");
     tcase_set_timeout(t, 120);
