@@ -306,6 +306,59 @@ START_TEST(queue_wrap_and_momentum)
 }
 END_TEST
 
+/* The cycle back's negatives are the cycle-queue entries NOT drawn into the soft-NN
+ * subset U (the paper's and the authors' remain_indices): K - S of them, not the whole
+ * queue. With every cycle-queue entry the same unit vector u, q^ = u whatever U is, and
+ * the cycle term is, per query with positive c_k, log(e^{a/tau} + n e^{1/tau}) - a/tau,
+ * a = u.c_k, for n negatives: the measured term must match n = K - S = 8, not 16. */
+START_TEST(cycle_back_negatives_are_the_remaining_entries)
+{
+    sola_err e = {0};
+    sola_model *m = small_model(0);
+    sola_train_cfg tc = small_tcfg();
+    sola_cycle_cfg cc = small_ccfg(); /* K = 16, S = 8, tau 0.2 */
+    sola_cycle *cy = sola_cycle_new(m, &tc, &cc, MB, 1e-3f, 5, &e);
+    ck_assert_msg(cy != NULL, "%s", e.msg);
+    sola_rng r;
+    sola_rng_seed(&r, 21);
+    float x[MB * 9 * MC];
+    fill(x, sizeof x / sizeof x[0], &r, 1);
+    int vids[MB] = {2, 5, 11};
+    float keys[16 * 4], same[16 * 4], tags[16], u[4] = {0.5f, -0.5f, 0.5f, 0.5f};
+    fill(keys, 64, &r, 1);
+    unit_rows(keys, 16, 4);
+    for (int k = 0; k < 16; k++) {
+        tags[k] = -1.0f; /* no video: nothing excluded */
+        memcpy(same + 4 * k, u, sizeof u);
+    }
+    sola_cycle_set_queue(cy, 0, keys, tags, 0);
+    sola_cycle_set_queue(cy, 1, same, tags, 0);
+    float *g = calloc(m->nparams, sizeof *g), l, intra, cyc;
+    ck_assert(sola_cycle_loss_grad(cy, m, x, vids, MB, 9, 1.0f, &l, &intra, &cyc, g, &e) == 0);
+    sola_cycle_step(cy, m); /* enqueues the batch's c_k at slots 0..MB-1 */
+    const float *tg;
+    int Kq, Dq, ptr;
+    const float *ck = sola_cycle_queue(cy, 1, &tg, &Kq, &Dq, &ptr);
+    ck_assert_int_eq(ptr, MB);
+    double want[2] = {0, 0};
+    const int n[2] = {16 - 8, 16};
+    for (int b = 0; b < MB; b++) {
+        double a = 0;
+        for (int d = 0; d < 4; d++)
+            a += (double)u[d] * ck[b * 4 + d];
+        for (int i = 0; i < 2; i++)
+            want[i] += (log(exp(a / 0.2) + n[i] * exp(1 / 0.2)) - a / 0.2) / MB;
+    }
+    ck_assert_msg(fabs(cyc - want[0]) < 1e-4, "cycle term %g: %g with the K - S remaining "
+                  "entries as negatives, %g with the whole queue", (double)cyc, want[0],
+                  want[1]);
+    ck_assert(fabs(want[1] - want[0]) > 0.1); /* the two readings are told apart */
+    free(g);
+    sola_cycle_free(cy);
+    sola_model_free(m);
+}
+END_TEST
+
 START_TEST(bad_settings)
 {
     sola_err e = {0};
@@ -543,6 +596,7 @@ static Suite *suite(void)
     tcase_add_test(t, softnn_hand);
     tcase_add_test(t, objective_grad);
     tcase_add_test(t, queue_wrap_and_momentum);
+    tcase_add_test(t, cycle_back_negatives_are_the_remaining_entries);
     tcase_add_test(t, bad_settings);
     suite_add_tcase(s, t);
     TCase *tr = tcase_create("trainer");
