@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@ typedef struct req {
     size_t expect;               /* Content-Length, 0 if none */
     size_t limit;                /* --max-body, or --max-upload for streamed uploads */
     int body_fd;                 /* upload file, -1 if none */
+    int lock_fd;                 /* a dup of it holding its flock until completion */
     char *body_path;             /* owned; unlinked at completion */
     int over;                    /* body exceeded --max-body (or could not be stored) */
     size_t discarded;            /* bytes dropped after that */
@@ -355,6 +357,10 @@ static int body_open_file(req *r)
     /* mkstemp's 0600 would follow the file into models/ (it is linked, not copied),
      * where other replicas and tools must read it */
     fchmod(r->body_fd, 0644);
+    /* in use: a replica starting meanwhile leaves it alone (clean_tmp in main.c); the
+     * lock goes with the descriptor, or with the process if it dies */
+    flock(r->body_fd, LOCK_EX | LOCK_NB);
+    r->lock_fd = dup(r->body_fd); /* body_fd is closed before the handler uses the file */
     return 0;
 }
 
@@ -375,6 +381,9 @@ static int body_append(req *r, const char *data, size_t n)
                 /* give the space back now, not when the client has finished sending */
                 close(r->body_fd);
                 r->body_fd = -1;
+                if (r->lock_fd >= 0) /* it holds the blocks of the unlinked file too */
+                    close(r->lock_fd);
+                r->lock_fd = -1;
                 unlink(r->body_path);
                 free(r->body_path);
                 r->body_path = NULL;
@@ -434,6 +443,7 @@ static req *req_new(srv *s, struct MHD_Connection *c, const char *url, const cha
     srv_conn_phase(r->k, SRV_CONN_BODY);
     r->t0 = uv_hrtime();
     r->body_fd = -1;
+    r->lock_fd = -1;
     r->limit = s->cfg.max_body;
     snprintf(r->method, sizeof r->method, "%s", method);
     r->label = "unmatched";
@@ -689,6 +699,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         unlink(r->body_path);
         free(r->body_path);
     }
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
     free(r->body);
     free(r->path);
     free(r);

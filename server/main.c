@@ -11,6 +11,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -293,12 +294,13 @@ static char *read_token(const char *path)
     return strdup(buf + a);
 }
 
-/* Removes upload files a previous process left behind (killed mid-upload). */
-/* Removes uploads that a dead solad left in DATA/tmp. Replicas share the directory, so
- * a file still being written by a live replica must survive another's restart: only
- * files untouched for UPLOAD_STALE_S are removed (a live upload writes continuously;
- * MHD's connection timeout ends a stalled one long before). */
-#define UPLOAD_STALE_S (15 * 60)
+/* Removes uploads that a dead solad left in DATA/tmp (445 MB after 8 kill -9 in the
+ * round-2 tests). Replicas share the directory, so a file still being written by a
+ * live replica must survive another's start: its writer holds a flock on it for as
+ * long as the request lives (server/http.c), and the kernel drops that lock when the
+ * process dies. A file created in the last UPLOAD_YOUNG_S seconds is left alone too
+ * (between mkstemp and flock it has no lock yet). */
+#define UPLOAD_YOUNG_S 5
 static void clean_tmp(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -307,11 +309,18 @@ static void clean_tmp(const char *dir)
     time_t now = time(NULL);
     struct dirent *de;
     struct stat st;
-    while ((de = readdir(d)))
-        if (strncmp(de->d_name, "upload.", 7) == 0 &&
-            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            now - st.st_mtime > UPLOAD_STALE_S)
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "upload.", 7) != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode) || now - st.st_mtime < UPLOAD_YOUNG_S)
+            continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) /* nobody is writing it */
             unlinkat(dirfd(d), de->d_name, 0);
+        close(fd);
+    }
     closedir(d);
 }
 
