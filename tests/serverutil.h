@@ -31,6 +31,19 @@
 /* Not every test uses every helper. */
 #define SU_API static __attribute__((unused))
 
+/* 1 in an AddressSanitizer build: RSS bounds are printed, not asserted (its quarantine
+ * and shadow memory keep freed memory resident). */
+#if defined(__SANITIZE_ADDRESS__)
+#define SU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SU_ASAN 1
+#endif
+#endif
+#ifndef SU_ASAN
+#define SU_ASAN 0
+#endif
+
 typedef struct su_server {
     pid_t pid;
     int port;
@@ -418,6 +431,23 @@ SU_API float *su_json_matrix(const char *body, const char *member, int *rows, in
     }
     json_decref(o);
     return out;
+}
+
+/* A metric's value from the /metrics page (-1 if absent). */
+SU_API double su_metric(const su_server *s, const char *name)
+{
+    su_resp r;
+    double v = -1;
+    if (su_get(s, NULL, "/metrics", &r) == 200) {
+        size_t nl = strlen(name);
+        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+            if (!strncmp(p, name, nl) && p[nl] == ' ') {
+                v = atof(p + nl + 1);
+                break;
+            }
+    }
+    su_resp_free(&r);
+    return v;
 }
 
 #endif

@@ -18,17 +18,6 @@
 #include "rawconn.h"
 #include "serverutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MEM_ASAN 1
-#endif
-#endif
-#ifndef MEM_ASAN
-#define MEM_ASAN 0
-#endif
-
 #define MiB (1024L * 1024L)
 
 /* Fails the test when solad's peak RSS rose more than bound_mib above base_kb. */
@@ -39,8 +28,8 @@ static void check_peak(const su_server *s, long base_kb, long bound_mib, const c
     long rise = (hwm - base_kb) / 1024;
     fprintf(stderr, "%s: peak RSS %ld MiB, %ld MiB above the %ld MiB before (bound %ld)%s\n",
             what, hwm / 1024, rise, base_kb / 1024, bound_mib,
-            MEM_ASAN ? " [not asserted under ASan]" : "");
-    if (!MEM_ASAN)
+            SU_ASAN ? " [not asserted under ASan]" : "");
+    if (!SU_ASAN)
         ck_assert_msg(rise <= bound_mib, "%s: peak RSS rose %ld MiB (bound %ld MiB)", what, rise,
                       bound_mib);
 }

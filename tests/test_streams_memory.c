@@ -18,17 +18,6 @@
 #include "serverutil.h"
 #include "testutil.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MEM_ASAN 1
-#endif
-#endif
-#ifndef MEM_ASAN
-#define MEM_ASAN 0
-#endif
-
 #define C 1024
 #define NSTREAMS 768
 
@@ -45,23 +34,6 @@ static void write_model(const char *data)
     snprintf(p, sizeof p, "%s/models/wide/1.safetensors", data);
     ck_assert_msg(sola_model_save(m, p, 0, &e) == 0, "%s", e.msg);
     sola_model_free(m);
-}
-
-/* A metric's value from the /metrics page (-1 if absent). */
-static double metric(const su_server *s, const char *name)
-{
-    su_resp r;
-    double v = -1;
-    if (su_get(s, NULL, "/metrics", &r) == 200) {
-        size_t nl = strlen(name);
-        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-            if (!strncmp(p, name, nl) && p[nl] == ' ') {
-                v = atof(p + nl + 1);
-                break;
-            }
-    }
-    su_resp_free(&r);
-    return v;
 }
 
 /* solad's resident memory in bytes (VmRSS). */
@@ -107,12 +79,12 @@ static void end_streams(const su_server *s, CURL *c, int first, int n)
 /* Until every stream is closed (the idle sweep included), 120 s at most. */
 static void wait_all_closed(const su_server *s)
 {
-    for (int i = 0; i < 1200 && metric(s, "solad_streams_open") != 0; i++)
+    for (int i = 0; i < 1200 && su_metric(s, "solad_streams_open") != 0; i++)
         su_sleep_ms(100);
-    ck_assert_msg(metric(s, "solad_streams_open") == 0, "%g streams still open",
-                  metric(s, "solad_streams_open"));
-    ck_assert_msg(metric(s, "solad_streams_memory_bytes") == 0, "%g bytes still held",
-                  metric(s, "solad_streams_memory_bytes"));
+    ck_assert_msg(su_metric(s, "solad_streams_open") == 0, "%g streams still open",
+                  su_metric(s, "solad_streams_open"));
+    ck_assert_msg(su_metric(s, "solad_streams_memory_bytes") == 0, "%g bytes still held",
+                  su_metric(s, "solad_streams_memory_bytes"));
 }
 
 /* One round: NSTREAMS open (checked to show in the gauge and in RSS), half ended, half
@@ -122,19 +94,19 @@ static double round_trip(const su_server *s, CURL *c, const void *npy, size_t le
 {
     open_streams(s, c, 0, NSTREAMS, npy, len);
     /* all of them unless opening took longer than the idle timeout */
-    double held = metric(s, "solad_streams_memory_bytes"), up = rss(s),
-           open = metric(s, "solad_streams_open");
+    double held = su_metric(s, "solad_streams_memory_bytes"), up = rss(s),
+           open = su_metric(s, "solad_streams_open");
     ck_assert_msg(open > 0 && held >= open * 8 * C * 4, "round %d: %g streams hold %g bytes",
                   round, open, held);
     /* the measure sees them: what the gauge counts is resident */
-    ck_assert_msg(MEM_ASAN || up - base_rss >= held / 2, "round %d: RSS %.1f -> %.1f MiB with "
+    ck_assert_msg(SU_ASAN || up - base_rss >= held / 2, "round %d: RSS %.1f -> %.1f MiB with "
                   "%.1f MiB of streams open", round, base_rss / 1048576, up / 1048576,
                   held / 1048576);
     end_streams(s, c, 0, NSTREAMS / 2);
     wait_all_closed(s); /* the other half: --stream-idle-timeout */
     fprintf(stderr, "round %d: %g streams held %.1f MiB; RSS %.1f MiB before, %.1f open, "
             "%.1f after%s\n", round, open, held / 1048576, base_rss / 1048576, up / 1048576,
-            rss(s) / 1048576, MEM_ASAN ? " [not asserted under ASan]" : "");
+            rss(s) / 1048576, SU_ASAN ? " [not asserted under ASan]" : "");
     return held;
 }
 
@@ -164,12 +136,12 @@ START_TEST(rss_back_to_baseline_after_streams_close)
     double after1 = rss(&s);
     /* back within an eighth of what the streams held (4 MiB of 24 MiB) */
     double slack = held / 8;
-    ck_assert_msg(MEM_ASAN || after1 <= base + slack, "RSS %.1f MiB before %d streams, %.1f MiB after they "
+    ck_assert_msg(SU_ASAN || after1 <= base + slack, "RSS %.1f MiB before %d streams, %.1f MiB after they "
                   "closed (%.1f MiB held; allowed %.1f MiB more)", base / 1048576, NSTREAMS,
                   after1 / 1048576, held / 1048576, slack / 1048576);
     round_trip(&s, c, npy, len, base, 2);
     double after2 = rss(&s);
-    ck_assert_msg(MEM_ASAN || after2 <= base + slack, "RSS %.1f MiB before, %.1f MiB after a second round "
+    ck_assert_msg(SU_ASAN || after2 <= base + slack, "RSS %.1f MiB before, %.1f MiB after a second round "
                   "of %d streams", base / 1048576, after2 / 1048576, NSTREAMS);
     curl_easy_cleanup(c);
     free(npy);

@@ -310,23 +310,6 @@ START_TEST(streams_exact_and_concurrent)
 }
 END_TEST
 
-/* A metric's value from the /metrics page (-1 if absent). */
-static double metric(const su_server *s, const char *name)
-{
-    su_resp r;
-    double v = -1;
-    if (su_get(s, NULL, "/metrics", &r) == 200) {
-        size_t nl = strlen(name);
-        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-            if (!strncmp(p, name, nl) && p[nl] == ' ') {
-                v = atof(p + nl + 1);
-                break;
-            }
-    }
-    su_resp_free(&r);
-    return v;
-}
-
 START_TEST(streams_limits_idle_and_memory)
 {
     char *dir = tu_tmpdir(), data[4200];
@@ -336,10 +319,10 @@ START_TEST(streams_limits_idle_and_memory)
     const char *args[] = {"--data", data, "--max-streams", "3", "--stream-idle-timeout", "1.5",
                           NULL};
     ck_assert_int_eq(su_start(&s, dir, args), 0);
-    ck_assert(metric(&s, "solad_streams_open") == 0);
-    double base = metric(&s, "solad_streams_memory_bytes");
+    ck_assert(su_metric(&s, "solad_streams_open") == 0);
+    double base = su_metric(&s, "solad_streams_memory_bytes");
     ck_assert(base == 0);
-    ck_assert(metric(&s, "solad_streams_limit") == 3);
+    ck_assert(su_metric(&s, "solad_streams_limit") == 3);
     float *x = su_input(6, C, 3);
     reply rp;
     char id[16];
@@ -350,8 +333,8 @@ START_TEST(streams_limits_idle_and_memory)
         ck_assert_int_eq(rp.k, 2); /* R = 4: rows 0 and 1 are final */
         free(rp.rows);
     }
-    ck_assert(metric(&s, "solad_streams_open") == 3);
-    double held = metric(&s, "solad_streams_memory_bytes");
+    ck_assert(su_metric(&s, "solad_streams_open") == 3);
+    double held = su_metric(&s, "solad_streams_memory_bytes");
     /* each keeps its last 2R = 8 input rows and a small record */
     ck_assert_msg(held >= 3 * 8 * C * 4 && held < 3 * (8 * C * 4 + 1024), "held %g", held);
     /* the fourth: 503 with Retry-After and what to do */
@@ -363,7 +346,7 @@ START_TEST(streams_limits_idle_and_memory)
     char v[32];
     ck_assert_ptr_nonnull(su_header(&r, "Retry-After", v, sizeof v));
     su_expect(&r, 503, "--max-streams 3");
-    ck_assert(metric(&s, "solad_streams_rejected_total") == 1);
+    ck_assert(su_metric(&s, "solad_streams_rejected_total") == 1);
     /* a restart of an open id is not a new stream: allowed at the limit */
     send_chunk(&s, D_JSON, "m", "s0", 1, 0, x, 1, &rp);
     ck_assert_msg(rp.status == 200, "%s", rp.body);
@@ -396,15 +379,15 @@ START_TEST(streams_limits_idle_and_memory)
     ck_assert_int_eq(rp.status, 404);
     ck_assert_msg(strstr(rp.body, "not open") && strstr(rp.body, "sequence_start"), "%s",
                   rp.body);
-    ck_assert(metric(&s, "solad_streams_open") == 1);
-    ck_assert(metric(&s, "solad_streams_closed_total{reason=\"idle\"}") == 2);
-    ck_assert(metric(&s, "solad_streams_closed_total{reason=\"replaced\"}") == 1);
+    ck_assert(su_metric(&s, "solad_streams_open") == 1);
+    ck_assert(su_metric(&s, "solad_streams_closed_total{reason=\"idle\"}") == 2);
+    ck_assert(su_metric(&s, "solad_streams_closed_total{reason=\"replaced\"}") == 1);
     send_chunk(&s, D_NPY, "m", "s2", 0, 1, x, 0, &rp);
     ck_assert_int_eq(rp.status, 200);
     free(rp.rows);
     /* every stream closed: the memory is back to the baseline */
-    ck_assert(metric(&s, "solad_streams_open") == 0);
-    ck_assert(metric(&s, "solad_streams_memory_bytes") == base);
+    ck_assert(su_metric(&s, "solad_streams_open") == 0);
+    ck_assert(su_metric(&s, "solad_streams_memory_bytes") == base);
     /* and promtool accepts the page with the stream families */
     if (tu_system("command -v promtool >/dev/null 2>&1") != 0) {
         free(b);
@@ -438,7 +421,7 @@ START_TEST(streams_off_with_max_streams_0)
     su_server s;
     const char *args[] = {"--data", data, "--max-streams", "0", NULL};
     ck_assert_int_eq(su_start(&s, dir, args), 0);
-    ck_assert(metric(&s, "solad_streams_limit") == 0);
+    ck_assert(su_metric(&s, "solad_streams_limit") == 0);
     float *x = su_input(4, C, 3);
     reply rp;
     for (int d = 0; d < D_N; d++) {
@@ -447,7 +430,7 @@ START_TEST(streams_off_with_max_streams_0)
                           strstr(rp.body, "--max-streams 0"),
                       "%s: %ld %s", door_names[d], rp.status, rp.body);
     }
-    ck_assert(metric(&s, "solad_streams_open") == 0);
+    ck_assert(su_metric(&s, "solad_streams_open") == 0);
     /* refines without a sequence_id are not streams: served as always */
     float *y = offline(&s, "m", NULL, x, 4);
     free(y);
@@ -666,13 +649,13 @@ START_TEST(streams_kill9_keeps_models_and_datasets)
         su_expect(&r, 200, NULL);
     }
     free(b6);
-    ck_assert(metric(&s, "solad_streams_open") == 3);
+    ck_assert(su_metric(&s, "solad_streams_open") == 3);
     kill(s.pid, SIGKILL);
     waitpid(s.pid, NULL, 0);
     s.pid = 0;
     ck_assert_int_eq(su_start(&s, dir, args), 0);
     /* the open streams are gone, each with the message docs/streaming.md shows */
-    ck_assert(metric(&s, "solad_streams_open") == 0);
+    ck_assert(su_metric(&s, "solad_streams_open") == 0);
     reply rp;
     for (int i = 0; i < 3; i++) {
         send_chunk(&s, i == 2 ? D_V2JSON : D_NPY, i == 2 ? "up" : "m", ids[i], 0, 0,
@@ -771,9 +754,9 @@ START_TEST(streams_watcher_sees_the_rows)
     watch w = {.s = &s};
     pthread_t th;
     pthread_create(&th, NULL, watch_main, &w);
-    for (int i = 0; i < 500 && metric(&s, "solad_streams_watchers") < 1; i++)
+    for (int i = 0; i < 500 && su_metric(&s, "solad_streams_watchers") < 1; i++)
         su_sleep_ms(10);
-    ck_assert(metric(&s, "solad_streams_watchers") == 1);
+    ck_assert(su_metric(&s, "solad_streams_watchers") == 1);
     int got = 0;
     for (int t = 5; t < T; t += 3) {
         int n = T - t < 3 ? T - t : 3;
@@ -803,9 +786,9 @@ START_TEST(streams_watcher_sees_the_rows)
     }
     ck_assert_int_eq(seen, T - 1);
     su_resp_free(&w.r);
-    for (int i = 0; i < 500 && metric(&s, "solad_streams_watchers") > 0; i++)
+    for (int i = 0; i < 500 && su_metric(&s, "solad_streams_watchers") > 0; i++)
         su_sleep_ms(10);
-    ck_assert(metric(&s, "solad_streams_watchers") == 0);
+    ck_assert(su_metric(&s, "solad_streams_watchers") == 0);
     free(x);
     free(y);
     ck_assert_int_eq(su_stop(&s), 0);
