@@ -63,12 +63,12 @@ static int past(const struct timespec *ts)
     return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
 }
 
-/* Frames of queued jobs that could join a pass led by `first` (lock held). */
-static long joinable_frames(batcher *b, const job *first)
+/* Frames of queued batchable jobs of model m (lock held). */
+static long joinable_frames(batcher *b, const sola_model *m)
 {
     long f = 0;
     for (job *j = b->head; j; j = j->next)
-        if (j->m == first->m && !j->solo)
+        if (j->m == m && !j->solo)
             f += j->frames;
     return f;
 }
@@ -212,10 +212,14 @@ static void *compute_main(void *arg)
         if (!first->solo && b->window_us > 0) {
             /* wait for company while it may come: other workers are busy (parsing a
              * request that may join) and the pass is not full yet */
+            /* `first` lives on its submitter's stack: once another compute thread has
+             * taken it (the head changed while this one waited), it may be gone, so
+             * only its model is kept and the head compared before each look */
+            const sola_model *fm = first->m;
             struct timespec dl;
             deadline_after(&dl, b->window_us);
-            while (!b->stop && !past(&dl) && joinable_frames(b, first) < b->max_frames &&
-                   atomic_load(b->busy) > b->inside)
+            while (!b->stop && b->head == first && !past(&dl) &&
+                   joinable_frames(b, fm) < b->max_frames && atomic_load(b->busy) > b->inside)
                 if (pthread_cond_timedwait(&b->cv_work, &b->mu, &dl) == ETIMEDOUT)
                     break;
         }
