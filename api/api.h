@@ -280,6 +280,13 @@ int api_check_origin(const api_ctx *ctx, const api_request *rq, const api_route 
 int api_check_role(const api_ctx *ctx, const api_request *rq, const api_route *r,
                    api_response *rs);
 
+/* The checks between a route's match and its handler, in their order: auth, role,
+ * origin (above). One home for both doors: api_dispatch and solad's first callback
+ * (server/http.c, which knows has_body from the headers before the body is read).
+ * 0, or -1 with rs filled. */
+int api_check_route(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                    int has_body, api_response *rs);
+
 /* Runs the route's handler (after match and auth). */
 int api_handle(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w);
 

@@ -186,6 +186,15 @@ int api_check_role(const api_ctx *ctx, const api_request *rq, const api_route *r
     return 0;
 }
 
+int api_check_route(const api_ctx *ctx, const api_request *rq, const api_route *r,
+                    int has_body, api_response *rs)
+{
+    if (api_check_auth(ctx, rq, r, rs) || api_check_role(ctx, rq, r, rs) ||
+        api_check_origin(ctx, rq, r, has_body, rs))
+        return -1;
+    return 0;
+}
+
 int api_handle(const api_ctx *ctx, api_request *rq, api_response *rs, api_work *w)
 {
     memset(w, 0, sizeof *w);
@@ -218,8 +227,7 @@ int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work
         api_set_header(rs, "Allow", "%s", allow);
         return API_REPLY;
     }
-    if (r && (api_check_auth(ctx, rq, r, rs) || api_check_role(ctx, rq, r, rs) ||
-              api_check_origin(ctx, rq, r, rq->body_len > 0 || rq->body_path, rs)))
+    if (r && api_check_route(ctx, rq, r, rq->body_len > 0 || rq->body_path, rs))
         return API_REPLY;
     return api_handle(ctx, rq, rs, w);
 }

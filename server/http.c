@@ -539,9 +539,7 @@ static enum MHD_Result on_first(req *r, int uri_nul)
     int has_body = (cl0 && strcmp(cl0, "0") != 0) ||
                    MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    if (api_check_auth(&s->ctx, &r->rq, route, &r->rs) ||
-        api_check_role(&s->ctx, &r->rq, route, &r->rs) ||
-        api_check_origin(&s->ctx, &r->rq, route, has_body, &r->rs))
+    if (api_check_route(&s->ctx, &r->rq, route, has_body, &r->rs))
         return early(r);
     if ((route->flags & API_BODY_BIG) && (route->flags & API_BODY_FILE) && s->cfg.max_upload)
         r->limit = s->cfg.max_upload; /* spooled to disk, never loaded whole */
