@@ -16,10 +16,8 @@
 #include "api.h"
 #include "routes.h"
 
-/* Written by web/embed.cmake into the build directory; ends with a NULL name. The
- * reference is weak so that builds of api/ that do not run the generator (the fuzz
- * harnesses' fuzz/build.sh) still link: the page then answers that it is missing.
- * CMake pulls the table out of libsolaapi.a with -Wl,--undefined=api_web_assets. */
+/* Written by web/embed.cmake into the build directory (CMake, and fuzz/build.sh for
+ * the api harnesses); ends with a NULL name. */
 typedef struct api_web_asset {
     const char *name;
     const unsigned char *data;
@@ -29,7 +27,7 @@ typedef struct api_web_asset {
     size_t gzlen;
     const char *etag_gz;
 } api_web_asset;
-extern const api_web_asset api_web_assets[] __attribute__((weak));
+extern const api_web_asset api_web_assets[];
 
 /* The page only talks to its own origin; nothing inline, nothing from elsewhere. */
 #define WEB_CSP                                                                         \
@@ -62,8 +60,6 @@ static const char *ctype_of(const char *name)
 
 static const api_web_asset *find_asset(const char *name)
 {
-    if (!api_web_assets)
-        return NULL;
     for (const api_web_asset *a = api_web_assets; a->name; a++)
         if (strcmp(a->name, name) == 0)
             return a;

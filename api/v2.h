@@ -22,8 +22,6 @@ typedef struct v2_request {
                              * NULL: none */
 } v2_request;
 
-/* Name of output V2_*. */
-const char *v2_output_name(int i);
 
 /* Parses an infer body (len bytes). A request with a sequence_id may have an input of
  * shape [0, C] (an empty chunk of a stream). hdr_len: the Inference-Header-Content-Length

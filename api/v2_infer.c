@@ -19,11 +19,6 @@
 
 static const char *const out_names[V2_NOUT] = {"refined", "tsm", "tsm_raw"};
 
-const char *v2_output_name(int i)
-{
-    return out_names[i];
-}
-
 void v2_request_free(v2_request *r)
 {
     free(r->x.data);

@@ -580,16 +580,3 @@ const sola_model *sola_cycle_momentum(const sola_cycle *cy)
 {
     return cy->mk;
 }
-
-double sola_cycle_flops(const sola_cycle *cy, int B)
-{
-    const double C = cy->C, Hc = cy->Hc, D = cy->D, K = cy->K, S = cy->S;
-    const double H = cy->mk->H, k1 = cy->mk->k1, k2 = cy->mk->k2, N = cy->N;
-    double mod = 2.0 * B * N * (C * k1 * H + H * k2 * H + H * C); /* one module pass */
-    double head = 2.0 * B * (C * Hc + Hc * D);                     /* one head */
-    double nce = 2.0 * B * K * D, snn = 2.0 * B * S * D;
-    /* module: momentum fwd, online fwd + bwd (~2x, no input grad at conv 0);
-     * heads: 2 momentum fwd, 2 online fwd + bwd (3x); queues: 2 fwd + 1 bwd each;
-     * soft NN: 2 fwd + 2 bwd */
-    return mod * 4 + head * (2 + 2 * 3) + nce * 4 + snn * 4;
-}

@@ -122,8 +122,6 @@ const float *sola_cycle_queue(const sola_cycle *cy, int which, const float **vid
 void sola_cycle_set_queue(sola_cycle *cy, int which, const float *keys, const float *video,
                           int ptr);
 const sola_model *sola_cycle_momentum(const sola_cycle *cy);
-/* FLOPs of one sola_cycle_loss_grad on B windows (GEMMs only). */
-double sola_cycle_flops(const sola_cycle *cy, int B);
 
 /* ---- the two new layers (forward/backward pairs, llm.c style) ------------------------ */
 

@@ -222,7 +222,7 @@ void sola_model_init(sola_model *m, uint64_t seed)
     unpack(m);
 }
 
-void sola_model_init_head(sola_model *m, uint64_t seed)
+static void init_head_seeded(sola_model *m, uint64_t seed)
 {
     sola_rng r;
     sola_rng_seed(&r, seed);
@@ -247,7 +247,7 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
     m->params = p;
     m->P = P;
     set_ptrs(m);
-    sola_model_init_head(m, seed);
+    init_head_seeded(m, seed);
     return 0;
 }
 

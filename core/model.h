@@ -81,8 +81,6 @@ sola_model *sola_model_clone(const sola_model *m, sola_err *e);
  * The module is drawn first, then the head (if P > 0) from the same stream, so the
  * module does not depend on P. Drops the packs: call sola_model_pack before refining. */
 void sola_model_init(sola_model *m, uint64_t seed);
-/* Initialise only the dissimilarity head (same rule). */
-void sola_model_init_head(sola_model *m, uint64_t seed);
 /* Resize to add a head of width P (keeps module params). */
 int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e);
 

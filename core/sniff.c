@@ -109,13 +109,3 @@ const char *sola_kind_name(sola_kind k)
     }
 }
 
-sola_kind sola_sniff_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return SOLA_KIND_UNKNOWN;
-    unsigned char b[512];
-    size_t n = fread(b, 1, sizeof b, f);
-    fclose(f);
-    return sola_sniff(b, n);
-}

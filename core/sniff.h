@@ -33,8 +33,4 @@ sola_kind sola_sniff(const void *buf, size_t n);
 /* "a .npy array", "a PNG image", ...: a phrase to put after "this is". Static. */
 const char *sola_kind_name(sola_kind k);
 
-/* Reads the first bytes of a file and sniffs them; SOLA_KIND_UNKNOWN when the file
- * cannot be read (its reader will say why). */
-sola_kind sola_sniff_file(const char *path);
-
 #endif

@@ -48,7 +48,7 @@ void sola_synth_default(sola_synth_opts *o)
     o->bias = -1.0f;
 }
 
-int sola__synth_check(const sola_synth_opts *o, sola_err *e)
+static int synth_check(const sola_synth_opts *o, sola_err *e)
 {
     if (o->videos < 1 || o->C < 1 || o->T < 2 || o->classes < 1 || o->classes > 255)
         return sola_errf(e, SOLA_EINVAL,
@@ -93,7 +93,7 @@ int sola__synth_rank(const sola_synth_opts *o, int rank)
     return rank < o->C ? rank : o->C;
 }
 
-void sola__synth_unit(sola_rng *r, float *u, int C)
+static void synth_unit(sola_rng *r, float *u, int C)
 {
     double n2 = 0;
     for (int c = 0; c < C; c++) {
@@ -107,7 +107,7 @@ void sola__synth_unit(sola_rng *r, float *u, int C)
 
 float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
 {
-    if (sola__synth_check(o, e))
+    if (synth_check(o, e))
         return NULL;
     int nd = sola_synth_ndirs(o);
     size_t n = (size_t)nd * (size_t)o->C;
@@ -119,7 +119,7 @@ float *sola_synth_directions(const sola_synth_opts *o, sola_err *e)
     sola_rng r;
     sola_rng_seed(&r, o->seed);
     for (int k = 0; k < nd; k++)
-        sola__synth_unit(&r, d + (size_t)k * o->C, o->C);
+        synth_unit(&r, d + (size_t)k * o->C, o->C);
     /* A class's drift partner is made orthogonal to it, so that the direction turns
      * by exactly `drift` radians whatever C is. */
     for (int k = 0; !o->simple && k < o->classes && o->C > 1; k++) {
@@ -149,7 +149,7 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
 {
     *xp = NULL;
     *lp = NULL;
-    int rc = sola__synth_check(o, e);
+    int rc = synth_check(o, e);
     if (rc)
         return rc;
     if (!o->simple)
@@ -175,7 +175,7 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
             lab[s] = (uint8_t)k;
         t += len + sola__synth_int(&r, o->gap_min, o->gap_max);
     }
-    sola__synth_unit(&r, off, C);
+    synth_unit(&r, off, C);
     for (int c = 0; c < C; c++)
         off[c] *= o->video_offset;
     /* Amplitude jitter per segment so that classes are not one point each. */
@@ -218,7 +218,7 @@ err:
     return rc;
 }
 
-int sola_synth_encode_labels(const uint8_t *labels, int64_t T, void **bufp, size_t *lenp,
+static int encode_labels(const uint8_t *labels, int64_t T, void **bufp, size_t *lenp,
                              sola_err *e)
 {
     char dict[128];
@@ -250,7 +250,7 @@ int sola_synth_encode_labels(const uint8_t *labels, int64_t T, void **bufp, size
 int sola_synth_write(const char *dir, const sola_synth_opts *o,
                      void (*progress)(int done, int total, void *ud), void *ud, sola_err *e)
 {
-    int rc = sola__synth_check(o, e);
+    int rc = synth_check(o, e);
     if (rc)
         return rc;
     char fdir[4096], ldir[4096], path[4200];
@@ -273,12 +273,12 @@ int sola_synth_write(const char *dir, const sola_synth_opts *o,
         snprintf(path, sizeof path, "%s/video_%0*d.npy", fdir, width, i);
         rc = sola_npy_save(path, x, 2, shape, e);
         if (!rc) {
-            void *buf;
-            size_t len;
+            void *buf = NULL;
+            size_t len = 0;
             snprintf(path, sizeof path, "%s/video_%0*d.npy", ldir, width, i);
             for (int t = 0; t < T; t++)
                 lab[t] = lab[t] != 0; /* files say action or not; classes stay internal */
-            rc = sola_synth_encode_labels(lab, T, &buf, &len, e);
+            rc = encode_labels(lab, T, &buf, &len, e);
             if (!rc) {
                 rc = sola_write_atomic(path, buf, len, e);
                 free(buf);

@@ -102,14 +102,8 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
 int sola_synth_write(const char *dir, const sola_synth_opts *o,
                      void (*progress)(int done, int total, void *ud), void *ud, sola_err *e);
 
-/* Encodes a [T] uint8 label vector as a .npy image ('|u1', v1.0), malloc'd. */
-int sola_synth_encode_labels(const uint8_t *labels, int64_t T, void **buf, size_t *len,
-                             sola_err *e);
-
 /* ---- internal: shared by synth.c and synth_real.c ---- */
 struct sola_rng;
-int sola__synth_check(const sola_synth_opts *o, sola_err *e);
-void sola__synth_unit(struct sola_rng *r, float *u, int C); /* random unit vector */
 int sola__synth_int(struct sola_rng *r, int lo, int hi);    /* uniform in [lo, hi] */
 int sola__synth_rank(const sola_synth_opts *o, int rank);   /* realistic: min(rank, C) */
 /* The realistic video i (synth_real.c); same contract as sola_synth_video. */

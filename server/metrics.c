@@ -133,7 +133,7 @@ void metrics_frames(metrics *m, long n)
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_escape(const char *in, char *out, size_t n)
+static void metrics_escape(const char *in, char *out, size_t n)
 {
     size_t o = 0;
     for (const char *p = in; *p && o + 3 < n; p++) {

@@ -39,7 +39,4 @@ typedef void (*metrics_models_fn)(void *arg, metrics_model_emit emit, void *ctx)
 int metrics_render(metrics *m, const metrics_gauges *g, metrics_models_fn models,
                    void *models_arg, char **text, size_t *len);
 
-/* Escapes a label value per the exposition format (\\, \", \n) into out (size n). */
-void metrics_escape(const char *in, char *out, size_t n);
-
 #endif

@@ -325,7 +325,7 @@ const api_seq_backend srv_streams_backend = {
 
 /* ---- idle sweep, figures ------------------------------------------------------- */
 
-int srv_streams_sweep(srv_streams *t)
+static int srv_streams_sweep(srv_streams *t)
 {
     uint64_t now = streams__now_ms();
     api_seq *gone = NULL;
@@ -395,22 +395,6 @@ void srv_streams_stop_timer(srv_streams *t)
     uv_close((uv_handle_t *)&t->timer, NULL);
     uv_close((uv_handle_t *)&t->async, NULL);
     streams__forget_watchers(t);
-}
-
-int srv_streams_open(srv_streams *t)
-{
-    pthread_mutex_lock(&t->mu);
-    int n = t->n;
-    pthread_mutex_unlock(&t->mu);
-    return n;
-}
-
-size_t srv_streams_bytes(srv_streams *t)
-{
-    pthread_mutex_lock(&t->mu);
-    size_t n = t->bytes;
-    pthread_mutex_unlock(&t->mu);
-    return n;
 }
 
 int srv_streams_metrics(srv_streams *t, api_buf *b)

@@ -38,17 +38,11 @@ void srv_streams_free(srv_streams *t);
  * (then let the loop run once so the closes complete). */
 int srv_streams_start_timer(srv_streams *t, uv_loop_t *loop, const int *draining);
 void srv_streams_stop_timer(srv_streams *t);
-/* Drops the streams idle past the timeout now; returns how many. */
-int srv_streams_sweep(srv_streams *t);
 
 /* The api_seq_backend over a table; self is the table. */
 extern const api_seq_backend srv_streams_backend;
 
 /* Appends the streams' Prometheus families to a metrics text. 0 or -1 (no memory). */
 int srv_streams_metrics(srv_streams *t, api_buf *b);
-
-/* Counts, for tests and health. */
-int srv_streams_open(srv_streams *t);
-size_t srv_streams_bytes(srv_streams *t);
 
 #endif
