@@ -14,6 +14,7 @@
  * What the handlers need from the process (models, health, metrics text) comes
  * through api_backend, a table of functions the server fills (server/backend.c) and
  * a test can fake. */
+/* implemented in: router.c util.c origin.c jsonfeat.c refine_call.c */
 #ifndef SOLA_API_H
 #define SOLA_API_H
 

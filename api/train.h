@@ -5,6 +5,7 @@
  * The spec is parsed in one place (api_train_spec_parse) for the route, which refuses
  * a bad request before anything is queued, and for the training process, which gets
  * the stored spec back as JSON: what was accepted is exactly what runs. */
+/* implemented in: train_spec.c */
 #ifndef SOLA_API_TRAIN_H
 #define SOLA_API_TRAIN_H
 

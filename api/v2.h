@@ -1,5 +1,6 @@
 /* v2.h -- Open Inference Protocol v2 (KServe / Triton) request parsing and reply
  * encoding, shared by api/routes_v2.c and its tests. */
+/* implemented in: v2_infer.c */
 #ifndef SOLA_API_V2_H
 #define SOLA_API_V2_H
 

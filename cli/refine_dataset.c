@@ -23,6 +23,7 @@
 #include "annotations.h"
 #include "cli.h"
 #include "cli_io.h"
+#include "csvfeat.h"
 #include "dataset.h"
 #include "fsutil.h"
 #include "h5io.h"

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "csvfeat.h"
 #include "fsutil.h"
 #include "layouts.h"
 #include "npy.h"

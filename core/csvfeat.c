@@ -1,11 +1,11 @@
 /* csvfeat.c -- BMN/BSN feature CSV (csv_mean_100: a header row, then 100 rows of 400
- * comma-separated numbers), read and written (declared in layouts.h). */
+ * comma-separated numbers), read and written (see csvfeat.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "csvfeat.h"
 #include "fsutil.h"
-#include "layouts.h"
 
 /* End of the line starting at p (the '\n' or end), bounded by end. */
 static const char *line_end(const char *p, const char *end)

@@ -45,6 +45,7 @@
  * Thread rules: a sola_cycle belongs to one thread at a time. GEMMs use core/gemm.h's
  * threads; row loops use sola_parallel_for; results depend only on the seed and the
  * BLAS thread count. */
+/* implemented in: cycle.c cycle_nce.c */
 #ifndef SOLA_CYCLE_H
 #define SOLA_CYCLE_H
 

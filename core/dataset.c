@@ -12,165 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset_file.h"
 #include "fsutil.h"
 #include "h5io.h"
 #include "layouts.h"
 #include "npy.h"
 #include "npz.h"
-
-/* ---- one opened item: where its float payload is ---------------------------------- */
-
-typedef struct payload {
-    sola_map map; /* .npy file */
-    sola_npz z;   /* .npz archive */
-    int is_npz, zopen;
-    const unsigned char *img; /* the .npy image (file, or stored member); NULL if deflated */
-    size_t imglen;
-    sola_array full; /* whole item when loaded (deflated member, or slow path) */
-    const float *f4; /* little-endian f4 C-order payload inside the map, or NULL */
-    int64_t T;
-    int C;
-} payload;
-
-/* [T, C], or [1, T, C] as some extractors save a single video. */
-static int shape_tc(const sola_array *a, const char *path, int64_t *T, int *C, sola_err *e)
-{
-    int64_t t, c;
-    if (a->ndim == 2) {
-        t = a->shape[0];
-        c = a->shape[1];
-    } else if (a->ndim == 3 && a->shape[0] == 1) {
-        t = a->shape[1];
-        c = a->shape[2];
-    } else {
-        char s[96] = "";
-        size_t k = 0;
-        for (int i = 0; i < a->ndim && k < sizeof s - 24; i++)
-            k += (size_t)snprintf(s + k, sizeof s - k, i ? ", %lld" : "%lld",
-                                  (long long)a->shape[i]);
-        return sola_errf(e, SOLA_ESHAPE,
-                         "%s: expected a [T, C] feature matrix (one video), got shape (%s)",
-                         path, s);
-    }
-    if (c < 1 || c > INT_MAX)
-        return sola_errf(e, SOLA_ESHAPE, "%s: channel count %lld is out of range", path,
-                         (long long)c);
-    *T = t;
-    *C = (int)c;
-    return 0;
-}
-
-/* 1 when the payload is little-endian f4 in C order, so it can be copied as is.
- * Anything else takes the converting path. */
-static int info_is_f4c(const sola_npy_info *in)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    return !in->fortran && (!strcmp(in->descr, "<f4") || !strcmp(in->descr, "=f4"));
-#else
-    (void)in;
-    return 0;
-#endif
-}
-
-static uint16_t rd16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-/* Locates the bytes of a stored (uncompressed) member through its local header. */
-static int stored_member(const sola_npz *z, int i, const char *path,
-                         const unsigned char **img, size_t *len, sola_err *e)
-{
-    const sola_npz_entry *en = &z->entries[i];
-    size_t off = en->offset, end;
-    if (off > z->len || z->len - off < 30 || rd16(z->buf + off) != 0x4b50 ||
-        rd16(z->buf + off + 2) != 0x0403)
-        return sola_errf(e, SOLA_EFORMAT, "%s: member '%s': bad local header", path, en->name);
-    off += 30 + (size_t)rd16(z->buf + off + 26) + rd16(z->buf + off + 28);
-    if (en->csize != en->usize || sola_add_size(off, en->csize, &end) || end > z->len)
-        return sola_errf(e, SOLA_EFORMAT, "%s: member '%s' is truncated", path, en->name);
-    *img = z->buf + off;
-    *len = en->csize;
-    return 0;
-}
-
-static void payload_close(payload *p)
-{
-    if (p->zopen)
-        sola_npz_close(&p->z);
-    sola_unmap(&p->map);
-    sola_array_free(&p->full);
-    memset(p, 0, sizeof *p);
-}
-
-/* Opens an item and reads its shape; loads it whole only when the payload is not
- * directly usable (deflated npz member). */
-static int payload_open(const char *path, int is_npz, payload *p, sola_err *e)
-{
-    int rc;
-    memset(p, 0, sizeof *p);
-    p->is_npz = is_npz;
-    if (is_npz) {
-        if ((rc = sola_npz_open(path, &p->z, e)))
-            return rc;
-        p->zopen = 1;
-        int m = sola_npz_pick(&p->z, path, e);
-        if (m < 0) {
-            rc = e && e->code < 0 ? e->code : SOLA_EFORMAT;
-            goto err;
-        }
-        if (p->z.entries[m].method == 0) {
-            if ((rc = stored_member(&p->z, m, path, &p->img, &p->imglen, e)))
-                goto err;
-        } else {
-            if ((rc = sola_npz_read(&p->z, m, 0, &p->full, e)))
-                goto err;
-            if ((rc = shape_tc(&p->full, path, &p->T, &p->C, e)))
-                goto err;
-            return 0;
-        }
-    } else {
-        if ((rc = sola_map_file(path, &p->map, e)))
-            return rc;
-        p->img = p->map.data;
-        p->imglen = p->map.len;
-    }
-    sola_npy_info info;
-    if ((rc = sola_npy_inspect(p->img, p->imglen, path, 0, &info, e)))
-        goto err;
-    sola_array shp = {.ndim = info.ndim};
-    memcpy(shp.shape, info.shape, sizeof shp.shape);
-    size_t off = info.data_off, dlen = info.data_len, end;
-    if ((rc = shape_tc(&shp, path, &p->T, &p->C, e)))
-        goto err;
-    if (sola_add_size(off, dlen, &end) || end != p->imglen) {
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: header declares %zu bytes of data but %zu follow",
-                       path, dlen, off <= p->imglen ? p->imglen - off : 0);
-        goto err;
-    }
-    size_t want;
-    if (sola_mul_size((size_t)p->T, (size_t)p->C, &want) || sola_mul_size(want, 4, &want)) {
-        rc = sola_errf(e, SOLA_ETOOBIG, "%s: shape is too large", path);
-        goto err;
-    }
-    /* Map offsets are page aligned and numpy pads headers to 64 bytes, so the payload
-     * is float aligned; check anyway before handing out a float pointer. */
-    if (dlen == want && info_is_f4c(&info) &&
-        (((uintptr_t)(p->img + off)) & 3) == 0)
-        p->f4 = (const float *)(const void *)(p->img + off);
-    return 0;
-err:
-    payload_close(p);
-    return rc;
-}
-
-/* Makes p->full hold the whole item as float32 (slow path). */
-static int payload_full(payload *p, const char *path, sola_err *e)
-{
-    if (p->full.ndim)
-        return 0;
-    return sola_npy_parse(p->img, p->imglen, path, 0, &p->full, e);
-}
 
 /* ---- scan ---------------------------------------------------------------------------- */
 
@@ -339,8 +186,8 @@ static int item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err
     char *path = join(d->dir, it->file);
     if (!path)
         return sola_errf(e, SOLA_ENOMEM, "%s: out of memory", d->dir);
-    payload p;
-    int rc = payload_open(path, it->npz, &p, e);
+    sola_payload p;
+    int rc = sola_payload_open(path, it->npz, &p, e);
     if (!rc && d->ct && (p.T < 1 || p.T > INT_MAX))
         rc = sola_errf(e, SOLA_ESHAPE, "%s: with --layout ct the first axis is C, but it is "
                        "%lld", path, (long long)p.T);
@@ -349,7 +196,7 @@ static int item_shape(const sola_dataset *d, int i, int64_t *T, int *C, sola_err
         return rc;
     *T = d->ct ? p.C : p.T;
     *C = d->ct ? (int)p.T : p.C;
-    payload_close(&p);
+    sola_payload_close(&p);
     return 0;
 }
 
@@ -460,36 +307,24 @@ int sola_dataset_find(const sola_dataset *d, const char *name)
     return -1;
 }
 
-char *sola_dataset_path(const sola_dataset *d, int i, char *buf, size_t n)
-{
-    const sola_dataset_item *it = &d->items[i];
-    int w = d->h5 ? snprintf(buf, n, "%s[%s]", d->dir, it->file)
-            : it->kind == SOLA_ITEM_H5DIR && it->file2
-                ? snprintf(buf, n, "%s/%s[%s]+%s", d->dir, it->file, it->key, it->file2)
-            : it->kind == SOLA_ITEM_H5DIR ? snprintf(buf, n, "%s/%s[%s]", d->dir, it->file, it->key)
-            : it->file2 ? snprintf(buf, n, "%s/%s+%s", d->dir, it->file, it->file2)
-                        : snprintf(buf, n, "%s/%s", d->dir, it->file);
-    return w >= 0 && (size_t)w < n ? buf : NULL;
-}
-
 /* ---- reads ----------------------------------------------------------------------------- */
 
 /* Opens item i and checks it still has the shape seen by the scan. */
-static int open_item(const sola_dataset *d, int i, char *path, size_t pn, payload *p,
+static int open_item(const sola_dataset *d, int i, char *path, size_t pn, sola_payload *p,
                      sola_err *e)
 {
     if (i < 0 || i >= d->n)
         return sola_errf(e, SOLA_EINVAL, "%s: item %d out of range (%d items)", d->dir, i, d->n);
     if (!sola_dataset_path(d, i, path, pn))
         return sola_errf(e, SOLA_EINVAL, "%s: path too long", d->dir);
-    int rc = payload_open(path, d->items[i].npz, p, e);
+    int rc = sola_payload_open(path, d->items[i].npz, p, e);
     if (rc)
         return rc;
     if (p->T != d->items[i].T || p->C != d->C) {
         rc = sola_errf(e, SOLA_ESHAPE,
                        "%s: changed since the dataset was opened (now [%lld, %d], was [%lld, %d])",
                        path, (long long)p->T, p->C, (long long)d->items[i].T, d->C);
-        payload_close(p);
+        sola_payload_close(p);
     }
     return rc;
 }
@@ -511,7 +346,8 @@ static int window_pread(const sola_dataset *d, const char *path, int i, int64_t 
     size_t end;
     ssize_t n = pread(fd, hb, sizeof hb, 0);
     if (n > 0 && fstat(fd, &st) == 0 &&
-        sola_npy_inspect(hb, (size_t)n, path, 0, &info, NULL) == 0 && info_is_f4c(&info) &&
+        sola_npy_inspect(hb, (size_t)n, path, 0, &info, NULL) == 0 &&
+        sola_npy_info_is_f4c(&info) &&
         !sola_add_size(info.data_off, info.data_len, &end) && end == (size_t)st.st_size &&
         (info.ndim == 2 || (info.ndim == 3 && info.shape[0] == 1))) {
         int64_t T = info.shape[info.ndim - 2], C = info.shape[info.ndim - 1];
@@ -553,17 +389,17 @@ int sola_dataset_window(const sola_dataset *d, int i, int64_t start, int W, floa
     if (i >= 0 && i < d->n && !d->items[i].npz && sola_dataset_path(d, i, path, sizeof path) &&
         window_pread(d, path, i, start, W, out))
         return 0;
-    payload p;
+    sola_payload p;
     int rc = open_item(d, i, path, sizeof path, &p, e);
     if (rc)
         return rc;
     size_t n = (size_t)W * (size_t)d->C, off = (size_t)start * (size_t)d->C;
     if (p.f4) {
         memcpy(out, p.f4 + off, n * sizeof *out);
-    } else if ((rc = payload_full(&p, path, e)) == 0) {
+    } else if ((rc = sola_payload_full(&p, path, e)) == 0) {
         memcpy(out, p.full.data + off, n * sizeof *out);
     }
-    payload_close(&p);
+    sola_payload_close(&p);
     return rc;
 }
 
@@ -582,21 +418,21 @@ int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e
         }
         return rc;
     }
-    payload p;
+    sola_payload p;
     int rc = open_item(d, i, path, sizeof path, &p, e);
     if (rc)
         return rc;
-    size_t n = (size_t)p.T * (size_t)p.C; /* checked by payload_open */
+    size_t n = (size_t)p.T * (size_t)p.C; /* checked by sola_payload_open */
     if (p.f4) {
         out->data = malloc(n ? n * sizeof(float) : 1);
         if (!out->data) {
-            payload_close(&p);
+            sola_payload_close(&p);
             return sola_errf(e, SOLA_ENOMEM, "%s: out of memory loading %zu floats", path, n);
         }
         memcpy(out->data, p.f4, n * sizeof(float));
     } else {
-        if ((rc = payload_full(&p, path, e))) {
-            payload_close(&p);
+        if ((rc = sola_payload_full(&p, path, e))) {
+            sola_payload_close(&p);
             return rc;
         }
         out->data = p.full.data; /* take ownership */
@@ -605,22 +441,7 @@ int sola_dataset_load(const sola_dataset *d, int i, sola_array *out, sola_err *e
     out->ndim = 2;
     out->shape[0] = p.T;
     out->shape[1] = p.C;
-    payload_close(&p);
-    return 0;
-}
-
-int sola_dataset_peek_file(const char *path, int64_t *T, int *C, sola_err *e)
-{
-    int is_npz = sola_has_ext(path, ".npz");
-    if (!is_npz && !sola_has_ext(path, ".npy"))
-        return sola_errf(e, SOLA_EFORMAT, "%s: not a .npy or .npz file", path);
-    payload p;
-    int rc = payload_open(path, is_npz, &p, e);
-    if (rc)
-        return rc;
-    *T = p.T;
-    *C = p.C;
-    payload_close(&p);
+    sola_payload_close(&p);
     return 0;
 }
 

@@ -20,6 +20,7 @@
  * Errors follow err.h; messages name the dataset and item (never the hidden paths):
  * SOLA_EINVAL bad name, SOLA_EFORMAT bad file, SOLA_ESHAPE wrong shape or C,
  * SOLA_ENOTFOUND missing dataset or item, SOLA_ENOSPC disk full, SOLA_EIO others. */
+/* implemented in: dsstore.c dsstore_npz.c */
 #ifndef SOLA_DSSTORE_H
 #define SOLA_DSSTORE_H
 

@@ -22,6 +22,7 @@
  * of the result depends only on row r of the input -- not on how many rows the pass has
  * nor where the row sits -- provided the pass follows sola_gemm_rowplan (the backend
  * knows why; see the comment in each backend). */
+/* implemented in: gemm_onednn.c gemm_openblas.c (one per build) */
 #ifndef SOLA_GEMM_H
 #define SOLA_GEMM_H
 

@@ -12,26 +12,6 @@
 #include "fsutil.h"
 #include "npy.h"
 
-int sola_dataset_note_skip(sola_dataset *d, const char *name, const char *why)
-{
-    char **a = realloc(d->skipped, sizeof *a * (size_t)(d->nskipped + 1));
-    if (a)
-        d->skipped = a;
-    char **b = realloc(d->skip_why, sizeof *b * (size_t)(d->nskipped + 1));
-    if (b)
-        d->skip_why = b;
-    char *n = strdup(name), *w = strdup(why);
-    if (!a || !b || !n || !w) {
-        free(n);
-        free(w);
-        return SOLA_ENOMEM;
-    }
-    d->skipped[d->nskipped] = n;
-    d->skip_why[d->nskipped] = w;
-    d->nskipped++;
-    return 0;
-}
-
 void sola_layout_item_free(sola_dataset_item *it)
 {
     free(it->name);

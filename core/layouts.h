@@ -24,13 +24,14 @@
  *
  * Functions here are internal to the dataset module (dataset.c calls them) except
  * the CSV reader/writer and sola_layout_grid, which sola refine uses. */
+/* implemented in: layouts.c layouts_h5.c layouts_read.c */
 #ifndef SOLA_LAYOUTS_H
 #define SOLA_LAYOUTS_H
 
 #include <stdint.h>
 
 #include "array.h"
-#include "dataset.h"
+#include "dataset_file.h"
 #include "err.h"
 
 /* Frees the strings of one item (not the item). */
@@ -77,16 +78,5 @@ int sola_layout_load(const sola_dataset *d, int i, sola_array *out, sola_err *e)
 
 /* Transposes a [R, K] array in place into [K, R] (allocates a new buffer). */
 int sola_layout_transpose(sola_array *a, sola_err *e);
-
-/* BMN/BSN CSV: a header row, then rows of comma-separated numbers, all the same
- * count. out [rows, cols]; *header (if not NULL) gets a newly allocated copy of the
- * header line (no newline). Bounded by the file size; a bad number names its line
- * and column. */
-int sola_csv_load(const char *path, sola_array *out, char **header, sola_err *e);
-
-/* Writes [rows, cols] as CSV (atomically) under `header` (one line; NULL writes
- * "0,1,...,cols-1"), values with 9 significant digits so float32 round-trips. */
-int sola_csv_save(const char *path, const char *header, const float *data, int64_t rows,
-                  int64_t cols, sola_err *e);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "csvfeat.h"
 #include "h5io.h"
 #include "layouts.h"
 #include "npy.h"

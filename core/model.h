@@ -21,6 +21,7 @@
  *
  * Thread rules: a loaded model is immutable; any number of threads may run
  * sola_refine on it at once. Only the trainer writes params, on its own copy. */
+/* implemented in: model.c model_io.c */
 #ifndef SOLA_MODEL_H
 #define SOLA_MODEL_H
 

@@ -472,6 +472,16 @@ int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *sha
     return 0;
 }
 
+int sola_npy_info_is_f4c(const sola_npy_info *in)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return !in->fortran && (!strcmp(in->descr, "<f4") || !strcmp(in->descr, "=f4"));
+#else
+    (void)in;
+    return 0;
+#endif
+}
+
 int sola_npy_inspect(const void *buf, size_t len, const char *name, int flags,
                      sola_npy_info *info, sola_err *e)
 {

@@ -56,6 +56,9 @@ typedef struct sola_npy_info {
  * the dtype/order/version reported. Validates the header only. */
 int sola_npy_inspect(const void *buf, size_t len, const char *name, int flags,
                      sola_npy_info *info, sola_err *e);
+/* 1 when the payload is little-endian f4 in C order on this (little-endian) machine,
+ * so it can be copied as is; anything else takes the converting path. */
+int sola_npy_info_is_f4c(const sola_npy_info *in);
 
 /* Maps and parses a file. */
 int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e);

@@ -4,6 +4,7 @@
  * writes them for large members) is parsed here with bounds checks; compression is
  * zlib's raw inflate/deflate (method 0 stored or 8 deflated; others refused). Member
  * names lose their ".npy" suffix. Reading one member inflates only that member. */
+/* implemented in: npz.c npz_write.c */
 #ifndef SOLA_NPZ_H
 #define SOLA_NPZ_H
 

@@ -35,6 +35,7 @@
 #include "err.h"
 #include "gemm.h"
 #include "model.h"
+#include "tsm.h" /* the self-similarity map of a refined sequence */
 
 typedef struct sola_ws sola_ws;
 sola_ws *sola_ws_new(void);
@@ -78,8 +79,5 @@ int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
 
 /* FLOPs of one refine of length T (multiply-add = 2). */
 double sola_refine_flops(const sola_model *m, int T);
-
-/* S[i,j] = (y_i . y_j) / (|y_i| |y_j| + 1e-8); y [T, C] -> S [T, T]. */
-int sola_tsm(const float *y, int T, int C, float *S, sola_err *e);
 
 #endif

@@ -42,6 +42,7 @@
  * Both: lengths uniform in [T/2, 3T/2]; action segments and gaps have random lengths
  * in the given ranges. Everything is seeded: the directions from `seed`, video i from
  * (seed, i), so the first videos are the same whatever `videos` says. */
+/* implemented in: synth.c synth_real.c */
 #ifndef SOLA_SYNTH_H
 #define SOLA_SYNTH_H
 

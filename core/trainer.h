@@ -28,6 +28,7 @@
  * Thread rules: sola_train runs on the caller's thread and owns m while it runs; the
  * progress callback is called on that thread; *cancel may be set from any thread or a
  * signal handler. */
+/* implemented in: trainer.c trainer_state.c */
 #ifndef SOLA_TRAINER_H
 #define SOLA_TRAINER_H
 

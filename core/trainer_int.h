@@ -1,6 +1,7 @@
 /* trainer_int.h -- what trainer.c and trainer_state.c share (not a public header):
  * the resolved hyper-parameters of a run and how they and the optimizer's state travel
  * in a model file's metadata and extra tensors (trainer.h lists them). */
+/* implemented in: trainer.c trainer_state.c */
 #ifndef SOLA_TRAINER_INT_H
 #define SOLA_TRAINER_INT_H
 

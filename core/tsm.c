@@ -7,8 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "tsm.h"
+
 #include "gemm.h"
-#include "refine.h"
 
 int sola_tsm(const float *y, int T, int C, float *S, sola_err *e)
 {

@@ -13,6 +13,7 @@
  * process (solad --train-worker: its own OpenBLAS threads, --train-threads, at a lower
  * CPU priority, so training cannot take inference's cores or crash the daemon). The
  * job thread reports progress to the loop with uv_async_send. */
+/* implemented in: jobs.c train_worker.c */
 #ifndef SOLAD_JOBS_H
 #define SOLAD_JOBS_H
 

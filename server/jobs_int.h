@@ -1,5 +1,6 @@
 /* jobs_int.h -- internals shared by jobs.c (table, routes' backend, event streams),
  * jobs_store.c (records on disk) and jobs_run.c (the job thread). Not for others. */
+/* implemented in: jobs_store.c (the states; the rest by section below) */
 #ifndef SOLAD_JOBS_INT_H
 #define SOLAD_JOBS_INT_H
 
@@ -100,9 +101,9 @@ void job_free(job *j);
 /* Removes the files a job keeps only while it may still run (checkpoint, base model,
  * output, cancel request, dataset snapshot). */
 void jobs_remove_files(srv_jobs *J, int id);
-int job_hist_push(job *j, double v);
 
 /* ---- jobs_store.c ---- */
+int job_hist_push(job *j, double v);            /* 0 or -1 (no memory) */
 void jobs_now_iso(char out[32]);
 /* Paths of a job's files into out (size 4096). kind: "json", "ckpt", "out", "base",
  * "data", "cancel". */

@@ -16,6 +16,7 @@
  * Thread rules: every function may be called from any thread; the lists are guarded
  * by one mutex held only for pointer work (never across a load or disk write);
  * changes of the disk state (put, activate, scan) are serialised by a second one. */
+/* implemented in: registry.c registry_ops.c */
 #ifndef SOLAD_REGISTRY_H
 #define SOLAD_REGISTRY_H
 

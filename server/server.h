@@ -1,6 +1,7 @@
 /* server.h -- the solad process: configuration, the state the loop thread owns, and
  * the pieces main.c wires together (http.c: libmicrohttpd driven by libuv; backend.c:
  * the api_backend over the registry and metrics; log.c: one line per request). */
+/* implemented in: backend.c conns.c http.c lifecycle.c log.c notify.c */
 #ifndef SOLAD_SERVER_H
 #define SOLAD_SERVER_H
 

@@ -1,5 +1,6 @@
 /* streams_int.h -- internals shared by streams.c (the table) and streams_watch.c (the
  * server-sent events of GET /streams/ID/events). Not for other modules. */
+/* implemented in: streams.c streams_watch.c */
 #ifndef SOLAD_STREAMS_INT_H
 #define SOLAD_STREAMS_INT_H
 

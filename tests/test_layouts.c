@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "csvfeat.h"
 #include "dataset.h"
 #include "h5io.h"
 #include "layouts.h"
