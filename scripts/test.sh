@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 logs=build/logs
+# The layering rules (no include cycle, every function where its header says) need
+# no build: fail before spending minutes on one.
+echo "== layering (scripts/check_layering.sh)"
+bash scripts/check_layering.sh
 scripts/deps.sh --test
 jobs=$(nproc)
 # ctest shows no output of a skipped test: print each skip's reason after the summary.

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# check_layering.sh -- two rules of the source layout that the compiler does not check:
+#
+#   (a) no include cycle between the project's own files. A file's node is its path
+#       without the extension, so core/x.c and core/x.h are one node: x.c including
+#       y.h while y.c includes x.h is a cycle (x needs y and y needs x). A private
+#       header x_int.h belongs to x's node too.
+#   (b) a function declared in a header X.h (or X_int.h, X's private header) is
+#       defined in X.c, or in one of the files the header names in a comment
+#       "implemented in: a.c b.c" (names relative to the header's folder). In a header
+#       split into sections by comments "---- a.c ----", a declaration after such a
+#       line must be defined in that file. Checked for core/ api/ server/ cli/
+#       (non-test code).
+#
+#   scripts/check_layering.sh [ROOT]     check the tree at ROOT (default: this repo)
+#   scripts/check_layering.sh --self-test  run on small temporary trees: one clean
+#                                          (must pass), one with a cycle and one with
+#                                          a misplaced definition (each must fail)
+#
+# Prints each violation (the cycle as a -> b -> a) and exits 1 when there is one.
+# Reads the files as text (bash, grep, awk): comments, strings and preprocessor lines
+# are skipped; a declaration is a top-level statement "type name(...);", a definition
+# a top-level non-static "type name(...) {".
+set -euo pipefail
+
+# The folders whose files form the include graph; the second list is the
+# non-test code whose headers and definitions rule (b) checks.
+CYCLE_DIRS="core api server cli tests fuzz bench"
+DEF_DIRS="core api server cli"
+# Where #include "x.h" is looked for after the including file's own folder (as the
+# build's include paths do).
+INC_PATH="core api server cli tests"
+
+# Strips comments, strings, character constants and preprocessor lines from C source;
+# prints one line per top-level statement: "D name" for a prototype ending in ';',
+# "F name" for a non-static function definition ending in '{'.
+# shellcheck disable=SC2016 # awk's own \$ fields
+C_STATEMENTS='
+function classify(s, end,    t, i, c, name) {
+    gsub(/__attribute__[ \t]*\(\([^()]*(\([^()]*\)[^()]*)*\)\)/, " ", s)
+    gsub(/[ \t\n]+/, " ", s); sub(/^ /, "", s)
+    if (s ~ /^(typedef|static|extern "C")/ || s !~ /\(/) return
+    i = index(s, "(")
+    if (index(substr(s, 1, i), "=") > 0) return
+    t = substr(s, 1, i - 1); sub(/ +$/, "", t)
+    if (!match(t, /[A-Za-z_][A-Za-z0-9_]*$/)) return
+    name = substr(t, RSTART, RLENGTH)
+    if (name ~ /^(if|for|while|switch|return|sizeof|int|char|void|float|double|long|unsigned|short|const)$/) return
+    if (RSTART == 1) return        # no type before the name: a macro call
+    print end " " name
+}
+{
+    line = $0
+    if (!incomment && match(line, /---- [A-Za-z0-9_]+\.c ----/)) {
+        sect = substr(line, RSTART + 5, RLENGTH - 10); print "S " sect; next
+    }
+    if (cont) { cont = (line ~ /\\$/); next }
+    if (!incomment && line ~ /^[ \t]*#/) { cont = (line ~ /\\$/); next }
+    out = ""
+    n = length(line)
+    for (i = 1; i <= n; i++) {
+        c = substr(line, i, 1)
+        if (incomment) {
+            if (c == "*" && substr(line, i + 1, 1) == "/") { incomment = 0; i++ }
+            continue
+        }
+        if (c == "/" && substr(line, i + 1, 1) == "*") { incomment = 1; i++; continue }
+        if (c == "/" && substr(line, i + 1, 1) == "/") break
+        if (c == "\"" || c == "\047") {
+            q = c
+            for (i++; i <= n; i++) {
+                d = substr(line, i, 1)
+                if (d == "\\") { i++; continue }
+                if (d == q) break
+            }
+            out = out "0"
+            continue
+        }
+        if (depth > 0) {
+            if (c == "{") depth++
+            else if (c == "}") { depth--; if (depth == 0) stmt = "" }
+            continue
+        }
+        if (c == "{") { classify(stmt, "F"); stmt = ""; depth = 1; continue }
+        if (c == ";") { classify(stmt, "D"); stmt = ""; continue }
+        if (c == "}") { stmt = ""; continue }
+        stmt = stmt c
+    }
+    stmt = stmt " "
+}'
+
+# Prints "FROM TO" for each #include "..." that resolves to a project file, both as
+# nodes (paths without the extension, relative to the root).
+include_edges() {
+    local root=$1 f dir inc target p node
+    for f in $(cd "$root" && for d in $CYCLE_DIRS; do
+                   [ -d "$d" ] && find "$d" -name '*.[ch]'
+               done | sort); do
+        dir=$(dirname "$f")
+        node=${f%.*}
+        node=${node%_int}
+        while IFS= read -r inc; do
+            target=""
+            for p in "$dir" $INC_PATH; do
+                if [ -f "$root/$p/$inc" ]; then
+                    target=$(realpath -m --relative-to="$root" "$root/$p/$inc")
+                    break
+                fi
+            done
+            [ -n "$target" ] || continue
+            target=${target%.*}
+            echo "$node ${target%_int}"
+        done < <(sed -n 's/^[ \t]*#[ \t]*include[ \t]*"\([^"]*\)".*/\1/p' "$root/$f")
+    done
+}
+
+# Reads "FROM TO" edges; prints each cycle found by a depth-first search as
+# "a -> b -> a" (one per back edge).
+find_cycles() {
+    awk '
+    $1 != $2 && !(($1, $2) in seen) { seen[$1, $2] = 1; adj[$1] = adj[$1] " " $2; node[$1]; node[$2] }
+    function visit(u,    n, i, vs, v, k, s) {
+        state[u] = 1; stack[++sp] = u
+        n = split(adj[u], vs, " ")
+        for (i = 1; i <= n; i++) {
+            v = vs[i]
+            if (state[v] == 1) {
+                s = v
+                for (k = sp; k > 0 && stack[k] != v; k--) ;
+                for (k++; k <= sp; k++) s = s " -> " stack[k]
+                print s " -> " v
+            } else if (state[v] == 0) visit(v)
+        }
+        sp--; state[u] = 2
+    }
+    END { for (u in node) if (state[u] == 0) visit(u) }'
+}
+
+# Rule (b). Prints "HEADER declares NAME, defined in FILE" for each violation.
+misplaced_definitions() {
+    local root=$1 f
+    (
+        cd "$root"
+        for d in $DEF_DIRS; do
+            [ -d "$d" ] || continue
+            for f in $(find "$d" -name '*.[ch]' | sort); do
+                case $f in
+                *.h)
+                    awk "$C_STATEMENTS" "$f" |
+                        awk -v f="$f" '$1 == "S" { s = $2 } $1 == "D" { print "D", f, $2, s ? s : "-" }'
+                    # The allow-list: "implemented in: a.c b.c" (up to the comment's end).
+                    sed -n 's/.*implemented in:[ \t]*\([^*]*\).*/\1/Ip' "$f" | tr -s '[:blank:]' '\n' |
+                        grep '\.c$' | awk -v f="$f" '{ print "A", f, $1 }' || true
+                    ;;
+                *.c) awk "$C_STATEMENTS" "$f" | awk -v f="$f" '$1 == "F" { print "F", f, $2 }' ;;
+                esac
+            done
+        done
+    ) | awk '
+    function dirof(p) { sub(/\/[^\/]*$/, "", p); return p }
+    $1 == "D" { nd++; dh[nd] = $2; dn[nd] = $3; ds[nd] = $4 }
+    $1 == "A" { allow[$2, dirof($2) "/" $3] = 1; allow[$2, $3] = 1 }
+    $1 == "F" { defs[$3] = defs[$3] " " $2 }
+    END {
+        for (i = 1; i <= nd; i++) {
+            h = dh[i]; own = h; sub(/(_int)?\.h$/, ".c", own)
+            n = split(defs[dn[i]], fs, " ")
+            for (k = 1; k <= n; k++) {
+                if (ds[i] != "-") {
+                    if (fs[k] != dirof(h) "/" ds[i])
+                        print h " declares " dn[i] "() under \"---- " ds[i] " ----\", defined in " fs[k]
+                } else if (fs[k] != own && !((h, fs[k]) in allow))
+                    print h " declares " dn[i] "(), defined in " fs[k]
+            }
+        }
+    }' | sort -u
+}
+
+check() {
+    local root=$1 cycles misplaced rc=0
+    cycles=$(include_edges "$root" | find_cycles)
+    if [ -n "$cycles" ]; then
+        echo "check_layering: include cycles (x.c and x.h are one node):"
+        echo "  ${cycles//$'\n'/$'\n'  }"
+        rc=1
+    fi
+    misplaced=$(misplaced_definitions "$root")
+    if [ -n "$misplaced" ]; then
+        echo "check_layering: functions defined outside the file their header names" \
+             "(add the file to the header's \"implemented in:\" comment, or move it):"
+        echo "  ${misplaced//$'\n'/$'\n'  }"
+        rc=1
+    fi
+    [ $rc -eq 0 ] && echo "check_layering: no include cycle, every declared function where its header says"
+    return $rc
+}
+
+self_test() {
+    local rc=0 out
+    t=$(mktemp -d)
+    trap 'rm -rf "$t"' EXIT
+    mkdir -p "$t/clean/core" "$t/cycle/core" "$t/misplaced/core"
+    for tree in clean cycle misplaced; do
+        printf '#pragma once\n/* a "string" with a b(x); in it */\nint a_one(int x);\nconst char *\na_two(void);\n' >"$t/$tree/core/a.h"
+        printf '#pragma once\n#include "a.h"\ntypedef int (*b_fn)(int);\nstruct b { int (*f)(void); };\nint b_one(void);\n' >"$t/$tree/core/b.h"
+        printf '#include "a.h"\nint a_one(int x)\n{\n    return x;\n}\nconst char *\na_two(void) { return "}"; }\n' >"$t/$tree/core/a.c"
+        printf '#include "b.h"\nstatic int helper(void) { return 1; }\nint b_one(void)\n{\n    return helper() + a_one(1);\n}\n' >"$t/$tree/core/b.c"
+    done
+    # a.c including b.h while b.h includes a.h: a -> b -> a
+    sed -i '1a #include "b.h"' "$t/cycle/core/a.c"
+    # b.h declares b_two, which a.c defines
+    printf 'int b_two(void);\n' >>"$t/misplaced/core/b.h"
+    printf 'int b_two(void) { return 2; }\n' >>"$t/misplaced/core/a.c"
+    if ! out=$(check "$t/clean"); then
+        echo "self-test: the clean tree failed:"; echo "$out"; rc=1
+    fi
+    if out=$(check "$t/cycle") || ! grep -q 'core/a -> core/b -> core/a\|core/b -> core/a -> core/b' <<<"$out"; then
+        echo "self-test: the cycle was not reported:"; echo "$out"; rc=1
+    fi
+    if out=$(check "$t/misplaced") || ! grep -q 'core/b.h declares b_two(), defined in core/a.c' <<<"$out"; then
+        echo "self-test: the misplaced definition was not reported:"; echo "$out"; rc=1
+    fi
+    # The allow-list makes it legal.
+    printf '/* implemented in: a.c */\n' >>"$t/misplaced/core/b.h"
+    if ! out=$(check "$t/misplaced"); then
+        echo "self-test: the allow-list comment was not honoured:"; echo "$out"; rc=1
+    fi
+    [ $rc -eq 0 ] && echo "check_layering self-test: passed (clean tree passes, cycle and misplaced definition fail)"
+    return $rc
+}
+
+if [ "${1:-}" = "--self-test" ]; then
+    self_test
+else
+    check "${1:-$(cd "$(dirname "$0")/.." && pwd)}"
+fi
