@@ -5,7 +5,11 @@
  * and weights in whatever layout the primitive asks for (format_tag any), reordered
  * once here. On a CPU without AVX-512 oneDNN 2.6 implements that matmul with its jit
  * sgemm ("gemm:jit") and asks for the plain layout: the reorder is then a copy we skip
- * by pointing the primitive at the caller's array.
+ * by pointing the primitive at the caller's array. On those CPUs, though, the
+ * primitive serves only passes that need no row independence (below): prepared
+ * products go through "the pool" (far below), whose tasks are plain single-threaded
+ * dnnl_sgemm calls -- the same jit sgemm driver the matmul calls -- on a copy of the
+ * weights cut into column chunks ("the chunk layout").
  *
  * Row independence (gemm.h). Which instructions compute an output row in oneDNN 2.6's
  * avx/avx2 sgemm depends on the row's place in the call (src/cpu/x64/gemm/
@@ -24,8 +28,8 @@
  * tile is further cut into chunks of 256 output columns and each (tile, chunk) is a
  * call on ONE thread, so only the single-thread rule applies and the bits do not
  * depend on the thread count either; the columns' side needs nothing (a chunk is a
- * matrix of its own to the library). Then a row is computed by the same instructions
- * whatever the tile -- verified by
+ * matrix of its own to the library, stored untransposed, so its blocks are of 48).
+ * Then a row is computed by the same instructions whatever the tile -- verified by
  * tests/test_batching.c (batches of random make-up against separate calls, and every
  * row of a pass against the same row computed alone). Other oneDNN versions or
  * AVX-512 CPUs (other kernels) are not covered by this reasoning: the plan says
@@ -170,8 +174,12 @@ static pthread_once_t g_kern_once = PTHREAD_ONCE_INIT;
 static void kernels_once(void)
 {
     const dnnl_version_t *v = dnnl_version();
-    snprintf(g_kernels, sizeof g_kernels, "oneDNN %d.%d.%d, isa %s, matmul/sgemm gemm:jit",
-             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()));
+    /* rule_verified: prepared products are single-threaded jit sgemm tasks on column
+     * chunks (the pool); else matmul primitives, whatever implementation they pick */
+    snprintf(g_kernels, sizeof g_kernels, "oneDNN %d.%d.%d, isa %s, %s", v->major, v->minor,
+             v->patch, isa_name(dnnl_get_effective_cpu_isa()),
+             rule_verified() ? "sgemm gemm:jit, nocopy tasks on column chunks of the weights"
+                             : "matmul/sgemm");
 }
 
 const char *sola_gemm_kernels(void)
@@ -194,16 +202,17 @@ struct sola_gemm_w {
     int ktrans;           /* the layout the kernel reads: 0 [K, N], 1 [N, K], -1 other */
     dnnl_primitive_t prim;
     dnnl_memory_t wmem;   /* the weights in the primitive's layout */
-    float *wbase;         /* their storage (owned, or the caller's W) */
     float *owned;         /* their storage when reordered (NULL: the caller's W) */
     size_t scratch;       /* scratchpad bytes the primitive asks for */
     char impl[64];
     /* Column chunks (the pool path, see "the pool" below): chunks of cw[0] columns and
-     * a last one of cw[1] (0: none), each a single-threaded matmul over a strided view
-     * of wmem writing a strided view of Y. nchunks 0: the pool path is off. */
-    int nchunks, cw[2];
-    dnnl_primitive_t cprim[2];
-    size_t cscratch[2];
+     * a last one of cw[1] (0: none). Each chunk's weights are copied once into an
+     * array of their own, [K, cw[0]] with leading dimension cld (see "the chunk
+     * layout"), chunk c at chunks + c * cstride; a task is one single-threaded
+     * dnnl_sgemm of a tile of rows against one chunk. nchunks 0: the pool path is off. */
+    int nchunks, cw[2], cld;
+    size_t cstride;
+    float *chunks;
 };
 
 #define DNNL_TRY(call)                                                                     \
@@ -212,62 +221,62 @@ struct sola_gemm_w {
             goto fail;                                                                     \
     } while (0)
 
-/* The weights of columns [c0, c0 + n) as a [K, n] view of wmem's plain layout. */
-static dnnl_status_t chunk_wmd(const sola_gemm_w *w, int n, dnnl_memory_desc_t *md)
-{
-    dnnl_dims_t d = {w->K, n};
-    dnnl_dims_t st = {w->ktrans ? 1 : w->N, w->ktrans ? w->K : 1};
-    return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, st);
-}
+/* ---- the chunk layout ----------------------------------------------------------
+ *
+ * The nocopy kernel reads the weights straight from memory (no packing), so their
+ * layout is what it streams. Measured on one core (Zen 3, AVX2, oneDNN 2.6.3; tiles of
+ * 240 rows, 256-column chunks, [1008, 2048] x [2048, 2560]): chunks read as strided
+ * views of the whole [K, N] array (leading dimension 2560) ran at 62 GFLOPS, the
+ * transposed W4 ([N, K]) at 45-50; the same chunks copied into arrays of their own,
+ * [K, 256] with a leading dimension of 256 + 16 floats, at 86-93 -- more than the
+ * library's own single-threaded copy-based sgemm of the whole product (86). Without
+ * the 16 floats of padding (a leading dimension of a power of two) 62-75: the rows of
+ * a chunk then fall on the same cache sets. So every chunk, W4's too, is copied at
+ * pack time into that form ([K, cw], untransposed: the kernel then cuts rows into
+ * blocks of 48, tile_ok's trans = 0). The leading dimension stays a multiple of 8
+ * floats and every chunk starts 64-byte aligned, so the kernel reads the weights
+ * directly (it copies them to a buffer first when they are not 32-byte aligned; the
+ * same arithmetic either way). */
+enum { CHUNK_PAD = 16 };
 
-/* Y's columns [c0, c0 + n) of `rows` rows (DNNL_RUNTIME_DIM_VAL: any) as a view. */
-static dnnl_status_t chunk_dmd(const sola_gemm_w *w, dnnl_dim_t rows, int n,
-                               dnnl_memory_desc_t *md)
-{
-    dnnl_dims_t d = {rows, n}, st = {w->N, 1};
-    return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, st);
-}
-
-/* One matmul primitive per chunk width, the same attributes as the whole product's;
- * on any refusal (or an implementation other than gemm:jit) the pool path stays off. */
-static void make_chunks(sola_gemm_w *w, const_dnnl_primitive_attr_t attr)
+/* Copies W ([K, N], or [N, K] when trans) into w->chunks; 0 or -1 (out of memory). */
+static int make_chunks(sola_gemm_w *w, const float *W)
 {
     int cw = w->N > CHUNK_COLS ? CHUNK_COLS : w->N;
     int widths[2] = {cw, w->N % cw};
-    for (int i = 0; i < 2; i++) {
-        if (!widths[i])
-            continue;
-        dnnl_dims_t sd = {DNNL_RUNTIME_DIM_VAL, w->K};
-        dnnl_memory_desc_t smd, wmd, dmd;
-        dnnl_matmul_desc_t md;
-        dnnl_primitive_desc_t pd = NULL;
-        const char *impl = NULL;
-        if (dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab) != dnnl_success ||
-            chunk_wmd(w, widths[i], &wmd) != dnnl_success ||
-            chunk_dmd(w, DNNL_RUNTIME_DIM_VAL, widths[i], &dmd) != dnnl_success ||
-            dnnl_matmul_desc_init(&md, &smd, &wmd, NULL, &dmd) != dnnl_success ||
-            dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL) != dnnl_success)
-            goto off;
-        const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-        w->cscratch[i] = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
-        int ok = dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
-                     dnnl_success && impl && !strcmp(impl, "gemm:jit") &&
-                 dnnl_primitive_create(&w->cprim[i], pd) == dnnl_success;
-        dnnl_primitive_desc_destroy(pd);
-        if (!ok)
-            goto off;
+    int nchunks = w->N / cw + (widths[1] ? 1 : 0);
+    int ld = (cw + 7) / 8 * 8 + CHUNK_PAD;
+    size_t stride = ((size_t)w->K * (size_t)ld + 15) / 16 * 16;
+    float *p = aligned_alloc(64, stride * (size_t)nchunks * sizeof(float));
+    if (!p)
+        return -1;
+    for (int c = 0; c < nchunks; c++) {
+        int c0 = c * cw, n = c == nchunks - 1 && widths[1] ? widths[1] : cw;
+        float *d = p + (size_t)c * stride;
+        if (!w->trans) {
+            for (int k = 0; k < w->K; k++) {
+                memcpy(d + (size_t)k * ld, W + (size_t)k * w->N + c0,
+                       (size_t)n * sizeof(float));
+                memset(d + (size_t)k * ld + n, 0, (size_t)(ld - n) * sizeof(float));
+            }
+        } else {
+            /* W [N, K]: blocks of 16 x 16 so that both sides stay in cache */
+            for (int k0 = 0; k0 < w->K; k0 += 16)
+                for (int j0 = 0; j0 < n; j0 += 16)
+                    for (int j = j0; j < j0 + 16 && j < n; j++)
+                        for (int k = k0; k < k0 + 16 && k < w->K; k++)
+                            d[(size_t)k * ld + j] = W[(size_t)(c0 + j) * w->K + k];
+            for (int k = 0; k < w->K; k++)
+                memset(d + (size_t)k * ld + n, 0, (size_t)(ld - n) * sizeof(float));
+        }
     }
+    w->chunks = p;
+    w->cld = ld;
+    w->cstride = stride;
     w->cw[0] = widths[0];
     w->cw[1] = widths[1];
-    w->nchunks = w->N / cw + (widths[1] ? 1 : 0);
-    return;
-off:
-    for (int i = 0; i < 2; i++)
-        if (w->cprim[i]) {
-            dnnl_primitive_destroy(w->cprim[i]);
-            w->cprim[i] = NULL;
-        }
-    w->nchunks = 0;
+    w->nchunks = nchunks;
+    return 0;
 }
 
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
@@ -319,6 +328,15 @@ sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const floa
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wab, 2, wd, dnnl_f32, dnnl_ab));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wba, 2, wd, dnnl_f32, dnnl_ba));
     w->ktrans = dnnl_memory_desc_equal(wmd, &wab) ? 0 : dnnl_memory_desc_equal(wmd, &wba) ? 1 : -1;
+    if (rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0) {
+        /* the pool path: the chunks are all it reads (no primitive, no reorder) */
+        if (make_chunks(w, W)) {
+            sola_errf(e, SOLA_ENOMEM, "gemm: out of memory for a copy of [%d, %d] weights",
+                      K, N);
+            goto err;
+        }
+        goto done;
+    }
     if (dnnl_memory_desc_equal(wmd, &wuser)) {
         DNNL_TRY(dnnl_memory_create(&w->wmem, wmd, g_engine, (void *)W));
     } else {
@@ -338,9 +356,6 @@ sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const floa
         DNNL_TRY(dnnl_stream_wait(s));
     }
     DNNL_TRY(dnnl_primitive_create(&w->prim, pd));
-    w->wbase = w->owned ? w->owned : (float *)W;
-    if (rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0)
-        make_chunks(w, attr);
     goto done;
 fail:
     sola_errf(e, st == dnnl_out_of_memory ? SOLA_ENOMEM : SOLA_EIO,
@@ -370,9 +385,7 @@ void sola_gemm_w_free(sola_gemm_w *w)
         return;
     if (w->prim)
         dnnl_primitive_destroy(w->prim);
-    for (int i = 0; i < 2; i++)
-        if (w->cprim[i])
-            dnnl_primitive_destroy(w->cprim[i]);
+    free(w->chunks);
     if (w->wmem)
         dnnl_memory_destroy(w->wmem);
     free(w->owned);
@@ -476,7 +489,7 @@ static int tile_ok_all(const sola_gemm_w *const *ws, int n, long rows, int nthr)
         }
         /* the pool path: every chunk a call on one thread */
         for (int c = 0; c < 2; c++)
-            if (ws[i]->cw[c] && !tile_ok(rows, ws[i]->cw[c], ws[i]->K, ws[i]->ktrans, 1))
+            if (ws[i]->cw[c] && !tile_ok(rows, ws[i]->cw[c], ws[i]->K, 0, 1))
                 return 0;
     }
     return 1;
@@ -544,9 +557,10 @@ static size_t next_tile(size_t left, int exact)
  * T = 16 refine took 45 ms where ONNX Runtime, whose pool hands work out on demand,
  * took 9. So a prepared product on the pool path is cut into tasks -- a tile of rows
  * (next_tile) times a chunk of CHUNK_COLS output columns -- each one single-threaded
- * matmul; the calling thread and its helpers (threads - 1 of them, per calling
- * thread) take tasks from a counter until none is left. A helper that is not running
- * leaves its share to the others instead of holding them up. Each task computes its
+ * dnnl_sgemm on the chunk's own copy of the weights; the calling thread and its
+ * helpers (threads - 1 of them, per calling thread) take tasks from a counter until
+ * none is left. A helper that is not running leaves its share to the others instead
+ * of holding them up. Each task computes its
  * rows exactly as a single-threaded call of that tile size does (tile_ok with one
  * thread), whoever runs it, so the bits depend neither on the pass's other rows nor
  * on the thread count. Helpers spin for a short while after a product (the next one
@@ -559,7 +573,7 @@ typedef struct taskset {
     size_t rows, ntiles, ntasks;
     const float *X;
     float *Y;
-    dnnl_memory_t am;             /* alpha */
+    float alpha;
     atomic_size_t next, done;
     atomic_int st;                /* the first failure, else dnnl_success */
 } taskset;
@@ -576,8 +590,6 @@ typedef struct pool {
 } pool;
 
 static _Thread_local pool *t_pool;
-static _Thread_local void *t_scratch;
-static _Thread_local size_t t_scratch_cap;
 static pthread_key_t g_pool_key;
 static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
 
@@ -595,71 +607,20 @@ static void cpu_relax(void)
 #endif
 }
 
-/* The calling thread's scratchpad of at least `bytes` (NULL when 0 or out of memory). */
-static void *scratch_for(size_t bytes, int *oom)
-{
-    *oom = 0;
-    if (!bytes)
-        return NULL;
-    if (bytes > t_scratch_cap) {
-        void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (!p) {
-            *oom = 1;
-            return NULL;
-        }
-        free(t_scratch);
-        t_scratch = p;
-        t_scratch_cap = bytes;
-    }
-    return t_scratch;
-}
-
-/* Runs one task: tile i / chunk c of the taskset, on this thread alone. */
+/* Runs one task: tile i / chunk c of the taskset, on this thread alone (the caller
+ * has set this thread's OpenMP count to 1). */
 static dnnl_status_t run_task(taskset *ts, size_t task)
 {
     const sola_gemm_w *w = ts->w;
     size_t tile = task / (size_t)w->nchunks;
     int c = (int)(task % (size_t)w->nchunks);
     size_t r0 = tile * TILE_MAX, n = ts->rows - r0 < TILE_MAX ? ts->rows - r0 : TILE_MAX;
-    int last = c == w->nchunks - 1 && w->cw[1];
-    int width = last ? w->cw[1] : w->cw[0];
+    int width = c == w->nchunks - 1 && w->cw[1] ? w->cw[1] : w->cw[0];
     size_t c0 = (size_t)c * (size_t)w->cw[0];
-    dnnl_stream_t s = thread_stream();
-    if (!s)
-        return dnnl_runtime_error;
-    int oom;
-    void *scratch = scratch_for(w->cscratch[last], &oom);
-    if (oom)
-        return dnnl_out_of_memory;
-    dnnl_status_t st;
-    dnnl_memory_desc_t smd, wmd, dmd, pmd;
-    dnnl_memory_t xm = NULL, wm = NULL, ym = NULL, sp = NULL;
-    dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, pd = {(dnnl_dim_t)w->cscratch[last]};
-    const float *wp = w->wbase + (w->ktrans ? c0 * (size_t)w->K : c0);
-    if ((st = dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab)) ||
-        (st = chunk_wmd(w, width, &wmd)) || (st = chunk_dmd(w, (dnnl_dim_t)n, width, &dmd)) ||
-        (st = dnnl_memory_create(&xm, &smd, g_engine, (void *)(ts->X + r0 * (size_t)w->K))) ||
-        (st = dnnl_memory_create(&wm, &wmd, g_engine, (void *)wp)) ||
-        (st = dnnl_memory_create(&ym, &dmd, g_engine, ts->Y + r0 * (size_t)w->N + c0)))
-        goto out;
-    if (scratch && ((st = dnnl_memory_desc_init_by_tag(&pmd, 1, pd, dnnl_u8, dnnl_a)) ||
-                    (st = dnnl_memory_create(&sp, &pmd, g_engine, scratch))))
-        goto out;
-    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym},
-                            {DNNL_ARG_ATTR_OUTPUT_SCALES, ts->am}, {DNNL_ARG_SCRATCHPAD, sp}};
-    st = dnnl_primitive_execute(w->cprim[last], s, sp ? 5 : 4, a);
-    if (st == dnnl_success)
-        st = dnnl_stream_wait(s);
-out:
-    if (sp)
-        dnnl_memory_destroy(sp);
-    if (xm)
-        dnnl_memory_destroy(xm);
-    if (wm)
-        dnnl_memory_destroy(wm);
-    if (ym)
-        dnnl_memory_destroy(ym);
-    return st;
+    return dnnl_sgemm('N', 'N', (dnnl_dim_t)n, width, w->K, ts->alpha,
+                      ts->X + r0 * (size_t)w->K, w->K, w->chunks + (size_t)c * w->cstride,
+                      w->cld, w->accumulate ? 1.0f : 0.0f, ts->Y + r0 * (size_t)w->N + c0,
+                      w->N);
 }
 
 /* Takes and runs tasks until none is left. */
@@ -764,10 +725,10 @@ static pool *thread_pool(int helpers)
 
 /* The pool path of sola_gemm_w_rows (w->nchunks > 0). */
 static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float *X,
-                                 dnnl_memory_t am, float *Y)
+                                 float alpha, float *Y)
 {
     int nthr = sola_gemm_threads();
-    taskset ts = {.w = w, .rows = rows, .X = X, .Y = Y, .am = am};
+    taskset ts = {.w = w, .rows = rows, .X = X, .Y = Y, .alpha = alpha};
     ts.ntiles = (rows + TILE_MAX - 1) / TILE_MAX;
     ts.ntasks = ts.ntiles * (size_t)w->nchunks;
     atomic_init(&ts.next, 0);
@@ -813,7 +774,13 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     dnnl_memory_t sp = NULL, am = NULL;
     dnnl_status_t st = dnnl_success;
     int rc = 0;
-    if (w->scratch && !w->nchunks) {
+    if (w->nchunks) {
+        st = rows_pooled(w, rows, X, alpha, Y);
+        if (st != dnnl_success)
+            goto fail;
+        return 0;
+    }
+    if (w->scratch) {
         dnnl_dims_t d = {(dnnl_dim_t)w->scratch};
         dnnl_memory_desc_t smd;
         scratch = aligned_alloc(64, (w->scratch + 63) & ~(size_t)63);
@@ -826,12 +793,6 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     dnnl_memory_desc_t amd;
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&amd, 1, ad, dnnl_f32, dnnl_a));
     DNNL_TRY(dnnl_memory_create(&am, &amd, g_engine, &alpha));
-    if (w->nchunks) {
-        st = rows_pooled(w, rows, X, am, Y);
-        if (st != dnnl_success)
-            goto fail;
-        goto done;
-    }
     for (size_t r = 0; r < rows;) {
         size_t n = next_tile(rows - r, exact);
         dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, dd = {(dnnl_dim_t)n, w->N};
