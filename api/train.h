@@ -25,7 +25,7 @@ typedef struct api_train_spec {
     int base_version;      /* 0 = the active one */
     char output_model[72]; /* default: base_model, else the dataset's name */
     int activate;          /* make the new version active when the job succeeds */
-    /* hyper-parameters (SPEC 4; defaults are the authors' recipe) */
+    /* hyper-parameters (docs/spec.md section 4; defaults are the authors' recipe) */
     int epochs, batch;
     double lr;             /* resolved: the objective's default when not given */
     char schedule[16];     /* "constant" or "cosine"; resolved as lr */

@@ -1,5 +1,5 @@
 /* annotations.h -- ActionFormer / OpenTAD annotation JSON turned into snippet labels
- * (SPEC 2), for `sola probe` and the grid checks of `sola refine --annotations`.
+ * (docs/spec.md section 2), for `sola probe` and the grid checks of `sola refine --annotations`.
  *
  * File form: {"database": {VIDEO: {"subset", "duration", "fps" (or "frame", the frame
  *             count OpenTAD keeps), "annotations": [{"label", "segment": [s, e]}]}}}

@@ -1,4 +1,4 @@
-/* cycle.h -- the `cycle` objective (SPEC 4): CycleContrast (Wu & Wang, ICCV 2021)
+/* cycle.h -- the `cycle` objective (docs/spec.md section 4): CycleContrast (Wu & Wang, ICCV 2021)
  * adapted to feature sequences.
  *
  * The adaptation, exactly (docs/cycle.md says the same for users):

@@ -1,7 +1,7 @@
 /* dataset.h -- a folder of feature sequences, streamed.
  *
- * A dataset is a directory of NAME.npy / NAME.npz files, one video each (SPEC 2): the
- * layout of ActionFormer, G-TAD and the SoLa authors, and of the daemon's store
+ * A dataset is a directory of NAME.npy / NAME.npz files, one video each (docs/spec.md
+ * section 2): the layout of ActionFormer, G-TAD and the SoLa authors, and of the daemon's store
  * (datasets/NAME/ITEM.npy). Opening it scans the folder once and reads only headers,
  * so a dataset of tens of thousands of files costs a few hundred bytes per item and
  * no feature data. Reading a window maps one file, converts just that slice (a

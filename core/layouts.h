@@ -1,6 +1,6 @@
 /* layouts.h -- the feature layouts users bring from other codebases, behind the one
- * dataset interface of dataset.h (SPEC 2; docs/interop.md has each peer's code it was
- * checked against). dataset.c lists the files and keeps the fast path for plain
+ * dataset interface of dataset.h (docs/spec.md section 2; docs/interop.md has each peer's
+ * code it was checked against). dataset.c lists the files and keeps the fast path for plain
  * time-major .npy; everything else is read here:
  *
  *   video_features  NAME_rgb.npy + NAME_flow.npy (float64 as written by v-iashin's

@@ -1,5 +1,5 @@
 /* model_io.c -- the SoLa model's file form: safetensors with the authors' PyTorch
- * state_dict names (SPEC 2, "Models").
+ * state_dict names (docs/spec.md section 2, "Models").
  *
  * Loading reads C, H, k1, k2 (and P for the head) from the tensor shapes and checks
  * every other shape against them, so a checkpoint of another module is refused with

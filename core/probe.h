@@ -1,4 +1,4 @@
-/* probe.h -- the linear foreground/background probe of the SoLa authors (SPEC 7).
+/* probe.h -- the linear foreground/background probe of the SoLa authors (docs/spec.md section 7).
  *
  * Protocol: every snippet feature is L2-normalised (eps 1e-12, as
  * torch.nn.functional.normalize) and a linear layer C -> 2 classes is trained with

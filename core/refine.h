@@ -1,7 +1,7 @@
 /* refine.h -- the SoLa forward pass and the temporal self-similarity map.
  *
  * refine(x) = x + tanh(alpha) * conv4(relu(conv2(relu(conv0(x))))) over the whole
- * sequence, zero padded at both ends (SPEC 3). Each conv of kernel k is one product
+ * sequence, zero padded at both ends (docs/spec.md section 3). Each conv of kernel k is one product
  * against the repacked weight [Cin, k*Cout] (a prepared operand of core/gemm.h, built
  * by sola_model_pack) followed by a shifted sum of the k column blocks (no im2col),
  * then bias (+ relu).

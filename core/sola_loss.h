@@ -1,4 +1,4 @@
-/* sola_loss.h -- the `sola` similarity-matching objective (SPEC 4): loss and
+/* sola_loss.h -- the `sola` similarity-matching objective (docs/spec.md section 4): loss and
  * gradients of a batch of windows, and the AdamW optimizer (adamw.h).
  *
  * Each window [W, C] goes through the module as a sequence of length W (zero padded

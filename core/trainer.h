@@ -1,4 +1,5 @@
-/* trainer.h -- training the SoLa module on a dataset folder (SPEC 4, `sola` objective).
+/* trainer.h -- training the SoLa module on a dataset folder (docs/spec.md section 4, the
+ * `sola` objective).
  *
  * One epoch: the videos with T > W (the others are skipped and counted), in an order
  * shuffled by (seed, epoch), one window of W snippets per video at a uniformly random

@@ -1,4 +1,4 @@
-/* tsm.c -- temporal self-similarity map (SPEC 3):
+/* tsm.c -- temporal self-similarity map (docs/spec.md section 3):
  *     S[i,j] = (y_i . y_j) / (|y_i| |y_j| + 1e-8)
  * The Gram matrix is its upper triangle (sola_ssyrk_upper: about half the FLOPs of a
  * GEMM) mirrored, so S comes out exactly symmetric; the norms are float32 like torch.linalg.norm's result, with the same

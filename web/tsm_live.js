@@ -19,8 +19,8 @@ function decodeRows(b64, dim) {
   return out;
 }
 
-// The growing map: unit rows (each over its norm + 1e-8, as SPEC 3's TSM) and their
-// similarities S[i][j], in a square buffer of capacity MAX_ROWS.
+// The growing map: unit rows (each over its norm + 1e-8, as the TSM of docs/spec.md section 3)
+// and their similarities S[i][j], in a square buffer of capacity MAX_ROWS.
 function liveMap() {
   const rows = [];
   let S = new Float32Array(0), cap = 0, first = 0;

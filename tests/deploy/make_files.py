@@ -2,7 +2,7 @@
 """Small input files for the deployment tests, standard library only (no numpy).
 
   make_files.py model OUT.safetensors --dim C [--hidden H] [--alpha A] [--seed S]
-      a SoLa model (SPEC.md section 2 names and shapes, kernels 5 and 1); alpha 0 is
+      a SoLa model (docs/spec.md section 2 names and shapes, kernels 5 and 1); alpha 0 is
       the identity, any other alpha makes refine() change its input
   make_files.py npy OUT.npy --length T --dim C [--seed S]
       a float32 [T, C] .npy (v1.0, C order) of uniform noise

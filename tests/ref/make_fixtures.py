@@ -25,7 +25,8 @@ with PyTorch's default init and a random non-zero alpha, and writes into tests/d
     f16_T<T>_y.npy            refine(x) with the F16-rounded weights
     cases.txt                 one line per case: NAME C H k1 k2 d1 d2 T...
 
-The TSM is S = (Y Y^T) / (n n^T + 1e-8) with n = torch.linalg.norm(Y, dim=1), as SPEC 3.
+The TSM is S = (Y Y^T) / (n n^T + 1e-8) with n = torch.linalg.norm(Y, dim=1), as
+docs/spec.md section 3 defines it.
 """
 import json
 import os

@@ -6,14 +6,14 @@ Regenerate (from the repository root; needs numpy and torch, e.g. Debian's pytho
 
     /usr/bin/python3 tests/ref/make_train_fixtures.py
 
-The module and head are the authors' PyTorch ones (SPEC 2 names):
+The module and head are the authors' PyTorch ones (names of docs/spec.md section 2):
 
     conv_network = Sequential(Conv1d(C, H, k1, padding=d1*(k1-1)//2, dilation=d1), ReLU(),
                               Conv1d(H, H, k2, padding=d2*(k2-1)//2, dilation=d2), ReLU(),
                               Conv1d(H, C, 1));  refined = x + tanh(alpha) * h(x)
     dissim_head.network = Sequential(Linear(C, P), ReLU(), Linear(P, C))
 
-and the loss is SPEC 4's, written out with autograd:
+and the loss is the one of docs/spec.md section 4, written out with autograd:
 
     z = F.normalize(refined[:, idx], dim=-1, eps=1e-12)           idx = start + step*i
     c = (sg(z) . g(z)^T) / (|sg(z)| |g(z)|^T + 1e-8)
