@@ -8,6 +8,7 @@
 
 #include "collapse.h"
 #include "cycle.h"
+#include "defaults.h"
 #include "sola_loss.h"
 #include "train.h"
 #include "trainer.h"
@@ -42,8 +43,8 @@ void api_train_spec_default(api_train_spec *s)
     snprintf(s->objective, sizeof s->objective, "sola");
     sola_train_cfg c;
     sola_train_cfg_default(&c);
-    s->epochs = 150;
-    s->batch = 256;
+    s->epochs = SOLA_DEFAULT_EPOCHS;
+    s->batch = SOLA_DEFAULT_BATCH;
     s->lr = 0; /* the objective's default, resolved by the parse */
     s->seed = 0;
     s->window = c.W;
@@ -52,10 +53,10 @@ void api_train_spec_default(api_train_spec *s)
     s->step = c.step;
     s->head = c.P;
     s->K = c.K;
-    s->hidden = 512;
-    s->kernel = 5;
-    s->kernel2 = 1;
-    s->checkpoint_every = 10; /* as `sola train`; a checkpoint holds 3x the parameters */
+    s->hidden = SOLA_DEFAULT_HIDDEN;
+    s->kernel = SOLA_DEFAULT_K1;
+    s->kernel2 = SOLA_DEFAULT_K2;
+    s->checkpoint_every = SOLA_DEFAULT_CHECKPOINT_EVERY; /* a checkpoint holds 3x the params */
     s->collapse_ratio = SOLA_COLLAPSE_RATIO;
     s->collapse_share = SOLA_COLLAPSE_SHARE;
     sola_cycle_cfg cc;

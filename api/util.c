@@ -9,6 +9,8 @@
 #include <strings.h>
 
 #include "api.h"
+#include "fsutil.h"
+#include "npy.h"
 
 /* ---- request accessors ------------------------------------------------------- */
 
@@ -314,23 +316,7 @@ int api_ct_equal(const char *a, size_t na, const char *b, size_t nb)
 
 int api_check_name(const char *what, const char *s, sola_err *e)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0)
-        return sola_errf(e, SOLA_EINVAL, "%s is empty", what);
-    if (n > 64)
-        return sola_errf(e, SOLA_EINVAL, "%s is longer than 64 characters", what);
-    if (s[0] == '.' || s[0] == '-')
-        return sola_errf(e, SOLA_EINVAL, "%s \"%.64s\" must not start with '.' or '-'", what,
-                         s);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!(isalnum(c) || c == '.' || c == '_' || c == '-'))
-            return sola_errf(e, SOLA_EINVAL,
-                             "%s may only hold letters, digits, '.', '_' and '-' "
-                             "(found byte 0x%02x)",
-                             what, c);
-    }
-    return 0;
+    return sola_name_check(what, s, e); /* core/fsutil.h: the one rule */
 }
 
 int api_parse_version(const char *what, const char *s, int *out, sola_err *e)
@@ -590,20 +576,5 @@ int api_buf_json_floats_c(api_buf *b, const float *data, int ndim, const int64_t
 
 size_t api_npy_header(int ndim, const int64_t *shape, char out[192])
 {
-    char dict[160];
-    int n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
-    for (int d = 0; d < ndim; d++)
-        n += snprintf(dict + n, sizeof dict - (size_t)n, "%lld%s", (long long)shape[d],
-                      ndim == 1 ? "," : d + 1 < ndim ? ", " : "");
-    n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
-    /* 10 bytes of preamble + dict + padding + '\n' = a multiple of 64 */
-    size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64;
-    size_t hl = total - 10;
-    memcpy(out, "\x93NUMPY\x01\x00", 8);
-    out[8] = (char)(hl & 0xff);
-    out[9] = (char)(hl >> 8);
-    memcpy(out + 10, dict, (size_t)n);
-    memset(out + 10 + n, ' ', hl - (size_t)n - 1);
-    out[total - 1] = '\n';
-    return total;
+    return sola_npy_header("<f4", ndim, shape, (unsigned char *)out, 192); /* core/npy.h */
 }

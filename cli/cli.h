@@ -1,6 +1,7 @@
 /* cli.h -- the `sola` command: one function per subcommand (cli/cmd_*.c), shared
  * helpers for flags, progress and messages. Exit codes: 0 ok, 1 runtime error,
  * 2 usage error. */
+/* implemented in: util.c cmd_grad.c cmd_info.c cmd_init.c cmd_probe.c cmd_refine.c cmd_synth.c cmd_train.c cmd_tsm.c */
 #ifndef SOLA_CLI_H
 #define SOLA_CLI_H
 

@@ -1,4 +1,5 @@
 /* cli_io.h -- file helpers shared by refine and tsm. */
+/* implemented in: io.c refine_stream.c */
 #ifndef SOLA_CLI_IO_H
 #define SOLA_CLI_IO_H
 

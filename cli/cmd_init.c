@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "defaults.h"
 #include "model.h"
 
 static const char usage[] =
@@ -40,7 +41,8 @@ int cmd_init(int argc, char **argv)
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    long C = 0, H = 512, k1 = 5, k2 = 1, d1 = 1, d2 = 1, P = 0;
+    long C = 0, H = SOLA_DEFAULT_HIDDEN, k1 = SOLA_DEFAULT_K1, k2 = SOLA_DEFAULT_K2, d1 = 1,
+         d2 = 1, P = 0;
     uint64_t seed = 0;
     const char *out = NULL;
     optind = 1;

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "defaults.h"
 #include "model.h"
 #include "trainer.h"
 
@@ -235,8 +236,8 @@ int cmd_train(int argc, char **argv)
     };
     sola_trainer_opts o;
     sola_trainer_default(&o);
-    o.checkpoint_every = 10;
-    long C = 0, H = 512, k1 = 5, threads = 0;
+    o.checkpoint_every = SOLA_DEFAULT_CHECKPOINT_EVERY;
+    long C = 0, H = SOLA_DEFAULT_HIDDEN, k1 = SOLA_DEFAULT_K1, threads = 0;
     const char *init = NULL, *out = NULL, *ckpt_arg = NULL;
     sola_dataset_opts dopt = {.skip_bad = 1}; /* layouts: docs/interop.md */
     int allow_missing = 0, allow_nonfinite = 0, hidden_given = 0, kernel_given = 0;

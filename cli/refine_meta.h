@@ -15,6 +15,7 @@
  * compares ActivityNet annotation keys); names inherited from the input's own list
  * and annotated videos without features are already annotation keys and are
  * written verbatim. */
+/* implemented in: refine_meta.c refine_grid.c */
 #ifndef SOLA_CLI_REFINE_META_H
 #define SOLA_CLI_REFINE_META_H
 

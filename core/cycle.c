@@ -297,18 +297,6 @@ static int views(const sola_cycle *cy, view v[20], float *ptr_store)
     return n;
 }
 
-/* The shortest decimal that reads back as the same float. */
-static int meta_float(sola_model *m, const char *key, float f)
-{
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f)
-            break;
-    }
-    return sola_model_set_meta(m, key, buf);
-}
-
 int sola_cycle_store(const sola_cycle *cy, sola_model *m, sola_err *e)
 {
     view v[20];
@@ -325,8 +313,9 @@ int sola_cycle_store(const sola_cycle *cy, sola_model *m, sola_err *e)
         return rc;
     char sub[32];
     snprintf(sub, sizeof sub, "%d", cy->S);
-    if (meta_float(m, "cycle.tau", cy->cfg.tau) || meta_float(m, "cycle.lambda", cy->cfg.lambda) ||
-        meta_float(m, "cycle.momentum", cy->cfg.momentum) ||
+    if (sola_model_set_meta_float(m, "cycle.tau", cy->cfg.tau) ||
+        sola_model_set_meta_float(m, "cycle.lambda", cy->cfg.lambda) ||
+        sola_model_set_meta_float(m, "cycle.momentum", cy->cfg.momentum) ||
         sola_model_set_meta(m, "cycle.subset", sub))
         return sola_errf(e, SOLA_ENOMEM, "cycle: out of memory for metadata");
     return 0;

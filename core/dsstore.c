@@ -19,11 +19,6 @@
 #include "fsutil.h"
 #include "npy.h"
 
-int sola_ds__io_code(int err)
-{
-    return err == ENOSPC || err == EDQUOT ? SOLA_ENOSPC : SOLA_EIO;
-}
-
 void sola_ds__pf(char *out, const char *fmt, ...)
 {
     va_list ap;
@@ -32,28 +27,14 @@ void sola_ds__pf(char *out, const char *fmt, ...)
     va_end(ap);
 }
 
-int sola_ds_name_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > SOLA_DS_NAME_MAX || s[0] == '.' || s[0] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 int sola_ds__check_names(const char *root, const char *ds, const char *item, sola_err *e)
 {
     if (!root || strlen(root) > PATHN - 256)
         return sola_errf(e, SOLA_EINVAL, "dataset store: the data directory path is too long");
-    if (!sola_ds_name_ok(ds))
+    if (!sola_name_ok(ds))
         return sola_errf(e, SOLA_EINVAL, "dataset name \"%.80s\" is not valid (1-64 of "
                          "A-Z a-z 0-9 . _ -, not starting with '.' or '-')", ds ? ds : "");
-    if (item && !sola_ds_name_ok(item))
+    if (item && !sola_name_ok(item))
         return sola_errf(e, SOLA_EINVAL, "item name \"%.80s\" is not valid (1-64 of "
                          "A-Z a-z 0-9 . _ -, not starting with '.' or '-')", item);
     return 0;
@@ -91,7 +72,7 @@ int sola_ds__store_lock(const char *root, sola_err *e)
     sola_ds__pf(p, "%s/.lock", root);
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return sola_errf(e, sola_ds__io_code(errno), "%s: %s", p, strerror(errno));
+        return sola_errf(e, sola_errno_code(errno), "%s: %s", p, strerror(errno));
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             int err = errno;
@@ -104,16 +85,6 @@ int sola_ds__store_lock(const char *root, sola_err *e)
 
 /* ---- small file helpers ------------------------------------------------------ */
 
-static int fsync_file(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Copies src to dst (new file) through a fixed buffer, then fsyncs it. */
 static int copy_file(const char *src, const char *dst, sola_err *e)
 {
@@ -124,7 +95,7 @@ static int copy_file(const char *src, const char *dst, sola_err *e)
     if (out < 0) {
         int err = errno;
         close(in);
-        return sola_errf(e, sola_ds__io_code(err), "cannot create a file in the dataset: %s",
+        return sola_errf(e, sola_errno_code(err), "cannot create a file in the dataset: %s",
                          strerror(err));
     }
     char *buf = malloc(CHUNK);
@@ -144,18 +115,18 @@ static int copy_file(const char *src, const char *dst, sola_err *e)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0) {
-                rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: %s", strerror(errno));
+                rc = sola_errf(e, sola_errno_code(errno), "storing the item: %s", strerror(errno));
                 break;
             }
             o += w;
         }
     }
     if (!rc && fsync(out) != 0)
-        rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: fsync: %s", strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "storing the item: fsync: %s", strerror(errno));
     free(buf);
     close(in);
     if (close(out) != 0 && !rc)
-        rc = sola_errf(e, sola_ds__io_code(errno), "storing the item: %s", strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "storing the item: %s", strerror(errno));
     if (rc)
         unlink(dst);
     return rc;
@@ -189,7 +160,7 @@ static int other_item_c(const char *dir, const char *except, char *which, size_t
         return 0;
     struct dirent *de;
     int C = 0;
-    char stem[SOLA_DS_NAME_MAX + 8];
+    char stem[SOLA_NAME_MAX + 8];
     while ((de = readdir(d))) {
         if (!item_file(de->d_name, stem, sizeof stem) || (except && !strcmp(stem, except)))
             continue;
@@ -227,7 +198,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     snprintf(shown, sizeof shown, "dataset %s, item %s", ds, item);
     int new_dir = access(dir, F_OK) != 0;
     if (new_dir && mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: cannot create it: %s", ds,
+        rc = sola_errf(e, sola_errno_code(errno), "dataset %s: cannot create it: %s", ds,
                        strerror(errno));
         goto out;
     }
@@ -235,8 +206,8 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     /* A link costs nothing and needs no space; a copy is the fallback across
      * filesystems (uploads spooled outside the data directory). */
     if (link(src, hidden) == 0) {
-        if (fsync_file(hidden) != 0) {
-            rc = sola_errf(e, sola_ds__io_code(errno), "%s: fsync: %s", shown, strerror(errno));
+        if (sola_fsync_path(hidden) != 0) {
+            rc = sola_errf(e, sola_errno_code(errno), "%s: fsync: %s", shown, strerror(errno));
             goto fail;
         }
     } else if ((rc = copy_file(src, hidden, e))) {
@@ -249,7 +220,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
         sola_ds__rename_in_msg(e, hidden, shown);
         goto fail;
     }
-    char other[SOLA_DS_NAME_MAX + 8] = "";
+    char other[SOLA_NAME_MAX + 8] = "";
     int C0 = other_item_c(dir, item, other, sizeof other, e);
     if (C0 && C0 != C) {
         rc = sola_errf(e, SOLA_ESHAPE,
@@ -260,7 +231,7 @@ int sola_ds_put_item(const char *root, const char *ds, const char *item, const c
     }
     *created = access(final, F_OK) != 0;
     if (rename(hidden, final) != 0) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "%s: %s", shown, strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "%s: %s", shown, strerror(errno));
         goto fail;
     }
     unlink(hidden); /* rename() leaves both names when they were links to one file */
@@ -318,7 +289,7 @@ static int dir_has_items(const char *dir)
     if (!d)
         return 0;
     struct dirent *de;
-    char stem[SOLA_DS_NAME_MAX + 8];
+    char stem[SOLA_NAME_MAX + 8];
     int any = 0;
     while (!any && (de = readdir(d)))
         any = item_file(de->d_name, stem, sizeof stem);
@@ -394,8 +365,8 @@ int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *
     int cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        char stem[SOLA_DS_NAME_MAX + 8];
-        if (!item_file(de->d_name, stem, sizeof stem) || strlen(stem) > SOLA_DS_NAME_MAX)
+        char stem[SOLA_NAME_MAX + 8];
+        if (!item_file(de->d_name, stem, sizeof stem) || strlen(stem) > SOLA_NAME_MAX)
             continue;
         if (out->n == cap) {
             int nc = cap ? cap * 2 : 64;
@@ -443,7 +414,7 @@ int sola_ds_dim(const char *root, const char *ds, int *C, sola_err *e)
     int rc = sola_ds__check_names(root, ds, NULL, e);
     if (rc)
         return rc;
-    char dir[PATHN], which[SOLA_DS_NAME_MAX + 8];
+    char dir[PATHN], which[SOLA_NAME_MAX + 8];
     sola_ds__pf(dir, "%s/%s", root, ds);
     *C = other_item_c(dir, NULL, which, sizeof which, e);
     if (*C == 0)
@@ -467,7 +438,7 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
     int cap = 0, rc = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (!sola_ds_name_ok(de->d_name))
+        if (!sola_name_ok(de->d_name))
             continue;
         char dir[PATHN];
         sola_ds__pf(dir, "%s/%s", root, de->d_name);
@@ -479,7 +450,7 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
         memcpy(info.name, de->d_name, strlen(de->d_name) + 1); /* a valid name: <= 64 */
         info.frames = -1;
         struct dirent *se;
-        char stem[SOLA_DS_NAME_MAX + 8];
+        char stem[SOLA_NAME_MAX + 8];
         while ((se = readdir(sd))) {
             struct stat st;
             if (item_file(se->d_name, stem, sizeof stem) &&
@@ -525,12 +496,12 @@ int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err
         return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO,
                          "no dataset named \"%s\"", ds);
     if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "%s: %s", dst, strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "%s: %s", dst, strerror(errno));
         closedir(d);
         return rc;
     }
     struct dirent *de;
-    char stem[SOLA_DS_NAME_MAX + 8];
+    char stem[SOLA_NAME_MAX + 8];
     while ((de = readdir(d))) {
         if (!item_file(de->d_name, stem, sizeof stem))
             continue;
@@ -580,7 +551,7 @@ int sola_ds_recover(const char *root)
             n++;
             continue;
         }
-        if (!sola_ds_name_ok(de->d_name))
+        if (!sola_name_ok(de->d_name))
             continue;
         DIR *sd = opendir(p);
         if (!sd)

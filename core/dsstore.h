@@ -27,21 +27,17 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "fsutil.h" /* sola_name_ok: the rule for dataset and item names */
 
-#define SOLA_DS_NAME_MAX 64
-
-/* 1 if s is a usable dataset or item name: 1..64 bytes of [A-Za-z0-9._-], not
- * starting with '.' or '-' (so no path separators, no "..", no hidden files). */
-int sola_ds_name_ok(const char *s);
 
 typedef struct sola_ds_item {
-    char name[SOLA_DS_NAME_MAX + 1];
+    char name[SOLA_NAME_MAX + 1];
     int64_t T;
     int64_t bytes;
 } sola_ds_item;
 
 typedef struct sola_ds_info {
-    char name[SOLA_DS_NAME_MAX + 1];
+    char name[SOLA_NAME_MAX + 1];
     int n;            /* items */
     int C;            /* channels (0 when n == 0) */
     int64_t frames;   /* sum of T */

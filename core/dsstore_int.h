@@ -7,8 +7,6 @@
 #define CHUNK (256 * 1024) /* the fixed buffer uploads are copied through */
 #define PATHN 4096
 
-/* SOLA_ENOSPC for a full disk or quota, SOLA_EIO otherwise. */
-int sola_ds__io_code(int err);
 /* snprintf into a PATHN buffer. Roots are checked to be short (check_names) and names
  * are at most 64 bytes, so paths fit; a function keeps -Wformat-truncation quiet. */
 void sola_ds__pf(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -34,7 +34,7 @@ static int write_all(int fd, const void *buf, size_t n, const char *what, sola_e
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            return sola_errf(e, sola_ds__io_code(errno), "%s: %s", what, strerror(errno));
+            return sola_errf(e, sola_errno_code(errno), "%s: %s", what, strerror(errno));
         p += w;
         n -= (size_t)w;
     }
@@ -77,7 +77,7 @@ static int extract_member(int fd, size_t len, const sola_npz_entry *en, const ch
                          "deflated)", shown, en->method);
     int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
-        return sola_errf(e, sola_ds__io_code(errno), "%s: %s", shown, strerror(errno));
+        return sola_errf(e, sola_errno_code(errno), "%s: %s", shown, strerror(errno));
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     int rc = 0, zinit = 0;
@@ -143,7 +143,7 @@ static int extract_member(int fd, size_t len, const sola_npz_entry *en, const ch
         rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC mismatch (corrupt archive)", shown);
     /* no fsync here: the whole staging directory is synced once (sola_ds_put_npz) */
     if (close(out) != 0 && !rc)
-        rc = sola_errf(e, sola_ds__io_code(errno), "%s: %s", shown, strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "%s: %s", shown, strerror(errno));
     return rc;
 }
 
@@ -163,7 +163,7 @@ static int check_members(const sola_npz *z, const char *ds, sola_err *e)
     int rc = 0;
     for (int i = 0; i < z->n && !rc; i++) {
         names[i] = z->entries[i].name;
-        if (!sola_ds_name_ok(names[i]))
+        if (!sola_name_ok(names[i]))
             rc = sola_errf(e, SOLA_EINVAL, "dataset %s: member \"%.80s\" is not a valid item "
                            "name (1-64 of A-Z a-z 0-9 . _ -, no '/', not starting with '.' "
                            "or '-')", ds, names[i]);
@@ -222,14 +222,14 @@ int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags
         goto out;
     }
     if (!mkdtemp(stage)) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: cannot create a staging directory: %s",
+        rc = sola_errf(e, sola_errno_code(errno), "dataset %s: cannot create a staging directory: %s",
                        ds, strerror(errno));
         goto out;
     }
     staged = 1;
     sfd = open(stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sfd < 0 || flock(sfd, LOCK_EX) != 0) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: staging directory: %s", ds,
+        rc = sola_errf(e, sola_errno_code(errno), "dataset %s: staging directory: %s", ds,
                        strerror(errno));
         goto out;
     }
@@ -263,7 +263,7 @@ int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags
         goto out;
     /* one flush for the whole archive (was one fsync per member: 14-17 s for 5,000) */
     if (syncfs(sfd) != 0) {
-        rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: syncfs: %s", ds, strerror(errno));
+        rc = sola_errf(e, sola_errno_code(errno), "dataset %s: syncfs: %s", ds, strerror(errno));
         goto out;
     }
     if ((lk = sola_ds__store_lock(root, e)) < 0) {
@@ -274,7 +274,7 @@ int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags
     *created = access(dir, F_OK) != 0;
     if (*created) {
         if (rename(stage, dir) != 0) {
-            rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: %s", ds, strerror(errno));
+            rc = sola_errf(e, sola_errno_code(errno), "dataset %s: %s", ds, strerror(errno));
             goto out;
         }
         staged = 0;
@@ -286,7 +286,7 @@ int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags
             sola_ds__pf(aside, "%s/.trash.%s.%ld", root, ds, (long)getpid());
             sola_ds_rmtree(aside);
             if (rename(dir, aside) != 0 || rename(stage, dir) != 0) {
-                rc = sola_errf(e, sola_ds__io_code(errno), "dataset %s: %s", ds, strerror(errno));
+                rc = sola_errf(e, sola_errno_code(errno), "dataset %s: %s", ds, strerror(errno));
                 rename(aside, dir);
                 goto out;
             }

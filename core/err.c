@@ -1,6 +1,7 @@
 /* err.c -- error message formatting shared by every core module. */
 #include "err.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -33,4 +34,9 @@ const char *sola_strerror(int code)
     case SOLA_ECOLLAPSE: return "training collapsed";
     default: return "unknown error";
     }
+}
+
+int sola_errno_code(int err)
+{
+    return err == ENOSPC || err == EDQUOT || err == EFBIG ? SOLA_ENOSPC : SOLA_EIO;
 }

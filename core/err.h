@@ -40,6 +40,11 @@ int sola_errf(sola_err *e, int code, const char *fmt, ...)
 /* Static name of a code ("format error"). */
 const char *sola_strerror(int code);
 
+/* The code of a failed file operation's errno: SOLA_ENOSPC for a full disk, a quota
+ * or a file-size limit (ENOSPC, EDQUOT, EFBIG: "no space" to the caller alike),
+ * SOLA_EIO for anything else. The project's one errno rule. */
+int sola_errno_code(int err);
+
 /* Overflow-checked size arithmetic: return 0 and set *out, or -1 on overflow. */
 static inline int sola_mul_size(size_t a, size_t b, size_t *out)
 {

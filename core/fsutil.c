@@ -11,12 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int io_code(int err)
-{
-    /* a quota or file-size limit is "no space" to the caller, like a full disk */
-    return err == ENOSPC || err == EDQUOT || err == EFBIG ? SOLA_ENOSPC : SOLA_EIO;
-}
-
 int sola_map_file(const char *path, sola_map *m, sola_err *e)
 {
     m->data = NULL;
@@ -91,7 +85,7 @@ int sola_afile_open(sola_afile *a, const char *path, sola_err *e)
         int err = errno;
         free(tmp);
         free(dup);
-        return sola_errf(e, io_code(err), "%s: cannot create temporary file: %s", path,
+        return sola_errf(e, sola_errno_code(err), "%s: cannot create temporary file: %s", path,
                          strerror(err));
     }
     a->fp = fdopen(fd, "wb");
@@ -114,7 +108,7 @@ int sola_afile_write(sola_afile *a, const void *buf, size_t len, sola_err *e)
     if (len && fwrite(buf, 1, len, a->fp) != len) {
         int err = errno;
         a->failed = 1;
-        return sola_errf(e, io_code(err), "%s: write failed: %s", a->path, strerror(err));
+        return sola_errf(e, sola_errno_code(err), "%s: write failed: %s", a->path, strerror(err));
     }
     return 0;
 }
@@ -143,7 +137,7 @@ int sola_afile_commit(sola_afile *a, sola_err *e)
         err = errno;
     if (err) {
         unlink(a->tmp);
-        int rc = sola_errf(e, io_code(err), "%s: %s", a->path, strerror(err));
+        int rc = sola_errf(e, sola_errno_code(err), "%s: %s", a->path, strerror(err));
         afile_release(a);
         return rc;
     }
@@ -179,6 +173,18 @@ int sola_write_atomic(const char *path, const void *buf, size_t len, sola_err *e
     return sola_afile_commit(&a, e);
 }
 
+int sola_fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return rc;
+}
+
 int sola_mkdirs(const char *path, int mode, sola_err *e)
 {
     char *p = strdup(path);
@@ -190,7 +196,7 @@ int sola_mkdirs(const char *path, int mode, sola_err *e)
         *s = 0;
         if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST) {
             int err = errno;
-            int rc = sola_errf(e, io_code(err), "%s: cannot create directory: %s", p,
+            int rc = sola_errf(e, sola_errno_code(err), "%s: cannot create directory: %s", p,
                                strerror(err));
             free(p);
             return rc;
@@ -199,7 +205,7 @@ int sola_mkdirs(const char *path, int mode, sola_err *e)
     }
     int rc = 0;
     if (mkdir(p, (mode_t)mode) != 0 && errno != EEXIST)
-        rc = sola_errf(e, io_code(errno), "%s: cannot create directory: %s", p,
+        rc = sola_errf(e, sola_errno_code(errno), "%s: cannot create directory: %s", p,
                        strerror(errno));
     free(p);
     return rc;
@@ -223,4 +229,41 @@ int sola_has_ext(const char *path, const char *ext)
 {
     size_t a = strlen(path), b = strlen(ext);
     return a >= b && strcmp(path + a - b, ext) == 0;
+}
+
+static int name_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+int sola_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > SOLA_NAME_MAX || s[0] == '.' || s[0] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int sola_name_check(const char *what, const char *s, sola_err *e)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0)
+        return sola_errf(e, SOLA_EINVAL, "%s is empty", what);
+    if (n > SOLA_NAME_MAX)
+        return sola_errf(e, SOLA_EINVAL, "%s is longer than %d characters", what,
+                         SOLA_NAME_MAX);
+    if (s[0] == '.' || s[0] == '-')
+        return sola_errf(e, SOLA_EINVAL, "%s \"%.64s\" must not start with '.' or '-'", what,
+                         s);
+    for (size_t i = 0; i < n; i++)
+        if (!name_char_ok((unsigned char)s[i]))
+            return sola_errf(e, SOLA_EINVAL,
+                             "%s may only hold letters, digits, '.', '_' and '-' "
+                             "(found byte 0x%02x)",
+                             what, (unsigned char)s[i]);
+    return 0;
 }

@@ -40,6 +40,8 @@ int sola_write_atomic(const char *path, const void *buf, size_t len, sola_err *e
 
 /* fsync a directory (after a rename or unlink inside it). */
 int sola_fsync_dir(const char *dir);
+/* fsync the file at path (opened read-only). 0, or -1 with errno set. */
+int sola_fsync_path(const char *path);
 
 /* mkdir -p; 0 or SOLA_EIO. */
 int sola_mkdirs(const char *path, int mode, sola_err *e);
@@ -48,5 +50,14 @@ int sola_mkdirs(const char *path, int mode, sola_err *e);
 void sola_stem(const char *path, char *out, size_t n);
 /* 1 if path ends with ext (".npy"), case-sensitive. */
 int sola_has_ext(const char *path, const char *ext);
+
+/* The one rule for the names users give models, datasets and items, which become
+ * single path components: 1 to SOLA_NAME_MAX of A-Z a-z 0-9 . _ -, not starting with
+ * '.' or '-' (so never hidden, never an option, never "..", never a '/'). */
+#define SOLA_NAME_MAX 64
+/* 1 when s (may be NULL) is such a name. */
+int sola_name_ok(const char *s);
+/* The same with a message saying what is wrong with `what` (SOLA_EINVAL), or 0. */
+int sola_name_check(const char *what, const char *s, sola_err *e);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -325,6 +326,17 @@ int sola_model_set_meta(sola_model *m, const char *key, const char *val)
     kv[m->nmeta].val = v;
     m->nmeta++;
     return 0;
+}
+
+int sola_model_set_meta_float(sola_model *m, const char *key, float f)
+{
+    char buf[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f)
+            break;
+    }
+    return sola_model_set_meta(m, key, buf);
 }
 
 const sola_tensor *sola_model_extra(const sola_model *m, const char *name)

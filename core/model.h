@@ -91,6 +91,9 @@ int sola_model_pack(sola_model *m, sola_err *e);
 /* Metadata: returns the value or NULL; set replaces or appends (copies strings). */
 const char *sola_model_meta(const sola_model *m, const char *key);
 int sola_model_set_meta(sola_model *m, const char *key, const char *val);
+/* Sets key to the shortest %g form of f that reads back as the same float ("0.0001",
+ * not "9.99999975e-05"), so metadata stays readable and exact. */
+int sola_model_set_meta_float(sola_model *m, const char *key, float f);
 
 /* Extra tensors: find by name (NULL if absent); put copies data (replaces). */
 const sola_tensor *sola_model_extra(const sola_model *m, const char *name);

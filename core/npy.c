@@ -15,20 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include "sniff.h"
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
 /* ---- little helpers ---------------------------------------------------- */
-
-static int host_is_le(void)
-{
-    const uint16_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
 
 float sola_half_to_float(uint16_t h)
 {
@@ -173,7 +166,7 @@ static int parse_descr(const char *d, const char *name, int flags, char *kind, s
                          "float32 or float64",
                          name, d);
     /* '|' means "byte order not applicable"; NumPy itself reads '|f4' as native. */
-    *big = bo == '>' || ((bo == '=' || bo == '|') && !host_is_le());
+    *big = bo == '>' || ((bo == '=' || bo == '|') && !sola_host_is_le());
     if (sz == 1)
         *big = 0;
     *kind = k;
@@ -364,7 +357,7 @@ static void shape_str(const npy_hdr *h, char *buf, size_t n)
 static size_t convert_n(const npy_hdr *h, const unsigned char *src, float *dst, size_t n)
 {
     size_t sz = h->itemsize, over = n;
-    int swap = h->big != !host_is_le();
+    int swap = h->big != !sola_host_is_le();
     if (h->kind == 'f' && sz == 4 && !swap) {
         memcpy(dst, src, n * 4);
         return n;
@@ -639,18 +632,17 @@ out:
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* Builds magic + length + dict + padding for '<f4' C order into hdr (size cap);
- * returns its length or 0 on error. NumPy pads with spaces and a final '\n' so
- * the data starts on a 64-byte boundary. */
-static size_t build_header(int ndim, const int64_t *shape, unsigned char *hdr, size_t cap)
+size_t sola_npy_header(const char *descr, int ndim, const int64_t *shape, unsigned char *hdr,
+                       size_t cap)
 {
     char dict[256];
     size_t k = (size_t)snprintf(dict, sizeof dict,
-                                "{'descr': '<f4', 'fortran_order': False, 'shape': (");
-    for (int i = 0; i < ndim; i++)
+                                "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < ndim && k < sizeof dict; i++)
         k += (size_t)snprintf(dict + k, sizeof dict - k, i ? ", %lld" : "%lld",
                               (long long)shape[i]);
-    k += (size_t)snprintf(dict + k, sizeof dict - k, ndim == 1 ? ",), }" : "), }");
+    if (k < sizeof dict)
+        k += (size_t)snprintf(dict + k, sizeof dict - k, ndim == 1 ? ",), }" : "), }");
     if (k >= sizeof dict)
         return 0;
     int major = 1;
@@ -697,21 +689,6 @@ static int check_out_shape(int ndim, const int64_t *shape, size_t *nbytes, sola_
     return 0;
 }
 
-/* Copies n floats as little-endian bytes. */
-static void store_le_f32(unsigned char *dst, const float *src, size_t n)
-{
-    if (host_is_le()) {
-        memcpy(dst, src, n * 4);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        for (int b = 0; b < 4; b++)
-            dst[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
-    }
-}
-
 int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **buf,
                     size_t *len, sola_err *e)
 {
@@ -722,7 +699,7 @@ int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **bu
     if (rc)
         return rc;
     unsigned char hdr[512];
-    size_t hl = build_header(ndim, shape, hdr, sizeof hdr);
+    size_t hl = sola_npy_header("<f4", ndim, shape, hdr, sizeof hdr);
     if (!hl)
         return sola_errf(e, SOLA_EINVAL, "npy: header does not fit");
     if (sola_add_size(hl, nb, &total) != 0)
@@ -731,7 +708,7 @@ int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **bu
     if (!out)
         return sola_errf(e, SOLA_ENOMEM, "npy: out of memory for %zu bytes", total);
     memcpy(out, hdr, hl);
-    store_le_f32(out + hl, data, nb / 4);
+    sola_store_le_f32(out + hl, data, nb / 4);
     *buf = out;
     *len = total;
     return 0;
@@ -746,7 +723,7 @@ int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *
     if (rc)
         return sola_errf(e, rc, "%s: %s", path, se.msg);
     unsigned char hdr[512];
-    size_t hl = build_header(ndim, shape, hdr, sizeof hdr);
+    size_t hl = sola_npy_header("<f4", ndim, shape, hdr, sizeof hdr);
     if (!hl)
         return sola_errf(e, SOLA_EINVAL, "%s: npy header does not fit", path);
     sola_afile a;
@@ -754,13 +731,13 @@ int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *
         return rc;
     if ((rc = sola_afile_write(&a, hdr, hl, e)) != 0)
         goto err;
-    if (host_is_le()) {
+    if (sola_host_is_le()) {
         rc = sola_afile_write(&a, data, nb, e);
     } else {
         unsigned char chunk[4096];
         for (size_t i = 0; i < nb / 4 && !rc; i += sizeof chunk / 4) {
             size_t m = nb / 4 - i < sizeof chunk / 4 ? nb / 4 - i : sizeof chunk / 4;
-            store_le_f32(chunk, data + i, m);
+            sola_store_le_f32(chunk, data + i, m);
             rc = sola_afile_write(&a, chunk, m * 4, e);
         }
     }

@@ -73,6 +73,14 @@ int sola_npy_load(const char *path, int flags, sola_array *out, sola_err *e);
  * memory use sola_first_nonfinite (array.h). */
 int sola_npy_check_values(const char *path, int flags, sola_err *e);
 
+/* The one .npy header writer: magic, version, length, the dict for dtype `descr`
+ * ("<f4", "|u1") in C order with `shape`, spaces and a '\n' up to a multiple of 64
+ * bytes (as NumPy writes it, so the data that follows is aligned); version 1.0, or
+ * 2.0 if the dict would not fit. Writes into hdr (size cap); returns the header's
+ * length, or 0 if it does not fit in cap. */
+size_t sola_npy_header(const char *descr, int ndim, const int64_t *shape, unsigned char *hdr,
+                       size_t cap);
+
 /* Encodes float32 data of the given shape as a malloc'd .npy image. */
 int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **buf,
                     size_t *len, sola_err *e);

@@ -389,8 +389,9 @@ int sola_npz_pick(const sola_npz *z, const char *name, sola_err *e)
 
 /* ---- reading one member ------------------------------------------------ */
 
-static uint32_t crc_of(const unsigned char *p, size_t n)
+uint32_t sola_crc32(const void *buf, size_t n)
 {
+    const unsigned char *p = buf;
     uLong c = crc32(0L, Z_NULL, 0);
     while (n) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -480,7 +481,7 @@ int sola_npz_read(const sola_npz *z, int i, int npy_flags, sola_array *out, sola
             goto done;
         npy = tmp;
     }
-    uint32_t crc = crc_of(npy, en->usize);
+    uint32_t crc = sola_crc32(npy, en->usize);
     if (crc != en->crc) {
         rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
                        "archive is corrupt", what, en->crc, crc);
@@ -511,7 +512,7 @@ int sola_npz_member_image(const sola_npz *z, int i, void **img, size_t *len, sol
         rc = inflate_exact(src, en->csize, buf, en->usize, what, e);
     else
         memcpy(buf, src, en->usize);
-    uint32_t crc = rc ? 0 : crc_of(buf, en->usize);
+    uint32_t crc = rc ? 0 : sola_crc32(buf, en->usize);
     if (!rc && crc != en->crc)
         rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
                        "archive is corrupt", what, en->crc, crc);

@@ -9,6 +9,7 @@
 #define SOLA_NPZ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "array.h"
 #include "err.h"
@@ -58,6 +59,9 @@ int sola_npz_save_mixed(const char *path, const char *const *names, const sola_a
                         const void *const *raw, const size_t *rawlen, int n, int deflate,
                         sola_err *e);
 /* The .npy image of member i, decompressed (CRC-checked) into a malloc'd buffer. */
+/* The zip CRC-32 of n bytes (zlib's, taken a GiB at a time: any n). */
+uint32_t sola_crc32(const void *p, size_t n);
+
 int sola_npz_member_image(const sola_npz *z, int i, void **img, size_t *len, sola_err *e);
 
 #endif

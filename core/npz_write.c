@@ -29,18 +29,6 @@ static void wr(unsigned char *p, uint64_t v, int n)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint32_t crc_of(const unsigned char *p, size_t n)
-{
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
-}
-
 /* Output goes either to memory or to an atomic file; pos counts bytes either way. */
 typedef struct sink {
     sola_afile *af;
@@ -187,7 +175,7 @@ static int npz_write(sink *s, const char *what, const char *const *names,
         r->off = s->pos;
         r->usize = nlen;
         r->csize = deflate ? zlen : nlen;
-        r->crc = crc_of(npy, nlen);
+        r->crc = sola_crc32(npy, nlen);
         r->method = deflate ? 8 : 0;
         r->nlen = strlen(names[i]) + 4;
         r->utf8 = 0;

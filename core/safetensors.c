@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include "npy.h"
 #include "sniff.h"
@@ -30,14 +31,6 @@ static const struct {
     {"BOOL", 1, SOLA_DT_OTHER}, {"F8_E4M3", 1, SOLA_DT_OTHER}, {"F8_E5M2", 1, SOLA_DT_OTHER},
     {"C64", 8, SOLA_DT_OTHER},
 };
-
-static int host_is_le(void)
-{
-    const uint16_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
 
 static uint64_t rd_le(const unsigned char *p, int n)
 {
@@ -329,7 +322,7 @@ int sola_st_to_f32(const sola_st_tensor *t, float *out, sola_err *e)
     const unsigned char *p = t->data;
     switch (t->dtype) {
     case SOLA_DT_F32:
-        if (host_is_le()) {
+        if (sola_host_is_le()) {
             memcpy(out, p, n * 4);
         } else {
             for (size_t i = 0; i < n; i++) {
@@ -497,21 +490,6 @@ err:
     return rc;
 }
 
-/* Little-endian bytes of n floats. */
-static void put_f32(unsigned char *dst, const float *src, size_t n)
-{
-    if (host_is_le()) {
-        memcpy(dst, src, n * 4);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        for (int b = 0; b < 4; b++)
-            dst[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
-    }
-}
-
 static size_t out_bytes(const sola_st_out *o)
 {
     size_t nb = 4;
@@ -543,7 +521,7 @@ int sola_st_encode(const sola_st_out *t, int n, const char *const *meta_keys,
     size_t p = hl;
     for (int i = 0; i < n; i++) {
         size_t nb = out_bytes(ord[i]);
-        put_f32(out + p, ord[i]->data, nb / 4);
+        sola_store_le_f32(out + p, ord[i]->data, nb / 4);
         p += nb;
     }
     free(ord);
@@ -568,13 +546,13 @@ int sola_st_save(const char *path, const sola_st_out *t, int n, const char *cons
     rc = sola_afile_write(&a, hdr, hl, e);
     for (int i = 0; i < n && !rc; i++) {
         size_t nb = out_bytes(ord[i]);
-        if (host_is_le()) {
+        if (sola_host_is_le()) {
             rc = sola_afile_write(&a, ord[i]->data, nb, e);
         } else {
             unsigned char chunk[4096];
             for (size_t k = 0; k < nb / 4 && !rc; k += sizeof chunk / 4) {
                 size_t m = nb / 4 - k < sizeof chunk / 4 ? nb / 4 - k : sizeof chunk / 4;
-                put_f32(chunk, ord[i]->data + k, m);
+                sola_store_le_f32(chunk, ord[i]->data + k, m);
                 rc = sola_afile_write(&a, chunk, m * 4, e);
             }
         }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "sola_layers.h"
 
 struct sola_trainctx {
@@ -78,17 +79,10 @@ void sola_trainctx_phases(const sola_trainctx *c, double t[SOLA_PHASES])
     memcpy(t, c->phase, sizeof c->phase);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Charges the time since the previous mark to phase i. */
 static void mark(sola_trainctx *c, int i)
 {
-    double t = now_s();
+    double t = sola_now_s();
     c->phase[i] += t - c->tmark;
     c->tmark = t;
 }
@@ -442,7 +436,7 @@ static void module_forward(sola_trainctx *c, const sola_model *m, const float *x
     const int C = c->C, H = c->H, N = c->cfg.N;
     const int rS = B * c->nS, rO = B * c->nO, rN = B * N;
     memset(c->phase, 0, sizeof c->phase);
-    c->tmark = now_s();
+    c->tmark = sola_now_s();
     // x is (B*W, C); conv 0 at the S rows
     sola_im2col(c->xcol, x, c->src0, rS, C, c->k1);
     mark(c, 0);

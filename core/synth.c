@@ -219,27 +219,18 @@ err:
 }
 
 static int encode_labels(const uint8_t *labels, int64_t T, void **bufp, size_t *lenp,
-                             sola_err *e)
+                         sola_err *e)
 {
-    char dict[128];
-    int dl = snprintf(dict, sizeof dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (%lld,), }",
-                      (long long)T);
-    if (dl < 0 || (size_t)dl >= sizeof dict || T < 0)
+    unsigned char hdr[192];
+    size_t hl = T < 0 ? 0 : sola_npy_header("|u1", 1, &T, hdr, sizeof hdr), total;
+    if (!hl)
         return sola_errf(e, SOLA_EINVAL, "labels: bad length %lld", (long long)T);
-    /* NumPy pads magic + length + dict + '\n' to a multiple of 64 bytes. */
-    size_t hl = 10 + (size_t)dl + 1, pad = (64 - hl % 64) % 64, total;
-    hl += pad;
     if (sola_add_size(hl, (size_t)T, &total))
         return sola_errf(e, SOLA_ETOOBIG, "labels: too long");
     unsigned char *b = malloc(total);
     if (!b)
         return sola_errf(e, SOLA_ENOMEM, "labels: out of memory");
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (unsigned char)((hl - 10) & 0xff);
-    b[9] = (unsigned char)((hl - 10) >> 8);
-    memcpy(b + 10, dict, (size_t)dl);
-    memset(b + 10 + dl, ' ', pad);
-    b[hl - 1] = '\n';
+    memcpy(b, hdr, hl);
     if (T)
         memcpy(b + hl, labels, (size_t)T);
     *bufp = b;

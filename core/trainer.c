@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "adamw.h"
+#include "clock.h"
 #include "collapse.h"
+#include "defaults.h"
 #include "gemm.h"
 #include "rng.h"
 #include "trainer_int.h"
@@ -20,8 +22,8 @@ void sola_trainer_default(sola_trainer_opts *o)
     sola_train_cfg_default(&o->cfg);
     o->lr = 0; /* the objective's */
     o->schedule = SOLA_SCHED_DEFAULT;
-    o->batch = 256;
-    o->epochs = 150;
+    o->batch = SOLA_DEFAULT_BATCH;
+    o->epochs = SOLA_DEFAULT_EPOCHS;
     o->objective = "sola";
     sola_cycle_cfg_default(&o->cycle);
     o->sola_weight = 1.0f;
@@ -36,13 +38,6 @@ void sola_train_result_free(sola_train_result *r)
         free(r->loss);
         r->loss = NULL;
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- the plan of one epoch -------------------------------------------------------------- */
@@ -306,7 +301,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
         goto out;
     good_epoch = ep0;
 
-    double t0 = now_s();
+    double t0 = sola_now_s();
     long done_steps = 0, total_steps = (long)(o->epochs > ep0 ? o->epochs - ep0 : 0) * spe - st0;
     long windows = 0;
     double part_sum[3] = {0, 0, 0}; /* this epoch's sola, intra, cycle (since the start) */
@@ -396,7 +391,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
             part_n += nb;
             windows += nb;
             done_steps++;
-            double el = now_s() - t0;
+            double el = sola_now_s() - t0;
             pr.epoch = ep + 1;
             pr.step = s + 1;
             pr.total_step = (long)ep * spe + s + 1;

@@ -86,33 +86,23 @@ static int meta_fmt(sola_model *m, const char *key, const char *fmt, double v)
     return sola_model_set_meta(m, key, buf);
 }
 
-/* The shortest %g form of f that reads back as the same float ("0.0001", not
- * "9.99999975e-05"), so metadata stays readable and exact. */
-static int meta_float(sola_model *m, const char *key, float f)
-{
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f)
-            break;
-    }
-    return sola_model_set_meta(m, key, buf);
-}
-
 
 int sola__put_hyper(sola_model *m, const sola__hyper *h, sola_err *e)
 {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)h->seed);
-    if (meta_fmt(m, "train.batch", "%.0f", h->batch) || meta_float(m, "train.lr", h->lr) ||
+    if (meta_fmt(m, "train.batch", "%.0f", h->batch) ||
+        sola_model_set_meta_float(m, "train.lr", h->lr) ||
         sola_model_set_meta(m, "train.seed", seed) ||
         meta_fmt(m, "train.window", "%.0f", h->cfg.W) ||
         meta_fmt(m, "train.positions", "%.0f", h->cfg.N) ||
         meta_fmt(m, "train.start", "%.0f", h->cfg.start) ||
-        meta_fmt(m, "train.step", "%.0f", h->cfg.step) || meta_float(m, "train.K", h->cfg.K) ||
+        meta_fmt(m, "train.step", "%.0f", h->cfg.step) ||
+        sola_model_set_meta_float(m, "train.K", h->cfg.K) ||
         sola_model_set_meta(m, "train.objective", sola__objective_name(h->obj)) ||
         sola_model_set_meta(m, "train.schedule", sola_schedule_name(h->sched)) ||
-        meta_float(m, "train.sola_weight", h->ws) || meta_float(m, "train.cycle_weight", h->wc))
+        sola_model_set_meta_float(m, "train.sola_weight", h->ws) ||
+        sola_model_set_meta_float(m, "train.cycle_weight", h->wc))
         return sola_errf(e, SOLA_ENOMEM, "trainer: out of memory for metadata");
     return 0;
 }

@@ -377,7 +377,7 @@ static int body_append(req *r, const char *data, size_t n)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
-                int st = errno == ENOSPC ? 507 : 500;
+                int st = sola_errno_code(errno) == SOLA_ENOSPC ? 507 : 500;
                 /* give the space back now, not when the client has finished sending */
                 close(r->body_fd);
                 r->body_fd = -1;

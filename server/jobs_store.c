@@ -267,7 +267,7 @@ int jobs_create(srv_jobs *J, job *j, sola_err *e)
         int err = errno;
         unlink(tmp);
         if (err != EEXIST)
-            return sola_errf(e, err == ENOSPC ? SOLA_ENOSPC : SOLA_EIO, "%s: %s", path,
+            return sola_errf(e, sola_errno_code(err), "%s: %s", path,
                              strerror(err));
     }
     return sola_errf(e, SOLA_EIO, "%s: no free job id", J->dir);

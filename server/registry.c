@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "defaults.h"
 #include "fsutil.h"
 
 static void logf_(reg *r, const char *level, const char *fmt, ...)
@@ -159,20 +160,6 @@ static int parse_version_str(const char *s, size_t n)
     return (int)v;
 }
 
-int reg__valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static int cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
@@ -247,7 +234,7 @@ static int read_model_dir(reg *r, const char *name, int **vers, int *nver, int *
 
 static sola_model *embedded_model(int dim, sola_err *e)
 {
-    sola_model *m = sola_model_new(dim, REG_DEFAULT_HIDDEN, REG_DEFAULT_K1, REG_DEFAULT_K2, 0, e);
+    sola_model *m = sola_model_new(dim, SOLA_DEFAULT_HIDDEN, SOLA_DEFAULT_K1, SOLA_DEFAULT_K2, 0, e);
     if (!m)
         return NULL;
     sola_model_init(m, 0); /* alpha = 0: refine(x) = x, with the real compute cost */
@@ -276,7 +263,7 @@ static int flat_model_name(reg *r, const char *fname, char out[80])
         return 0;
     memcpy(out, fname, len - el);
     out[len - el] = '\0';
-    if (!reg__valid_name(out)) {
+    if (!sola_name_ok(out)) {
         warn_files(r, "%s: ignored (model names use letters, digits, '.', '_', '-')", path);
         return 0;
     }
@@ -351,7 +338,7 @@ int reg_scan(reg *r, int quiet, sola_err *e)
                     break;
                 continue;
             }
-            if (!reg__valid_name(de->d_name)) {
+            if (!sola_name_ok(de->d_name)) {
                 warn_files(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
                            r->dir, de->d_name);
                 continue;

@@ -25,11 +25,8 @@
 #include "err.h"
 #include "model.h"
 
-/* Shape of the embedded default model (the CLI's `sola init` defaults). */
+/* The model created when there is none (its shape: core/defaults.h, as `sola init`). */
 #define REG_DEFAULT_NAME "default"
-#define REG_DEFAULT_HIDDEN 512
-#define REG_DEFAULT_K1 5
-#define REG_DEFAULT_K2 1
 
 typedef struct reg reg;
 typedef struct reg_ver reg_ver;

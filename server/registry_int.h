@@ -63,7 +63,6 @@ reg_model *reg__find(reg *r, const char *name);
 int reg__has_version(const reg_model *m, int v);
 reg_ver *reg__unref_locked(reg *r, reg_ver *v);
 void reg__uncache(reg_model *m, reg_ver *v);
-int reg__valid_name(const char *s);
 void reg__names_list(reg *r, char *buf, size_t n);
 
 #endif

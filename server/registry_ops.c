@@ -123,16 +123,6 @@ static int write_active(reg *r, const char *name, int version, sola_err *e)
     return sola_write_atomic(path, text, (size_t)n, e);
 }
 
-static int fsync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *conflict,
             sola_err *e)
 {
@@ -143,7 +133,7 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
     if (!r->dir)
         return sola_errf(e, SOLA_EINVAL,
                          "solad runs without --data: there is nowhere to store models");
-    if (!reg__valid_name(name))
+    if (!sola_name_ok(name))
         return sola_errf(e, SOLA_EINVAL, "model name \"%s\" is not valid", name);
     char *final = reg__ver_path(r, name, version, 0);
     char dir[4096];
@@ -176,7 +166,7 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
         rc = e && e->code ? e->code : SOLA_EFORMAT;
         goto out;
     }
-    if (fsync_path(tmp_path) || (rc = sola_mkdirs(dir, 0755, e))) {
+    if (sola_fsync_path(tmp_path) || (rc = sola_mkdirs(dir, 0755, e))) {
         rc = rc ? rc : sola_errf(e, SOLA_EIO, "%s: fsync failed: %s", tmp_path, strerror(errno));
         goto out;
     }
@@ -186,7 +176,7 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
             *conflict = 1;
             rc = sola_errf(e, SOLA_EINVAL, "model %s version %d exists", name, version);
         } else {
-            rc = sola_errf(e, errno == ENOSPC ? SOLA_ENOSPC : SOLA_EIO, "%s: %s", final,
+            rc = sola_errf(e, sola_errno_code(errno), "%s: %s", final,
                            strerror(errno));
         }
         goto out;

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <errno.h>
 
 #include "fsutil.h"
 #include "testutil.h"
@@ -88,6 +89,37 @@ START_TEST(stem_and_ext)
 }
 END_TEST
 
+/* The one name rule (models, datasets, items) and the one errno rule. */
+START_TEST(names_and_errno_codes)
+{
+    const char *good[] = {"a", "thumos-14_i3d.v2", "A9", "x-", "v.1"};
+    const char *bad[] = {"", ".hidden", "-opt", "a/b", "..", "a b", "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ck_assert_msg(sola_name_ok(good[i]), "%s refused", good[i]);
+        ck_assert_int_eq(sola_name_check("name", good[i], NULL), 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sola_err e = {0};
+        ck_assert_msg(!sola_name_ok(bad[i]), "%s accepted", bad[i]);
+        ck_assert_int_eq(sola_name_check("dataset", bad[i], &e), SOLA_EINVAL);
+        ck_assert_msg(strstr(e.msg, "dataset"), "message names what: %s", e.msg);
+    }
+    ck_assert(!sola_name_ok(NULL));
+    char longest[SOLA_NAME_MAX + 2];
+    memset(longest, 'a', sizeof longest);
+    longest[SOLA_NAME_MAX] = 0;
+    ck_assert(sola_name_ok(longest));
+    longest[SOLA_NAME_MAX] = 'a';
+    longest[SOLA_NAME_MAX + 1] = 0;
+    ck_assert(!sola_name_ok(longest));
+    ck_assert_int_eq(sola_errno_code(ENOSPC), SOLA_ENOSPC);
+    ck_assert_int_eq(sola_errno_code(EDQUOT), SOLA_ENOSPC);
+    ck_assert_int_eq(sola_errno_code(EFBIG), SOLA_ENOSPC);
+    ck_assert_int_eq(sola_errno_code(EACCES), SOLA_EIO);
+    ck_assert_int_eq(sola_errno_code(EIO), SOLA_EIO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fsutil");
@@ -97,6 +129,7 @@ int main(void)
     tcase_add_test(tc, write_into_missing_dir_names_path);
     tcase_add_test(tc, map_missing_file_is_notfound);
     tcase_add_test(tc, stem_and_ext);
+    tcase_add_test(tc, names_and_errno_codes);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
