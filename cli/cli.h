@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "numparse.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
@@ -27,8 +28,8 @@ void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Usage error: prints message and the subcommand's usage line; returns EXIT_USAGE. */
 int cli_usage(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Strict numeric flag parsing: 0 on success, -1 if not a whole number in range. */
-int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Strict numeric flag parsing: 0 on success, -1 if not a whole number in range
+ * (integers in a range: sola_parse_long, core/numparse.h, shared with solad). */
 int cli_parse_u64(const char *s, uint64_t *out);
 int cli_parse_double(const char *s, double *out);
 

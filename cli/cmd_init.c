@@ -68,7 +68,7 @@ int cmd_init(int argc, char **argv)
         default:
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
-        if (cli_parse_int(optarg, lo, hi, dst))
+        if (sola_parse_long(optarg, lo, hi, dst))
             return cli_usage(usage, "--%s wants an integer in [%ld, %ld], got '%s'",
                              nm, lo, hi, optarg);
     }

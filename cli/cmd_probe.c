@@ -185,7 +185,7 @@ int cmd_probe(int argc, char **argv)
             if (cli_parse_u64(v, &o.seed))
                 return cli_usage(usage, "--seed: '%s' is not a non-negative integer", v);
         } else if (!strcmp(a, "--epochs")) {
-            if (cli_parse_int(v, 1, 100000, &n))
+            if (sola_parse_long(v, 1, 100000, &n))
                 return cli_usage(usage, "--epochs: '%s' is not a whole number in 1..100000", v);
             o.epochs = (int)n;
         } else if (!strcmp(a, "--val-frac")) {
@@ -209,7 +209,7 @@ int cmd_probe(int argc, char **argv)
                 }
             }
         } else if (!strcmp(a, "--threads")) {
-            if (cli_parse_int(v, 1, 1024, &n))
+            if (sola_parse_long(v, 1, 1024, &n))
                 return cli_usage(usage, "--threads: '%s' is not a whole number in 1..1024", v);
             threads = (int)n;
         } else {

@@ -318,7 +318,7 @@ int cmd_refine(int argc, char **argv)
         case 'm': mpath = optarg; break;
         case 'o': out = optarg; break;
         case 't':
-            if (cli_parse_int(optarg, 1, 1024, &threads))
+            if (sola_parse_long(optarg, 1, 1024, &threads))
                 return cli_usage(usage, "--threads wants a positive integer, got '%s'", optarg);
             break;
         case 'L':
@@ -354,12 +354,12 @@ int cmd_refine(int argc, char **argv)
         }
         case 1001: stream = 1; break;
         case 1002:
-            if (cli_parse_int(optarg, 1, 1 << 20, &dim))
+            if (sola_parse_long(optarg, 1, 1 << 20, &dim))
                 return cli_usage(usage, "--dim wants a positive integer, got '%s'", optarg);
             break;
         case 1003: shard = optarg; break;
         case 1004:
-            if (cli_parse_int(optarg, 1, CLI_SHARD_MAX, &shards))
+            if (sola_parse_long(optarg, 1, CLI_SHARD_MAX, &shards))
                 return cli_usage(usage, "--shards wants a count from 1 to %d, got '%s'",
                                  CLI_SHARD_MAX, optarg);
             break;

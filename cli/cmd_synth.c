@@ -71,15 +71,15 @@ int cmd_synth(int argc, char **argv)
         if (!strcmp(a, "-o")) {
             out = v;
         } else if (!strcmp(a, "--videos")) {
-            if (cli_parse_int(v, 1, 1000000, &n))
+            if (sola_parse_long(v, 1, 1000000, &n))
                 return cli_usage(usage, "--videos: '%s' is not a whole number in 1..1000000", v);
             o.videos = (int)n;
         } else if (!strcmp(a, "--dim")) {
-            if (cli_parse_int(v, 1, 1 << 20, &n))
+            if (sola_parse_long(v, 1, 1 << 20, &n))
                 return cli_usage(usage, "--dim: '%s' is not a whole number in 1..1048576", v);
             o.C = (int)n;
         } else if (!strcmp(a, "--length")) {
-            if (cli_parse_int(v, 2, 1 << 24, &n))
+            if (sola_parse_long(v, 2, 1 << 24, &n))
                 return cli_usage(usage, "--length: '%s' is not a whole number >= 2", v);
             o.T = (int)n;
         } else if (!strcmp(a, "--seed")) {
@@ -104,7 +104,7 @@ int cmd_synth(int argc, char **argv)
         } else if (!strcmp(a, "--noise-rank") || !strcmp(a, "--segment") || !strcmp(a, "--gap") ||
                    !strcmp(a, "--backgrounds") || !strcmp(a, "--style-rank")) {
             long lo = !strcmp(a, "--noise-rank") ? 0 : 1;
-            if (cli_parse_int(v, lo, 1 << 20, &n))
+            if (sola_parse_long(v, lo, 1 << 20, &n))
                 return cli_usage(usage, "%s: '%s' is not a whole number >= %ld", a, v, lo);
             if (!strcmp(a, "--noise-rank"))
                 o.noise_rank = (int)n;

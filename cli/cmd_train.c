@@ -349,7 +349,7 @@ int cmd_train(int argc, char **argv)
         default:
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
         }
-        if (cli_parse_int(optarg, lo, hi, &v))
+        if (sola_parse_long(optarg, lo, hi, &v))
             return cli_usage(usage, "--%s wants an integer in [%ld, %ld], got '%s'", nm, lo, hi,
                              optarg);
         if (dst)
@@ -501,9 +501,9 @@ int cmd_train(int argc, char **argv)
     int ep0 = o.resume ? sola_trainer_state_epoch(m) : 0;
     int W = o.cfg.W, B = o.batch, used = 0;
     long v;
-    if (ep0 > 0 && !cli_parse_int(sola_model_meta(m, "train.window"), 1, 1 << 20, &v))
+    if (ep0 > 0 && !sola_parse_long(sola_model_meta(m, "train.window"), 1, 1 << 20, &v))
         W = (int)v; /* a resumed run keeps the checkpoint's geometry */
-    if (ep0 > 0 && !cli_parse_int(sola_model_meta(m, "train.batch"), 1, 1 << 24, &v))
+    if (ep0 > 0 && !sola_parse_long(sola_model_meta(m, "train.batch"), 1, 1 << 24, &v))
         B = (int)v;
     for (int i = 0; i < d->n; i++)
         used += d->items[i].T > W;

@@ -32,7 +32,7 @@ int cli_shard_resolve(const char *flag, long shards, cli_shard *s, char *msg, si
             return -1;
         }
         snprintf(i_s, sizeof i_s, "%.*s", (int)(sl - flag), flag);
-        if (cli_parse_int(sl + 1, 1, CLI_SHARD_MAX, &c) || cli_parse_int(i_s, 0, c - 1, &i)) {
+        if (sola_parse_long(sl + 1, 1, CLI_SHARD_MAX, &c) || sola_parse_long(i_s, 0, c - 1, &i)) {
             snprintf(msg, n, "--shard wants I/N with 0 <= I < N <= %d, got '%s'", CLI_SHARD_MAX,
                      flag);
             return -1;
@@ -56,7 +56,7 @@ int cli_shard_resolve(const char *flag, long shards, cli_shard *s, char *msg, si
         return 0;
     }
     long c = shards, i;
-    if (!c && cnt && *cnt && cli_parse_int(cnt, 1, CLI_SHARD_MAX, &c)) {
+    if (!c && cnt && *cnt && sola_parse_long(cnt, 1, CLI_SHARD_MAX, &c)) {
         snprintf(msg, n, "JOB_COMPLETIONS='%s' is not a shard count (1..%d)", cnt,
                  CLI_SHARD_MAX);
         return -1;
@@ -67,7 +67,7 @@ int cli_shard_resolve(const char *flag, long shards, cli_shard *s, char *msg, si
                  "JOB_COMPLETIONS", idx);
         return -1;
     }
-    if (cli_parse_int(idx, 0, c - 1, &i)) {
+    if (sola_parse_long(idx, 0, c - 1, &i)) {
         snprintf(msg, n, "JOB_COMPLETION_INDEX='%s' is not an index below the %ld shards", idx,
                  c);
         return -1;

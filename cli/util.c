@@ -36,19 +36,6 @@ int cli_usage(const char *usage, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int cli_parse_int(const char *s, long lo, long hi, long *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_parse_u64(const char *s, uint64_t *out)
 {
     if (!s || !*s || *s == '-')
