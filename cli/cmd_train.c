@@ -1,8 +1,11 @@
 /* cmd_train.c -- `sola train`: train the SoLa module on a dataset folder
  * (core/trainer.h), with progress, checkpoints, Ctrl-C and --resume. */
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +16,6 @@
 #include "defaults.h"
 #include "model.h"
 #include "trainer.h"
-
-static const char usage[] =
-    "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors\n"
-    "           [--layout tc|ct] [--allow-missing] [--allow-nonfinite]\n"
-    "           [--pair-order rgb,flow|flow,rgb]\n"
-    "           [--objective sola|cycle|sola+cycle] [--epochs E=150] [--batch B=256] [--lr LR]\n"
-    "           [--schedule constant|cosine] [--seed S=0]\n"
-    "           [--threads N] [--resume] [--checkpoint PATH] [--checkpoint-every N=10]\n"
-    "           [--stop-on-collapse] [--collapse-ratio R=1] [--collapse-share S=0.5]\n"
-    "           [--hidden H=512] [--kernel K=5] [--head P=512] [--window W=23]\n"
-    "           [--positions N=8] [--start S=4] [--step D=2] [--sharpness K=16]\n"
-    "           cycle: [--temperature T=0.07] [--cycle-lambda L=0.1] [--momentum M=0.999]\n"
-    "           [--queue K=4096] [--cycle-subset S=1024] [--cycle-hidden H=512]\n"
-    "           [--cycle-dim D=128]  sola+cycle: [--sola-weight 1] [--cycle-weight 1]";
 
 static const char help[] =
     "Trains the SoLa module on unlabeled feature sequences (DATASET_DIR/NAME.npy|.npz,\n"
@@ -186,299 +175,434 @@ static int file_exists(const char *p)
     return access(p, F_OK) == 0;
 }
 
-int cmd_train(int argc, char **argv)
-{
-    enum { O_DIM = 256, O_OBJ, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_RESUME, O_CKPT,
-           O_EVERY, O_HIDDEN, O_KERNEL, O_HEAD, O_WINDOW, O_POS, O_START, O_STEP, O_SHARP,
-           O_TAU, O_LAMBDA, O_MOM, O_QUEUE, O_SUBSET, O_CHID, O_CDIM, O_WS, O_WC,
-           O_LAYOUT, O_ALLOW_MISSING, O_PAIR_ORDER, O_SCHED, O_STOP, O_CRATIO, O_CSHARE,
-           O_NONFINITE };
-    static const struct option opts[] = {
-        {"dim", required_argument, 0, O_DIM},
-        {"objective", required_argument, 0, O_OBJ},
-        {"epochs", required_argument, 0, O_EPOCHS},
-        {"batch", required_argument, 0, O_BATCH},
-        {"lr", required_argument, 0, O_LR},
-        {"seed", required_argument, 0, O_SEED},
-        {"threads", required_argument, 0, O_THREADS},
-        {"resume", no_argument, 0, O_RESUME},
-        {"checkpoint", required_argument, 0, O_CKPT},
-        {"checkpoint-every", required_argument, 0, O_EVERY},
-        {"hidden", required_argument, 0, O_HIDDEN},
-        {"kernel", required_argument, 0, O_KERNEL},
-        {"head", required_argument, 0, O_HEAD},
-        {"window", required_argument, 0, O_WINDOW},
-        {"positions", required_argument, 0, O_POS},
-        {"start", required_argument, 0, O_START},
-        {"step", required_argument, 0, O_STEP},
-        {"sharpness", required_argument, 0, O_SHARP},
-        {"temperature", required_argument, 0, O_TAU},
-        {"cycle-lambda", required_argument, 0, O_LAMBDA},
-        {"momentum", required_argument, 0, O_MOM},
-        {"queue", required_argument, 0, O_QUEUE},
-        {"cycle-subset", required_argument, 0, O_SUBSET},
-        {"cycle-hidden", required_argument, 0, O_CHID},
-        {"cycle-dim", required_argument, 0, O_CDIM},
-        {"sola-weight", required_argument, 0, O_WS},
-        {"cycle-weight", required_argument, 0, O_WC},
-        {"layout", required_argument, 0, O_LAYOUT},
-        {"allow-missing", no_argument, 0, O_ALLOW_MISSING},
-        {"pair-order", required_argument, 0, O_PAIR_ORDER},
-        {"schedule", required_argument, 0, O_SCHED},
-        {"stop-on-collapse", no_argument, 0, O_STOP},
-        {"collapse-ratio", required_argument, 0, O_CRATIO},
-        {"collapse-share", required_argument, 0, O_CSHARE},
-        {"allow-nonfinite", no_argument, 0, O_NONFINITE},
-        {"model", required_argument, 0, 'm'},
-        {"output", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
+/* ---- the options: one table ---------------------------------------------------- */
+
+/* What the command line sets. H and k1 are a fresh model's shape; *_given say whether
+ * they were typed (a resumed run refuses a shape other than its model's). */
+typedef struct train_args {
     sola_trainer_opts o;
-    sola_trainer_default(&o);
-    o.checkpoint_every = SOLA_DEFAULT_CHECKPOINT_EVERY;
-    long C = 0, H = SOLA_DEFAULT_HIDDEN, k1 = SOLA_DEFAULT_K1, threads = 0;
-    const char *init = NULL, *out = NULL, *ckpt_arg = NULL;
-    sola_dataset_opts dopt = {.skip_bad = 1}; /* layouts: docs/interop.md */
-    int allow_missing = 0, allow_nonfinite = 0, hidden_given = 0, kernel_given = 0;
-    unsigned given = 0; /* settings given on the command line (SOLA_SET_*) */
+    sola_dataset_opts dopt; /* layouts: docs/interop.md */
+    long C, H, k1, threads;
+    const char *init, *out, *ckpt_arg, *dir;
+    int allow_missing, allow_nonfinite;
+    unsigned given; /* settings typed on the command line (SOLA_SET_*) */
+    unsigned typed; /* T_* bits below */
+} train_args;
+
+enum { T_HIDDEN = 1, T_KERNEL = 2 };
+
+enum {
+    A_FLAG,      /* int field = 1 */
+    A_STR,       /* const char * field = the argument */
+    A_INT,       /* int field, an integer in [lo, hi] */
+    A_LONG,      /* long field, the same */
+    A_U64,       /* uint64_t field, a non-negative integer */
+    A_FLOAT,     /* float field, a finite number in the range lo..hi */
+    A_DOUBLE,    /* double field, the same */
+    A_CHOICE,    /* int field = index of the argument among arg's '|'-separated words */
+    A_OBJECTIVE, /* const char * field, one of arg's words */
+    A_SCHEDULE,  /* int field = sola_schedule_parse(argument) */
+    A_HELP,
+};
+
+/* Range ends of A_FLOAT / A_DOUBLE left out: x > lo instead of x >= lo, x < hi. */
+enum { OPEN_LO = 1, OPEN_HI = 2 };
+
+typedef struct topt {
+    const char *name; /* long name, without "--" */
+    int shortc;       /* -m, -o, -h; 0 none */
+    const char *arg;  /* metavariable or the choices ("tc|ct"); NULL: a flag */
+    int kind;
+    size_t off;        /* offsetof(train_args, ...) */
+    double lo, hi;     /* bounds of numbers */
+    int open;          /* OPEN_* */
+    unsigned set;      /* SOLA_SET_* recorded in args.o's `given` when typed */
+    unsigned typed;    /* T_* recorded in args.typed when typed */
+    const char *range; /* numbers: what the error says ("> 0"); choices: the whole error */
+    int show_def;      /* the usage line shows "=DEFAULT" (the field's default value) */
+    const char *group; /* written before it in the usage line ("cycle:") */
+} topt;
+
+#define A(f) offsetof(train_args, f)
+#define BIG 1e30
+
+static const topt topts[] = {
+    {"model", 'm', "INIT", A_STR, A(init), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"output", 'o', "OUT", A_STR, A(out), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"dim", 0, "C", A_LONG, A(C), 1, 1 << 24, 0, 0, 0, NULL, 0, NULL},
+    {"layout", 0, "tc|ct", A_CHOICE, A(dopt.ct), 0, 0, 0, 0, 0,
+     "--layout wants tc (time-major) or ct, got '%s'", 0, NULL},
+    {"allow-missing", 0, NULL, A_FLAG, A(allow_missing), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"allow-nonfinite", 0, NULL, A_FLAG, A(allow_nonfinite), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"pair-order", 0, "rgb,flow|flow,rgb", A_CHOICE, A(dopt.flow_first), 0, 0, 0, 0, 0,
+     "--pair-order wants rgb,flow or flow,rgb, got '%s'", 0, NULL},
+    {"objective", 0, "sola|cycle|sola+cycle", A_OBJECTIVE, A(o.objective), 0, 0, 0,
+     SOLA_SET_OBJECTIVE, 0, "--objective: unknown objective '%s' (sola, cycle, sola+cycle)",
+     0, NULL},
+    {"epochs", 0, "E", A_INT, A(o.epochs), 0, 1000000, 0, 0, 0, NULL, 1, NULL},
+    {"batch", 0, "B", A_INT, A(o.batch), 1, 1 << 24, 0, SOLA_SET_BATCH, 0, NULL, 1, NULL},
+    {"lr", 0, "LR", A_FLOAT, A(o.lr), 0, HUGE_VAL, OPEN_LO, SOLA_SET_LR, 0, "> 0", 0, NULL},
+    {"schedule", 0, "constant|cosine", A_SCHEDULE, A(o.schedule), 0, 0, 0, SOLA_SET_SCHEDULE,
+     0, "--schedule wants constant or cosine, got '%s'", 0, NULL},
+    {"seed", 0, "S", A_U64, A(o.seed), 0, 0, 0, SOLA_SET_SEED, 0, NULL, 1, NULL},
+    {"threads", 0, "N", A_LONG, A(threads), 1, 1024, 0, 0, 0, NULL, 0, NULL},
+    {"resume", 0, NULL, A_FLAG, A(o.resume), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"checkpoint", 0, "PATH", A_STR, A(ckpt_arg), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"checkpoint-every", 0, "N", A_INT, A(o.checkpoint_every), 0, 1 << 24, 0, 0, 0, NULL, 1,
+     NULL},
+    {"stop-on-collapse", 0, NULL, A_FLAG, A(o.stop_on_collapse), 0, 0, 0, 0, 0, NULL, 0, NULL},
+    {"collapse-ratio", 0, "R", A_DOUBLE, A(o.collapse_ratio), 0, 1e6, OPEN_LO | OPEN_HI, 0, 0,
+     "> 0", 1, NULL},
+    {"collapse-share", 0, "S", A_DOUBLE, A(o.collapse_share), 0, 1, 0, 0, 0, "in [0, 1]", 1,
+     NULL},
+    {"hidden", 0, "H", A_LONG, A(H), 1, 1 << 24, 0, 0, T_HIDDEN, NULL, 1, NULL},
+    {"kernel", 0, "K", A_LONG, A(k1), 1, 255, 0, 0, T_KERNEL, NULL, 1, NULL},
+    {"head", 0, "P", A_INT, A(o.cfg.P), 1, 1 << 24, 0, SOLA_SET_HEAD, 0, NULL, 1, NULL},
+    {"window", 0, "W", A_INT, A(o.cfg.W), 1, 1 << 20, 0, SOLA_SET_WINDOW, 0, NULL, 1, NULL},
+    {"positions", 0, "N", A_INT, A(o.cfg.N), 1, 1 << 20, 0, SOLA_SET_POSITIONS, 0, NULL, 1,
+     NULL},
+    {"start", 0, "S", A_INT, A(o.cfg.start), 0, 1 << 20, 0, SOLA_SET_START, 0, NULL, 1, NULL},
+    {"step", 0, "D", A_INT, A(o.cfg.step), 1, 1 << 20, 0, SOLA_SET_STEP, 0, NULL, 1, NULL},
+    {"sharpness", 0, "K", A_FLOAT, A(o.cfg.K), 0, HUGE_VAL, 0, SOLA_SET_K, 0, ">= 0", 1, NULL},
+    {"temperature", 0, "T", A_FLOAT, A(o.cycle.tau), 0, BIG, OPEN_LO, SOLA_SET_TAU, 0, "> 0",
+     1, "cycle:"},
+    {"cycle-lambda", 0, "L", A_FLOAT, A(o.cycle.lambda), 0, BIG, 0, SOLA_SET_LAMBDA, 0, ">= 0",
+     1, NULL},
+    {"momentum", 0, "M", A_FLOAT, A(o.cycle.momentum), 0, 1, 0, SOLA_SET_MOMENTUM, 0,
+     "in [0, 1]", 1, NULL},
+    {"queue", 0, "K", A_INT, A(o.cycle.queue), 1, 1 << 22, 0, SOLA_SET_QUEUE, 0, NULL, 1, NULL},
+    {"cycle-subset", 0, "S", A_INT, A(o.cycle.subset), 1, 1 << 22, 0, SOLA_SET_SUBSET, 0, NULL,
+     1, NULL},
+    {"cycle-hidden", 0, "H", A_INT, A(o.cycle.hidden), 1, 1 << 16, 0, SOLA_SET_CYCLE_HIDDEN, 0,
+     NULL, 1, NULL},
+    {"cycle-dim", 0, "D", A_INT, A(o.cycle.dim), 1, 1 << 16, 0, SOLA_SET_CYCLE_DIM, 0, NULL, 1,
+     NULL},
+    {"sola-weight", 0, "", A_FLOAT, A(o.sola_weight), 0, BIG, 0, SOLA_SET_SOLA_WEIGHT, 0,
+     ">= 0", 1, "sola+cycle:"},
+    {"cycle-weight", 0, "", A_FLOAT, A(o.cycle_weight), 0, BIG, 0, SOLA_SET_CYCLE_WEIGHT, 0,
+     ">= 0", 1, NULL},
+    {"help", 'h', NULL, A_HELP, 0, 0, 0, 0, 0, 0, NULL, 0, NULL},
+};
+#define NTOPTS (sizeof topts / sizeof topts[0])
+
+static void args_default(train_args *a)
+{
+    memset(a, 0, sizeof *a);
+    sola_trainer_default(&a->o);
+    a->o.checkpoint_every = SOLA_DEFAULT_CHECKPOINT_EVERY;
+    a->dopt.skip_bad = 1;
+    a->H = SOLA_DEFAULT_HIDDEN;
+    a->k1 = SOLA_DEFAULT_K1;
+}
+
+/* "[--epochs E=150]": the option as the usage line shows it, its default read from
+ * the defaulted arguments. */
+static void usage_item(const topt *t, const train_args *d, char *buf, size_t n)
+{
+    const char *f = (const char *)d + t->off;
+    char def[48] = "";
+    if (t->show_def) {
+        switch (t->kind) {
+        case A_INT: snprintf(def, sizeof def, "%d", *(const int *)f); break;
+        case A_LONG: snprintf(def, sizeof def, "%ld", *(const long *)f); break;
+        case A_U64: snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)f);
+            break;
+        case A_FLOAT: snprintf(def, sizeof def, "%g", (double)*(const float *)f); break;
+        case A_DOUBLE: snprintf(def, sizeof def, "%g", *(const double *)f); break;
+        }
+    }
+    const char *arg = t->arg ? t->arg : "";
+    snprintf(buf, n, "[--%s%s%s%s%s]", t->name, t->arg ? " " : "", arg,
+             *def && *arg ? "=" : "", def);
+}
+
+#define USAGE_HEAD "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors"
+#define USAGE_WIDTH 88
+#define USAGE_INDENT 11
+
+/* The usage line(s), written from the table once. */
+static const char *train_usage(void)
+{
+    static char usage[4096];
+    if (usage[0])
+        return usage;
+    train_args d;
+    args_default(&d);
+    size_t len = (size_t)snprintf(usage, sizeof usage, "%s", USAGE_HEAD);
+    int col = USAGE_WIDTH; /* start a new line before the first option */
+    for (size_t i = 0; i < NTOPTS; i++) {
+        const topt *t = &topts[i];
+        if (t->shortc || !strcmp(t->name, "dim"))
+            continue; /* in the head */
+        char item[128], word[160];
+        usage_item(t, &d, item, sizeof item);
+        snprintf(word, sizeof word, "%s%s%s", t->group ? t->group : "", t->group ? " " : "",
+                 item);
+        int w = (int)strlen(word);
+        if (col + 1 + w > USAGE_WIDTH) {
+            len += (size_t)snprintf(usage + len, sizeof usage - len, "\n%*s%s", USAGE_INDENT,
+                                    "", word);
+            col = USAGE_INDENT + w;
+        } else {
+            len += (size_t)snprintf(usage + len, sizeof usage - len, " %s", word);
+            col += 1 + w;
+        }
+    }
+    return usage;
+}
+
+/* A value that is none of a choice's words: the option's own message. */
+static int choice_error(const topt *t, const char *val)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, t->range, val);
+    return cli_usage(train_usage(), "%s", msg);
+}
+
+/* Applies one typed option. 0, or EXIT_USAGE after printing what is wrong. */
+static int apply(const topt *t, const char *val, train_args *a)
+{
+    const char *usage = train_usage();
+    char *f = (char *)a + t->off;
+    long v;
+    double x;
+    switch (t->kind) {
+    case A_FLAG: *(int *)f = 1; break;
+    case A_STR: *(const char **)f = val; break;
+    case A_INT:
+    case A_LONG:
+        if (sola_parse_long(val, (long)t->lo, (long)t->hi, &v))
+            return cli_usage(usage, "--%s wants an integer in [%ld, %ld], got '%s'", t->name,
+                             (long)t->lo, (long)t->hi, val);
+        if (t->kind == A_INT)
+            *(int *)f = (int)v;
+        else
+            *(long *)f = v;
+        break;
+    case A_U64:
+        if (cli_parse_u64(val, (uint64_t *)f))
+            return cli_usage(usage, "--%s wants a non-negative integer, got '%s'", t->name, val);
+        break;
+    case A_FLOAT:
+    case A_DOUBLE:
+        if (cli_parse_double(val, &x) || !((t->open & OPEN_LO) ? x > t->lo : x >= t->lo) ||
+            !((t->open & OPEN_HI) ? x < t->hi : x <= t->hi))
+            return cli_usage(usage, "--%s wants a number %s, got '%s'", t->name, t->range, val);
+        if (t->kind == A_FLOAT)
+            *(float *)f = (float)x;
+        else
+            *(double *)f = x;
+        break;
+    case A_CHOICE:
+    case A_OBJECTIVE: {
+        size_t n = strlen(val);
+        int idx = 0;
+        const char *p = t->arg;
+        for (; *p; idx++) {
+            size_t m = strcspn(p, "|");
+            if (m == n && !strncmp(p, val, n))
+                break;
+            p += m + (p[m] == '|');
+        }
+        if (!*p)
+            return choice_error(t, val);
+        if (t->kind == A_CHOICE)
+            *(int *)f = idx;
+        else
+            *(const char **)f = val;
+        break;
+    }
+    case A_SCHEDULE:
+        if (sola_schedule_parse(val) < 0)
+            return choice_error(t, val);
+        *(int *)f = sola_schedule_parse(val);
+        break;
+    }
+    return 0;
+}
+
+/* ---- parse, validate -------------------------------------------------------------- */
+
+/* Reads argv into *a. -1: go on; else the exit code (0 after --help). */
+static int train_parse(int argc, char **argv, train_args *a)
+{
+    const char *usage = train_usage();
+    struct option gopts[NTOPTS + 1];
+    char shorts[3 * NTOPTS + 1];
+    size_t ns = 0;
+    for (size_t i = 0; i < NTOPTS; i++) {
+        gopts[i] = (struct option){topts[i].name,
+                                   topts[i].arg ? required_argument : no_argument, NULL,
+                                   256 + (int)i};
+        if (topts[i].shortc) {
+            shorts[ns++] = (char)topts[i].shortc;
+            if (topts[i].arg)
+                shorts[ns++] = ':';
+        }
+    }
+    gopts[NTOPTS] = (struct option){0, 0, 0, 0};
+    shorts[ns] = '\0';
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "m:o:h", opts, NULL)) != -1) {
-        long v = 0, lo = 1, hi = 1 << 24;
-        int *dst = NULL;
-        double x;
-        const char *nm = NULL;
-        switch (c) {
-        case 'm': init = optarg; continue;
-        case 'o': out = optarg; continue;
-        case 'h': printf("usage: %s\n\n%s", usage, help); return EXIT_OK;
-        case O_RESUME: o.resume = 1; continue;
-        case O_ALLOW_MISSING: allow_missing = 1; continue;
-        case O_PAIR_ORDER:
-            if (strcmp(optarg, "rgb,flow") && strcmp(optarg, "flow,rgb"))
-                return cli_usage(usage, "--pair-order wants rgb,flow or flow,rgb, got '%s'",
-                                 optarg);
-            dopt.flow_first = !strcmp(optarg, "flow,rgb");
-            continue;
-        case O_NONFINITE: allow_nonfinite = 1; continue;
-        case O_STOP: o.stop_on_collapse = 1; continue;
-        case O_SCHED:
-            if (sola_schedule_parse(optarg) < 0)
-                return cli_usage(usage, "--schedule wants constant or cosine, got '%s'", optarg);
-            o.schedule = sola_schedule_parse(optarg);
-            given |= SOLA_SET_SCHEDULE;
-            continue;
-        case O_CRATIO:
-        case O_CSHARE:
-            if (cli_parse_double(optarg, &x) || !(c == O_CRATIO ? x > 0 && x < 1e6
-                                                                 : x >= 0 && x <= 1))
-                return cli_usage(usage, "--%s wants a number %s, got '%s'",
-                                 c == O_CRATIO ? "collapse-ratio" : "collapse-share",
-                                 c == O_CRATIO ? "> 0" : "in [0, 1]", optarg);
-            *(c == O_CRATIO ? &o.collapse_ratio : &o.collapse_share) = x;
-            continue;
-        case O_LAYOUT:
-            if (strcmp(optarg, "tc") && strcmp(optarg, "ct"))
-                return cli_usage(usage, "--layout wants tc (time-major) or ct, got '%s'", optarg);
-            dopt.ct = !strcmp(optarg, "ct");
-            continue;
-        case O_CKPT: ckpt_arg = optarg; continue;
-        case O_OBJ:
-            if (!strcmp(optarg, "sola") || !strcmp(optarg, "cycle") ||
-                !strcmp(optarg, "sola+cycle")) {
-                o.objective = optarg;
-                given |= SOLA_SET_OBJECTIVE;
-                continue;
-            }
-            return cli_usage(usage, "--objective: unknown objective '%s' (sola, cycle, "
-                             "sola+cycle)", optarg);
-        case O_TAU:
-        case O_LAMBDA:
-        case O_MOM:
-        case O_WS:
-        case O_WC: {
-            float *fd = c == O_TAU ? &o.cycle.tau : c == O_LAMBDA ? &o.cycle.lambda
-                      : c == O_MOM ? &o.cycle.momentum : c == O_WS ? &o.sola_weight
-                                                                    : &o.cycle_weight;
-            const char *fn = c == O_TAU ? "temperature" : c == O_LAMBDA ? "cycle-lambda"
-                           : c == O_MOM ? "momentum" : c == O_WS ? "sola-weight"
-                                                                  : "cycle-weight";
-            int bad = cli_parse_double(optarg, &x) || !(x >= 0) || x > 1e30 ||
-                      (c == O_TAU && !(x > 0)) || (c == O_MOM && x > 1);
-            if (bad)
-                return cli_usage(usage, "--%s wants a number %s, got '%s'", fn,
-                                 c == O_TAU ? "> 0" : c == O_MOM ? "in [0, 1]" : ">= 0", optarg);
-            *fd = (float)x;
-            given |= c == O_TAU ? SOLA_SET_TAU : c == O_LAMBDA ? SOLA_SET_LAMBDA
-                   : c == O_MOM ? SOLA_SET_MOMENTUM : c == O_WS ? SOLA_SET_SOLA_WEIGHT
-                                                                : SOLA_SET_CYCLE_WEIGHT;
-            continue;
-        }
-        case O_SEED:
-            if (cli_parse_u64(optarg, &o.seed))
-                return cli_usage(usage, "--seed wants a non-negative integer, got '%s'", optarg);
-            given |= SOLA_SET_SEED;
-            continue;
-        case O_LR:
-        case O_SHARP:
-            if (cli_parse_double(optarg, &x) || (c == O_LR ? !(x > 0) : x < 0))
-                return cli_usage(usage, "--%s wants a number %s, got '%s'",
-                                 c == O_LR ? "lr" : "sharpness", c == O_LR ? "> 0" : ">= 0",
-                                 optarg);
-            *(c == O_LR ? &o.lr : &o.cfg.K) = (float)x;
-            given |= c == O_LR ? SOLA_SET_LR : SOLA_SET_K;
-            continue;
-        case O_DIM: nm = "dim"; break;
-        case O_HIDDEN: nm = "hidden"; break;
-        case O_KERNEL: nm = "kernel"; hi = 255; break;
-        case O_THREADS: nm = "threads"; hi = 1024; break;
-        case O_EPOCHS: nm = "epochs"; dst = &o.epochs; lo = 0; hi = 1000000; break;
-        case O_BATCH: nm = "batch"; dst = &o.batch; given |= SOLA_SET_BATCH; break;
-        case O_EVERY: nm = "checkpoint-every"; dst = &o.checkpoint_every; lo = 0; break;
-        case O_HEAD: nm = "head"; dst = &o.cfg.P; given |= SOLA_SET_HEAD; break;
-        case O_WINDOW: nm = "window"; dst = &o.cfg.W; hi = 1 << 20; given |= SOLA_SET_WINDOW; break;
-        case O_POS: nm = "positions"; dst = &o.cfg.N; hi = 1 << 20; given |= SOLA_SET_POSITIONS; break;
-        case O_START: nm = "start"; dst = &o.cfg.start; lo = 0; hi = 1 << 20; given |= SOLA_SET_START; break;
-        case O_STEP: nm = "step"; dst = &o.cfg.step; hi = 1 << 20; given |= SOLA_SET_STEP; break;
-        case O_QUEUE: nm = "queue"; dst = &o.cycle.queue; hi = 1 << 22; given |= SOLA_SET_QUEUE; break;
-        case O_SUBSET: nm = "cycle-subset"; dst = &o.cycle.subset; hi = 1 << 22; given |= SOLA_SET_SUBSET; break;
-        case O_CHID: nm = "cycle-hidden"; dst = &o.cycle.hidden; hi = 1 << 16; given |= SOLA_SET_CYCLE_HIDDEN; break;
-        case O_CDIM: nm = "cycle-dim"; dst = &o.cycle.dim; hi = 1 << 16; given |= SOLA_SET_CYCLE_DIM; break;
-        default:
+    while ((c = getopt_long(argc, argv, shorts, gopts, NULL)) != -1) {
+        const topt *t = NULL;
+        for (size_t i = 0; i < NTOPTS && !t; i++)
+            if (c == 256 + (int)i || (c < 256 && c != '?' && c == topts[i].shortc))
+                t = &topts[i];
+        if (!t)
             return cli_usage(usage, "unknown or incomplete option '%s'", argv[optind - 1]);
+        if (t->kind == A_HELP) {
+            printf("usage: %s\n\n%s", usage, help);
+            return EXIT_OK;
         }
-        if (sola_parse_long(optarg, lo, hi, &v))
-            return cli_usage(usage, "--%s wants an integer in [%ld, %ld], got '%s'", nm, lo, hi,
-                             optarg);
-        if (dst)
-            *dst = (int)v;
-        else if (c == O_DIM)
-            C = v;
-        else if (c == O_HIDDEN)
-            H = v, hidden_given = 1;
-        else if (c == O_KERNEL)
-            k1 = v, kernel_given = 1;
-        else
-            threads = v;
+        int rc = apply(t, optarg, a);
+        if (rc)
+            return rc;
+        a->given |= t->set;
+        a->typed |= t->typed;
     }
     if (optind + 1 != argc)
         return cli_usage(usage, optind == argc ? "DATASET_DIR is required"
                                                : "exactly one DATASET_DIR, got '%s' too",
                          optind < argc - 1 ? argv[optind + 1] : "");
-    const char *dir = argv[optind];
-    if (!out)
+    a->dir = argv[optind];
+    return -1;
+}
+
+/* The settings together. -1: go on; else EXIT_USAGE (printed). */
+static int train_validate(const train_args *a)
+{
+    const char *usage = train_usage();
+    if (!a->out)
         return cli_usage(usage, "-o OUT.safetensors is required");
-    if (init && C)
+    if (a->init && a->C)
         return cli_usage(usage, "give -m INIT or --dim C, not both");
-    if (k1 % 2 == 0)
-        return cli_usage(usage, "--kernel must be odd (got %ld)", k1);
+    if (a->k1 % 2 == 0)
+        return cli_usage(usage, "--kernel must be odd (got %ld)", a->k1);
     sola_err e = {0};
-    if (sola_train_cfg_check(&o.cfg, &e))
+    if (sola_train_cfg_check(&a->o.cfg, &e))
         return cli_usage(usage, "%s", e.msg);
-    if (strcmp(o.objective, "sola") && sola_cycle_cfg_check(&o.cycle, &e))
+    if (strcmp(a->o.objective, "sola") && sola_cycle_cfg_check(&a->o.cycle, &e))
         return cli_usage(usage, "%s", e.msg);
-    if (strcmp(o.objective, "sola") && o.cfg.N < 2)
-        return cli_usage(usage, "--objective %s needs --positions >= 2", o.objective);
+    if (strcmp(a->o.objective, "sola") && a->o.cfg.N < 2)
+        return cli_usage(usage, "--objective %s needs --positions >= 2", a->o.objective);
+    return -1;
+}
 
-    char *ckpt = ckpt_arg ? strdup(ckpt_arg) : default_ckpt(out);
-    if (!ckpt) {
-        cli_errorf("out of memory");
-        return EXIT_RUNTIME;
-    }
-    o.checkpoint = ckpt;
+/* ---- run ------------------------------------------------------------------------ */
 
-    /* Where to start: a checkpoint or OUT when resuming, else INIT or a fresh model. */
+/* Where to start: the checkpoint or OUT when resuming, else INIT or a fresh model.
+ * *m on success (-1), else the exit code (printed). *from: the file it came from. */
+static int start_model(const train_args *a, const char *ckpt, sola_model **mp,
+                       const char **from)
+{
+    sola_err e = {0};
     sola_model *m = NULL;
-    const char *from = NULL;
-    if (o.resume) {
+    *from = NULL;
+    if (a->o.resume) {
         if (file_exists(ckpt))
-            from = ckpt;
-        else if (file_exists(out))
-            from = out;
-        if (from) {
-            if (!(m = sola_model_load(from, &e)))
-                goto fail;
+            *from = ckpt;
+        else if (file_exists(a->out))
+            *from = a->out;
+        if (*from) {
+            if (!(m = sola_model_load(*from, &e))) {
+                cli_errorf("%s", e.msg);
+                return EXIT_RUNTIME;
+            }
             if (!sola_model_extra(m, "trainer.epoch")) {
                 cli_errorf("%s holds no training state to resume from; run without --resume",
-                           from);
-                goto fail_quiet;
-            }
-            if (sola_trainer_check_resume(m, &o, given, &e)) {
-                cli_errorf("--resume from %s: %s", from, e.msg);
+                           *from);
                 sola_model_free(m);
-                free(ckpt);
+                return EXIT_RUNTIME;
+            }
+            if (sola_trainer_check_resume(m, &a->o, a->given, &e)) {
+                cli_errorf("--resume from %s: %s", *from, e.msg);
+                sola_model_free(m);
                 return EXIT_USAGE;
             }
-            if ((C && C != m->C) || (hidden_given && H != m->H) || (kernel_given && k1 != m->k1)) {
+            if ((a->C && a->C != m->C) || ((a->typed & T_HIDDEN) && a->H != m->H) ||
+                ((a->typed & T_KERNEL) && a->k1 != m->k1)) {
                 cli_errorf("--resume from %s: its model has C=%d, hidden %d, kernel %d; a resumed "
-                           "run keeps its model: drop --dim/--hidden/--kernel", from, m->C, m->H,
+                           "run keeps its model: drop --dim/--hidden/--kernel", *from, m->C, m->H,
                            m->k1);
                 sola_model_free(m);
-                free(ckpt);
                 return EXIT_USAGE;
             }
-            fprintf(stderr, "resuming from %s (epoch %d done)\n", from,
+            fprintf(stderr, "resuming from %s (epoch %d done)\n", *from,
                     sola_trainer_state_epoch(m));
         } else {
-            fprintf(stderr, "nothing to resume (no %s, no %s): starting from %s\n", ckpt, out,
-                    init ? init : "a fresh model");
+            fprintf(stderr, "nothing to resume (no %s, no %s): starting from %s\n", ckpt,
+                    a->out, a->init ? a->init : "a fresh model");
         }
     }
-    if (!m && init) {
-        if (!(m = sola_model_load(init, &e)))
-            goto fail;
+    if (!m && a->init) {
+        if (!(m = sola_model_load(a->init, &e))) {
+            cli_errorf("%s", e.msg);
+            return EXIT_RUNTIME;
+        }
     } else if (!m) {
-        if (!C) {
-            free(ckpt);
-            return cli_usage(usage, "give -m INIT.safetensors or --dim C");
+        if (!a->C)
+            return cli_usage(train_usage(), "give -m INIT.safetensors or --dim C");
+        if (!(m = sola_model_new((int)a->C, (int)a->H, (int)a->k1, 1, 0, &e))) {
+            cli_errorf("%s", e.msg);
+            return EXIT_RUNTIME;
         }
-        if (!(m = sola_model_new((int)C, (int)H, (int)k1, 1, 0, &e)))
-            goto fail;
-        sola_model_init(m, o.seed);
+        sola_model_init(m, a->o.seed);
     }
+    *mp = m;
+    return -1;
+}
 
+/* Opens the dataset and checks it against m: unreadable videos (named; a stop unless
+ * --allow-missing), C, and every value finite (unless --allow-nonfinite). *dp on
+ * success (-1), else EXIT_RUNTIME (printed). */
+static int open_data(const train_args *a, sola_model *m, const char *from, sola_dataset **dp)
+{
+    sola_err e = {0};
     sola_dataset *d = NULL;
-    if (sola_dataset_open_ex(dir, &dopt, &d, &e))
-        goto fail;
+    if (sola_dataset_open_ex(a->dir, &a->dopt, &d, &e)) {
+        cli_errorf("%s", e.msg);
+        return EXIT_RUNTIME;
+    }
     int pairs = 0;
     for (int i = 0; i < d->n; i++)
         pairs |= d->items[i].file2 != NULL;
-    if (pairs && sola_model_set_meta(m, "train.pair_order", dopt.flow_first ? "flow,rgb"
-                                                                           : "rgb,flow")) {
+    if (pairs && sola_model_set_meta(m, "train.pair_order", a->dopt.flow_first ? "flow,rgb"
+                                                                              : "rgb,flow")) {
         sola_dataset_free(d);
         cli_errorf("out of memory");
-        goto fail_quiet;
+        return EXIT_RUNTIME;
     }
     if (d->nskipped) { /* unreadable videos: named, then stop unless --allow-missing */
         for (int i = 0; i < d->nskipped; i++)
             cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
         char mp[4200];
-        const char *sl = strrchr(out, '/');
-        snprintf(mp, sizeof mp, "%.*smissing_files.txt", sl ? (int)(sl - out + 1) : 0, out);
+        const char *sl = strrchr(a->out, '/');
+        snprintf(mp, sizeof mp, "%.*smissing_files.txt", sl ? (int)(sl - a->out + 1) : 0,
+                 a->out);
         if (sola_dataset_write_missing(d, mp, &e))
             cli_errorf("%s", e.msg);
         cli_errorf("%d video%s unreadable (listed in %s)%s", d->nskipped,
                    d->nskipped == 1 ? "" : "s", mp,
-                   allow_missing ? "; --allow-missing: training without them"
-                                 : "; fix them or pass --allow-missing");
-        if (!allow_missing) {
+                   a->allow_missing ? "; --allow-missing: training without them"
+                                    : "; fix them or pass --allow-missing");
+        if (!a->allow_missing) {
             sola_dataset_free(d);
-            goto fail_quiet;
+            return EXIT_RUNTIME;
         }
     }
     if (d->C != m->C) {
-        cli_errorf("%s: features have C=%d but %s has C=%d%s", dir, d->C,
-                   from ? from : init ? init : "the new model", m->C,
+        cli_errorf("%s: features have C=%d but %s has C=%d%s", a->dir, d->C,
+                   from ? from : a->init ? a->init : "the new model", m->C,
                    sola_dataset_could_be_ct(d, m->C)
                        ? "; every file has that many rows: if they are [C, T] (channels "
                          "first), add --layout ct"
                        : "");
         sola_dataset_free(d);
-        goto fail_quiet;
+        return EXIT_RUNTIME;
     }
-    if (!allow_nonfinite) { /* every value, once, before any step */
+    if (!a->allow_nonfinite) { /* every value, once, before any step */
         cli_progress sp;
         cli_progress_init(&sp);
         int src = sola_dataset_scan_values(d, on_scan, &sp, &e);
@@ -488,35 +612,37 @@ int cmd_train(int argc, char **argv)
                        "pass --allow-nonfinite to skip this check: a batch that meets such a "
                        "value still stops the run)", e.msg);
             sola_dataset_free(d);
-            goto fail_quiet;
+            return EXIT_RUNTIME;
         }
     }
-    cli_set_threads((int)threads);
-    o.threads = (int)threads;
+    *dp = d;
+    return -1;
+}
 
-    ui u = {0};
-    cli_progress_init(&u.bar);
-    u.ratio = o.collapse_ratio;
-    u.share = o.collapse_share;
-    int ep0 = o.resume ? sola_trainer_state_epoch(m) : 0;
-    int W = o.cfg.W, B = o.batch, used = 0;
+/* The plan as the trainer will run it (a resumed run keeps its checkpoint's geometry,
+ * objective, lr and schedule), on stderr; sets the progress bar's step counts. */
+static void announce(const train_args *a, const sola_model *m, const sola_dataset *d, ui *u)
+{
+    const sola_trainer_opts *o = &a->o;
+    int ep0 = o->resume ? sola_trainer_state_epoch(m) : 0;
+    int W = o->cfg.W, B = o->batch, used = 0;
     long v;
     if (ep0 > 0 && !sola_parse_long(sola_model_meta(m, "train.window"), 1, 1 << 20, &v))
-        W = (int)v; /* a resumed run keeps the checkpoint's geometry */
+        W = (int)v;
     if (ep0 > 0 && !sola_parse_long(sola_model_meta(m, "train.batch"), 1, 1 << 24, &v))
         B = (int)v;
     for (int i = 0; i < d->n; i++)
         used += d->items[i].T > W;
     long spe = used ? (used + B - 1) / B : 0;
-    u.done0 = (long)ep0 * spe;
-    u.total = (long)(o.epochs > ep0 ? o.epochs - ep0 : 0) * spe;
+    u->done0 = (long)ep0 * spe;
+    u->total = (long)(o->epochs > ep0 ? o->epochs - ep0 : 0) * spe;
     const char *obj = ep0 > 0 && sola_model_meta(m, "train.objective")
-                          ? sola_model_meta(m, "train.objective") : o.objective;
+                          ? sola_model_meta(m, "train.objective") : o->objective;
     float lr = 0;
     int sched = 0;
     sola_trainer_objective_defaults(obj, &lr, &sched, NULL);
-    lr = o.lr > 0 ? o.lr : lr;
-    sched = o.schedule ? o.schedule : sched;
+    lr = o->lr > 0 ? o->lr : lr;
+    sched = o->schedule ? o->schedule : sched;
     if (ep0 > 0) { /* the state's, as the trainer will use them */
         const char *ms = sola_model_meta(m, "train.lr");
         lr = ms ? strtof(ms, NULL) : lr;
@@ -525,63 +651,102 @@ int cmd_train(int argc, char **argv)
     }
     fprintf(stderr, "training on %s: %d videos (%d shorter than W=%d skipped), C=%d, H=%d, "
                     "%d epochs of %ld steps (%ld steps), batch %d, objective %s, lr %g %s\n",
-            dir, used, d->n - used, W, d->C, m->H, o.epochs, spe, (long)o.epochs * spe, B, obj,
-            (double)lr, sola_schedule_name(sched));
-    o.dataset_name = dir; /* the path as typed says more than its last component */
-    o.progress = on_progress;
-    o.ud = &u;
-    o.cancel = &stop_flag;
+            a->dir, used, d->n - used, W, d->C, m->H, o->epochs, spe, (long)o->epochs * spe, B,
+            obj, (double)lr, sola_schedule_name(sched));
+}
+
+/* Trains m on d with progress and Ctrl-C; d is freed. -1 with *r filled on success,
+ * else EXIT_RUNTIME (printed; *r freed). */
+static int run(train_args *a, sola_model *m, sola_dataset *d, const char *ckpt,
+               sola_train_result *r)
+{
+    sola_trainer_opts *o = &a->o;
+    cli_set_threads((int)a->threads);
+    o->threads = (int)a->threads;
+    o->checkpoint = ckpt;
+    ui u = {0};
+    cli_progress_init(&u.bar);
+    u.ratio = o->collapse_ratio;
+    u.share = o->collapse_share;
+    announce(a, m, d, &u);
+    o->dataset_name = a->dir; /* the path as typed says more than its last component */
+    o->progress = on_progress;
+    o->ud = &u;
+    o->cancel = &stop_flag;
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-
-    sola_train_result r;
-    int unreadable = d->nskipped;
-    int rc = sola_train(m, d, &o, &r, &e);
+    sola_err e = {0};
+    int rc = sola_train(m, d, o, r, &e);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     cli_progress_end(&u.bar);
     sola_dataset_free(d);
-    if (rc == SOLA_ECANCEL) {
+    if (rc == SOLA_ECANCEL)
         cli_errorf("interrupted: %s; run the same command with --resume to continue", e.msg);
-        sola_train_result_free(&r);
-        goto fail_quiet;
-    }
-    if (rc == SOLA_ECOLLAPSE) {
+    else if (rc == SOLA_ECOLLAPSE)
         cli_errorf("%s. %s was not written. Resuming would collapse again at the same "
                    "settings: start from that state with a lower learning rate, e.g. "
-                   "sola train -m %s %s -o %s --lr %g", e.msg, out, ckpt, dir, out,
-                   (double)r.lr / 3);
-        sola_train_result_free(&r);
-        goto fail_quiet;
+                   "sola train -m %s %s -o %s --lr %g", e.msg, a->out, ckpt, a->dir, a->out,
+                   (double)r->lr / 3);
+    else if (rc)
+        cli_errorf("%s", e.msg);
+    else if (sola_model_save(m, a->out, 1, &e)) {
+        cli_errorf("%s", e.msg);
+        rc = e.code ? e.code : SOLA_EIO;
     }
     if (rc) {
-        sola_train_result_free(&r);
-        goto fail;
-    }
-    if (sola_model_save(m, out, 1, &e)) {
-        sola_train_result_free(&r);
-        goto fail;
+        sola_train_result_free(r);
+        return EXIT_RUNTIME;
     }
     if (file_exists(ckpt))
         remove(ckpt); /* OUT holds the same state now */
+    return -1;
+}
+
+/* ---- report --------------------------------------------------------------------- */
+
+static void report(const train_args *a, const sola_train_result *r, int unreadable)
+{
     printf("trained %d epochs on %d videos (%d shorter than the window, %d unreadable: "
            "skipped), %ld steps; final loss %.6f -> %s\n",
-           r.epochs_done, r.videos, r.skipped, unreadable, r.steps,
-           r.epochs_done ? r.loss[r.epochs_done - 1] : 0.0, out);
-    if (r.monitored)
+           r->epochs_done, r->videos, r->skipped, unreadable, r->steps,
+           r->epochs_done ? r->loss[r->epochs_done - 1] : 0.0, a->out);
+    if (r->monitored)
         printf("collapse guard: norm ratio %.3f, constant share %.0f%% at the end%s\n",
-               r.norm_ratio, 100 * r.const_share,
-               r.collapse_epoch ? "; it fired (see the warning above)" : "; it stayed quiet");
-    sola_train_result_free(&r);
+               r->norm_ratio, 100 * r->const_share,
+               r->collapse_epoch ? "; it fired (see the warning above)" : "; it stayed quiet");
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_args a;
+    args_default(&a);
+    int rc = train_parse(argc, argv, &a);
+    if (rc < 0)
+        rc = train_validate(&a);
+    if (rc >= 0)
+        return rc;
+    char *ckpt = a.ckpt_arg ? strdup(a.ckpt_arg) : default_ckpt(a.out);
+    if (!ckpt) {
+        cli_errorf("out of memory");
+        return EXIT_RUNTIME;
+    }
+    sola_model *m = NULL;
+    sola_dataset *d = NULL;
+    const char *from = NULL;
+    sola_train_result r;
+    if ((rc = start_model(&a, ckpt, &m, &from)) < 0 &&
+        (rc = open_data(&a, m, from, &d)) < 0) {
+        int unreadable = d->nskipped;
+        if ((rc = run(&a, m, d, ckpt, &r)) < 0) {
+            report(&a, &r, unreadable);
+            sola_train_result_free(&r);
+            rc = EXIT_OK;
+        }
+    }
     sola_model_free(m);
     free(ckpt);
-    return EXIT_OK;
-fail:
-    cli_errorf("%s", e.msg);
-fail_quiet:
-    sola_model_free(m);
-    free(ckpt);
-    return EXIT_RUNTIME;
+    return rc;
 }
