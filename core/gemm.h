@@ -73,13 +73,17 @@ void sola_gemm_w_free(sola_gemm_w *w);
  *   quantum    the pass has a multiple of this many rows -- or, if it has at most
  *              small_max rows, of small_quantum (finer: less padding for short passes),
  *   min_rows   and at least this many (0: no minimum),
+ *   tile       nonzero (oneDNN): instead of the quantum, the pass is cut into calls of
+ *              `tile` rows and one of the rest, and the rest must be a count the
+ *              kernel computes row by row alike -- not a lattice (4, 5, 6, 10, 11, 12,
+ *              16, ... with oneDNN), so use sola_rowplan_rows, which knows the rule,
  *   exact      1 when the property holds for these shapes on this CPU with the calling
  *              thread's thread count (else passes are exact only to float rounding and
  *              a batcher should compute requests one at a time).
  * ws: the prepared operands of the pass, n of them. Depends on the calling thread's
  * thread count: compute it on the thread that runs the pass. */
 typedef struct sola_rowplan {
-    size_t seq_align, quantum, small_max, small_quantum, min_rows;
+    size_t seq_align, quantum, small_max, small_quantum, min_rows, tile;
     int exact;
 } sola_rowplan;
 void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p);

@@ -15,25 +15,28 @@
  * avx/avx2 sgemm depends on the row's place in the call (src/cpu/x64/gemm/
  * gemm_driver.cpp, f32/jit_avx_gemm_f32.cpp, gemm/f32/gemm_utils_f32.cpp; in its
  * column-major terms our rows are its n, our output columns its m):
- *   - calls of more than 263 rows take the "copy" kernels, fewer the "nocopy" ones,
- *     with different k blocking;
+ *   - calls of many rows against many columns take the "copy" kernels, others the
+ *     "nocopy" ones, with different k blocking (a call of at most 263 columns is
+ *     always nocopy: 1/m + 1/n >= 0.0038);
  *   - nocopy cuts the rows into blocks (48, or 96 when W is stored transposed, halving
  *     the last two when they are short) and each block into groups of 6; a group of
- *     1-3 rows runs a kernel that sums k in two interleaved halves -- other bits;
- *   - with several threads the rows may be cut among them first (only when the
- *     output has <= 64 columns), and k may be split among them (then partial sums).
- * So every pass is cut into calls ("tiles") of at most 240 rows whose every block is
- * whole groups of 6 and whose k is not split; tile_ok() replays the library's choices
- * for a tile size. On the pool path (below; every prepared product on these CPUs) a
- * tile is further cut into chunks of 256 output columns and each (tile, chunk) is a
- * call on ONE thread, so only the single-thread rule applies and the bits do not
- * depend on the thread count either; the columns' side needs nothing (a chunk is a
- * matrix of its own to the library, stored untransposed, so its blocks are of 48).
- * Then a row is computed by the same instructions whatever the tile -- verified by
+ *     1-3 rows runs kernels that sum k otherwise -- other bits; groups of 4 and 5 do
+ *     what a group of 6 does (checked: blocks_ok);
+ *   - with several threads the rows may be cut among them first, and k may be split
+ *     among them (then partial sums).
+ * So on these CPUs every prepared product runs on "the pool" (below): a pass is cut
+ * into tiles of TILE_MAX rows and the rest, each tile into chunks of 256 output
+ * columns with weights of their own ("the chunk layout", untransposed: blocks of 48),
+ * and each (tile, chunk) is a call on ONE thread -- so only the single-thread rule
+ * applies and the bits do not depend on the thread count either; the columns' side
+ * needs nothing (a chunk is a matrix of its own to the library). The row plan makes
+ * the rest a count whose every block ends in a group of 4-6 (tile_ok); then a row is
+ * computed by the same instructions whatever the tile -- verified by
  * tests/test_batching.c (batches of random make-up against separate calls, and every
  * row of a pass against the same row computed alone). Other oneDNN versions or
  * AVX-512 CPUs (other kernels) are not covered by this reasoning: the plan says
- * exact = 0 there and a batcher computes requests one at a time. */
+ * exact = 0 there, products are one matmul call each, and a batcher computes
+ * requests one at a time. */
 #include "gemm.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -394,158 +397,84 @@ void sola_gemm_w_free(sola_gemm_w *w)
 
 /* ---- the row plan ------------------------------------------------------------------- */
 
-/* 1 if one thread's nocopy driver cuts n rows into blocks of whole groups of 6
- * (jit_avx_gemm_f32.cpp, sgemm_nocopy_driver: blocks of BN, the last two halved when
- * together under 2 BN but over 1.5 BN). */
-static int blocks_whole(long n, long BN)
+/* 1 if one thread's nocopy driver cuts n rows into blocks (jit_avx_gemm_f32.cpp,
+ * sgemm_nocopy_driver: blocks of 48, the last two halved when together under 96 but
+ * over 72) each of which ends in a group of 4, 5 or 6 rows: groups of 4 and 5 run the
+ * same per-row arithmetic as groups of 6 (the k steps alternate between two
+ * accumulators per row in all three); groups of 1-3 do not. Checked on this library
+ * for every n up to 300 against 6-row calls (K = 512 and 2048, chunk widths 100 to
+ * 2048): this predicate is exactly the set of row counts whose bits match. */
+static int blocks_ok(long n)
 {
+    enum { BN = 48 };
     while (n > 0) {
         long s = n;
         if (s >= 2 * BN)
             s = BN;
         else if (s > BN + BN / 2)
             s = (s + 1) / 2;
-        if (s % 6)
+        if (s % 6 && s % 6 < 4)
             return 0;
         n -= s;
     }
     return 1;
 }
 
-/* 1 if a call of n rows against an [K, N] right-hand side with nthr threads computes
- * every row with the group-of-6 kernel and an unsplit k (see the top of the file). */
-static int tile_ok(long n, long N, long K, int trans, int nthr)
+/* 1 if a single-threaded call of n rows against one chunk (N columns, the chunk
+ * layout) computes every row with the per-row arithmetic of a group of 6 rows. */
+static int tile_ok(long n, long N)
 {
-    const long m = N, k = K, BN = trans ? 96 : 48;
-    /* n < 6: too short for a group; m == 1: the gemv kernels; n > 263: the copy kernels;
-     * m > 6048: the driver splits the columns in two unaligned halves */
-    if (n < 6 || m < 2 || n > 263 || m > 6048)
+    /* n < 4: the 1-3 row kernels; N == 1: the gemv kernels; n > 263: outside the
+     * sizes whose nocopy choice (gemm_driver.cpp nocopy_checker_avx2) was checked;
+     * N > 6048: the driver cuts the columns into two unaligned halves */
+    if (n < 4 || N < 2 || n > 263 || N > 6048)
         return 0;
-    /* gemm_driver.cpp adjust_thread_count (f32, vector length 8) */
-    double cycles = (double)m * (double)n * (double)k / 32.0 * 2.0;
-    int t = nthr;
-    if (m > 10 * n && n < t && m / t < 8 * 3)
-        t = m / 8 / 3 > 1 ? (int)(m / 8 / 3) : 1;
-    if (t <= 4) {
-        if (cycles < 3.0e3)
-            t = 1;
-        else
-            while (t > 1 && !(3.0e3 * t < cycles * (t - 1)))
-                t--;
-    } else if (cycles < 4.0e3 + 2 * 5.0e2) {
-        t = 1;
-    } else {
-        while (t > 1 && !((4.0e3 + t * 5.0e2) * t < cycles * (t - 1)))
-            t -= t < 10 ? 2 : t < 30 ? 4 : 8;
-        if (t < 1)
-            t = 1;
-    }
-    if (t == 1)
-        return blocks_whole(n, BN);
-    /* gemm_utils_f32.cpp calc_nthr_nocopy_avx (BM 64, BN 48, BK 384; small 16, 1, 4) */
-    long nm = (m + 63) / 64, nn = (n + 47) / 48;
-    int other = 1;
-    while (nm * nn * other < t && k / (other + 1) > 384) {
-        other++;
-        if ((t / other) * other > 0.9 * t)
-            return 0; /* k split among threads: partial sums */
-    }
-    if (nm == 1)
-        nn = t;
-    if (nn == 1)
-        nm = t;
-    while (nm * nn > t) {
-        if (nm > nn)
-            nm--;
-        else
-            nn--;
-    }
-    while (nm * nn < t) {
-        if (nm < nn)
-            nm++;
-        else
-            nn++;
-    }
-    if (nm * nn > t && nm > 1 && nn > 1)
-        return 0; /* the square-root repartition: not modelled, not used */
-    long NB = (n + nn - 1) / nn;
-    if (NB * nn > n)
-        nn = (n + NB - 1) / NB;
-    for (long i = 0; i < nn; i++) {
-        long a = NB * i, b = a + NB < n ? a + NB : n;
-        if (b > a && !blocks_whole(b - a, BN))
-            return 0;
-    }
-    return 1;
-}
-
-static int tile_ok_all(const sola_gemm_w *const *ws, int n, long rows, int nthr)
-{
-    for (int i = 0; i < n; i++) {
-        if (!ws[i]->nchunks) {
-            if (!tile_ok(rows, ws[i]->N, ws[i]->K, ws[i]->ktrans, nthr))
-                return 0;
-            continue;
-        }
-        /* the pool path: every chunk a call on one thread */
-        for (int c = 0; c < 2; c++)
-            if (ws[i]->cw[c] && !tile_ok(rows, ws[i]->cw[c], ws[i]->K, 0, 1))
-                return 0;
-    }
-    return 1;
-}
-
-/* The smallest of 6, 12, 24, 48 whose every multiple up to `upto` is a good tile for
- * every operand, or 0. */
-static size_t good_quantum(const sola_gemm_w *const *ws, int n, long upto, int nthr)
-{
-    static const int quanta[] = {6, 12, 24, 48};
-    for (size_t q = 0; q < sizeof quanta / sizeof quanta[0]; q++) {
-        int ok = 1;
-        for (long r = quanta[q]; r <= upto && ok; r += quanta[q])
-            ok = tile_ok_all(ws, n, r, nthr);
-        if (ok)
-            return (size_t)quanta[q];
-    }
-    return 0;
+    return blocks_ok(n);
 }
 
 void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p)
 {
-    int nthr = sola_gemm_threads();
     /* without the property nothing needs padding: one call over the rows as they are */
     p->seq_align = 1;
     p->min_rows = 0;
     p->quantum = p->small_quantum = 1;
     p->small_max = 0;
+    p->tile = 0;
     p->exact = rule_verified();
+    for (int i = 0; i < n && p->exact; i++)
+        if (!ws[i]->nchunks)
+            p->exact = 0;
     if (!p->exact)
         return;
-    for (int i = 0; i < n; i++)
-        if (strcmp(ws[i]->impl, "gemm:jit") || ws[i]->ktrans < 0) {
-            p->exact = 0;
-            return;
-        }
-    /* Passes are cut as sola_gemm_w_rows cuts them (next_tile): tiles of TILE_MAX, then
-     * the rest. Every multiple of the quantum up to TILE_MAX must be a good tile; short
-     * passes (one tile of at most SMALL_MAX rows, where the library does not halve
-     * blocks) may use a finer quantum: 18 rows for T = 16 instead of 24. */
-    enum { SMALL_MAX = 72 };
-    p->quantum = good_quantum(ws, n, TILE_MAX, nthr);
-    p->small_quantum = good_quantum(ws, n, SMALL_MAX, nthr);
-    p->small_max = SMALL_MAX;
-    if (!p->quantum || !p->small_quantum) {
-        p->quantum = p->small_quantum = 1;
-        p->small_max = 0;
-        p->exact = 0;
+    /* Passes are cut as the pool cuts them: tiles of TILE_MAX rows, then the rest, and
+     * sola_rowplan_rows picks a rest that tile_ok accepts. Every operand must accept
+     * every such tile size with each of its chunk widths. */
+    for (long r = 1; r <= TILE_MAX && p->exact; r++) {
+        if (!blocks_ok(r) || r < 4)
+            continue;
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < 2; c++)
+                if (ws[i]->cw[c] && !tile_ok(r, ws[i]->cw[c]))
+                    p->exact = 0;
     }
+    if (p->exact && blocks_ok(TILE_MAX))
+        p->tile = TILE_MAX;
+    else
+        p->exact = 0;
 }
 
-/* Rows of the next call of a pass with `left` rows to go: TILE_MAX while more than
- * that remain, else the rest. */
-static size_t next_tile(size_t left, int exact)
+size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
 {
-    return exact && left > TILE_MAX ? TILE_MAX : left;
+    size_t r = rows < p->min_rows ? p->min_rows : rows;
+    if (p->tile) {
+        while (r % p->tile && (r % p->tile < 4 || !blocks_ok((long)(r % p->tile))))
+            r++;
+        return r;
+    }
+    size_t q = r <= p->small_max && p->small_quantum ? p->small_quantum : p->quantum;
+    if (!q)
+        q = 1;
+    return (r + q - 1) / q * q;
 }
 
 /* ---- the pool ----------------------------------------------------------------------
@@ -556,11 +485,11 @@ static size_t next_tile(size_t left, int exact)
  * for a scheduler quantum per product: measured at load average 9-20 on 2 cores, a
  * T = 16 refine took 45 ms where ONNX Runtime, whose pool hands work out on demand,
  * took 9. So a prepared product on the pool path is cut into tasks -- a tile of rows
- * (next_tile) times a chunk of CHUNK_COLS output columns -- each one single-threaded
- * dnnl_sgemm on the chunk's own copy of the weights; the calling thread and its
- * helpers (threads - 1 of them, per calling thread) take tasks from a counter until
- * none is left. A helper that is not running leaves its share to the others instead
- * of holding them up. Each task computes its
+ * (TILE_MAX, the last one the rest) times a chunk of CHUNK_COLS output columns --
+ * each one single-threaded dnnl_sgemm on the chunk's own copy of the weights; the
+ * calling thread and its helpers (threads - 1 of them, per calling thread) take tasks
+ * from a counter until none is left. A helper that is not running leaves its share to
+ * the others instead of holding them up. Each task computes its
  * rows exactly as a single-threaded call of that tile size does (tile_ok with one
  * thread), whoever runs it, so the bits depend neither on the pass's other rows nor
  * on the thread count. Helpers spin for a short while after a product (the next one
@@ -769,7 +698,6 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     if (!s)
         return sola_errf(e, SOLA_EIO, "gemm: oneDNN has no CPU engine here");
     sync_threads();
-    int exact = rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0;
     void *scratch = NULL;
     dnnl_memory_t sp = NULL, am = NULL;
     dnnl_status_t st = dnnl_success;
@@ -793,32 +721,27 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
     dnnl_memory_desc_t amd;
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&amd, 1, ad, dnnl_f32, dnnl_a));
     DNNL_TRY(dnnl_memory_create(&am, &amd, g_engine, &alpha));
-    for (size_t r = 0; r < rows;) {
-        size_t n = next_tile(rows - r, exact);
-        dnnl_dims_t sd = {(dnnl_dim_t)n, w->K}, dd = {(dnnl_dim_t)n, w->N};
-        dnnl_memory_desc_t smd, dmd;
-        dnnl_memory_t xm = NULL, ym = NULL;
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab));
-        DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
-        DNNL_TRY(dnnl_memory_create(&xm, &smd, g_engine, (void *)(X + r * (size_t)w->K)));
-        if ((st = dnnl_memory_create(&ym, &dmd, g_engine, Y + r * (size_t)w->N)) !=
-            dnnl_success) {
-            dnnl_memory_destroy(xm);
-            goto fail;
-        }
-        dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w->wmem},
-                                {DNNL_ARG_DST, ym},
-                                {DNNL_ARG_ATTR_OUTPUT_SCALES, am},
-                                {DNNL_ARG_SCRATCHPAD, sp}};
-        st = dnnl_primitive_execute(w->prim, s, sp ? 5 : 4, a);
-        if (st == dnnl_success)
-            st = dnnl_stream_wait(s);
+    /* no row independence to keep here (the plan says exact = 0): one call */
+    dnnl_dims_t sd = {(dnnl_dim_t)rows, w->K}, dd = {(dnnl_dim_t)rows, w->N};
+    dnnl_memory_desc_t smd, dmd;
+    dnnl_memory_t xm = NULL, ym = NULL;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 2, sd, dnnl_f32, dnnl_ab));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab));
+    DNNL_TRY(dnnl_memory_create(&xm, &smd, g_engine, (void *)X));
+    if ((st = dnnl_memory_create(&ym, &dmd, g_engine, Y)) != dnnl_success) {
         dnnl_memory_destroy(xm);
-        dnnl_memory_destroy(ym);
-        if (st != dnnl_success)
-            goto fail;
-        r += n;
+        goto fail;
     }
+    dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, w->wmem},
+                            {DNNL_ARG_DST, ym}, {DNNL_ARG_ATTR_OUTPUT_SCALES, am},
+                            {DNNL_ARG_SCRATCHPAD, sp}};
+    st = dnnl_primitive_execute(w->prim, s, sp ? 5 : 4, a);
+    if (st == dnnl_success)
+        st = dnnl_stream_wait(s);
+    dnnl_memory_destroy(xm);
+    dnnl_memory_destroy(ym);
+    if (st != dnnl_success)
+        goto fail;
     goto done;
 fail:
     rc = sola_errf(e, st == dnnl_out_of_memory ? SOLA_ENOMEM : SOLA_EIO,
@@ -831,13 +754,4 @@ done:
         dnnl_memory_destroy(sp);
     free(scratch);
     return rc;
-}
-
-size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
-{
-    size_t r = rows < p->min_rows ? p->min_rows : rows;
-    size_t q = r <= p->small_max && p->small_quantum ? p->small_quantum : p->quantum;
-    if (!q)
-        q = 1;
-    return (r + q - 1) / q * q;
 }

@@ -146,6 +146,7 @@ void sola_gemm_rowplan(const sola_gemm_w *const *ws, int n, sola_rowplan *p)
     p->seq_align = (size_t)a;
     p->exact = 1;
     p->small_max = p->small_quantum = 0;
+    p->tile = 0;
     /* With t threads OpenBLAS cuts the rows into up to t parts, each halved again
      * (DIVIDE_RATE 2); every cut must fall on a multiple of the block. With t > 2 the
      * part count may be any of 1..t, hence the lcm; beyond 4 threads this is not

@@ -15,7 +15,7 @@
  * Batches lay sequences in one pass: the products run over all rows at once and only
  * the shifted sums respect each sequence's row range, so every sequence sees its own
  * zero padding. Every pass -- one sequence or many -- follows the backend's row plan
- * (sola_gemm_rowplan: where sequences start, the row quantum and minimum), which is
+ * (sola_gemm_rowplan: where sequences start, the pass's row count), which is
  * what makes a row's bits independent of the rest of the pass (refine.h). Rows outside
  * every sequence are zero in x and zeroed again after every conv of kernel > 1 (the
  * shifted sum writes only a sequence's own rows), so they stay finite. */

@@ -55,7 +55,7 @@ int sola_refine_batch(const sola_model *m, const float *x, const int *lens, int 
 
 /* The layout every pass uses (see "Row independence" above): sequence i starts at row
  * offs[i], a multiple of the plan's seq_align (1 with oneDNN: end to end), and the pass
- * has prows rows, a multiple of its quantum and at least its min_rows. The plan depends
+ * has prows rows, sola_rowplan_rows of the rows it holds (core/gemm.h). The plan depends
  * on the calling thread's GEMM thread count: compute the layout on the thread, and
  * with the thread count, that refines. offs may be NULL. 0, SOLA_EINVAL (n < 1 or an
  * unpacked model), SOLA_ESHAPE (a length < 1) or SOLA_ETOOBIG. */
