@@ -124,6 +124,8 @@ int api_set_body(api_response *rs, int status, const char *ctype, const void *bu
                  size_t len);
 /* Takes ownership of a malloc'd buffer as body. */
 void api_take_body(api_response *rs, int status, const char *ctype, void *buf, size_t len);
+/* 200 with st as a text/event-stream body (owned), never cached nor buffered. */
+void api_reply_events(api_response *rs, api_stream *st);
 /* {"error": "..."} with the given status (printf-style message). */
 void api_error(api_response *rs, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -206,11 +206,7 @@ static int h_events(const api_ctx *ctx, api_request *rq, api_response *rs, api_w
         api_error_from(rs, &e);
         return API_REPLY;
     }
-    rs->status = 200;
-    snprintf(rs->ctype, sizeof rs->ctype, "text/event-stream");
-    rs->stream = st;
-    api_set_header(rs, "Cache-Control", "no-cache");
-    api_set_header(rs, "X-Accel-Buffering", "no"); /* nginx: pass events on at once */
+    api_reply_events(rs, st);
     return API_REPLY;
 }
 

@@ -100,6 +100,15 @@ void api_take_body(api_response *rs, int status, const char *ctype, void *buf, s
     snprintf(rs->ctype, sizeof rs->ctype, "%s", ctype);
 }
 
+void api_reply_events(api_response *rs, api_stream *st)
+{
+    rs->status = 200;
+    snprintf(rs->ctype, sizeof rs->ctype, "text/event-stream");
+    rs->stream = st;
+    api_set_header(rs, "Cache-Control", "no-cache");
+    api_set_header(rs, "X-Accel-Buffering", "no"); /* nginx: pass events on at once */
+}
+
 int api_set_body(api_response *rs, int status, const char *ctype, const void *buf,
                  size_t len)
 {

@@ -4,11 +4,13 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "fsutil.h"
+#include "sorted.h"
 
 void sola_ann_params_default(sola_ann_params *p)
 {
@@ -254,17 +256,8 @@ int sola_ann_load_ex(const char *path, const char *subset, const char *ignore,
 
 int sola_ann_find(const sola_annotations *a, const char *name)
 {
-    int lo = 0, hi = a->n - 1;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2, c = strcmp(a->videos[mid].name, name);
-        if (!c)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -1;
+    return sola_find_sorted(a->videos, a->n, sizeof *a->videos, offsetof(sola_ann_video, name),
+                            name);
 }
 
 int sola_ann_labels(const sola_annotations *a, int v, int64_t T, const sola_ann_params *p,

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "layouts.h"
 #include "npy.h"
 #include "npz.h"
+#include "sorted.h"
 
 /* ---- scan ---------------------------------------------------------------------------- */
 
@@ -294,17 +296,8 @@ err:
 
 int sola_dataset_find(const sola_dataset *d, const char *name)
 {
-    int lo = 0, hi = d->n - 1;
-    while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2, c = strcmp(d->items[mid].name, name);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return -1;
+    return sola_find_sorted(d->items, d->n, sizeof *d->items, offsetof(sola_dataset_item, name),
+                            name);
 }
 
 /* ---- reads ----------------------------------------------------------------------------- */

@@ -27,7 +27,8 @@ void sola_ds__pf(char *out, const char *fmt, ...)
     va_end(ap);
 }
 
-int sola_ds__check_names(const char *root, const char *ds, const char *item, sola_err *e)
+int sola_ds__check_names(const char *root, const char *ds, const char *item, char *dir,
+                         sola_err *e)
 {
     if (!root || strlen(root) > PATHN - 256)
         return sola_errf(e, SOLA_EINVAL, "dataset store: the data directory path is too long");
@@ -37,6 +38,8 @@ int sola_ds__check_names(const char *root, const char *ds, const char *item, sol
     if (item && !sola_name_ok(item))
         return sola_errf(e, SOLA_EINVAL, "item name \"%.80s\" is not valid (1-64 of "
                          "A-Z a-z 0-9 . _ -, not starting with '.' or '-')", item);
+    if (dir)
+        sola_ds__pf(dir, "%s/%s", root, ds);
     return 0;
 }
 
@@ -185,7 +188,7 @@ static int other_item_c(const char *dir, const char *except, char *which, size_t
 int sola_ds_put_item(const char *root, const char *ds, const char *item, const char *src,
                      int flags, int *created, int64_t *Tout, int *Cout, sola_err *e)
 {
-    int rc = sola_ds__check_names(root, ds, item, e);
+    int rc = sola_ds__check_names(root, ds, item, NULL, e);
     if (rc)
         return rc;
     int lk = sola_ds__store_lock(root, e);
@@ -299,11 +302,10 @@ static int dir_has_items(const char *dir)
 
 int sola_ds_delete(const char *root, const char *ds, const char *item, sola_err *e)
 {
-    int rc = sola_ds__check_names(root, ds, item, e);
+    char dir[PATHN];
+    int rc = sola_ds__check_names(root, ds, item, dir, e);
     if (rc)
         return rc;
-    char dir[PATHN];
-    sola_ds__pf(dir, "%s/%s", root, ds);
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\"", ds);
@@ -352,11 +354,10 @@ static int cmp_item(const void *a, const void *b)
 int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *e)
 {
     memset(out, 0, sizeof *out);
-    int rc = sola_ds__check_names(root, ds, NULL, e);
+    char dir[PATHN];
+    int rc = sola_ds__check_names(root, ds, NULL, dir, e);
     if (rc)
         return rc;
-    char dir[PATHN];
-    sola_ds__pf(dir, "%s/%s", root, ds);
     DIR *d = opendir(dir);
     if (!d)
         return sola_errf(e, errno == ENOENT || errno == ENOTDIR ? SOLA_ENOTFOUND : SOLA_EIO,
@@ -411,11 +412,10 @@ int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *
 
 int sola_ds_dim(const char *root, const char *ds, int *C, sola_err *e)
 {
-    int rc = sola_ds__check_names(root, ds, NULL, e);
+    char dir[PATHN], which[SOLA_NAME_MAX + 8];
+    int rc = sola_ds__check_names(root, ds, NULL, dir, e);
     if (rc)
         return rc;
-    char dir[PATHN], which[SOLA_NAME_MAX + 8];
-    sola_ds__pf(dir, "%s/%s", root, ds);
     *C = other_item_c(dir, NULL, which, sizeof which, e);
     if (*C == 0)
         return sola_errf(e, SOLA_ENOTFOUND, "no dataset named \"%s\" (or it holds no readable "
@@ -486,11 +486,10 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
 
 int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err *e)
 {
-    int rc = sola_ds__check_names(root, ds, NULL, e);
+    char dir[PATHN];
+    int rc = sola_ds__check_names(root, ds, NULL, dir, e);
     if (rc)
         return rc;
-    char dir[PATHN];
-    sola_ds__pf(dir, "%s/%s", root, ds);
     DIR *d = opendir(dir);
     if (!d)
         return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO,

@@ -182,7 +182,7 @@ static int check_members(const sola_npz *z, const char *ds, sola_err *e)
 int sola_ds_put_npz(const char *root, const char *ds, const char *src, int flags,
                     int *created, int *nitems, sola_err *e)
 {
-    int rc = sola_ds__check_names(root, ds, NULL, e);
+    int rc = sola_ds__check_names(root, ds, NULL, NULL, e);
     if (rc)
         return rc;
     sola_npz z;

@@ -9,11 +9,11 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "fsutil.h"
-#include "sniff.h"
 #include "npy.h"
+#include "npz_int.h"
+#include "sniff.h"
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
@@ -402,6 +402,18 @@ uint32_t sola_crc32(const void *buf, size_t n)
     return (uint32_t)c;
 }
 
+void sola__z_refill(z_stream *s, size_t *in_left, size_t *out_left)
+{
+    if (s->avail_in == 0 && *in_left) {
+        s->avail_in = *in_left > (1u << 30) ? (1u << 30) : (uInt)*in_left;
+        *in_left -= s->avail_in;
+    }
+    if (s->avail_out == 0 && *out_left) {
+        s->avail_out = *out_left > (1u << 30) ? (1u << 30) : (uInt)*out_left;
+        *out_left -= s->avail_out;
+    }
+}
+
 /* Raw-inflates src[csize] into dst[usize]; the stream must end exactly there. */
 static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *dst,
                          size_t usize, const char *what, sola_err *e)
@@ -415,14 +427,7 @@ static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *
     s.next_in = (Bytef *)src;
     s.next_out = dst;
     while (zr == Z_OK) {
-        if (s.avail_in == 0 && in_left) {
-            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-            in_left -= s.avail_in;
-        }
-        if (s.avail_out == 0 && out_left) {
-            s.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
-            out_left -= s.avail_out;
-        }
+        sola__z_refill(&s, &in_left, &out_left);
         uInt ai = s.avail_in, ao = s.avail_out;
         zr = inflate(&s, Z_NO_FLUSH);
         if (zr == Z_BUF_ERROR || (zr == Z_OK && ai == s.avail_in && ao == s.avail_out))
@@ -442,8 +447,7 @@ static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *
         unsigned char spare;
         s.next_out = &spare;
         s.avail_out = 1;
-        if (s.avail_in == 0 && in_left)
-            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
+        sola__z_refill(&s, &in_left, &out_left);
         zr = inflate(&s, Z_NO_FLUSH);
         if (zr == Z_STREAM_END && s.avail_out == 1)
             rc = 0;
@@ -460,36 +464,55 @@ static int inflate_exact(const unsigned char *src, size_t csize, unsigned char *
     return rc;
 }
 
-int sola_npz_read(const sola_npz *z, int i, int npy_flags, sola_array *out, sola_err *e)
+/* The .npy image of member i, its CRC checked: *img points into the archive (a stored
+ * member) or at *owned (an inflated one, malloc'd: the caller frees it). `what`
+ * (512 bytes) gets "ARCHIVE: member 'NAME'" for messages. */
+static int member_verified(const sola_npz *z, int i, char *what, const unsigned char **img,
+                           unsigned char **owned, sola_err *e)
 {
-    memset(out, 0, sizeof *out);
+    *img = NULL;
+    *owned = NULL;
     if (i < 0 || i >= z->n)
         return sola_errf(e, SOLA_EINVAL, "%s: no member %d", zname(z), i);
     const sola_npz_entry *en = &z->entries[i];
-    char what[512];
-    snprintf(what, sizeof what, "%s: member '%s'", zname(z), en->name);
+    snprintf(what, 512, "%s: member '%s'", zname(z), en->name);
     const unsigned char *l = z->buf + en->offset; /* validated by sola_npz_parse */
     const unsigned char *src = l + LOC_LEN + rd(l + 26, 2) + rd(l + 28, 2);
-    unsigned char *tmp = NULL;
-    const unsigned char *npy = src;
-    int rc;
     if (en->method == 8) {
-        if (!(tmp = malloc(en->usize ? en->usize : 1)))
+        unsigned char *tmp = malloc(en->usize ? en->usize : 1);
+        if (!tmp)
             return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", what,
                              en->usize);
-        if ((rc = inflate_exact(src, en->csize, tmp, en->usize, what, e)) != 0)
-            goto done;
-        npy = tmp;
+        int rc = inflate_exact(src, en->csize, tmp, en->usize, what, e);
+        if (rc) {
+            free(tmp);
+            return rc;
+        }
+        *owned = tmp;
+        src = tmp;
     }
-    uint32_t crc = sola_crc32(npy, en->usize);
+    uint32_t crc = sola_crc32(src, en->usize);
     if (crc != en->crc) {
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
-                       "archive is corrupt", what, en->crc, crc);
-        goto done;
+        free(*owned);
+        *owned = NULL;
+        return sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): "
+                         "the archive is corrupt", what, en->crc, crc);
     }
-    rc = sola_npy_parse(npy, en->usize, what, npy_flags, out, e);
-done:
-    free(tmp);
+    *img = src;
+    return 0;
+}
+
+int sola_npz_read(const sola_npz *z, int i, int npy_flags, sola_array *out, sola_err *e)
+{
+    memset(out, 0, sizeof *out);
+    char what[512];
+    const unsigned char *npy;
+    unsigned char *owned;
+    int rc = member_verified(z, i, what, &npy, &owned, e);
+    if (rc)
+        return rc;
+    rc = sola_npy_parse(npy, z->entries[i].usize, what, npy_flags, out, e);
+    free(owned);
     return rc;
 }
 
@@ -497,30 +520,19 @@ int sola_npz_member_image(const sola_npz *z, int i, void **img, size_t *len, sol
 {
     *img = NULL;
     *len = 0;
-    if (i < 0 || i >= z->n)
-        return sola_errf(e, SOLA_EINVAL, "%s: no member %d", zname(z), i);
-    const sola_npz_entry *en = &z->entries[i];
     char what[512];
-    snprintf(what, sizeof what, "%s: member '%s'", zname(z), en->name);
-    const unsigned char *l = z->buf + en->offset; /* validated by sola_npz_parse */
-    const unsigned char *src = l + LOC_LEN + rd(l + 26, 2) + rd(l + 28, 2);
-    unsigned char *buf = malloc(en->usize ? en->usize : 1);
-    if (!buf)
-        return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", what, en->usize);
-    int rc = 0;
-    if (en->method == 8)
-        rc = inflate_exact(src, en->csize, buf, en->usize, what, e);
-    else
-        memcpy(buf, src, en->usize);
-    uint32_t crc = rc ? 0 : sola_crc32(buf, en->usize);
-    if (!rc && crc != en->crc)
-        rc = sola_errf(e, SOLA_EFORMAT, "%s: CRC-32 mismatch (stored %08x, computed %08x): the "
-                       "archive is corrupt", what, en->crc, crc);
-    if (rc) {
-        free(buf);
+    const unsigned char *npy;
+    unsigned char *owned;
+    int rc = member_verified(z, i, what, &npy, &owned, e);
+    if (rc)
         return rc;
+    size_t n = z->entries[i].usize;
+    if (!owned) {
+        if (!(owned = malloc(n ? n : 1)))
+            return sola_errf(e, SOLA_ENOMEM, "%s: out of memory for %zu bytes", what, n);
+        memcpy(owned, npy, n);
     }
-    *img = buf;
-    *len = en->usize;
+    *img = owned;
+    *len = n;
     return 0;
 }

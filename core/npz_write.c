@@ -9,10 +9,10 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "fsutil.h"
 #include "npy.h"
+#include "npz_int.h"
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
@@ -90,14 +90,7 @@ static int deflate_raw(const unsigned char *src, size_t n, unsigned char **out, 
     s.next_in = (Bytef *)src;
     s.next_out = buf;
     while (zr == Z_OK || zr == Z_BUF_ERROR) {
-        if (s.avail_in == 0 && in_left) {
-            s.avail_in = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-            in_left -= s.avail_in;
-        }
-        if (s.avail_out == 0 && out_left) {
-            s.avail_out = out_left > (1u << 30) ? (1u << 30) : (uInt)out_left;
-            out_left -= s.avail_out;
-        }
+        sola__z_refill(&s, &in_left, &out_left);
         if (s.avail_out == 0)
             break;
         zr = deflate(&s, in_left ? Z_NO_FLUSH : Z_FINISH);

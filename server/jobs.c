@@ -181,16 +181,28 @@ static json_t *be_list(void *self)
     return json_pack("{s:o}", "jobs", a);
 }
 
-static json_t *be_get(void *self, int id, sola_err *e)
+/* Job id, refreshed from disk first, with mu taken; NULL (mu not held) and
+ * SOLA_ENOTFOUND in e when there is none. */
+static job *find_locked(srv_jobs *J, int id, sola_err *e)
 {
-    srv_jobs *J = jobs_of(self);
     jobs_refresh_one(J, id);
     pthread_mutex_lock(&J->mu);
     job *j = jobs_find(J, id);
-    json_t *o = j ? job_json(j, 1) : NULL;
-    pthread_mutex_unlock(&J->mu);
-    if (!j)
+    if (!j) {
+        pthread_mutex_unlock(&J->mu);
         sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
+    }
+    return j;
+}
+
+static json_t *be_get(void *self, int id, sola_err *e)
+{
+    srv_jobs *J = jobs_of(self);
+    job *j = find_locked(J, id, e);
+    if (!j)
+        return NULL;
+    json_t *o = job_json(j, 1);
+    pthread_mutex_unlock(&J->mu);
     return o;
 }
 
@@ -214,13 +226,9 @@ static int be_cancel(void *self, int id, json_t **out, sola_err *e)
     srv *s = self;
     srv_jobs *J = jobs_of(self);
     *out = NULL;
-    jobs_refresh_one(J, id);
-    pthread_mutex_lock(&J->mu);
-    job *j = jobs_find(J, id);
-    if (!j) {
-        pthread_mutex_unlock(&J->mu);
-        return sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
-    }
+    job *j = find_locked(J, id, e);
+    if (!j)
+        return SOLA_ENOTFOUND;
     int rc = 0, write = 0;
     if (job_terminal(j->st)) {
         sola_errf(e, SOLA_EINVAL, "job %d has already %s", id, job_state_names[j->st]);
@@ -267,13 +275,9 @@ static int be_resume(void *self, int id, json_t **out, sola_err *e)
 {
     srv_jobs *J = jobs_of(self);
     *out = NULL;
-    jobs_refresh_one(J, id);
-    pthread_mutex_lock(&J->mu);
-    job *j = jobs_find(J, id);
-    if (!j) {
-        pthread_mutex_unlock(&J->mu);
-        return sola_errf(e, SOLA_ENOTFOUND, "no job %d", id);
-    }
+    job *j = find_locked(J, id, e);
+    if (!j)
+        return SOLA_ENOTFOUND;
     if (j->st != JS_INTERRUPTED) {
         sola_errf(e, SOLA_EINVAL, "job %d is %s: only an interrupted job can resume", id,
                   job_state_names[j->st]);
