@@ -316,7 +316,8 @@ static void usage_item(const topt *t, const train_args *d, char *buf, size_t n)
              *def && *arg ? "=" : "", def);
 }
 
-#define USAGE_HEAD "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors"
+#define USAGE_HEAD                                                                         \
+    "sola train (-m INIT.safetensors | --dim C) DATASET_DIR|FILE.h5 -o OUT.safetensors"
 #define USAGE_WIDTH 88
 #define USAGE_INDENT 11
 

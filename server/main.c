@@ -1,5 +1,5 @@
-/* main.c -- solad: setup, run, teardown (its flags: options.c). Exit codes: 0 after a drain (also on
- * the drain deadline), 1 when it cannot start, 2 on a usage error. */
+/* main.c -- solad: setup, run, teardown (its flags: options.c). Exit codes: 0 after a
+ * drain (also on the drain deadline), 1 when it cannot start, 2 on a usage error. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -64,8 +64,9 @@ static int build_hosts(api_hosts *hs, const char *list, const char *listen)
         if (add_host(hs, q, m)) {
             char bad_name[300];
             snprintf(bad_name, sizeof bad_name, "%.*s", (int)(n < 256 ? n : 256), p);
-            return srv_usage_error("--allowed-hosts: '%s' is not a host name (expected NAME or .DOMAIN, "
-                       "comma-separated, or * for any)", bad_name);
+            return srv_usage_error("--allowed-hosts: '%s' is not a host name (expected NAME "
+                                   "or .DOMAIN, comma-separated, or * for any)",
+                                   bad_name);
         }
         p += n + (p[n] == ',');
     }
