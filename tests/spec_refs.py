@@ -57,9 +57,9 @@ def main():
             files += [os.path.join(root, n) for n in names if n.endswith(EXTS)]
     problems, cites = [], 0
     for path in sorted(files):
-        if not os.path.isfile(path) or os.path.samefile(path, __file__):
-            continue
         rel = os.path.relpath(path, src)
+        if not os.path.isfile(path) or rel == os.path.join("tests", "spec_refs.py"):
+            continue  # this file shows the forms it looks for
         try:
             text = open(path, encoding="utf-8").read()
         except UnicodeDecodeError:
