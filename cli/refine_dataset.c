@@ -172,9 +172,10 @@ static char *out_path(const sola_dataset_item *it, const char *dir, char *buf, s
 }
 
 /* Writes one refined video y [T, C] (already in the source orientation) next to its
- * input's format, and into the joined HDF5 file when there is one. */
+ * input's format, and into the joined HDF5 file when there is one. `room` writable
+ * bytes precede y->data (for an .npy's header: sola_npy_save_inplace). */
 static int write_item(const sola_dataset *d, int i, outs *o, const sola_array *y,
-                      sola_err *e)
+                      size_t room, sola_err *e)
 {
     const sola_dataset_item *it = &d->items[i];
     int rc = 0;
@@ -201,7 +202,7 @@ static int write_item(const sola_dataset *d, int i, outs *o, const sola_array *y
         free(hdr);
         return rc;
     }
-    return sola_npy_save(op, y->data, 2, y->shape, e);
+    return sola_npy_save_inplace(op, y->data, 2, y->shape, room, e);
 }
 
 /* Opens the HDF5 file `path`, creating its folder. */
@@ -291,11 +292,13 @@ typedef struct run {
     cli_progress *p;
     long refined, frames;
     int fatal;          /* out of memory for the bookkeeping: the run stops */
-    float *t;           /* a --layout ct output transposed back to [C, T], reused */
+    size_t lead;        /* room before each video's rows for its .npy header */
+    char *tbase;        /* a --layout ct output transposed back to [C, T] at tbase + lead,
+                         * reused */
     size_t tcap;
 } run;
 
-/* Reader thread: video i straight into the pass's input rows. */
+/* I/O thread: video i straight into the pass's input rows. */
 static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
 {
     run *r = ud;
@@ -304,7 +307,7 @@ static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
 
 /* SOLA_DEBUG_STOP_AFTER_VIDEOS=N: the process stops itself (SIGSTOP) once it has
  * written N videos, so a test kills it mid-run at a known point however fast the
- * machine is (tests/test_refine_shard.c). Writer thread only. */
+ * machine is (tests/test_refine_shard.c). I/O thread only. */
 static void debug_stop_after(long written)
 {
     static long at = -1;
@@ -318,8 +321,18 @@ static void debug_stop_after(long written)
     }
 }
 
-/* Writer thread: writes a refined video, or records why video i was skipped. */
-static int run_finish(void *ud, int j, int stage, const float *y, int64_t T, int *rc,
+/* SOLA_DEBUG_OOM_AT_VIDEO=J: the bookkeeping of the run's video J (0-based, in the order
+ * refined) fails as if out of memory -- the one failure that stops a run midway -- so
+ * a test sees that a stopped run commits no partial HDF5 file (tests/test_cli.c).
+ * I/O thread only. */
+static int debug_oom_at(int j)
+{
+    const char *s = getenv("SOLA_DEBUG_OOM_AT_VIDEO");
+    return s && *s && atoi(s) == j;
+}
+
+/* I/O thread: writes a refined video, or records why video i was skipped. */
+static int run_finish(void *ud, int j, int stage, float *y, int64_t T, int *rc,
                       sola_err *e)
 {
     run *r = ud;
@@ -329,13 +342,16 @@ static int run_finish(void *ud, int j, int stage, const float *y, int64_t T, int
         r->frames += (long)T;
     if (stage == 2) {
         int64_t C = d->C;
-        sola_array ya = {.data = (float *)y, .ndim = 2, .shape = {T, C}};
+        sola_array ya = {.data = y, .ndim = 2, .shape = {T, C}};
         size_t n = (size_t)T * (size_t)C;
         if (r->o->ct && n > r->tcap) {
-            float *t = malloc(n * sizeof *t);
+            /* laid out like the pipe's buffers: aligned, with the header's room */
+            size_t bytes = (r->lead + n * sizeof(float) + SOLA_DIO_ALIGN - 1) /
+                           SOLA_DIO_ALIGN * SOLA_DIO_ALIGN;
+            char *t = aligned_alloc(SOLA_DIO_ALIGN, bytes);
             if (t) {
-                free(r->t);
-                r->t = t;
+                free(r->tbase);
+                r->tbase = t;
                 r->tcap = n;
             }
         }
@@ -344,28 +360,32 @@ static int run_finish(void *ud, int j, int stage, const float *y, int64_t T, int
                             (long long)T, (long long)C);
         } else {
             if (r->o->ct) {
+                float *tt = (float *)(r->tbase + r->lead);
                 for (int64_t t = 0; t < T; t++)
                     for (int64_t c = 0; c < C; c++)
-                        r->t[(size_t)c * (size_t)T + (size_t)t] = y[(size_t)t * (size_t)C + (size_t)c];
-                ya.data = r->t;
+                        tt[(size_t)c * (size_t)T + (size_t)t] = y[(size_t)t * (size_t)C + (size_t)c];
+                ya.data = tt;
                 ya.shape[0] = C;
                 ya.shape[1] = T;
             }
-            *rc = write_item(d, i, r->os, &ya, e);
+            *rc = write_item(d, i, r->os, &ya, r->lead, e);
         }
     }
-    if (*rc) {
-        if (r->p->tty)
-            fputc('\n', stderr);
+    int oom = debug_oom_at(j);
+    if (*rc && r->p->tty)
+        fputc('\n', stderr);
+    if (*rc)
         cli_errorf("skipped %s: %s", d->items[i].name, e->msg);
-        if (sola_dataset_note_skip(d, d->items[i].name, e->msg)) {
-            cli_errorf("out of memory");
-            r->fatal = 1;
-            return 1;
-        }
-    } else {
-        r->refined++;
+    if (oom || (*rc && sola_dataset_note_skip(d, d->items[i].name, e->msg))) {
+        /* the run cannot say what it skipped: it stops, and close_outs aborts an HDF5
+         * output rather than commit part of the videos */
+        cli_errorf("out of memory at %s: stopped after %d of %d videos%s", d->items[i].name,
+                   j, r->total, r->os->joined || r->os->nm ? " (no HDF5 output written)" : "");
+        r->fatal = 1;
+        return 1;
     }
+    if (!*rc)
+        r->refined++;
     char extra[64];
     snprintf(extra, sizeof extra, "%ld frames", r->frames);
     cli_progress_update(r->p, "refine", j + 1, r->total, "videos", extra);
@@ -534,14 +554,22 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             Ts[j] = d->items[idx[j]].T;
         r.idx = idx;
         r.total = ntodo;
-        cli_pipe_hooks hk = {run_read, run_finish, &r};
+        /* an .npy header of [T, C] or [C, T]: the longest T has the most digits */
+        int64_t Tmax = 1, shape[2];
+        for (int j = 0; j < ntodo; j++)
+            Tmax = Ts[j] > Tmax ? Ts[j] : Tmax;
+        shape[0] = Tmax;
+        shape[1] = d->C;
+        unsigned char hdr[512];
+        r.lead = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
+        cli_pipe_hooks hk = {run_read, run_finish, &r, r.lead};
         cli_refine_pipe(m, ws, ntodo, Ts, &hk);
         if (r.fatal)
             rc = EXIT_RUNTIME;
     }
     free(Ts);
     free(idx);
-    free(r.t);
+    free(r.tbase);
     long refined = r.refined, frames = r.frames;
     cli_progress_end(&p);
     if (close_outs(&os, rc == EXIT_OK, &e)) {

@@ -1,21 +1,28 @@
 /* refine_pipe.c -- see refine_pipe.h. One mutex and one condition variable guard the
- * four buffers' "full" flags; the data moves outside the lock. Buffer k of each pair
- * carries the videos i with i % 2 == k, so each stage walks its pair in order. */
+ * two buffers' states; the data moves outside the lock. Buffer k carries the videos i
+ * with i % 2 == k: the I/O thread fills it (READY), the calling thread refines it in
+ * place (DONE), the I/O thread writes it and fills it with video i + 2. */
 #include "refine_pipe.h"
 
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
+
+enum { FREE, READY, DONE };
+
 typedef struct pbuf {
+    char *base;   /* SOLA_DIO_ALIGN-aligned; the rows start at base + lead */
+    size_t cap;   /* floats of rows it holds */
     float *p;
-    size_t cap;   /* floats */
     int64_t T;
     size_t prows;
     int stage, rc; /* how far the video got (refine_pipe.h), and why it stopped */
     sola_err e;
-    int full;
+    int state;
 } pbuf;
 
 typedef struct pipe {
@@ -26,27 +33,33 @@ typedef struct pipe {
     const cli_pipe_hooks *h;
     const int64_t *T;
     int n;
+    size_t lead;
     sola_rowplan plan;
-    pbuf in[2], out[2];
-    int stop;   /* every stage leaves at its next wait */
+    pbuf b[2];
+    int stop;   /* both sides leave at their next wait */
     int halted; /* finish asked for the stop */
 } pipe;
 
-/* Room for `floats` floats in b (contents not kept); 0 or -1. */
-static int reserve(pbuf *b, size_t floats)
+/* Room for `floats` floats of rows in b (contents not kept); 0 or -1. */
+static int reserve(pbuf *b, size_t floats, size_t lead)
 {
     if (floats <= b->cap)
         return 0;
-    float *q = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
+    size_t bytes;
+    if (sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, lead, &bytes) ||
+        sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
+        return -1;
+    char *q = aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
     if (!q)
         return -1;
-    free(b->p);
-    b->p = q;
+    free(b->base);
+    b->base = q;
+    b->p = (float *)(q + lead);
     b->cap = floats;
     return 0;
 }
 
-/* Reader stage for video i into b. */
+/* Reads video i into b. */
 static void fill(pipe *P, int i, pbuf *b)
 {
     int64_t T = P->T[i];
@@ -59,7 +72,7 @@ static void fill(pipe *P, int i, pbuf *b)
         return;
     }
     b->prows = sola_rowplan_rows(&P->plan, (size_t)T);
-    if (sola_mul_size(b->prows, C, &floats) || reserve(b, floats)) {
+    if (sola_mul_size(b->prows, C, &floats) || reserve(b, floats, P->lead)) {
         b->rc = sola_errf(&b->e, SOLA_ENOMEM, "out of memory for %lld x %zu floats",
                           (long long)T, C);
         return;
@@ -70,85 +83,70 @@ static void fill(pipe *P, int i, pbuf *b)
     b->stage = 1;
 }
 
-/* Compute stage: video in `x` into `y`. */
-static void compute(pipe *P, const pbuf *x, pbuf *y)
+/* Refines the video in b in place: sola_refine_padded reads each input row before it
+ * writes the output row of that place (refine.h), so the output is the same as into
+ * a second buffer. A model with tanh(alpha) = 0 is the identity, which refine
+ * short-cuts with a copy: the rows are already the output. */
+static void compute(pipe *P, pbuf *b)
 {
-    y->T = x->T;
-    y->stage = x->stage;
-    y->rc = x->rc;
-    if (x->stage < 1) {
-        y->e = x->e;
+    if (b->stage < 1)
         return;
-    }
-    size_t floats = x->prows * (size_t)P->m->C, off = 0;
-    int T = (int)x->T;
-    if (reserve(y, floats)) {
-        y->rc = sola_errf(&y->e, SOLA_ENOMEM, "out of memory for %d x %d floats", T, P->m->C);
+    size_t off = 0;
+    int T = (int)b->T;
+    if (tanhf(P->m->alpha[0]) != 0.0f &&
+        (b->rc = sola_refine_padded(P->m, b->p, &off, &T, 1, b->prows, b->p, P->ws, &b->e)))
         return;
-    }
-    if ((y->rc = sola_refine_padded(P->m, x->p, &off, &T, 1, x->prows, y->p, P->ws, &y->e)))
-        return;
-    y->stage = 2;
+    b->stage = 2;
 }
 
-/* Writer stage; returns the hook's stop request. */
-static int finish(pipe *P, int i, pbuf *y)
+/* Finishes video i of b; returns the hook's stop request. */
+static int finish(pipe *P, int i, pbuf *b)
 {
-    return P->h->finish(P->h->ud, i, y->stage, y->stage == 2 ? y->p : NULL, y->T, &y->rc,
-                        &y->e);
+    return P->h->finish(P->h->ud, i, b->stage, b->stage == 2 ? b->p : NULL, b->T, &b->rc,
+                        &b->e);
 }
 
-/* Waits until b->full == want or the run stops (lock held); 1 if it may go on. */
-static int await(pipe *P, pbuf *b, int want)
-{
-    while (b->full != want && !P->stop)
-        pthread_cond_wait(&P->cv, &P->mu);
-    return b->full == want;
-}
-
-static void set_full(pipe *P, pbuf *b, int v)
+static void set_state(pipe *P, pbuf *b, int state, int stop)
 {
     pthread_mutex_lock(&P->mu);
-    b->full = v;
+    b->state = state;
+    if (stop)
+        P->stop = P->halted = 1;
     pthread_cond_broadcast(&P->cv);
     pthread_mutex_unlock(&P->mu);
 }
 
-static void *reader_main(void *arg)
+/* Waits until b is in `state` or the run stops; 1 if it may go on. */
+static int await(pipe *P, pbuf *b, int state)
 {
-    pipe *P = arg;
-    for (int i = 0; i < P->n; i++) {
-        pbuf *b = &P->in[i & 1];
-        pthread_mutex_lock(&P->mu);
-        int go = await(P, b, 0) && !P->stop;
-        pthread_mutex_unlock(&P->mu);
-        if (!go)
-            break;
-        fill(P, i, b);
-        set_full(P, b, 1);
-    }
-    return NULL;
+    pthread_mutex_lock(&P->mu);
+    while (b->state != state && !P->stop)
+        pthread_cond_wait(&P->cv, &P->mu);
+    int go = !P->stop;
+    pthread_mutex_unlock(&P->mu);
+    return go;
 }
 
-static void *writer_main(void *arg)
+/* The I/O thread: reads the first two videos, then per video writes it and reads
+ * the one two places on into its buffer. */
+static void *io_main(void *arg)
 {
     pipe *P = arg;
+    for (int i = 0; i < 2 && i < P->n; i++) {
+        fill(P, i, &P->b[i]);
+        set_state(P, &P->b[i], READY, 0);
+    }
     for (int i = 0; i < P->n; i++) {
-        pbuf *y = &P->out[i & 1];
-        pthread_mutex_lock(&P->mu);
-        int go = await(P, y, 1);
-        pthread_mutex_unlock(&P->mu);
-        if (!go)
+        pbuf *b = &P->b[i & 1];
+        if (!await(P, b, DONE))
             break;
-        int stop = finish(P, i, y);
-        pthread_mutex_lock(&P->mu);
-        y->full = 0;
-        if (stop)
-            P->stop = P->halted = 1;
-        pthread_cond_broadcast(&P->cv);
-        pthread_mutex_unlock(&P->mu);
-        if (stop)
+        if (finish(P, i, b)) {
+            set_state(P, b, FREE, 1);
             break;
+        }
+        if (i + 2 < P->n)
+            fill(P, i + 2, b);
+        set_state(P, b, i + 2 < P->n ? READY : FREE, 0);
     }
     return NULL;
 }
@@ -156,58 +154,33 @@ static void *writer_main(void *arg)
 int cli_refine_pipe(const sola_model *m, sola_ws *ws, int n, const int64_t *T,
                     const cli_pipe_hooks *h)
 {
-    pipe P = {.m = m, .ws = ws, .h = h, .T = T, .n = n};
+    pipe P = {.m = m, .ws = ws, .h = h, .T = T, .n = n,
+              .lead = (h->lead + 63) / 64 * 64};
     pthread_mutex_init(&P.mu, NULL);
     pthread_cond_init(&P.cv, NULL);
     /* the plan depends on this thread's GEMM thread count: it refines */
     sola_refine_plan(m, &P.plan);
-    pthread_t rt, wt;
-    int have_r = pthread_create(&rt, NULL, reader_main, &P) == 0;
-    int have_w = have_r && pthread_create(&wt, NULL, writer_main, &P) == 0;
-    if (!have_w) {
-        /* no threads to be had: the same stages one after the other */
-        if (have_r) {
-            pthread_mutex_lock(&P.mu);
-            P.stop = 1;
-            pthread_cond_broadcast(&P.cv);
-            pthread_mutex_unlock(&P.mu);
-            pthread_join(rt, NULL);
-            P.stop = 0;
-            P.in[0].full = P.in[1].full = 0;
-        }
-        for (int i = 0; i < n && !P.halted; i++) {
-            fill(&P, i, &P.in[0]);
-            compute(&P, &P.in[0], &P.out[0]);
-            P.halted = finish(&P, i, &P.out[0]);
-        }
-    } else {
+    pthread_t io;
+    if (n > 0 && pthread_create(&io, NULL, io_main, &P) == 0) {
         for (int i = 0; i < n; i++) {
-            pbuf *x = &P.in[i & 1], *y = &P.out[i & 1];
-            pthread_mutex_lock(&P.mu);
-            int go = await(&P, x, 1) && await(&P, y, 0) && !P.stop;
-            pthread_mutex_unlock(&P.mu);
-            if (!go)
+            pbuf *b = &P.b[i & 1];
+            if (!await(&P, b, READY))
                 break;
-            compute(&P, x, y);
-            pthread_mutex_lock(&P.mu);
-            y->full = 1;
-            x->full = 0;
-            pthread_cond_broadcast(&P.cv);
-            pthread_mutex_unlock(&P.mu);
+            compute(&P, b);
+            set_state(&P, b, DONE, 0);
         }
-        pthread_join(wt, NULL); /* it finishes every video the loop passed on */
-        pthread_mutex_lock(&P.mu);
-        P.stop = 1; /* the reader may be waiting for a buffer nobody will free */
-        pthread_cond_broadcast(&P.cv);
-        pthread_mutex_unlock(&P.mu);
-        pthread_join(rt, NULL);
+        pthread_join(io, NULL);
+    } else {
+        /* no thread to be had: the same stages one after the other */
+        for (int i = 0; i < n && !P.halted; i++) {
+            fill(&P, i, &P.b[0]);
+            compute(&P, &P.b[0]);
+            P.halted = finish(&P, i, &P.b[0]);
+        }
     }
-    int stopped = P.halted;
-    for (int k = 0; k < 2; k++) {
-        free(P.in[k].p);
-        free(P.out[k].p);
-    }
+    for (int k = 0; k < 2; k++)
+        free(P.b[k].base);
     pthread_cond_destroy(&P.cv);
     pthread_mutex_destroy(&P.mu);
-    return stopped;
+    return P.halted;
 }

@@ -1,19 +1,21 @@
-/* refine_pipe.h -- the loop of `sola refine DIR` as a three-stage pipeline.
+/* refine_pipe.h -- the loop of `sola refine DIR` as a pipeline.
  *
- * A reader thread reads video i+1 straight into the padded layout of a refine pass
- * (core/refine.h) while the calling thread refines video i and a writer thread writes
- * video i-1: file I/O overlaps the compute instead of following it. Two input and two
- * output buffers, each grown to the largest video seen and then reused, and one
- * workspace: no allocation per file once the longest video has passed. Only the
- * calling thread runs products (its GEMM threads are the run's --threads), so the
- * reader and writer never compete for the GEMM library's threads.
+ * While the calling thread refines video i, one I/O thread writes video i-1 and then
+ * reads video i+1 straight into the padded layout of a refine pass (core/refine.h):
+ * file I/O overlaps the compute instead of following it. Two buffers, each grown to
+ * the longest video seen and then reused, and one workspace: no allocation per file
+ * once the longest video has passed. A video is refined in place (its input rows
+ * become its output rows), so each buffer carries a video from its read to its write
+ * and two of them keep both sides busy. Only the calling thread runs products (its
+ * GEMM threads are the run's --threads); the I/O thread never competes for them.
  *
- * The caller supplies what differs per layout as hooks; the writer calls `finish` for
- * every video in order, so bookkeeping (skips, progress, missing_files.txt) stays
+ * The caller supplies what differs per layout as hooks; the I/O thread calls `finish`
+ * for every video in order, so bookkeeping (skips, progress, missing_files.txt) stays
  * sequential. Results are bit-identical to refining each video with sola_refine. */
 #ifndef SOLA_CLI_REFINE_PIPE_H
 #define SOLA_CLI_REFINE_PIPE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -21,19 +23,22 @@
 #include "refine.h"
 
 typedef struct cli_pipe_hooks {
-    /* Reader thread: fills x [T, C] with video i (the pipe zeroes the padding rows
-     * after it). 0 or SOLA_E* with e filled. */
+    /* Fills x [T, C] with video i (the pipe zeroes the padding rows after it). 0 or
+     * SOLA_E* with e filled. */
     int (*read)(void *ud, int i, int64_t T, float *x, sola_err *e);
-    /* Writer thread, once per video, in order. stage: how far video i got -- 0 its read
-     * failed, 1 its refine failed (rc, e say why), 2 refined: y [T, C] is the result
-     * (valid during the call only) and the hook writes it, returning the outcome in
-     * *rc / *e itself. Returns nonzero to stop the run (no later video is finished). */
-    int (*finish)(void *ud, int i, int stage, const float *y, int64_t T, int *rc,
-                  sola_err *e);
+    /* Once per video, in order. stage: how far video i got -- 0 its read failed, 1 its
+     * refine failed (rc, e say why), 2 refined: y [T, C] is the result (valid during
+     * the call only; the hook may overwrite it and the `lead` bytes before it) and the
+     * hook writes it, returning the outcome in *rc / *e itself. Returns nonzero to
+     * stop the run (no later video is finished). */
+    int (*finish)(void *ud, int i, int stage, float *y, int64_t T, int *rc, sola_err *e);
     void *ud;
+    /* Bytes of room before each video's rows, a multiple of 64 (e.g. for a file
+     * header), placed so that rows - lead is aligned to SOLA_DIO_ALIGN. */
+    size_t lead;
 } cli_pipe_hooks;
 
-/* Refines videos 0..n-1 of lengths T[i] through the hooks (a video whose buffers
+/* Refines videos 0..n-1 of lengths T[i] through the hooks (a video whose buffer
  * cannot be allocated, or whose T is < 1 or > INT_MAX, fails at stage 0 with that
  * reason). Returns 0, or 1 when finish stopped the run. */
 int cli_refine_pipe(const sola_model *m, sola_ws *ws, int n, const int64_t *T,

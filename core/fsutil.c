@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -107,6 +108,56 @@ int sola_afile_write(sola_afile *a, const void *buf, size_t len, sola_err *e)
         return sola_errf(e, SOLA_EIO, "%s: earlier write failed", a->path);
     if (len && fwrite(buf, 1, len, a->fp) != len) {
         int err = errno;
+        a->failed = 1;
+        return sola_errf(e, sola_errno_code(err), "%s: write failed: %s", a->path, strerror(err));
+    }
+    return 0;
+}
+
+/* write(2) of all of buf, through EINTR; 0 or the errno. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len) {
+        ssize_t r = write(fd, buf, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? errno : EIO;
+        buf += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int sola_afile_write_direct(sola_afile *a, const void *buf, size_t len, sola_err *e)
+{
+    if (a->failed)
+        return sola_errf(e, SOLA_EIO, "%s: earlier write failed", a->path);
+    int err = fflush(a->fp) ? errno : 0, fd = fileno(a->fp);
+    const char *b = buf;
+    size_t done = 0, bulk = len / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN;
+    off_t pos = err ? -1 : lseek(fd, 0, SEEK_CUR);
+    int fl = pos >= 0 ? fcntl(fd, F_GETFL) : -1;
+    if (bulk && pos >= 0 && pos % SOLA_DIO_ALIGN == 0 && (uintptr_t)b % SOLA_DIO_ALIGN == 0 &&
+        fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
+        /* A file system that refuses (EINVAL) or stops short leaves the rest to the
+         * buffered write below, which also reports a real error (a full disk) */
+        while (done < bulk) {
+            ssize_t r = write(fd, b + done, bulk - done);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0 || (size_t)r % SOLA_DIO_ALIGN)
+                break;
+            done += (size_t)r;
+        }
+        if (done < bulk && lseek(fd, pos + (off_t)done, SEEK_SET) < 0)
+            err = errno;
+        if (fcntl(fd, F_SETFL, fl) != 0 && !err)
+            err = errno;
+    }
+    if (!err)
+        err = write_all(fd, b + done, len - done);
+    if (err) {
         a->failed = 1;
         return sola_errf(e, sola_errno_code(err), "%s: write failed: %s", a->path, strerror(err));
     }

@@ -35,6 +35,15 @@ int sola_afile_write(sola_afile *a, const void *buf, size_t len, sola_err *e);
 int sola_afile_commit(sola_afile *a, sola_err *e);
 void sola_afile_abort(sola_afile *a);
 
+/* Like sola_afile_write, for big buffers: when buf and the file's position are aligned
+ * to SOLA_DIO_ALIGN, the aligned part goes with O_DIRECT, from buf to the device
+ * without a copy into the page cache (the copy is the write's whole CPU cost, and
+ * fresh page-cache pages cost more on VMs whose free memory goes back to the host);
+ * the rest, or all of it where the file system refuses O_DIRECT, is written as usual.
+ * Commit still fsyncs. Same bytes in the file either way. */
+#define SOLA_DIO_ALIGN 4096
+int sola_afile_write_direct(sola_afile *a, const void *buf, size_t len, sola_err *e);
+
 /* One-shot atomic write of a buffer. */
 int sola_write_atomic(const char *path, const void *buf, size_t len, sola_err *e);
 

@@ -748,3 +748,27 @@ err:
     sola_afile_abort(&a);
     return rc;
 }
+
+int sola_npy_save_inplace(const char *path, float *data, int ndim, const int64_t *shape,
+                          size_t room, sola_err *e)
+{
+    size_t nb = 0;
+    sola_err se = {0};
+    int rc = check_out_shape(ndim, shape, &nb, &se);
+    if (rc)
+        return sola_errf(e, rc, "%s: %s", path, se.msg);
+    unsigned char hdr[512];
+    size_t hl = sola_npy_header("<f4", ndim, shape, hdr, sizeof hdr);
+    if (!hl || hl > room || !sola_host_is_le())
+        return sola_npy_save(path, data, ndim, shape, e);
+    unsigned char *img = (unsigned char *)data - hl;
+    memcpy(img, hdr, hl);
+    sola_afile a;
+    if ((rc = sola_afile_open(&a, path, e)) != 0)
+        return rc;
+    if ((rc = sola_afile_write_direct(&a, img, hl + nb, e)) != 0) {
+        sola_afile_abort(&a);
+        return rc;
+    }
+    return sola_afile_commit(&a, e);
+}

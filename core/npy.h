@@ -89,6 +89,15 @@ int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **bu
 int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *shape,
                   sola_err *e);
 
+/* sola_npy_save of data that has `room` writable bytes before it: the header is built
+ * there and the file written from that one buffer with sola_afile_write_direct
+ * (O_DIRECT when data - header length is aligned to SOLA_DIO_ALIGN: no copy through
+ * the page cache). The bytes before data are overwritten; the file is byte for byte
+ * sola_npy_save's (which it falls back to without enough room, or on a big-endian
+ * host). */
+int sola_npy_save_inplace(const char *path, float *data, int ndim, const int64_t *shape,
+                          size_t room, sola_err *e);
+
 /* IEEE 754 half (binary16) bits to float32, subnormals, infinities and NaN
  * included. Shared with the safetensors reader. */
 float sola_half_to_float(uint16_t h);

@@ -385,6 +385,62 @@ START_TEST(refine_folder_pipeline_is_bitwise_the_library)
 }
 END_TEST
 
+/* Names in DIR/sub starting with `prefix` or holding ".tmp." (an atomic write's
+ * temporary). */
+static int count_named(const char *sub, const char *prefix, int *temps)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    DIR *dd = opendir(p);
+    ck_assert_ptr_nonnull(dd);
+    int n = 0;
+    *temps = 0;
+    for (struct dirent *de; (de = readdir(dd));) {
+        n += !strncmp(de->d_name, prefix, strlen(prefix));
+        *temps += strstr(de->d_name, ".tmp.") != NULL;
+    }
+    closedir(dd);
+    return n;
+}
+
+/* A run that stops midway (out of memory for its bookkeeping: SOLA_DEBUG_OOM_AT_VIDEO
+ * makes video 1's fail) commits no HDF5 file -- neither -o FILE.h5 nor --h5-out --
+ * and leaves no temporary; the folder outputs written before the stop are complete.
+ * The same runs without the fault commit them (so the checks can fail). */
+START_TEST(refine_stopped_midway_commits_no_partial_h5)
+{
+    ck_assert_int_eq(RUN("init --dim 8 --hidden 4 -o m.safetensors"), 0);
+    ck_assert_int_eq(tu_system("mkdir -p %s/in %s/o1 %s/o2", dir, dir, dir), 0);
+    write_seq("in/v_a.npy", 5, 8, 1.0f);
+    write_seq("in/v_b.npy", 40, 8, 2.0f);
+    write_seq("in/v_c.npy", 9, 8, 3.0f);
+    for (int fault = 1; fault >= 0; fault--) {
+        const char *env = fault ? "SOLA_DEBUG_OOM_AT_VIDEO=1 " : "";
+        ck_assert_int_eq(tu_system("cd %s && %s%s refine -m m.safetensors in -o o1/all.h5 "
+                                   "2>err.txt >out.txt", dir, env, sola), fault ? 1 : 0);
+        if (fault)
+            assert_stderr_has("out of memory at v_b: stopped after 1 of 3 videos (no HDF5 "
+                              "output written)");
+        ck_assert_int_eq(tu_system("cd %s && %s%s refine -m m.safetensors in -o o2/dir "
+                                   "--h5-out o2/joined.h5 2>err.txt >out.txt", dir, env, sola),
+                         fault ? 1 : 0);
+        int temps1, temps2;
+        ck_assert_int_eq(count_named("o1", "all.h5", &temps1), fault ? 0 : 1);
+        ck_assert_int_eq(count_named("o2", "joined.h5", &temps2), fault ? 0 : 1);
+        ck_assert_int_eq(temps1 + temps2, 0);
+        sola_array a = load("o2/dir/v_a.npy");
+        ck_assert_int_eq(a.shape[0], 5);
+        sola_array_free(&a);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/o2/dir/v_c.npy", dir);
+        char *c = tu_read(p, NULL);
+        ck_assert_msg(fault ? !c : c != NULL, "v_c.npy %s", fault ? "written after the stop"
+                                                                   : "missing");
+        free(c);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -394,6 +450,7 @@ int main(void)
     tcase_add_test(tc, init_then_refine_matches_library);
     tcase_add_test(tc, refine_folder_keeps_names_and_reports_bad_files);
     tcase_add_test(tc, refine_folder_pipeline_is_bitwise_the_library);
+    tcase_add_test(tc, refine_stopped_midway_commits_no_partial_h5);
     tcase_add_test(tc, npz_in_npz_out_keeps_members);
     tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
     tcase_add_test(tc, usage_errors_exit_2);

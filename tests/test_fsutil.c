@@ -79,6 +79,51 @@ START_TEST(map_missing_file_is_notfound)
 }
 END_TEST
 
+/* sola_afile_write_direct writes the same bytes as a plain write, whether the buffer
+ * and the file position are aligned (O_DIRECT for the aligned part) or not, and
+ * mixed with buffered writes before and after. */
+START_TEST(direct_write_gives_the_same_bytes)
+{
+    char *dir = tu_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/d.bin", dir);
+    size_t big = (3 << 20) + 4096 + 77;
+    unsigned char *buf = aligned_alloc(SOLA_DIO_ALIGN, big + SOLA_DIO_ALIGN);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < big + SOLA_DIO_ALIGN; i++)
+        buf[i] = (unsigned char)(i * 2654435761u >> 13);
+    static const struct {
+        size_t pre, off, len, post; /* buffered bytes before, buffer offset, length, after */
+    } cases[] = {
+        {0, 0, 0, 0},        {0, 0, 100, 0},          {0, 0, 4096, 0},
+        {0, 0, 3 * 4096 + 77, 0}, {0, 0, (3 << 20) + 4096 + 77, 0}, {0, 64, 3 * 4096, 0},
+        {10, 0, 5 * 4096, 3}, {4096, 0, 2 * 4096 + 1, 9},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        sola_err e = {0};
+        sola_afile a;
+        ck_assert_int_eq(sola_afile_open(&a, path, &e), 0);
+        ck_assert_int_eq(sola_afile_write(&a, buf + 1, cases[k].pre, &e), 0);
+        ck_assert_int_eq(sola_afile_write_direct(&a, buf + cases[k].off, cases[k].len, &e), 0);
+        ck_assert_int_eq(sola_afile_write(&a, buf + 7, cases[k].post, &e), 0);
+        ck_assert_int_eq(sola_afile_commit(&a, &e), 0);
+        size_t n;
+        unsigned char *got = tu_read(path, &n);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_uint_eq(n, cases[k].pre + cases[k].len + cases[k].post);
+        ck_assert_msg(!memcmp(got, buf + 1, cases[k].pre) &&
+                          !memcmp(got + cases[k].pre, buf + cases[k].off, cases[k].len) &&
+                          !memcmp(got + cases[k].pre + cases[k].len, buf + 7, cases[k].post),
+                      "case %zu: the file differs from what was written", k);
+        free(got);
+        ck_assert_int_eq(count_entries(dir), 1);
+    }
+    free(buf);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(stem_and_ext)
 {
     char s[64];
@@ -130,6 +175,7 @@ int main(void)
     tcase_add_test(tc, map_missing_file_is_notfound);
     tcase_add_test(tc, stem_and_ext);
     tcase_add_test(tc, names_and_errno_codes);
+    tcase_add_test(tc, direct_write_gives_the_same_bytes);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
