@@ -171,7 +171,7 @@ static void sweep(uv_timer_t *t)
         any = 1;
     }
     if (any)
-        srv_mhd_run(s); /* MHD notices the shut sockets (also from its epoll) */
+        s->front_run(s); /* MHD notices the shut sockets (also from its epoll) */
 }
 
 void srv_conns_start(srv *s)
@@ -179,4 +179,10 @@ void srv_conns_start(srv *s)
     uv_timer_init(s->loop, &s->deadline_timer);
     s->deadline_timer.data = s;
     uv_timer_start(&s->deadline_timer, sweep, SWEEP_MS, SWEEP_MS);
+}
+
+void srv_conns_stop(srv *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->deadline_timer))
+        uv_close((uv_handle_t *)&s->deadline_timer, NULL);
 }

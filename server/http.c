@@ -90,7 +90,8 @@ static const char *hdr_lookup(void *hctx, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
-void srv_mhd_run(srv *s)
+/* Lets MHD process what is pending and re-arms its timer (loop thread). */
+static void srv_mhd_run(srv *s)
 {
     if (!s->mhd)
         return;
@@ -706,6 +707,24 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     srv_check_drained(s);
 }
 
+/* Draining: MHD stops accepting; the listening socket is closed. */
+static void quiesce(srv *s)
+{
+    MHD_socket ls = MHD_quiesce_daemon(s->mhd);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    s->listen_fd = -1;
+}
+
+/* Stopping: the poll and timer handles go (MHD itself stops in srv_http_run). */
+static void close_handles(srv *s)
+{
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll, (uv_handle_t *)&s->timer};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        if (!uv_is_closing(hs[i]))
+            uv_close(hs[i], NULL);
+}
+
 int srv_http_start(srv *s)
 {
     int fam = srv_bind_listen(s);
@@ -738,6 +757,9 @@ int srv_http_start(srv *s)
     s->poll.data = s;
     s->timer.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    s->front_run = srv_mhd_run;
+    s->front_quiesce = quiesce;
+    s->front_close = close_handles;
     srv_lifecycle_start(s); /* signals, drain and rescan timers */
     arm_timer(s);
     return 0;

@@ -76,24 +76,19 @@ int srv_bind_listen(srv *s)
     return ss.ss_family == AF_INET6 ? 6 : 4;
 }
 
-static void close_cb(uv_handle_t *h)
-{
-    srv *s = h->data;
-    s->handles_open--;
-}
-
 static void stop_loop(srv *s)
 {
     if (s->stopping)
         return;
     s->stopping = 1;
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll,        (uv_handle_t *)&s->timer,
-                         (uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->rescan_timer,
-                         (uv_handle_t *)&s->sigterm,     (uv_handle_t *)&s->sigint,
-                         (uv_handle_t *)&s->sighup,      (uv_handle_t *)&s->deadline_timer};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->drain_timer, (uv_handle_t *)&s->rescan_timer,
+                         (uv_handle_t *)&s->sigterm, (uv_handle_t *)&s->sigint,
+                         (uv_handle_t *)&s->sighup};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (!uv_is_closing(hs[i]))
-            uv_close(hs[i], close_cb);
+            uv_close(hs[i], NULL);
+    srv_conns_stop(s);
+    s->front_close(s); /* once every handle is closed, uv_run returns */
 }
 
 void srv_check_drained(srv *s)
@@ -124,13 +119,10 @@ static void on_term(uv_signal_t *h, int signum)
     srv_logf(s, "info", "%s: draining (%d requests in progress, deadline %.1fs)",
              strsignal(signum), s->active_reqs, s->cfg.drain_timeout);
     srv_notify(s, "STOPPING=1\nSTATUS=draining (%d requests in progress)", s->active_reqs);
-    MHD_socket ls = MHD_quiesce_daemon(s->mhd);
-    if (ls != MHD_INVALID_SOCKET)
-        close(ls); /* new connections are refused from here on */
-    s->listen_fd = -1;
+    s->front_quiesce(s); /* new connections are refused from here on */
     uv_timer_start(&s->drain_timer, on_drain_deadline,
                    (uint64_t)(s->cfg.drain_timeout * 1000.0), 0);
-    srv_mhd_run(s);
+    s->front_run(s);
     srv_check_drained(s);
 }
 
@@ -205,8 +197,6 @@ void srv_lifecycle_start(srv *s)
                          (uv_handle_t *)&s->sighup};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         hs[i]->data = s;
-    s->handles_open = 8; /* these five, the MHD poll and timer (http.c), the deadline
-                          * sweep (conns.c) */
     srv_conns_start(s);
     uv_signal_start(&s->sigterm, on_term, SIGTERM);
     uv_signal_start(&s->sigint, on_term, SIGINT);

@@ -74,7 +74,12 @@ typedef struct srv {
     uv_poll_t poll;
     uv_timer_t timer, drain_timer, rescan_timer, deadline_timer;
     uv_signal_t sigterm, sigint, sighup;
-    int handles_open;
+    /* The front end (http.c: MHD and its poll and timer handles) as the layers below
+     * it see it, set by srv_http_start: lifecycle.c and conns.c call these and never
+     * into http.c, which owns and closes its own handles. */
+    void (*front_run)(struct srv *s);     /* let MHD process what is pending */
+    void (*front_quiesce)(struct srv *s); /* draining: refuse new connections */
+    void (*front_close)(struct srv *s);   /* stopping: close the front end's handles */
 
     reg *reg;
     struct srv_jobs *jobs; /* training jobs (jobs.h); NULL without --data */
@@ -109,8 +114,6 @@ void srv_backend_init(srv *s);
 int srv_http_start(srv *s);
 /* Runs the loop until drained; then stops MHD. */
 void srv_http_run(srv *s);
-/* Lets MHD process what is pending and re-arms its timer (loop thread). */
-void srv_mhd_run(srv *s);
 
 /* conns.c (loop thread): deadlines a trickling client cannot push back. Each MHD
  * connection is tracked from MHD_OPTION_NOTIFY_CONNECTION (srv_conn_notify); the
@@ -127,6 +130,8 @@ void srv_conn_received(srv_conn *k, size_t n);
 /* The phase in which a deadline closed the connection, else 0. */
 int srv_conn_killed(const srv_conn *k);
 void srv_conns_start(srv *s);
+/* Closes the deadline sweep's timer (the loop is stopping). */
+void srv_conns_stop(srv *s);
 
 /* lifecycle.c (loop thread): the listening socket (returns 4 or 6 for the address
  * family, -1 on failure), signal and timer handles, and the drain check that stops
