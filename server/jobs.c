@@ -1,11 +1,14 @@
 /* jobs.c -- the job table, what the job routes call (srv_jobs_be), the server-sent
- * event streams, and start/stop (see jobs.h). The job thread is in jobs_run.c, the
- * records on disk in jobs_store.c. */
+ * event streams, the table's refresh from the records on disk, and start/stop (see
+ * jobs.h). The job thread is in jobs_run.c, the mapping of a job to its record file
+ * in jobs_store.c: only this file edits the table. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dsstore.h"
@@ -142,7 +145,11 @@ static int be_submit(void *self, const api_train_spec *spec, json_t **out, sola_
     j->st = JS_QUEUED;
     j->spec = *spec;
     jobs_now_iso(j->created);
-    if ((rc = jobs_create(J, j, e))) {
+    jobs_refresh(J); /* know the highest id any replica has used */
+    pthread_mutex_lock(&J->mu);
+    int first_id = J->n ? J->v[J->n - 1]->id + 1 : 1;
+    pthread_mutex_unlock(&J->mu);
+    if ((rc = jobs_create(J, j, first_id, e))) {
         job_free(j);
         return rc;
     }
@@ -635,4 +642,80 @@ void srv_jobs_stop(srv_jobs *J)
     pthread_mutex_destroy(&J->wmu);
     pthread_cond_destroy(&J->cv);
     free(J);
+}
+
+/* ---- the table refreshed from the records on disk (other replicas' writes) ---- */
+
+/* Copies what disk says into the table's job (mu held). */
+static void adopt(srv_jobs *J, job *dst, job *src)
+{
+    uint64_t seq = dst->seq;
+    int local = dst->local;
+    free(dst->hist);
+    *dst = *src;
+    src->hist = NULL;
+    dst->seq = seq;
+    dst->local = local;
+    jobs_changed(J, dst);
+}
+
+static int refresh_id(srv_jobs *J, int id, struct stat *st)
+{
+    pthread_mutex_lock(&J->mu);
+    job *have = jobs_find(J, id);
+    int skip = have && (have->local || (have->mtime.tv_sec == st->st_mtim.tv_sec &&
+                                        have->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+                                        have->size == st->st_size));
+    pthread_mutex_unlock(&J->mu);
+    if (skip)
+        return 0;
+    job *j = jobs_load_record(J, id, st);
+    if (!j)
+        return 0;
+    int changed = 0;
+    pthread_mutex_lock(&J->mu);
+    have = jobs_find(J, id);
+    if (have && !have->local) {
+        adopt(J, have, j);
+        changed = 1;
+    } else if (!have && jobs_insert(J, j) == 0) {
+        jobs_changed(J, j);
+        j = NULL;
+        changed = 1;
+    }
+    pthread_mutex_unlock(&J->mu);
+    job_free(j);
+    return changed;
+}
+
+int jobs_refresh(srv_jobs *J)
+{
+    DIR *d = opendir(J->dir);
+    if (!d)
+        return 0;
+    int changed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long id = strtol(de->d_name, &end, 10);
+        if (id < 1 || id > 999999999 || de->d_name[0] == '0' || strcmp(end, ".json"))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, 0) != 0)
+            continue;
+        changed |= refresh_id(J, (int)id, &st);
+    }
+    closedir(d);
+    if (changed)
+        jobs_notify(J);
+    return changed;
+}
+
+void jobs_refresh_one(srv_jobs *J, int id)
+{
+    char path[4096];
+    jobs_path(J, id, "json", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && refresh_id(J, id, &st))
+        jobs_notify(J);
 }

@@ -1,5 +1,6 @@
-/* jobs_int.h -- internals shared by jobs.c (table, routes' backend, event streams),
- * jobs_store.c (records on disk) and jobs_run.c (the job thread). Not for others. */
+/* jobs_int.h -- internals shared by jobs.c (the table, its refresh from disk, routes'
+ * backend, event streams), jobs_store.c (a job <-> its JSON <-> its record file; it
+ * never touches the table) and jobs_run.c (the job thread). Not for others. */
 /* implemented in: jobs_store.c (the states; the rest by section below) */
 #ifndef SOLAD_JOBS_INT_H
 #define SOLAD_JOBS_INT_H
@@ -7,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -101,6 +103,11 @@ void job_free(job *j);
 /* Removes the files a job keeps only while it may still run (checkpoint, base model,
  * output, cancel request, dataset snapshot). */
 void jobs_remove_files(srv_jobs *J, int id);
+/* Rereads records changed on disk (other replicas' writes) into the table; 1 if
+ * anything changed. Takes mu itself; never called with it held. */
+int jobs_refresh(srv_jobs *J);
+/* One record by id, refreshed from disk if it changed (for GET /jobs/ID). */
+void jobs_refresh_one(srv_jobs *J, int id);
 
 /* ---- jobs_store.c ---- */
 int job_hist_push(job *j, double v);            /* 0 or -1 (no memory) */
@@ -112,14 +119,11 @@ json_t *job_json(const job *j, int full);       /* mu held; new reference */
 int job_from_json(json_t *o, job *j, sola_err *e);
 /* Writes the record of j atomically (takes mu to snapshot it). 0 or SOLA_E*. */
 int jobs_write(srv_jobs *J, job *j, sola_err *e);
-/* Creates the record of a new job under a fresh id (link: never overwrites another
- * replica's job); fills j->id. */
-int jobs_create(srv_jobs *J, job *j, sola_err *e);
-/* Rereads records changed on disk (other replicas' writes); 1 if anything changed.
- * Takes mu itself; never called with it held. */
-int jobs_refresh(srv_jobs *J);
-/* One record by id, refreshed from disk if it changed (for GET /jobs/ID). */
-void jobs_refresh_one(srv_jobs *J, int id);
+/* Creates the record of a new job under a fresh id, trying first_id and up (link:
+ * never overwrites another replica's job); fills j->id. */
+int jobs_create(srv_jobs *J, job *j, int first_id, sola_err *e);
+/* Loads the record of id (st: its stat) into a fresh job, NULL if unreadable. */
+job *jobs_load_record(srv_jobs *J, int id, const struct stat *st);
 
 /* ---- jobs_finish.c ---- */
 /* Ends a run in state st (mu not held): for a final state the job's files go first,

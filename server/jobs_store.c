@@ -2,8 +2,9 @@
  * the same document GET /jobs/ID returns. Records are written atomically (temporary
  * file, fsync, rename, directory fsync); a new record is linked into place so that
  * two replicas can never take the same id. Replicas sharing the directory see each
- * other's jobs by rereading records whose mtime or size changed. */
-#include <dirent.h>
+ * other's jobs by rereading records whose mtime or size changed (jobs.c's refresh,
+ * through jobs_load_record): this file maps a job to JSON and to its file, and never
+ * touches the table. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -231,12 +232,8 @@ int jobs_write(srv_jobs *J, job *j, sola_err *e)
     return rc;
 }
 
-int jobs_create(srv_jobs *J, job *j, sola_err *e)
+int jobs_create(srv_jobs *J, job *j, int id, sola_err *e)
 {
-    jobs_refresh(J); /* know the highest id any replica has used */
-    pthread_mutex_lock(&J->mu);
-    int id = J->n ? J->v[J->n - 1]->id + 1 : 1;
-    pthread_mutex_unlock(&J->mu);
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%.4000s/.new.%ld.%p", J->dir, (long)getpid(), (void *)j);
     int rc = SOLA_EIO;
@@ -273,8 +270,7 @@ int jobs_create(srv_jobs *J, job *j, sola_err *e)
     return sola_errf(e, SOLA_EIO, "%s: no free job id", J->dir);
 }
 
-/* Loads the record of id into a fresh job (NULL if unreadable). */
-static job *load_record(srv_jobs *J, int id, struct stat *st)
+job *jobs_load_record(srv_jobs *J, int id, const struct stat *st)
 {
     char path[4096];
     jobs_path(J, id, "json", path);
@@ -296,78 +292,4 @@ static job *load_record(srv_jobs *J, int id, struct stat *st)
     j->mtime = st->st_mtim;
     j->size = st->st_size;
     return j;
-}
-
-/* Copies what disk says into the table's job (mu held). */
-static void adopt(srv_jobs *J, job *dst, job *src)
-{
-    uint64_t seq = dst->seq;
-    int local = dst->local;
-    free(dst->hist);
-    *dst = *src;
-    src->hist = NULL;
-    dst->seq = seq;
-    dst->local = local;
-    jobs_changed(J, dst);
-}
-
-static int refresh_id(srv_jobs *J, int id, struct stat *st)
-{
-    pthread_mutex_lock(&J->mu);
-    job *have = jobs_find(J, id);
-    int skip = have && (have->local || (have->mtime.tv_sec == st->st_mtim.tv_sec &&
-                                        have->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-                                        have->size == st->st_size));
-    pthread_mutex_unlock(&J->mu);
-    if (skip)
-        return 0;
-    job *j = load_record(J, id, st);
-    if (!j)
-        return 0;
-    int changed = 0;
-    pthread_mutex_lock(&J->mu);
-    have = jobs_find(J, id);
-    if (have && !have->local) {
-        adopt(J, have, j);
-        changed = 1;
-    } else if (!have && jobs_insert(J, j) == 0) {
-        jobs_changed(J, j);
-        j = NULL;
-        changed = 1;
-    }
-    pthread_mutex_unlock(&J->mu);
-    job_free(j);
-    return changed;
-}
-
-int jobs_refresh(srv_jobs *J)
-{
-    DIR *d = opendir(J->dir);
-    if (!d)
-        return 0;
-    int changed = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char *end;
-        long id = strtol(de->d_name, &end, 10);
-        if (id < 1 || id > 999999999 || de->d_name[0] == '0' || strcmp(end, ".json"))
-            continue;
-        struct stat st;
-        if (fstatat(dirfd(d), de->d_name, &st, 0) != 0)
-            continue;
-        changed |= refresh_id(J, (int)id, &st);
-    }
-    closedir(d);
-    if (changed)
-        jobs_notify(J);
-    return changed;
-}
-
-void jobs_refresh_one(srv_jobs *J, int id)
-{
-    char path[4096];
-    jobs_path(J, id, "json", path);
-    struct stat st;
-    if (stat(path, &st) == 0 && refresh_id(J, id, &st))
-        jobs_notify(J);
 }
