@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "gemm.h"
 
 void cli_errorf(const char *fmt, ...)
@@ -64,9 +65,7 @@ int cli_parse_double(const char *s, double *out)
 
 double cli_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return sola_now_s(); /* core/clock.h */
 }
 
 void cli_progress_init(cli_progress *p)

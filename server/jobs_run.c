@@ -30,18 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dsstore.h"
 #include "fsutil.h"
 #include "jobs_int.h"
 
 extern char **environ;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int exists(const char *p)
 {
@@ -234,7 +228,7 @@ static void on_line(srv_jobs *J, job *j, run_state *rs, const char *line)
     jobs_notify(J);
     /* the record follows within JOBS_RECORD_INTERVAL_S (supervise); the log every
      * few seconds */
-    double now = now_s();
+    double now = sola_now_s();
     if (epoch_done && (ep == eps || now - rs->last_log >= 5.0)) {
         rs->last_log = now;
         srv_logf(J->s, "info", "job %d: epoch %d/%d, loss %.6f", id, ep, eps, loss);
@@ -368,7 +362,7 @@ static int supervise(srv_jobs *J, job *j, pid_t pid, int fd, run_state *rs, int 
             len = (size_t)(buf + len - start);
             memmove(buf, start, len);
         }
-        double now = now_s();
+        double now = sola_now_s();
         int c = atomic_load(&J->cancel);
         if (now - last_check > 0.5) {
             /* what other replicas did meanwhile: new jobs, cancel requests */

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cycle.h"
 #include "dataset.h"
 #include "jobs.h"
@@ -39,13 +40,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(&cancel_flag, 1);
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* One line on stdout (the parent may be gone: errors are ignored). */
@@ -74,7 +68,7 @@ typedef struct prog {
 static void on_progress(const sola_train_progress *p, void *ud)
 {
     prog *g = ud;
-    double now = mono_s();
+    double now = sola_now_s();
     /* a few lines a second are plenty for a progress bar; epoch ends always go */
     if (!p->epoch_done && !p->checkpointed && g->last > 0 && now - g->last < 0.2)
         return;
