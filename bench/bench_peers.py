@@ -202,8 +202,9 @@ def onednn_primitives(a):
             prims.add(f"{w[3]} {w[4]}")
         if ln.startswith("onednn_verbose,info,cpu,isa:"):
             prims.add(ln.split(",", 3)[3])
-    # dnnl_sgemm calls (our prepared products on AVX2) print no verbose line
-    return "; ".join(sorted(prims)) or "none (not the oneDNN build)"
+    # dnnl_sgemm calls (our prepared products on AVX2: see `ours:` above) print no
+    # verbose line, and neither does an OpenBLAS build
+    return "; ".join(sorted(prims)) or "none (dnnl_sgemm tasks or OpenBLAS print none)"
 
 
 def header(a, sides):
