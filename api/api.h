@@ -96,6 +96,7 @@ typedef struct api_response {
     char hval[API_MAX_HEADERS][160];
     void *body;              /* malloc'd, owned; the server takes it */
     size_t len;
+    void (*body_free)(void *); /* how body is freed (a backend's buf_put); NULL: free() */
     long frames;             /* snippets refined for this reply (metrics) */
     api_stream *stream;      /* instead of body (owned; closed by api_response_clear) */
     /* Bytes of the process's memory budget (api_mem_reserve) that the body holds; the
@@ -126,6 +127,9 @@ int api_set_body(api_response *rs, int status, const char *ctype, const void *bu
 void api_take_body(api_response *rs, int status, const char *ctype, void *buf, size_t len);
 /* 200 with st as a text/event-stream body (owned), never cached nor buffered. */
 void api_reply_events(api_response *rs, api_stream *st);
+/* The same for a buffer that free_fn frees (NULL: free), e.g. the backend's buf_put. */
+void api_take_body_fn(api_response *rs, int status, const char *ctype, void *buf, size_t len,
+                      void (*free_fn)(void *));
 /* {"error": "..."} with the given status (printf-style message). */
 void api_error(api_response *rs, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -203,6 +207,12 @@ typedef struct api_backend {
     /* Worker thread: runs fn(arg) on a compute thread (as few at once as --workers),
      * blocking until done; 0 or SOLA_E*. NULL: fn runs on the calling thread. */
     int (*compute)(void *self, void (*fn)(void *arg), void *arg, sola_err *e);
+    /* Any thread: a buffer of at least n bytes (64-byte aligned) for a large body,
+     * reused from an earlier request when one fits (server/bufcache.h: no fresh pages
+     * to fault in); NULL when out of memory. Freed with buf_put only, also as a
+     * reply's body_free. Both NULL: malloc and free. */
+    void *(*buf_get)(void *self, size_t n);
+    void (*buf_put)(void *p);
 } api_backend;
 
 /* Host names served besides the built-in ones (api/origin.c): lower-case; a leading

@@ -524,7 +524,8 @@ static void finish(void *arg)
         break;
     case API_MT_NPY: {
         if (u->reply) {
-            api_take_body(rs, 200, "application/x-npy", u->reply, u->reply_len);
+            api_take_body_fn(rs, 200, "application/x-npy", u->reply, u->reply_len,
+                             u->st->ctx->be ? u->st->ctx->be->buf_put : NULL);
             u->reply = NULL;
             u->y.data = NULL; /* lived inside the reply */
             break;
@@ -800,7 +801,8 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
             if (api_mem_reserve(ctx, u.reply_len, "the reply", rs))
                 goto out;
             y_held = u.reply_len;
-            if (!(u.reply = malloc(u.reply_len))) {
+            if (!(u.reply = ctx->be->buf_get ? ctx->be->buf_get(ctx->self, u.reply_len)
+                                             : malloc(u.reply_len))) {
                 rc = sola_errf(e, SOLA_ENOMEM, "out of memory for the reply");
                 goto fail;
             }
@@ -857,7 +859,10 @@ out:
         u.x.data = NULL;
     sola_array_free(&u.x);
     if (u.reply) {
-        free(u.reply);
+        if (ctx->be->buf_put)
+            ctx->be->buf_put(u.reply);
+        else
+            free(u.reply);
         u.y.data = NULL;
     }
     sola_array_free(&u.y);

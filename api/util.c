@@ -41,7 +41,10 @@ void api_response_clear(api_response *rs)
 {
     if (rs->stream)
         rs->stream->close(rs->stream);
-    free(rs->body);
+    if (rs->body_free)
+        rs->body_free(rs->body);
+    else
+        free(rs->body);
     const atomic_int *cancel = rs->cancel;
     memset(rs, 0, sizeof *rs);
     rs->cancel = cancel;
@@ -93,8 +96,18 @@ void api_set_header(api_response *rs, const char *name, const char *fmt, ...)
 
 void api_take_body(api_response *rs, int status, const char *ctype, void *buf, size_t len)
 {
-    free(rs->body);
+    api_take_body_fn(rs, status, ctype, buf, len, NULL);
+}
+
+void api_take_body_fn(api_response *rs, int status, const char *ctype, void *buf, size_t len,
+                      void (*free_fn)(void *))
+{
+    if (rs->body_free)
+        rs->body_free(rs->body);
+    else
+        free(rs->body);
     rs->body = buf;
+    rs->body_free = free_fn;
     rs->len = len;
     rs->status = status;
     snprintf(rs->ctype, sizeof rs->ctype, "%s", ctype);
@@ -116,8 +129,12 @@ int api_set_body(api_response *rs, int status, const char *ctype, const void *bu
     if (!p) {
         /* The error body itself is static-sized and small; if even that fails the
          * server answers 500 with no body. */
-        free(rs->body);
+        if (rs->body_free)
+            rs->body_free(rs->body);
+        else
+            free(rs->body);
         rs->body = NULL;
+        rs->body_free = NULL;
         rs->len = 0;
         rs->status = 500;
         snprintf(rs->ctype, sizeof rs->ctype, "application/json");

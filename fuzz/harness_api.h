@@ -463,7 +463,8 @@ static fuzz_be *fuzz_api_backend(api_ctx *ctx)
             abort();
         BE = (api_backend){fz_acquire, fz_get,    fz_name,  fz_version,  fz_release,
                            fz_list,    fz_describe, fz_download, fz_put, fz_activate,
-                           fz_ready,   fz_health, fz_metrics, NULL, NULL, NULL, NULL, NULL};
+                           fz_ready,   fz_health, fz_metrics, NULL, NULL, NULL, NULL, NULL,
+                           NULL,       NULL};
         JOBS = (api_jobs_backend){fz_submit, fz_jobs_list, fz_job_get, fz_cancel, fz_resume,
                                   fz_events};
         const char *tmp = getenv("TMPDIR");

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "batcher.h"
+#include "bufcache.h"
 #include "jobs.h"
 #include "server.h"
 #include "streams.h"
@@ -205,6 +206,11 @@ static int be_compute(void *self, void (*fn)(void *), void *arg, sola_err *e)
     return 0;
 }
 
+static void *be_buf_get(void *self, size_t n)
+{
+    return bufcache_get(((srv *)self)->bufs, n);
+}
+
 void srv_backend_init(srv *s)
 {
     api_backend *b = &s->be;
@@ -227,6 +233,8 @@ void srv_backend_init(srv *s)
     b->mem_force = be_mem_force;
     b->mem_give = be_mem_give;
     b->compute = be_compute;
+    b->buf_get = be_buf_get;
+    b->buf_put = bufcache_put;
     s->mem.max = s->cfg.max_inflight;
     s->ctx.be = b;
     s->ctx.self = s;

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bufcache.h"
 #include "guard.h"
 #include "server.h"
 
@@ -53,6 +54,7 @@ typedef struct req {
 
     char *body;                  /* in-memory body, NUL-terminated, owned */
     size_t blen, bcap;
+    int body_cached;             /* body is from s->bufs (bufcache_put), else malloc'd */
     size_t expect;               /* Content-Length, 0 if none */
     size_t limit;                /* --max-body, or --max-upload for streamed uploads */
     int body_fd;                 /* upload file, -1 if none */
@@ -192,9 +194,12 @@ static enum MHD_Result send_reply(req *r)
         api_error(rs, 500, "internal error: no reply");
     struct MHD_Response *resp =
         rs->stream ? stream_response(r)
-                   : MHD_create_response_from_buffer(rs->len, rs->body ? rs->body : (void *)"",
-                                                     rs->body ? MHD_RESPMEM_MUST_FREE
-                                                              : MHD_RESPMEM_PERSISTENT);
+        : rs->body && rs->body_free
+            ? MHD_create_response_from_buffer_with_free_callback(rs->len, rs->body,
+                                                                 rs->body_free)
+            : MHD_create_response_from_buffer(rs->len, rs->body ? rs->body : (void *)"",
+                                              rs->body ? MHD_RESPMEM_MUST_FREE
+                                                       : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         budget_give(&s->mem, rs->charged);
         api_response_clear(rs);
@@ -211,6 +216,7 @@ static enum MHD_Result send_reply(req *r)
     r->reply_held += held;
     rs->charged = 0;
     rs->body = NULL; /* MHD frees it */
+    rs->body_free = NULL;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rs->ctype);
     for (int i = 0; i < rs->nheaders; i++)
         MHD_add_response_header(resp, rs->hname[i], rs->hval[i]);
@@ -409,9 +415,23 @@ static int body_append(req *r, const char *data, size_t n)
                 return 429; /* no room in the budget (answered 503 + Retry-After) */
             r->body_held = cap;
         }
-        char *p = realloc(r->body, cap);
-        if (!p)
+        char *p;
+        if (!r->body && r->expect && cap == r->expect + 1) {
+            /* the announced length, in one buffer that earlier requests may have
+             * faulted in already (bufcache.h); 64-byte aligned, so an .npy payload
+             * after its header is aligned for the GEMMs too */
+            if (!(p = bufcache_get(s->bufs, cap)))
+                return 503;
+            r->body_cached = 1;
+        } else if (r->body_cached) { /* more than announced: cannot happen, be safe */
+            if (!(p = malloc(cap)))
+                return 503;
+            memcpy(p, r->body, r->blen);
+            bufcache_put(r->body);
+            r->body_cached = 0;
+        } else if (!(p = realloc(r->body, cap))) {
             return 503;
+        }
         r->body = p;
         r->bcap = cap;
     }
@@ -700,7 +720,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     if (r->lock_fd >= 0)
         close(r->lock_fd);
-    free(r->body);
+    if (r->body_cached)
+        bufcache_put(r->body);
+    else
+        free(r->body);
     free(r->path);
     free(r);
     s->active_reqs--;

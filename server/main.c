@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "batcher.h"
+#include "bufcache.h"
 #include "gemm.h"
 #include "fsutil.h"
 #include "jobs.h"
@@ -265,6 +266,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "solad: %s\n", e.msg);
         goto out;
     }
+    /* freed request buffers kept for reuse: enough for a lone T = 2304 request (its
+     * body and its reply), a small part of the budget (bufcache.h) */
+    size_t keep = c->max_inflight / 8 < ((size_t)48 << 20) ? c->max_inflight / 8
+                                                           : (size_t)48 << 20;
+    if (!(s.bufs = bufcache_new(keep))) {
+        fprintf(stderr, "solad: out of memory\n");
+        goto out;
+    }
     if (srv_http_start(&s))
         goto out;
     char blaswarn[512];
@@ -303,6 +312,7 @@ out:
     reg_free(s.reg);
     metrics_free(s.met);
     srv_ws_free_all(&s);
+    bufcache_free(s.bufs); /* after MHD: its replies hold buffers until it stops */
     free(s.tmp_dir);
     free(s.token);
     for (int i = 0; i < s.hosts.n; i++)

@@ -84,6 +84,7 @@ typedef struct srv {
     reg *reg;
     struct srv_jobs *jobs; /* training jobs (jobs.h); NULL without --data */
     struct batcher *batcher; /* dynamic batching (batcher.h); NULL when off */
+    struct bufcache *bufs;   /* large bodies and replies kept for reuse (bufcache.h) */
     struct srv_streams *streams; /* online refine (streams.h) */
     struct srv_conn *conns; /* every open connection (conns.c; loop thread) */
     metrics *met;
