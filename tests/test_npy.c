@@ -343,6 +343,34 @@ END_TEST
 
 /* Every prefix of a valid file is refused (never read past the given length: this
  * runs under ASan with exactly-sized copies). */
+/* sola_first_nonfinite scans blocks of 64 before its element loop: every position of
+ * a NaN or an infinity, in and around those blocks, is the one it names. */
+START_TEST(first_nonfinite_every_position)
+{
+    enum { N = 200 };
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)i - 100.5f;
+    const size_t ns[] = {0, 1, 63, 64, 65, 127, 128, 129, N};
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        size_t n = ns[a];
+        ck_assert_uint_eq(sola_first_nonfinite(x, n), n);
+        for (size_t p = 0; p < n; p++)
+            for (int b = 0; b < 3; b++) {
+                float keep = x[p];
+                x[p] = bad[b];
+                if (p + 1 < n)
+                    x[n - 1] = bad[(b + 1) % 3]; /* a later one must not win */
+                size_t got = sola_first_nonfinite(x, n);
+                x[p] = keep;
+                x[n - 1] = (float)(n - 1) - 100.5f;
+                ck_assert_msg(got == p, "n %zu: bad value at %zu, named %zu", n, p, got);
+            }
+    }
+}
+END_TEST
+
 START_TEST(every_prefix_refused)
 {
     char *p = fc_fmt("f4_v3.npy");
@@ -424,6 +452,7 @@ int main(void)
     tcase_add_test(tc, peek_on_header_prefix);
     tcase_add_test(tc, inspect_reports_dtype_order_version);
     tcase_add_test(tc, every_prefix_refused);
+    tcase_add_test(tc, first_nonfinite_every_position);
     tcase_add_test(tc, numpy_reads_our_files);
     suite_add_tcase(s, tc);
     return tu_run(s);
