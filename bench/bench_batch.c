@@ -114,16 +114,16 @@ static void *client_main(void *arg)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L);
-    while (bench_now() < c->until) {
+    while (sola_now_s() < c->until) {
         s.len = 0;
-        double t0 = bench_now();
+        double t0 = sola_now_s();
         long st = 0;
         if (curl_easy_perform(h) != CURLE_OK ||
             (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st), st != 200)) {
             c->errors++;
             continue;
         }
-        double dt = bench_now() - t0;
+        double dt = sola_now_s() - t0;
         if (c->nlat == c->cap) {
             c->cap = c->cap ? c->cap * 2 : 256;
             c->lat = realloc(c->lat, sizeof *c->lat * (size_t)c->cap);
@@ -265,7 +265,7 @@ int main(int argc, char **argv)
                 client cl[MAXC];
                 pthread_t th[MAXC];
                 char hv[K][64];
-                double t0 = bench_now() + 0.3; /* a warm-up request each first */
+                double t0 = sola_now_s() + 0.3; /* a warm-up request each first */
                 for (int k = 0; k < K; k++) {
                     cl[k] = (client){0};
                     cl[k].url = url;
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
                     cl[k].ref = &refs[cfgs[c].threads > 1][k];
                     cl[k].ref_len = &ref_lens[cfgs[c].threads > 1][k];
                 }
-                double start = bench_now();
+                double start = sola_now_s();
                 for (int k = 0; k < K; k++)
                     pthread_create(&th[k], NULL, client_main, &cl[k]);
                 int n = 0, errs = 0, mism = 0;
@@ -294,7 +294,7 @@ int main(int argc, char **argv)
                     errs += cl[k].errors;
                     mism += cl[k].mismatches;
                 }
-                double el = bench_now() - start;
+                double el = sola_now_s() - start;
                 double *all = malloc(sizeof(double) * (size_t)(n ? n : 1));
                 int o = 0;
                 for (int k = 0; k < K; k++) {

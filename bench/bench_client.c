@@ -103,10 +103,10 @@ int main(int argc, char **argv)
         for (int r = -1; r < n; r++) { /* r = -1: warm-up, not timed */
             long st = 0;
             got = 0;
-            double t = bench_now();
+            double t = sola_now_s();
             if (curl_easy_perform(c) == CURLE_OK)
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-            t = bench_now() - t;
+            t = sola_now_s() - t;
             if (r >= 0) {
                 ts[r] = t;
                 bad += st != 200;

@@ -127,11 +127,11 @@ static double one(CURL *c, const char *base, const void *npy, size_t len)
 {
     char url[256];
     snprintf(url, sizeof url, "%s/refine?model=m", base);
-    double t0 = bench_now();
+    double t0 = sola_now_s();
     long st = http(c, "POST", url, "application/x-npy", npy, len, NULL);
     if (st != 200)
         die("a refine request failed");
-    return (bench_now() - t0) * 1e3;
+    return (sola_now_s() - t0) * 1e3;
 }
 
 /* n sequential refines; latencies (ms) into lat. */
@@ -271,13 +271,13 @@ int main(int argc, char **argv)
     pid_t tp = trainer_pid(pid);
     if (!tp)
         die("cannot find the training process");
-    double t0 = bench_now();
+    double t0 = sola_now_s();
     for (int i = 0; i < 2 * N; i++) {
         kill(tp, i % 2 ? SIGSTOP : SIGCONT);
         (i % 2 ? after : busy)[i / 2] = one(c, base, npy, len);
     }
     kill(tp, SIGCONT);
-    double el = bench_now() - t0;
+    double el = sola_now_s() - t0;
     j = get_json(c, url);
     double wps = json_number_value(json_object_get(j, "windows_per_s"));
     json_decref(j);

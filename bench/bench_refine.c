@@ -52,9 +52,9 @@ static double sgemm_peak(int n, int reps)
     float *a = randn(nn, 1), *b = randn(nn, 2), *c = malloc(nn * sizeof(float));
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t = bench_now();
+        double t = sola_now_s();
         sola_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        t = bench_now() - t;
+        t = sola_now_s() - t;
         if (r > 0 && t < best)
             best = t;
     }
@@ -105,9 +105,9 @@ static int time_refine(bench *b, int T, int reps, double *med, double *min)
     }
     double *ts = malloc((size_t)reps * sizeof(double));
     for (int r = 0; r < reps; r++) {
-        double t = bench_now();
+        double t = sola_now_s();
         sola_refine(b->m, x, T, y, b->ws, &e);
-        ts[r] = bench_now() - t;
+        ts[r] = sola_now_s() - t;
     }
     qsort(ts, (size_t)reps, sizeof(double), bench_cmp_double);
     *med = ts[reps / 2];
@@ -134,9 +134,9 @@ static int time_batch(bench *b, int T, int B, int reps, double *med)
         goto out;
     }
     for (int r = 0; r < reps; r++) {
-        double t = bench_now();
+        double t = sola_now_s();
         sola_refine_batch(b->m, x, lens, B, y, b->ws, &e);
-        ts[r] = bench_now() - t;
+        ts[r] = sola_now_s() - t;
     }
     qsort(ts, (size_t)reps, sizeof(double), bench_cmp_double);
     *med = ts[reps / 2] / B;

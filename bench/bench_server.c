@@ -194,17 +194,17 @@ static void measure(const char *base, const sola_model *m, sola_ws *ws, payload 
         if (post(c, url, ct, body, blen, &s) != 200)
             die(s.p ? s.p : "request failed");
     }
-    double t0 = bench_now();
+    double t0 = sola_now_s();
     double total_req = 0;
     for (int i = 0; i < n; i++) {
-        double t = bench_now();
+        double t = sola_now_s();
         if (sola_refine(m, p->x, p->T, y, ws, &e))
             die(e.msg);
-        bare[i] = bench_now() - t;
-        t = bench_now();
+        bare[i] = sola_now_s() - t;
+        t = sola_now_s();
         if (post(c, url, ct, body, blen, &s) != 200)
             die(s.p ? s.p : "request failed");
-        lat[i] = bench_now() - t;
+        lat[i] = sola_now_s() - t;
         work[i] = s.work_ms / 1e3;
         total_req += lat[i];
     }
@@ -255,7 +255,7 @@ static void throughput(const char *base, payload *p, int clients, int per)
     pthread_t th[64];
     if (clients > 64)
         clients = 64;
-    double t = bench_now();
+    double t = sola_now_s();
     for (int i = 0; i < clients; i++) {
         cs[i] = (conc){url, p, per, 0};
         pthread_create(&th[i], NULL, conc_main, &cs[i]);
@@ -265,7 +265,7 @@ static void throughput(const char *base, payload *p, int clients, int per)
         pthread_join(th[i], NULL);
         fail += cs[i].fail;
     }
-    double dt = bench_now() - t;
+    double dt = sola_now_s() - t;
     printf("  npy   T=%-5d %d clients x %d: %7.1f req/s, %.0f frames/s%s\n", p->T, clients, per,
            clients * per / dt, clients * per * (double)p->T / dt, fail ? " (FAILURES)" : "");
     fflush(stdout);

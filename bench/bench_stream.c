@@ -254,10 +254,10 @@ static double reference_ms(int C, int reps)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-        double t0 = bench_now();
+        double t0 = sola_now_s();
         if (curl_easy_perform(h) != CURLE_OK)
             die("reference request failed");
-        v[i] = (bench_now() - t0) * 1e3;
+        v[i] = (sola_now_s() - t0) * 1e3;
     }
     double m = bench_pct(v, reps, 0.5);
     free(v);
@@ -278,7 +278,7 @@ static level_result run_level(const opts *o, int N, int level, pid_t solad)
     conn *cs = calloc((size_t)N, sizeof *cs);
     size_t cap = (size_t)(N * (o->seconds + warm + 2) * o->rate) + 16;
     double *lat = malloc(sizeof(double) * cap);
-    double t0 = bench_now() + 0.2, t_end = t0 + warm + o->seconds;
+    double t0 = sola_now_s() + 0.2, t_end = t0 + warm + o->seconds;
     for (int i = 0; i < N; i++) {
         cs[i].h = curl_easy_init();
         cs[i].next = t0 + period * i / N; /* arrivals spread over one period */
@@ -288,7 +288,7 @@ static level_result run_level(const opts *o, int N, int level, pid_t solad)
     double cpu0 = proc_cpu(solad), me0 = self_cpu();
     int active = 0, ending = 0;
     for (;;) {
-        double now = bench_now();
+        double now = sola_now_s();
         if (!ending && now >= t_end) {
             ending = 1;
             res.solad_cpu = (proc_cpu(solad) - cpu0) / (now - t0);
@@ -334,7 +334,7 @@ static level_result run_level(const opts *o, int N, int level, pid_t solad)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
             long status = 0;
             curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-            double done = bench_now();
+            double done = sola_now_s();
             curl_multi_remove_handle(multi, m->easy_handle);
             c->busy = 0;
             active--;
@@ -355,7 +355,7 @@ static level_result run_level(const opts *o, int N, int level, pid_t solad)
         }
         if (ending && active == 0)
             break;
-        double wait = wake - bench_now();
+        double wait = wake - sola_now_s();
         int ms = wait > 0 ? (int)(wait * 1e3) : 0;
         if (running || ms > 0)
             curl_multi_poll(multi, NULL, 0, ms > 50 ? 50 : ms, NULL);

@@ -59,9 +59,9 @@ static double sgemm_peak(int n, int reps)
         a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t = bench_now();
+        double t = sola_now_s();
         sola_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        t = bench_now() - t;
+        t = sola_now_s() - t;
         if (r && t < best)
             best = t;
     }
@@ -211,15 +211,15 @@ int main(int argc, char **argv)
                 continue;
             }
             for (int k = 0; k < block; k++) {
-                double t1 = bench_now();
+                double t1 = sola_now_s();
                 if (sola_loss_grad(c, m, x, B, &loss, grads, &e))
                     goto fail;
-                double t2 = bench_now();
+                double t2 = sola_now_s();
                 sola_trainctx_phases(c, ph);
                 for (int q = 0; q < SOLA_PHASES; q++)
                     phsum[q] += ph[q];
                 sola_adamw_step(&opt, m->params, grads);
-                double t3 = bench_now();
+                double t3 = sola_now_s();
                 tstep[ns] = t3 - t1;
                 topt[ns++] = t3 - t2;
             }

@@ -1,4 +1,4 @@
-/* benchutil.h -- helpers the bench programs share: a monotonic clock, percentiles and
+/* benchutil.h -- helpers the bench programs share: percentiles and
  * starting a solad of their own.
  *
  * Header-only (static functions) on purpose: CMake builds every bench .c file as its own
@@ -15,13 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Seconds on the monotonic clock. */
-static inline double bench_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "clock.h" /* sola_now_s: seconds on the monotonic clock */
+
 
 /* qsort comparator for doubles, ascending. */
 static inline int bench_cmp_double(const void *a, const void *b)

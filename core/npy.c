@@ -714,18 +714,30 @@ int sola_npy_encode(const float *data, int ndim, const int64_t *shape, void **bu
     return 0;
 }
 
+/* The .npy header of a float32 array about to be saved to path: hdr[512] and its
+ * length *hl, the payload's *nb bytes; 0 or an error naming path. */
+static int save_header(const char *path, int ndim, const int64_t *shape,
+                       unsigned char *hdr, size_t *hl, size_t *nb, sola_err *e)
+{
+    sola_err se = {0};
+    *nb = 0;
+    int rc = check_out_shape(ndim, shape, nb, &se);
+    if (rc)
+        return sola_errf(e, rc, "%s: %s", path, se.msg);
+    *hl = sola_npy_header("<f4", ndim, shape, hdr, 512);
+    if (!*hl)
+        return sola_errf(e, SOLA_EINVAL, "%s: npy header does not fit", path);
+    return 0;
+}
+
 int sola_npy_save(const char *path, const float *data, int ndim, const int64_t *shape,
                   sola_err *e)
 {
-    size_t nb = 0;
-    sola_err se = {0};
-    int rc = check_out_shape(ndim, shape, &nb, &se);
-    if (rc)
-        return sola_errf(e, rc, "%s: %s", path, se.msg);
+    size_t nb = 0, hl = 0;
     unsigned char hdr[512];
-    size_t hl = sola_npy_header("<f4", ndim, shape, hdr, sizeof hdr);
-    if (!hl)
-        return sola_errf(e, SOLA_EINVAL, "%s: npy header does not fit", path);
+    int rc = save_header(path, ndim, shape, hdr, &hl, &nb, e);
+    if (rc)
+        return rc;
     sola_afile a;
     if ((rc = sola_afile_open(&a, path, e)) != 0)
         return rc;
@@ -752,14 +764,12 @@ err:
 int sola_npy_save_inplace(const char *path, float *data, int ndim, const int64_t *shape,
                           size_t room, sola_err *e)
 {
-    size_t nb = 0;
-    sola_err se = {0};
-    int rc = check_out_shape(ndim, shape, &nb, &se);
-    if (rc)
-        return sola_errf(e, rc, "%s: %s", path, se.msg);
+    size_t nb = 0, hl = 0;
     unsigned char hdr[512];
-    size_t hl = sola_npy_header("<f4", ndim, shape, hdr, sizeof hdr);
-    if (!hl || hl > room || !sola_host_is_le())
+    int rc = save_header(path, ndim, shape, hdr, &hl, &nb, e);
+    if (rc)
+        return rc;
+    if (hl > room || !sola_host_is_le())
         return sola_npy_save(path, data, ndim, shape, e);
     unsigned char *img = (unsigned char *)data - hl;
     memcpy(img, hdr, hl);
