@@ -40,6 +40,17 @@ void bufcache_free(bufcache *c)
     free(c);
 }
 
+/* Takes slot i out of the cache (lock held); the others keep their order. */
+static hdr *slot_take(bufcache *c, int i)
+{
+    hdr *h = c->slot[i];
+    c->held -= h->cap;
+    for (; i + 1 < c->n; i++)
+        c->slot[i] = c->slot[i + 1];
+    c->n--;
+    return h;
+}
+
 void *bufcache_get(bufcache *c, size_t n)
 {
     if (n > SIZE_MAX - 2 * HDR)
@@ -52,13 +63,8 @@ void *bufcache_get(bufcache *c, size_t n)
         for (int i = 0; i < c->n; i++)
             if (c->slot[i]->cap >= n && (best < 0 || c->slot[i]->cap < c->slot[best]->cap))
                 best = i;
-        if (best >= 0) {
-            h = c->slot[best];
-            c->held -= h->cap;
-            for (int i = best; i + 1 < c->n; i++)
-                c->slot[i] = c->slot[i + 1];
-            c->n--;
-        }
+        if (best >= 0)
+            h = slot_take(c, best);
         pthread_mutex_unlock(&c->mu);
     }
     if (!h) {
@@ -85,13 +91,8 @@ void bufcache_put(void *p)
     int nd = 0;
     pthread_mutex_lock(&c->mu);
     /* make room: the least recently returned buffers go first */
-    while (c->n > 0 && (c->n == BUFCACHE_SLOTS || c->held + h->cap > c->max)) {
-        drop[nd++] = c->slot[0];
-        c->held -= c->slot[0]->cap;
-        for (int i = 0; i + 1 < c->n; i++)
-            c->slot[i] = c->slot[i + 1];
-        c->n--;
-    }
+    while (c->n > 0 && (c->n == BUFCACHE_SLOTS || c->held + h->cap > c->max))
+        drop[nd++] = slot_take(c, 0);
     c->slot[c->n++] = h;
     c->held += h->cap;
     pthread_mutex_unlock(&c->mu);
