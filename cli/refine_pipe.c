@@ -5,7 +5,6 @@
 #include "refine_pipe.h"
 
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,16 +84,14 @@ static void fill(pipe *P, int i, pbuf *b)
 
 /* Refines the video in b in place: sola_refine_padded reads each input row before it
  * writes the output row of that place (refine.h), so the output is the same as into
- * a second buffer. A model with tanh(alpha) = 0 is the identity, which refine
- * short-cuts with a copy: the rows are already the output. */
+ * a second buffer. */
 static void compute(pipe *P, pbuf *b)
 {
     if (b->stage < 1)
         return;
     size_t off = 0;
     int T = (int)b->T;
-    if (tanhf(P->m->alpha[0]) != 0.0f &&
-        (b->rc = sola_refine_padded(P->m, b->p, &off, &T, 1, b->prows, b->p, P->ws, &b->e)))
+    if ((b->rc = sola_refine_padded(P->m, b->p, &off, &T, 1, b->prows, b->p, P->ws, &b->e)))
         return;
     b->stage = 2;
 }

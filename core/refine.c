@@ -221,10 +221,12 @@ int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
     if (sola_mul_size(prows, C, &total))
         return sola_errf(e, SOLA_ETOOBIG, "refine: %zu x %zu floats overflow", prows, C);
 
-    /* tanh(0) = 0: the identity, exactly, without touching the weights. */
+    /* tanh(0) = 0: the identity, exactly, without touching the weights (in place, the
+     * rows already are the output). */
     float ta = tanhf(m->alpha[0]);
     if (ta == 0.0f) {
-        memcpy(yp, xp, total * sizeof(float));
+        if (yp != xp)
+            memcpy(yp, xp, total * sizeof(float));
         return 0;
     }
     if ((rc = ws_reserve(ws, m, prows, e)))
