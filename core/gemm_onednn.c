@@ -47,7 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
 
 enum { TILE_MAX = 240, CHUNK_COLS = 256 };
 
@@ -495,7 +496,7 @@ size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
  * on the thread count. Helpers spin for a short while after a product (the next one
  * of the pass follows within microseconds), then sleep. */
 
-enum { SPIN_NS = 200000 };
+#define SPIN_S 200e-6 /* how long a helper spins after a product */
 
 typedef struct taskset {
     const sola_gemm_w *w;
@@ -521,13 +522,6 @@ typedef struct pool {
 static _Thread_local pool *t_pool;
 static pthread_key_t g_pool_key;
 static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static void cpu_relax(void)
 {
@@ -574,13 +568,13 @@ static void *helper_main(void *arg)
     for (;;) {
         unsigned g = atomic_load(&p->gen);
         if (!(g & 1) || g == seen) {
-            double t0 = now_ns();
+            double t0 = sola_now_s();
             for (int i = 0;; i++) {
                 g = atomic_load(&p->gen);
                 if (((g & 1) && g != seen) || atomic_load(&p->stop))
                     break;
                 cpu_relax();
-                if ((i & 255) == 255 && now_ns() - t0 > SPIN_NS) {
+                if ((i & 255) == 255 && sola_now_s() - t0 > SPIN_S) {
                     pthread_mutex_lock(&p->mu);
                     while (g = atomic_load(&p->gen), (!(g & 1) || g == seen) &&
                                                          !atomic_load(&p->stop))
