@@ -51,7 +51,9 @@ build() {
     gen=
     if [ -f "$ROOT/web/embed.cmake" ] && grep -q api_web_assets "$ROOT"/api/*.c 2>/dev/null; then
         mkdir -p "$OUT/gen"
-        cmake -DWEB_DIR="$ROOT/web" -DOUT="$OUT/gen/web_assets.c" -P "$ROOT/web/embed.cmake"
+        webfiles=$(cd "$ROOT/web" && ls ./*.html ./*.js ./*.css | sed 's|^\./||' | paste -sd, -)
+        cmake -DWEB_DIR="$ROOT/web" -DWEB_FILES="$webfiles" -DOUT="$OUT/gen/web_assets.c" \
+              -P "$ROOT/web/embed.cmake"
         $CC -std=c11 -O1 -c "$OUT/gen/web_assets.c" -o "$OUT/gen/web_assets.o"
         gen="$OUT/gen/web_assets.o"
     fi
