@@ -48,6 +48,10 @@ void cli_progress_update(cli_progress *p, const char *label, long done, long tot
 void cli_progress_end(cli_progress *p);
 double cli_now(void);
 
+/* Loads the model at `path`; on failure prints why ("sola: ...") and returns NULL,
+ * for the caller to return EXIT_RUNTIME. */
+struct sola_model *cli_load_model(const char *path);
+
 /* Sets OpenBLAS threads (and records it for the trainer). n <= 0: leave default. */
 void cli_set_threads(int n);
 

@@ -138,11 +138,9 @@ int cmd_grad(int argc, char **argv)
     sola_array win = {0};
     sola_trainctx *ctx = NULL;
     float *grads = NULL;
-    sola_model *m = sola_model_load(mpath, &e);
-    if (!m) {
-        cli_errorf("%s", e.msg);
+    sola_model *m = cli_load_model(mpath);
+    if (!m)
         goto done;
-    }
     if (init_head) {
         int P = headP ? (int)headP : m->P ? m->P : cfg.P;
         if (sola_model_add_head(m, P, head_seed, &e)) {

@@ -241,8 +241,7 @@ int cmd_probe(int argc, char **argv)
         o.labels_ud = &actx;
     }
     sola_model *m = NULL;
-    if (model && !(m = sola_model_load(model, &e))) {
-        cli_errorf("%s", e.msg);
+    if (model && !(m = cli_load_model(model))) {
         sola_ann_free(actx.a);
         return EXIT_RUNTIME;
     }

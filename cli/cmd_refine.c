@@ -248,12 +248,9 @@ static int refine_stream(const char *mpath, const char *out, int dim, int thread
     if (out && !sola_has_ext(out, ".npy"))
         return cli_usage(usage, "%s: with --stream, -o writes an .npy file", out);
     cli_set_threads(threads);
-    sola_err e = {0};
-    sola_model *m = sola_model_load(mpath, &e);
-    if (!m) {
-        cli_errorf("%s", e.msg);
+    sola_model *m = cli_load_model(mpath);
+    if (!m)
         return EXIT_RUNTIME;
-    }
     sola_ws *ws = sola_ws_new();
     int rc = ws ? cli_refine_stream(m, out, dim, ws) : EXIT_RUNTIME;
     if (!ws)
@@ -429,11 +426,9 @@ int cmd_refine(int argc, char **argv)
     cli_set_threads((int)threads);
 
     sola_err e = {0};
-    sola_model *m = sola_model_load(mpath, &e);
-    if (!m) {
-        cli_errorf("%s", e.msg);
+    sola_model *m = cli_load_model(mpath);
+    if (!m)
         return EXIT_RUNTIME;
-    }
     sola_ws *ws = sola_ws_new();
     int rc = EXIT_OK;
     if (!ws) {

@@ -507,10 +507,8 @@ static int start_model(const train_args *a, const char *ckpt, sola_model **mp,
         else if (file_exists(a->out))
             *from = a->out;
         if (*from) {
-            if (!(m = sola_model_load(*from, &e))) {
-                cli_errorf("%s", e.msg);
+            if (!(m = cli_load_model(*from)))
                 return EXIT_RUNTIME;
-            }
             if (!sola_model_extra(m, "trainer.epoch")) {
                 cli_errorf("%s holds no training state to resume from; run without --resume",
                            *from);
@@ -538,10 +536,8 @@ static int start_model(const train_args *a, const char *ckpt, sola_model **mp,
         }
     }
     if (!m && a->init) {
-        if (!(m = sola_model_load(a->init, &e))) {
-            cli_errorf("%s", e.msg);
+        if (!(m = cli_load_model(a->init)))
             return EXIT_RUNTIME;
-        }
     } else if (!m) {
         if (!a->C)
             return cli_usage(train_usage(), "give -m INIT.safetensors or --dim C");

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "gemm.h"
+#include "model.h"
 
 void cli_errorf(const char *fmt, ...)
 {
@@ -107,6 +108,15 @@ void cli_progress_end(cli_progress *p)
         fputc('\n', stderr);
         fflush(stderr);
     }
+}
+
+sola_model *cli_load_model(const char *path)
+{
+    sola_err e = {0};
+    sola_model *m = sola_model_load(path, &e);
+    if (!m)
+        cli_errorf("%s", e.msg);
+    return m;
 }
 
 void cli_set_threads(int n)
