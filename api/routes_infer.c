@@ -415,6 +415,10 @@ typedef struct run {
     api_model *ref;
     const char *mname;
     int mver;
+    /* infer_run's phases (below): */
+    json_t *rest;        /* new reference from the JSON parser */
+    int x_borrowed;      /* x.data points into the request body */
+    size_t x_held, y_held; /* budget held for the copy of x and for y */
 } run;
 
 static void encode_json(run *u, const sola_array *y, const sola_array *S,
@@ -604,6 +608,10 @@ static void run_finish(run *u)
     }
 }
 
+/* infer_run's phases each return 0 (go on), a negative SOLA_E* code (the error is in
+ * u->e) or REPLIED (rs already holds the reply, e.g. a 413 of the budget). */
+#define REPLIED 1
+
 /* GET /tsm: the stored item's header first, so that a long item is refused (and a
  * short one budgeted) before it is read. */
 static int load_item(run *u, size_t *held)
@@ -629,7 +637,7 @@ static int load_item(run *u, size_t *held)
         return e->code;
     size_t nb = (size_t)in.shape[0] * (size_t)in.shape[1] * sizeof(float);
     if (api_mem_reserve(ctx, nb, "loading the item", u->rs))
-        return 1; /* rs filled */
+        return REPLIED;
     *held = nb;
     int rc = sola_npy_load(st->item_path, ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0,
                            &u->x, e);
@@ -679,196 +687,227 @@ static void stream_call(infer *st, const sola_array *x, sola_ws *ws, api_respons
     api_seq_out_free(ctx, &o);
 }
 
-static void infer_run(void *state, sola_ws *ws, api_response *rs)
+/* Decode: the features (stored item, JSON or .npy body) into u->x, with the options a
+ * JSON body carries. */
+static int run_decode(run *u)
 {
-    infer *st = state;
+    infer *st = u->st;
     const api_ctx *ctx = st->ctx;
-    run u = {0};
-    u.st = st;
-    u.rs = rs;
-    sola_err *e = &u.e;
-    json_t *rest = NULL; /* new reference from the JSON parser */
-    int x_borrowed = 0;  /* x.data points into the request body */
-    size_t x_held = 0, y_held = 0; /* budget held for the copy of x and for y */
+    sola_err *e = &u->e;
     int rc = 0;
-
     if (st->item_path) {
-        if ((rc = load_item(&u, &x_held)) == 1)
-            goto out; /* rs filled by the budget */
+        if ((rc = load_item(u, &u->x_held)) == REPLIED)
+            return REPLIED; /* rs filled by the budget */
     } else if (st->len == 0) { /* an empty stream chunk (prepare allows it only there) */
-        u.x.ndim = 2;
+        u->x.ndim = 2;
     } else if (st->in_mt == API_MT_JSON) {
-        rc = api_parse_features_json(st->body, st->len, &u.x, &rest, e);
-    } else if (npy_view(st->body, st->len, &u.x)) {
-        x_borrowed = 1; /* already float32 in place: no copy of a body of megabytes */
+        rc = api_parse_features_json(st->body, st->len, &u->x, &u->rest, e);
+    } else if (npy_view(st->body, st->len, &u->x)) {
+        u->x_borrowed = 1; /* already float32 in place: no copy of a body of megabytes */
     } else {
         rc = sola_npy_parse(st->body, st->len, "request body",
-                            ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0, &u.x, e);
+                            ctx->allow_nonfinite ? SOLA_NPY_ALLOW_NONFINITE : 0, &u->x, e);
     }
     if (rc) {
         /* 415 is about the Content-Type; an .npy whose contents we cannot use (dtype,
          * version) is a bad body */
         if (rc == SOLA_EUNSUP)
             e->code = SOLA_EFORMAT;
-        goto fail;
+        return rc;
     }
-    if (!x_borrowed && !x_held && u.x.data) {
-        x_held = sola_array_numel(&u.x) * sizeof(float); /* the parsed copy exists */
-        api_mem_force(ctx, x_held);
+    if (!u->x_borrowed && !u->x_held && u->x.data) {
+        u->x_held = sola_array_numel(&u->x) * sizeof(float); /* the parsed copy exists */
+        api_mem_force(ctx, u->x_held);
     }
-    if (rest && (rc = json_options(st, rest, e)))
-        goto fail;
-    if (st->seq.has_id || st->seq.has_start || st->seq.has_end) {
-        stream_call(st, &u.x, ws, rs);
-        goto out;
-    }
+    if (u->rest && (rc = json_options(st, u->rest, e)))
+        return rc;
+    return 0;
+}
+
+/* Limits: the TSM choice, the shape [B, T, C], the sizes of what will be built, finite
+ * values. */
+static int run_limits(run *u, int64_t *B, int64_t *T, int64_t *C)
+{
+    infer *st = u->st;
+    const api_ctx *ctx = st->ctx;
+    sola_err *e = &u->e;
     if (st->tsm < 0)
         st->tsm = st->kind == K_TSM ? TSM_REFINED : 0;
-    if (st->kind == K_TSM && st->tsm == 0) {
-        rc = sola_errf(e, SOLA_EINVAL, "tsm=none leaves /tsm nothing to return");
-        goto fail;
-    }
-
-    /* shapes and limits */
-    if (u.x.ndim != 2 && u.x.ndim != 3) {
-        rc = sola_errf(e, SOLA_ESHAPE,
-                       "features have %d dimension%s: expected [T, C] or [B, T, C]", u.x.ndim,
-                       u.x.ndim == 1 ? "" : "s");
-        goto fail;
-    }
-    int64_t B, T, C;
-    dims(&u.x, &B, &T, &C);
-    if (B < 1 || T < 1 || C < 1) {
-        rc = sola_errf(e, SOLA_ESHAPE, "features are empty (shape has a zero)");
-        goto fail;
-    }
-    if ((rc = plan_sizes(st, st->tsm, B, T, C, &u.z, e)))
-        goto fail;
+    if (st->kind == K_TSM && st->tsm == 0)
+        return sola_errf(e, SOLA_EINVAL, "tsm=none leaves /tsm nothing to return");
+    if (u->x.ndim != 2 && u->x.ndim != 3)
+        return sola_errf(e, SOLA_ESHAPE,
+                         "features have %d dimension%s: expected [T, C] or [B, T, C]",
+                         u->x.ndim, u->x.ndim == 1 ? "" : "s");
+    dims(&u->x, B, T, C);
+    if (*B < 1 || *T < 1 || *C < 1)
+        return sola_errf(e, SOLA_ESHAPE, "features are empty (shape has a zero)");
+    int rc;
+    if ((rc = plan_sizes(st, st->tsm, *B, *T, *C, &u->z, e)))
+        return rc;
     if (!ctx->allow_nonfinite) {
-        size_t n = sola_array_numel(&u.x), bad = sola_first_nonfinite(u.x.data, n);
-        if (bad < n) {
-            rc = sola_errf(e, SOLA_EFORMAT,
-                           "features[%zu][%zu] is %s: feature values must be finite (this "
-                           "server refuses NaN and Inf; see --allow-nonfinite)",
-                           bad / (size_t)C, bad % (size_t)C,
-                           isnan(u.x.data[bad]) ? "NaN" : "infinite");
-            goto fail;
-        }
+        size_t n = sola_array_numel(&u->x), bad = sola_first_nonfinite(u->x.data, n);
+        if (bad < n)
+            return sola_errf(e, SOLA_EFORMAT,
+                             "features[%zu][%zu] is %s: feature values must be finite (this "
+                             "server refuses NaN and Inf; see --allow-nonfinite)",
+                             bad / (size_t)*C, bad % (size_t)*C,
+                             isnan(u->x.data[bad]) ? "NaN" : "infinite");
     }
+    return 0;
+}
 
-    /* does the reply format carry what was asked for? */
+/* Format choice: does the reply format carry what was asked for? */
+static int run_format(run *u, int64_t B)
+{
+    infer *st = u->st;
     int nout = (st->kind == K_REFINE) + !!(st->tsm & TSM_REFINED) + !!(st->tsm & TSM_RAW);
     if (st->out_mt == API_MT_NPY && nout > 1) {
-        api_error(rs, 406,
+        api_error(u->rs, 406,
                   "a .npy reply holds one array but %s asked for %d (features/tsm/tsm_raw): "
                   "send Accept: application/x-npz or application/json",
                   st->kind == K_REFINE ? "this /refine" : "tsm=both", nout);
-        goto out;
+        return REPLIED;
     }
-    if (st->out_mt == API_MT_PNG && B != 1) {
-        rc = sola_errf(e, SOLA_ESHAPE, "a PNG heatmap shows one sequence; got a batch of %lld",
-                       (long long)B);
-        goto fail;
-    }
+    if (st->out_mt == API_MT_PNG && B != 1)
+        return sola_errf(&u->e, SOLA_ESHAPE,
+                         "a PNG heatmap shows one sequence; got a batch of %lld", (long long)B);
+    return 0;
+}
 
-    int need_model = st->kind == K_REFINE || (st->tsm & TSM_REFINED);
-    if (need_model) {
-        if ((rc = ctx->be->model_acquire(ctx->self, st->model[0] ? st->model : NULL,
-                                         st->version, &u.ref, e)))
-            goto fail;
-        const sola_model *m = ctx->be->model_get(ctx->self, u.ref, e);
-        if (!m) {
-            rc = e->code ? e->code : SOLA_EIO;
-            goto fail;
-        }
-        if (C != m->C) {
-            rc = sola_errf(e, SOLA_ESHAPE,
-                           "features have C=%lld channels but model %s version %d expects "
-                           "C=%d",
-                           (long long)C, ctx->be->model_name(u.ref),
-                           ctx->be->model_version(u.ref), m->C);
-            goto fail;
-        }
-        if (u.z.in_place) {
-            /* compute straight into the reply: header, then the floats */
-            char hdr[192];
-            size_t hl = api_npy_header(u.x.ndim, u.x.shape, hdr), nb;
-            if (sola_mul_size(sola_array_numel(&u.x), sizeof(float), &nb) ||
-                sola_add_size(nb, hl, &u.reply_len)) {
-                rc = sola_errf(e, SOLA_ETOOBIG, "result too large");
-                goto fail;
-            }
-            if (api_mem_reserve(ctx, u.reply_len, "the reply", rs))
-                goto out;
-            y_held = u.reply_len;
-            if (!(u.reply = ctx->be->buf_get ? ctx->be->buf_get(ctx->self, u.reply_len)
-                                             : malloc(u.reply_len))) {
-                rc = sola_errf(e, SOLA_ENOMEM, "out of memory for the reply");
-                goto fail;
-            }
-            memcpy(u.reply, hdr, hl);
-            u.y.data = (float *)(void *)(u.reply + hl);
-            u.y.ndim = u.x.ndim;
-            memcpy(u.y.shape, u.x.shape, sizeof u.x.shape);
-        } else {
-            if (api_mem_reserve(ctx, u.z.y, "the refined features", rs))
-                goto out;
-            y_held = u.z.y;
-            if ((rc = alloc_like(&u.y, u.x.ndim, u.x.shape, e)))
-                goto fail;
-        }
-        if (api_cancelled(rs)) {
-            api_error(rs, 503, "the client went away");
-            goto out;
-        }
-        /* a batch goes through as one pass (bigger GEMMs), with each sequence zero-padded
-         * on its own: the same result as B separate refines */
-        int *lens = malloc(sizeof(int) * (size_t)B);
-        if (!lens) {
-            rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
-            goto fail;
-        }
-        for (int64_t b = 0; b < B; b++)
-            lens[b] = (int)T;
-        rc = api_refine(ctx, m, u.x.data, lens, (int)B, u.y.data, ws, e);
-        free(lens);
-        if (rc)
-            goto fail;
-        rs->frames = (long)(B * T);
-        u.mname = ctx->be->model_name(u.ref);
-        u.mver = ctx->be->model_version(u.ref);
+/* The buffer the refined features go to: inside the .npy reply itself (z.in_place),
+ * or an array of their own. */
+static int run_alloc_y(run *u)
+{
+    const api_ctx *ctx = u->st->ctx;
+    sola_err *e = &u->e;
+    if (u->z.in_place) {
+        /* compute straight into the reply: header, then the floats */
+        char hdr[192];
+        size_t hl = api_npy_header(u->x.ndim, u->x.shape, hdr), nb;
+        if (sola_mul_size(sola_array_numel(&u->x), sizeof(float), &nb) ||
+            sola_add_size(nb, hl, &u->reply_len))
+            return sola_errf(e, SOLA_ETOOBIG, "result too large");
+        if (api_mem_reserve(ctx, u->reply_len, "the reply", u->rs))
+            return REPLIED;
+        u->y_held = u->reply_len;
+        if (!(u->reply = ctx->be->buf_get ? ctx->be->buf_get(ctx->self, u->reply_len)
+                                          : malloc(u->reply_len)))
+            return sola_errf(e, SOLA_ENOMEM, "out of memory for the reply");
+        memcpy(u->reply, hdr, hl);
+        u->y.data = (float *)(void *)(u->reply + hl);
+        u->y.ndim = u->x.ndim;
+        memcpy(u->y.shape, u->x.shape, sizeof u->x.shape);
+        return 0;
     }
-    run_finish(&u);
-    if (rs->status == 200 && u.ref) {
-        api_set_header(rs, "X-Model", "%s", u.mname);
-        api_set_header(rs, "X-Model-Version", "%d", u.mver);
+    if (api_mem_reserve(ctx, u->z.y, "the refined features", u->rs))
+        return REPLIED;
+    u->y_held = u->z.y;
+    return alloc_like(&u->y, u->x.ndim, u->x.shape, e);
+}
+
+/* Compute: the model (held in u->ref until the reply is encoded) refines x into y. */
+static int run_compute(run *u, sola_ws *ws, int64_t B, int64_t T, int64_t C)
+{
+    infer *st = u->st;
+    const api_ctx *ctx = st->ctx;
+    api_response *rs = u->rs;
+    sola_err *e = &u->e;
+    int rc;
+    if ((rc = ctx->be->model_acquire(ctx->self, st->model[0] ? st->model : NULL, st->version,
+                                     &u->ref, e)))
+        return rc;
+    const sola_model *m = ctx->be->model_get(ctx->self, u->ref, e);
+    if (!m)
+        return e->code ? e->code : SOLA_EIO;
+    if (C != m->C)
+        return sola_errf(e, SOLA_ESHAPE,
+                         "features have C=%lld channels but model %s version %d expects C=%d",
+                         (long long)C, ctx->be->model_name(u->ref),
+                         ctx->be->model_version(u->ref), m->C);
+    if ((rc = run_alloc_y(u)))
+        return rc;
+    if (api_cancelled(rs)) {
+        api_error(rs, 503, "the client went away");
+        return REPLIED;
     }
-    if (u.z.in_place && !u.reply && rs->status == 200) {
-        rs->charged += y_held; /* the .npy reply is the features' buffer */
-        y_held = 0;
+    /* a batch goes through as one pass (bigger GEMMs), with each sequence zero-padded
+     * on its own: the same result as B separate refines */
+    int *lens = malloc(sizeof(int) * (size_t)B);
+    if (!lens)
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    for (int64_t b = 0; b < B; b++)
+        lens[b] = (int)T;
+    rc = api_refine(ctx, m, u->x.data, lens, (int)B, u->y.data, ws, e);
+    free(lens);
+    if (rc)
+        return rc;
+    rs->frames = (long)(B * T);
+    u->mname = ctx->be->model_name(u->ref);
+    u->mver = ctx->be->model_version(u->ref);
+    return 0;
+}
+
+/* Encode (run_finish), then the reply's model headers and its share of the budget. */
+static void run_encode(run *u)
+{
+    api_response *rs = u->rs;
+    run_finish(u);
+    if (rs->status == 200 && u->ref) {
+        api_set_header(rs, "X-Model", "%s", u->mname);
+        api_set_header(rs, "X-Model-Version", "%d", u->mver);
     }
-    goto out;
-fail:
-    api_error_from(rs, e);
-    (void)rc;
-out:
-    if (u.ref)
-        ctx->be->model_release(ctx->self, u.ref);
-    json_decref(rest);
-    if (x_borrowed)
-        u.x.data = NULL;
-    sola_array_free(&u.x);
-    if (u.reply) {
+    if (u->z.in_place && !u->reply && rs->status == 200) {
+        rs->charged += u->y_held; /* the .npy reply is the features' buffer */
+        u->y_held = 0;
+    }
+}
+
+static void run_cleanup(run *u)
+{
+    const api_ctx *ctx = u->st->ctx;
+    if (u->ref)
+        ctx->be->model_release(ctx->self, u->ref);
+    json_decref(u->rest);
+    if (u->x_borrowed)
+        u->x.data = NULL;
+    sola_array_free(&u->x);
+    if (u->reply) {
         if (ctx->be->buf_put)
-            ctx->be->buf_put(u.reply);
+            ctx->be->buf_put(u->reply);
         else
-            free(u.reply);
-        u.y.data = NULL;
+            free(u->reply);
+        u->y.data = NULL;
     }
-    sola_array_free(&u.y);
-    sola_array_free(&u.S);
-    sola_array_free(&u.Sraw);
-    api_mem_give(ctx, x_held + y_held);
+    sola_array_free(&u->y);
+    sola_array_free(&u->S);
+    sola_array_free(&u->Sraw);
+    api_mem_give(ctx, u->x_held + u->y_held);
+}
+
+static void infer_run(void *state, sola_ws *ws, api_response *rs)
+{
+    infer *st = state;
+    run u = {0};
+    u.st = st;
+    u.rs = rs;
+    int64_t B = 0, T = 0, C = 0;
+    int rc = run_decode(&u);
+    if (!rc && (st->seq.has_id || st->seq.has_start || st->seq.has_end)) {
+        stream_call(st, &u.x, ws, rs);
+        rc = REPLIED;
+    }
+    if (!rc)
+        rc = run_limits(&u, &B, &T, &C);
+    if (!rc)
+        rc = run_format(&u, B);
+    if (!rc && (st->kind == K_REFINE || (st->tsm & TSM_REFINED)))
+        rc = run_compute(&u, ws, B, T, C);
+    if (!rc)
+        run_encode(&u);
+    else if (rc != REPLIED)
+        api_error_from(rs, &u.e);
+    run_cleanup(&u);
 }
 
 static int defer(int rc, api_work *w)

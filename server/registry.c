@@ -315,173 +315,182 @@ static void drop_shadowed_flats(reg *r, reg_model *nm, int *nn)
     }
 }
 
-int reg_scan(reg *r, int quiet, sola_err *e)
+/* Appends model NAME (its versions and active one, already read) to the list being
+ * built; takes vers. 0, or SOLA_ENOMEM. */
+static int add_dir_model(reg *r, reg_model **nm, int *nn, int *cap, const char *name,
+                         int *vers, int nver, int active, sola_err *e)
 {
-    pthread_mutex_lock(&r->write_mu);
-    r->quiet = quiet;
-    reg_model *nm = NULL;
-    int nn = 0, cap = 0, rc = 0;
-    if (r->dir) {
-        DIR *d = opendir(r->dir);
-        if (!d && errno != ENOENT) {
-            rc = sola_errf(e, SOLA_EIO, "%s: %s", r->dir, strerror(errno));
-            goto out;
+    if (*nn == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        reg_model *p = realloc(*nm, sizeof **nm * (size_t)*cap);
+        if (!p) {
+            free(vers);
+            return sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
         }
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            if (de->d_name[0] == '.')
-                continue;
-            char flat_name[80];
-            int flat = r->read_only && flat_model_name(r, de->d_name, flat_name);
-            if (flat) {
-                if ((rc = add_flat(r, &nm, &nn, &cap, flat_name, e)))
-                    break;
-                continue;
-            }
-            if (!sola_name_ok(de->d_name)) {
-                warn_files(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
-                           r->dir, de->d_name);
-                continue;
-            }
-            int *vers = NULL, nver = 0, active = 0;
-            if (read_model_dir(r, de->d_name, &vers, &nver, &active))
-                continue;
-            if (nn == cap) {
-                cap = cap ? cap * 2 : 8;
-                reg_model *p = realloc(nm, sizeof *nm * (size_t)cap);
-                if (!p) {
-                    free(vers);
-                    rc = sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
-                    break;
-                }
-                nm = p;
-            }
-            memset(&nm[nn], 0, sizeof nm[nn]);
-            if (!(nm[nn].name = strdup(de->d_name))) {
-                free(vers);
-                rc = sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
-                break;
-            }
-            nm[nn].versions = vers;
-            nm[nn].nver = nver;
-            nm[nn].active_version = active;
-            nn++;
-        }
-        if (d)
-            closedir(d);
-        if (rc)
-            goto out;
-        drop_shadowed_flats(r, nm, &nn);
+        *nm = p;
     }
-    if (nn == 0 && r->read_only) {
-        /* a store's models are the point: never swap them for the embedded identity */
-        rc = sola_errf(e, SOLA_ENOTFOUND,
-                       "%s holds no model: expected NAME.safetensors files or "
-                       "NAME/VERSION.safetensors directories (an optional NAME/active names "
-                       "the version to serve)", r->dir);
-        goto out;
+    reg_model *m = &(*nm)[*nn];
+    memset(m, 0, sizeof *m);
+    if (!(m->name = strdup(name))) {
+        free(vers);
+        return sola_errf(e, SOLA_ENOMEM, "out of memory scanning %s", r->dir);
     }
-    if (nn == 0) {
-        nm = calloc(1, sizeof *nm);
-        if (!nm || !(nm[0].name = strdup(REG_DEFAULT_NAME)) ||
-            !(nm[0].versions = malloc(sizeof(int)))) {
-            rc = sola_errf(e, SOLA_ENOMEM, "out of memory");
-            goto out;
-        }
-        nm[0].embedded = 1;
-        nm[0].versions[0] = 1;
-        nm[0].nver = 1;
-        nm[0].active_version = 1;
-        nn = 1;
-    }
+    m->versions = vers;
+    m->nver = nver;
+    m->active_version = active;
+    (*nn)++;
+    return 0;
+}
 
-    /* Load what changed, outside the list lock: a model whose active version is the
-     * one already loaded keeps its reg_ver. A new active version that does not load
-     * leaves the previous one serving (an operator's slip must not take a model down),
-     * and an unchanged broken file is not read again on every periodic scan. */
-    for (int i = 0; i < nn; i++) {
-        pthread_mutex_lock(&r->mu);
-        reg_model *old = reg__find(r, nm[i].name);
-        int was = old ? old->active_version : 0, was_embedded = old && old->embedded;
-        char *old_error = old && old->load_error ? strdup(old->load_error) : NULL;
-        reg_ver *prev = NULL; /* the version serving now, kept in case the new one fails */
-        if (old && old->active && old->embedded == nm[i].embedded) {
-            if (old->active_version == nm[i].active_version)
-                nm[i].active = old->active;
-            else
-                prev = old->active;
-            old->active->refs++;
-        }
-        if (old) {
-            nm[i].bad_version = old->bad_version;
-            nm[i].bad_size = old->bad_size;
-            nm[i].bad_mtime_ns = old->bad_mtime_ns;
-        }
-        pthread_mutex_unlock(&r->mu);
-        if (nm[i].active) {
-            free(old_error);
+/* Phase 1 of a scan: the models on disk (names and versions, nothing loaded) into a
+ * new list *nm of *nn entries. 0, or an error (what was built so far stays in *nm and *nn). */
+static int scan_list(reg *r, reg_model **nm, int *nn, sola_err *e)
+{
+    int cap = 0, rc = 0;
+    DIR *d = opendir(r->dir);
+    if (!d && errno != ENOENT)
+        return sola_errf(e, SOLA_EIO, "%s: %s", r->dir, strerror(errno));
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char flat_name[80];
+        int flat = r->read_only && flat_model_name(r, de->d_name, flat_name);
+        if (flat) {
+            if ((rc = add_flat(r, nm, nn, &cap, flat_name, e)))
+                break;
             continue;
         }
-        sola_err le = {0};
-        sola_model *m = NULL;
-        char *path = NULL;
-        struct stat st = {0};
-        int known_bad = 0;
-        if (nm[i].embedded) {
-            m = embedded_model(r->dim, &le);
-        } else if ((path = reg__ver_path(r, nm[i].name, nm[i].active_version, nm[i].flat))) {
-            stat(path, &st);
-            long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-            known_bad = nm[i].bad_version == nm[i].active_version &&
-                        nm[i].bad_size == (long long)st.st_size && nm[i].bad_mtime_ns == mt;
-            if (!known_bad)
-                m = sola_model_load(path, &le);
+        if (!sola_name_ok(de->d_name)) {
+            warn_files(r, "%s/%s: ignored (model names use letters, digits, '.', '_', '-')",
+                       r->dir, de->d_name);
+            continue;
         }
-        if (m && (nm[i].active = reg__ver_new(nm[i].name, nm[i].active_version, path, m))) {
-            nm[i].active->refs = 1;
-            nm[i].bad_version = 0;
-            if (r->scanned && !nm[i].embedded)
-                logf_(r, "info", "model %s: version %d is active%s", nm[i].name,
-                      nm[i].active_version,
-                      was && !was_embedded ? " (changed on disk)" : " (new on disk)");
-        } else {
-            if (m)
-                sola_model_free(m);
-            if (known_bad) {
-                nm[i].load_error = old_error;
-                old_error = NULL;
-            } else {
-                char msg[SOLA_ERRLEN + 128];
-                if (nm[i].flat)
-                    snprintf(msg, sizeof msg, "%s does not load: %s", path,
-                             le.msg[0] ? le.msg : "out of memory");
-                else
-                    snprintf(msg, sizeof msg,
-                             "version %d (named by %s/%s/active) does not load: %s",
-                             nm[i].active_version, r->dir ? r->dir : "", nm[i].name,
-                             le.msg[0] ? le.msg : "out of memory");
-                nm[i].load_error = strdup(msg);
-                nm[i].bad_version = nm[i].active_version;
-                nm[i].bad_size = (long long)st.st_size;
-                nm[i].bad_mtime_ns =
-                    (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-                logf_(r, "warn", "model %s: %s%s", nm[i].name, msg,
-                      prev ? "; the previous version keeps serving" : "");
-            }
-            if (prev) {
-                nm[i].active = prev;
-                nm[i].active_version = prev->version;
-                prev = NULL;
-            }
-        }
-        if (prev)
-            reg_release(r, prev);
-        free(old_error);
-        free(path);
+        int *vers = NULL, nver = 0, active = 0;
+        if (read_model_dir(r, de->d_name, &vers, &nver, &active))
+            continue;
+        if ((rc = add_dir_model(r, nm, nn, &cap, de->d_name, vers, nver, active, e)))
+            break;
     }
+    if (d)
+        closedir(d);
+    if (!rc)
+        drop_shadowed_flats(r, *nm, nn);
+    return rc;
+}
 
-    /* Swap the lists; cached versions move with their model, the old entries drop
-     * their active references. */
+/* Phase 2: no model on disk. A read-only store is an error; otherwise the list is the
+ * embedded model alone. 0, or an error. */
+static int scan_fallback(reg *r, reg_model **nm, int *nn, sola_err *e)
+{
+    if (r->read_only)
+        /* a store's models are the point: never swap them for the embedded identity */
+        return sola_errf(e, SOLA_ENOTFOUND,
+                         "%s holds no model: expected NAME.safetensors files or "
+                         "NAME/VERSION.safetensors directories (an optional NAME/active names "
+                         "the version to serve)", r->dir);
+    *nm = calloc(1, sizeof **nm);
+    if (!*nm || !((*nm)[0].name = strdup(REG_DEFAULT_NAME)) ||
+        !((*nm)[0].versions = malloc(sizeof(int))))
+        return sola_errf(e, SOLA_ENOMEM, "out of memory");
+    (*nm)[0].embedded = 1;
+    (*nm)[0].versions[0] = 1;
+    (*nm)[0].nver = 1;
+    (*nm)[0].active_version = 1;
+    *nn = 1;
+    return 0;
+}
+
+/* Phase 3, for one entry of the new list: its active version, outside the list lock.
+ * A model whose active version is the one already loaded keeps its reg_ver. A new
+ * active version that does not load leaves the previous one serving (an operator's
+ * slip must not take a model down), and an unchanged broken file is not read again
+ * on every periodic scan. */
+static void scan_load(reg *r, reg_model *nm)
+{
+    pthread_mutex_lock(&r->mu);
+    reg_model *old = reg__find(r, nm->name);
+    int was = old ? old->active_version : 0, was_embedded = old && old->embedded;
+    char *old_error = old && old->load_error ? strdup(old->load_error) : NULL;
+    reg_ver *prev = NULL; /* the version serving now, kept in case the new one fails */
+    if (old && old->active && old->embedded == nm->embedded) {
+        if (old->active_version == nm->active_version)
+            nm->active = old->active;
+        else
+            prev = old->active;
+        old->active->refs++;
+    }
+    if (old) {
+        nm->bad_version = old->bad_version;
+        nm->bad_size = old->bad_size;
+        nm->bad_mtime_ns = old->bad_mtime_ns;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (nm->active) {
+        free(old_error);
+        return;
+    }
+    sola_err le = {0};
+    sola_model *m = NULL;
+    char *path = NULL;
+    struct stat st = {0};
+    int known_bad = 0;
+    if (nm->embedded) {
+        m = embedded_model(r->dim, &le);
+    } else if ((path = reg__ver_path(r, nm->name, nm->active_version, nm->flat))) {
+        stat(path, &st);
+        long long mt = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        known_bad = nm->bad_version == nm->active_version &&
+                    nm->bad_size == (long long)st.st_size && nm->bad_mtime_ns == mt;
+        if (!known_bad)
+            m = sola_model_load(path, &le);
+    }
+    if (m && (nm->active = reg__ver_new(nm->name, nm->active_version, path, m))) {
+        nm->active->refs = 1;
+        nm->bad_version = 0;
+        if (r->scanned && !nm->embedded)
+            logf_(r, "info", "model %s: version %d is active%s", nm->name,
+                  nm->active_version,
+                  was && !was_embedded ? " (changed on disk)" : " (new on disk)");
+    } else {
+        if (m)
+            sola_model_free(m);
+        if (known_bad) {
+            nm->load_error = old_error;
+            old_error = NULL;
+        } else {
+            char msg[SOLA_ERRLEN + 128];
+            if (nm->flat)
+                snprintf(msg, sizeof msg, "%s does not load: %s", path,
+                         le.msg[0] ? le.msg : "out of memory");
+            else
+                snprintf(msg, sizeof msg,
+                         "version %d (named by %s/%s/active) does not load: %s",
+                         nm->active_version, r->dir ? r->dir : "", nm->name,
+                         le.msg[0] ? le.msg : "out of memory");
+            nm->load_error = strdup(msg);
+            nm->bad_version = nm->active_version;
+            nm->bad_size = (long long)st.st_size;
+            nm->bad_mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+            logf_(r, "warn", "model %s: %s%s", nm->name, msg,
+                  prev ? "; the previous version keeps serving" : "");
+        }
+        if (prev) {
+            nm->active = prev;
+            nm->active_version = prev->version;
+            prev = NULL;
+        }
+    }
+    if (prev)
+        reg_release(r, prev);
+    free(old_error);
+    free(path);
+}
+
+/* Phase 4: the new list replaces the old one; cached versions move with their model,
+ * the old entries drop their active references. Takes nm. */
+static void scan_swap(reg *r, reg_model *nm, int nn)
+{
     reg_ver *to_free[64];
     int nfree = 0;
     pthread_mutex_lock(&r->mu);
@@ -496,7 +505,6 @@ int reg_scan(reg *r, int quiet, sola_err *e)
     int oldn = r->n;
     r->m = nm;
     r->n = nn;
-    nm = NULL;
     for (int i = 0; i < oldn; i++) {
         if (nfree > 60) { /* free in batches outside the lock */
             pthread_mutex_unlock(&r->mu);
@@ -511,6 +519,22 @@ int reg_scan(reg *r, int quiet, sola_err *e)
     for (int k = 0; k < nfree; k++)
         reg__ver_free(to_free[k]);
     free(oldm);
+}
+
+int reg_scan(reg *r, int quiet, sola_err *e)
+{
+    pthread_mutex_lock(&r->write_mu);
+    r->quiet = quiet;
+    reg_model *nm = NULL;
+    int nn = 0, rc = 0;
+    if (r->dir && (rc = scan_list(r, &nm, &nn, e)))
+        goto out;
+    if (nn == 0 && (rc = scan_fallback(r, &nm, &nn, e)))
+        goto out;
+    for (int i = 0; i < nn; i++)
+        scan_load(r, &nm[i]);
+    scan_swap(r, nm, nn);
+    nm = NULL;
     nn = 0;
     r->scanned = 1;
 out:
