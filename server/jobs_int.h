@@ -1,6 +1,8 @@
-/* jobs_int.h -- internals shared by jobs.c (the table, its refresh from disk, routes'
- * backend, event streams), jobs_store.c (a job <-> its JSON <-> its record file; it
- * never touches the table) and jobs_run.c (the job thread). Not for others. */
+/* jobs_int.h -- internals shared by jobs.c (routes' backend, event streams, start and
+ * stop), jobs_table.c (the table and its refresh from disk), jobs_store.c (a job <->
+ * its JSON <-> its files; it never touches the table), jobs_run.c (the job thread) and
+ * jobs_finish.c (how a run ends). Calls go one way: jobs.c -> jobs_run.c ->
+ * jobs_finish.c -> jobs_table.c -> jobs_store.c. Not for others. */
 /* implemented in: jobs_store.c (the states; the rest by section below) */
 #ifndef SOLAD_JOBS_INT_H
 #define SOLAD_JOBS_INT_H
@@ -94,15 +96,12 @@ enum { CANCEL_USER = 1, CANCEL_SHUTDOWN = 2 };
  * changes go at once. docs/jobs.md documents both rates. */
 #define JOBS_PROGRESS_EVENT_MS 250
 
-/* ---- jobs.c ---- */
+/* ---- jobs_table.c ---- */
 job *jobs_find(srv_jobs *J, int id);            /* mu held */
 int jobs_insert(srv_jobs *J, job *j);           /* mu held; 0 or -1 (no memory) */
 void jobs_changed(srv_jobs *J, job *j);         /* mu held: seq++ (wake after unlock) */
 void jobs_notify(srv_jobs *J);                  /* any thread: wakes event streams */
 void job_free(job *j);
-/* Removes the files a job keeps only while it may still run (checkpoint, base model,
- * output, cancel request, dataset snapshot). */
-void jobs_remove_files(srv_jobs *J, int id);
 /* Rereads records changed on disk (other replicas' writes) into the table; 1 if
  * anything changed. Takes mu itself; never called with it held. */
 int jobs_refresh(srv_jobs *J);
@@ -124,6 +123,9 @@ int jobs_write(srv_jobs *J, job *j, sola_err *e);
 int jobs_create(srv_jobs *J, job *j, int first_id, sola_err *e);
 /* Loads the record of id (st: its stat) into a fresh job, NULL if unreadable. */
 job *jobs_load_record(srv_jobs *J, int id, const struct stat *st);
+/* Removes the files a job keeps only while it may still run (checkpoint, base model,
+ * output, cancel request, dataset snapshot). */
+void jobs_remove_files(srv_jobs *J, int id);
 
 /* ---- jobs_finish.c ---- */
 /* Ends a run in state st (mu not held): for a final state the job's files go first,

@@ -2,7 +2,7 @@
  * the same document GET /jobs/ID returns. Records are written atomically (temporary
  * file, fsync, rename, directory fsync); a new record is linked into place so that
  * two replicas can never take the same id. Replicas sharing the directory see each
- * other's jobs by rereading records whose mtime or size changed (jobs.c's refresh,
+ * other's jobs by rereading records whose mtime or size changed (jobs_table.c's refresh,
  * through jobs_load_record): this file maps a job to JSON and to its file, and never
  * touches the table. */
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dsstore.h"
 #include "fsutil.h"
 #include "jobs_int.h"
 
@@ -292,4 +293,21 @@ job *jobs_load_record(srv_jobs *J, int id, const struct stat *st)
     j->mtime = st->st_mtim;
     j->size = st->st_size;
     return j;
+}
+
+/* ---- a job's files ------------------------------------------------------------ */
+
+void jobs_remove_files(srv_jobs *J, int id)
+{
+    char p[4096];
+    jobs_path(J, id, "ckpt", p);
+    unlink(p);
+    jobs_path(J, id, "base", p);
+    unlink(p);
+    jobs_path(J, id, "out", p);
+    unlink(p);
+    jobs_path(J, id, "cancel", p);
+    unlink(p);
+    jobs_path(J, id, "data", p);
+    sola_ds_rmtree(p);
 }
