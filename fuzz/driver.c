@@ -1,7 +1,7 @@
 /* driver.c -- a main() for the harnesses without libFuzzer: runs
  * LLVMFuzzerTestOneInput over every file named on the command line (directories are
- * walked one level). Built by fuzz/build.sh as build-fuzz/replay_NAME (any compiler,
- * ASan+UBSan) to reproduce a finding or replay a corpus where libFuzzer is missing. */
+ * walked one level). Built by fuzz/CMakeLists.txt as build-fuzz/replay_NAME (ASan+UBSan,
+ * no libFuzzer main) to reproduce a finding or replay a corpus one input at a time. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
