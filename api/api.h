@@ -14,7 +14,7 @@
  * What the handlers need from the process (models, health, metrics text) comes
  * through api_backend, a table of functions the server fills (server/backend.c) and
  * a test can fake. */
-/* implemented in: router.c util.c origin.c jsonfeat.c refine_call.c */
+/* implemented in: router.c request.c response.c origin.c refine_call.c */
 #ifndef SOLA_API_H
 #define SOLA_API_H
 
@@ -64,7 +64,7 @@ typedef struct api_request {
     char pval[API_MAX_PARAMS][API_PARAM_LEN];
 } api_request;
 
-/* Query parameter / route parameter / header by name; NULL if absent. */
+/* Query parameter / route parameter / header by name; NULL if absent (request.c). */
 const char *api_query(const api_request *rq, const char *key);
 const char *api_param(const api_request *rq, const char *name);
 const char *api_header(const api_request *rq, const char *name);
@@ -113,6 +113,8 @@ static inline int api_cancelled(const api_response *rs)
 {
     return rs->cancel && atomic_load_explicit(rs->cancel, memory_order_relaxed);
 }
+
+/* Building a reply (response.c). */
 
 /* Frees the body (closes the stream) and resets to status 0 (keeps `cancel`; resets
  * `charged`: a caller holding a reservation gives it back first). */
@@ -311,82 +313,16 @@ int api_dispatch(const api_ctx *ctx, api_request *rq, api_response *rs, api_work
 int api_refine(const api_ctx *ctx, const sola_model *m, const float *x, const int *lens,
                int n, float *y, sola_ws *ws, sola_err *e);
 
-/* ---- helpers shared by handlers (api/util.c) --------------------------------- */
-
-/* Media types we speak. */
-enum { API_MT_NONE, API_MT_JSON, API_MT_NPY, API_MT_NPZ, API_MT_PNG, API_MT_OCTET,
-       API_MT_OTHER };
-const char *api_mt_name(int mt);
-/* Media type of a Content-Type value (parameters ignored, case-insensitive). */
-int api_mt_parse(const char *ctype);
-/* Content negotiation: picks among cands (preference order) per the Accept header
- * (q-values, type/ *, * / *). No header -> cands[0]. Returns API_MT_NONE when nothing
- * is acceptable (406). */
-int api_negotiate(const char *accept, const int *cands, int ncand);
-
 /* The default T limit of a TSM: 4096^2 floats = 64 MB. */
 #define API_TSM_MAX_T 4096
 
-/* Reserves n bytes of the memory budget for `what` ("the reply", ...): 0, or -1 with
- * rs filled: 413 when n exceeds the whole budget, 503 + Retry-After when it does not
- * fit now. Give the bytes back with api_mem_give. */
-int api_mem_reserve(const api_ctx *ctx, size_t n, const char *what, api_response *rs);
-void api_mem_give(const api_ctx *ctx, size_t n);
-/* Counts n bytes that already exist (a parsed copy); give back with api_mem_give. */
-void api_mem_force(const api_ctx *ctx, size_t n);
-
-/* Constant-time comparison of two byte strings (time depends only on lengths). */
-int api_ct_equal(const char *a, size_t na, const char *b, size_t nb);
-
-/* Names of models/datasets/items: 1..64 chars of [A-Za-z0-9._-], not starting with
- * '.' or '-'. 0 ok, else SOLA_EINVAL with a message naming `what`. */
-int api_check_name(const char *what, const char *s, sola_err *e);
 /* Model versions are 1..API_MAX_VERSION everywhere (API, registry, file names, job
  * records); a next version past it is refused, never wrapped. */
 #define API_MAX_VERSION INT32_MAX
-/* Positive decimal integer (no sign, no leading zero) <= API_MAX_VERSION; 0 or EINVAL. */
-int api_parse_version(const char *what, const char *s, int *out, sola_err *e);
 
-/* Growable byte buffer for encoders. Functions return 0 or SOLA_ENOMEM; after a
- * failure the buffer stays failed (later appends are no-ops) so callers check once. */
-typedef struct api_buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} api_buf;
-int api_buf_reserve(api_buf *b, size_t extra);
-int api_buf_put(api_buf *b, const void *s, size_t n);
-int api_buf_puts(api_buf *b, const char *s);
-int api_buf_printf(api_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* JSON string with escapes. */
-int api_buf_json_str(api_buf *b, const char *s);
-void api_buf_free(api_buf *b);
-
-/* Shortest-ish decimal form of a float32 that reads back to exactly the same float
- * (9 significant digits, trailing zeros dropped). Writes at most 16 chars + NUL into
- * out; returns the length. Non-finite values become null. */
-int api_fmt_float(float v, char *out);
-/* JSON nested arrays of a [d0, d1] or [d0, d1, d2] float tensor. */
-int api_buf_json_floats(api_buf *b, const float *data, int ndim, const int64_t *shape);
-/* The same, checking *cancel (may be NULL) at every row: SOLA_ECANCEL once it is set. */
-int api_buf_json_floats_c(api_buf *b, const float *data, int ndim, const int64_t *shape,
-                          const atomic_int *cancel);
-
-/* Decimal JSON number text (n bytes, already validated as JSON) to the correctly
- * rounded float32, for the common cases; returns 0 when the caller must use strtof. */
-int api_parse_float_fast(const char *s, size_t n, float *out);
-
-/* The header of a v1.0 '<f4' C-order .npy of the given shape (ndim 1..3): writes
- * at most 192 bytes into out and returns its length, a multiple of 64, so the float
- * data that follows is aligned. Lets a handler compute straight into a reply. */
-size_t api_npy_header(int ndim, const int64_t *shape, char out[192]);
-
-/* Parses a feature request body in JSON: a top-level object whose "features" member
- * is a [T][C] or [B][T][C] array of numbers (read straight into float32 without
- * building a jansson tree: bodies reach tens of MB) and whose other members are
- * returned in *rest (a new reference to an object). Errors (SOLA_EFORMAT) name the
- * byte offset or the element ("features[3][7]"). */
-int api_parse_features_json(const char *buf, size_t len, sola_array *out, json_t **rest,
-                            sola_err *e);
+/* The helpers the handlers share (media types, the memory budget, names, the byte
+ * buffer, float encoders, the JSON features parser) are in api_helpers.h. Until every
+ * user outside api/ includes it, this header brings it along. */
+#include "api_helpers.h"
 
 #endif

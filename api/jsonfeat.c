@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 
 #define MAX_NEST 64
 

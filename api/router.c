@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "routes.h"
 
 static const api_route *const tables[] = {

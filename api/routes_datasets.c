@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "dsstore.h"
 #include "npy.h"
 #include "routes.h"

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "heatmap.h"
 #include "npy.h"
 #include "npz.h"

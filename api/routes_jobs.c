@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "routes.h"
 #include "train.h"
 

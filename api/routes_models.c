@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "routes.h"
 
 typedef struct mreq {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_helpers.h"
 #include "routes.h"
 #include "v2.h"
 

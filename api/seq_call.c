@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api_helpers.h"
 #include "npy.h"
 #include "npz.h"
 #include "seq.h"

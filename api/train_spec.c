@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_helpers.h"
 #include "collapse.h"
 #include "cycle.h"
 #include "defaults.h"

@@ -11,6 +11,7 @@
  * parameters); the reply is then application/octet-stream with its own
  * Inference-Header-Content-Length, and the output's parameters carry
  * binary_data_size. Binary data is little-endian, row-major. */
+#include "api_helpers.h"
 #include "v2.h"
 
 #include <math.h>

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_helpers.h"
 #include "batcher.h"
 #include "bufcache.h"
 #include "jobs.h"

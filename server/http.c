@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_helpers.h"
 #include "bufcache.h"
 #include "guard.h"
 #include "server.h"

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api_helpers.h"
 #include "dsstore.h"
 #include "fsutil.h"
 #include "jobs_int.h"

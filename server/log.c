@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_helpers.h"
 #include "server.h"
 
 static void timestamp(char *out, size_t n)

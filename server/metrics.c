@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 
 static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                  0.25,  0.5,    1,     2.5,  5,     10,   30};

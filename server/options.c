@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "api_helpers.h"
 #include "numparse.h"
 
 /* What an option's value is and how it reaches its field. */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_helpers.h"
+
 static const char *const reason_names[R_NREASONS] = {"ended", "idle", "replaced"};
 
 uint64_t streams__now_ms(void)

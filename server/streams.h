@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "registry.h"
 #include "seq.h"
 

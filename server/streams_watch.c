@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_helpers.h"
 #include "streams_int.h"
 
 #define WATCH_MAX_PENDING (8u << 20)
