@@ -307,7 +307,7 @@ static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
 
 /* SOLA_DEBUG_STOP_AFTER_VIDEOS=N: the process stops itself (SIGSTOP) once it has
  * written N videos, so a test kills it mid-run at a known point however fast the
- * machine is (tests/test_refine_shard.c). I/O thread only. */
+ * machine is (tests/cli/test_refine_shard.c). I/O thread only. */
 static void debug_stop_after(long written)
 {
     static long at = -1;
@@ -323,7 +323,7 @@ static void debug_stop_after(long written)
 
 /* SOLA_DEBUG_OOM_AT_VIDEO=J: the bookkeeping of the run's video J (0-based, in the order
  * refined) fails as if out of memory -- the one failure that stops a run midway -- so
- * a test sees that a stopped run commits no partial HDF5 file (tests/test_cli.c).
+ * a test sees that a stopped run commits no partial HDF5 file (tests/cli/test_cli.c).
  * I/O thread only. */
 static int debug_oom_at(int j)
 {

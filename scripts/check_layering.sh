@@ -29,7 +29,7 @@ CYCLE_DIRS="core api server cli tests fuzz bench"
 DEF_DIRS="core api server cli"
 # Where #include "x.h" is looked for after the including file's own folder (as the
 # build's include paths do).
-INC_PATH="core api server cli tests"
+INC_PATH="core api server cli tests/common"
 
 # Strips comments, strings, character constants and preprocessor lines from C source;
 # prints one line per top-level statement: "D name" for a prototype ending in ';',

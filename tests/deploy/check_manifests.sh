@@ -12,7 +12,7 @@
 # Exit status: 1 a check failed; else 77 when a check could not run because its tool is
 #        missing ("SKIP:" lines; scripts/deps.sh --test installs them all); else 0.
 #        "FORBIDDEN:" lines name checks this machine does not allow (not a skip here;
-#        tests/test_deploy.c reports them as skipped by the machine).
+#        tests/daemon/test_deploy.c reports them as skipped by the machine).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "${1:-$here/../..}" && pwd)"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference fixtures for the SoLa forward pass and TSM (tests/test_refine.c).
+"""Reference fixtures for the SoLa forward pass and TSM (tests/unit/test_refine.c).
 
 Regenerate (from the repository root; needs numpy and torch, e.g. Debian's python3):
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Writes tests/data/interop/: one tiny dataset per layout users bring from other
-codebases (docs/spec.md section 2), read by tests/test_layouts.c and tests/test_annotations.c.
+codebases (docs/spec.md section 2), read by tests/cli/test_layouts.c and tests/cli/test_annotations.c.
 
 Run with the system python (numpy, h5py from Debian python3-h5py):
     /usr/bin/python3 tests/ref/make_interop_fixtures.py

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Reference fixtures for the `sola` training objective and AdamW (tests/test_grad.c,
-tests/test_adamw.c).
+"""Reference fixtures for the `sola` training objective and AdamW (tests/cli/test_grad.c,
+tests/unit/test_adamw.c).
 
 Regenerate (from the repository root; needs numpy and torch, e.g. Debian's python3):
 

@@ -1,13 +1,13 @@
 /* soakrun.h -- a bounded load soak against a running solad, shared by the long soak
  * (tests/soak/soak.c, run by tests/soak/soak.sh) and the CI variant
- * (tests/test_soak_short.c).
+ * (tests/daemon/test_soak_short.c).
  *
  * N client threads post /refine for a fixed time: T drawn from {1, 16, 100, 1000},
  * JSON or .npy, about 5% malformed (truncated JSON, a bad .npy magic, a wrong channel
  * count). Halfway through, a new model version is uploaded and activated. A sampler
  * reads solad's RSS and fd count every few seconds. The caller judges the result.
  *
- * Header-only (static functions); needs libcurl, pthreads and tests/rawconn.h. */
+ * Header-only (static functions); needs libcurl, pthreads and tests/common/rawconn.h. */
 #ifndef SOLA_SOAKRUN_H
 #define SOLA_SOAKRUN_H
 
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rawconn.h"
+#include "../common/rawconn.h"
 
 #define SK_MAXSAMPLES 512
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../fuzz/harness_api.h"
+#include "../../fuzz/harness_api.h"
 #include "testutil.h"
 
 typedef struct flist {

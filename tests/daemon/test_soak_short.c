@@ -7,7 +7,7 @@
 #include <check.h>
 
 #include "serverutil.h"
-#include "soak/soakrun.h"
+#include "../soak/soakrun.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SK_ASAN 1
