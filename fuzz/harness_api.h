@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "fsutil.h"
 #include "harness.h"
 #include "train.h"
