@@ -321,8 +321,6 @@ int api_refine(const api_ctx *ctx, const sola_model *m, const float *x, const in
 #define API_MAX_VERSION INT32_MAX
 
 /* The helpers the handlers share (media types, the memory budget, names, the byte
- * buffer, float encoders, the JSON features parser) are in api_helpers.h. Until every
- * user outside api/ includes it, this header brings it along. */
-#include "api_helpers.h"
+ * buffer, float encoders, the JSON features parser) are declared in api_helpers.h. */
 
 #endif

@@ -32,6 +32,7 @@
 
 #include "gemm.h"
 #include "api.h"
+#include "api_helpers.h"
 #include "benchutil.h"
 #include "fsutil.h"
 #include "model.h"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "model.h"
 #include "refine.h"
 #include "serverutil.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_helpers.h"
 #include "npy.h"
 #include "npz.h"
 #include "refine.h"
