@@ -1,214 +1,51 @@
 /* rawconn.h -- raw loopback sockets and /proc probes for the tests that misbehave on
  * purpose (slow clients, disconnects, soak): what libcurl will not do for us.
  *
- * Header-only (static functions), like serverutil.h. Linux only (/proc). */
+ * Implemented in rawconn.c (library solatest; tests/soak/soak.sh compiles it with
+ * soak.c). Linux only (/proc). */
 #ifndef SOLA_RAWCONN_H
 #define SOLA_RAWCONN_H
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#define RC_API static __attribute__((unused))
+#include <stddef.h>
 
 /* A TCP connection to 127.0.0.1:port from source address src (NULL: any, e.g.
  * "127.0.0.2" to look like another client host: all of 127/8 is loopback on Linux).
  * Returns the fd or -1. */
-RC_API int rc_connect(int port, const char *src)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (src) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        inet_pton(AF_INET, src, &a.sin_addr);
-        if (bind(fd, (struct sockaddr *)&a, sizeof a)) {
-            close(fd);
-            return -1;
-        }
-    }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+int rc_connect(int port, const char *src);
 
 /* Sends all of buf; 0, or -1 once the peer is gone. */
-RC_API int rc_send(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
+int rc_send(int fd, const void *buf, size_t n);
 
-RC_API int rc_sends(int fd, const char *s)
-{
-    return rc_send(fd, s, strlen(s));
-}
+int rc_sends(int fd, const char *s);
 
 /* 1 while the server keeps the connection open (nothing to read, no EOF, no reset),
  * 0 once it has closed it. Bytes the server sent are left unread (MSG_PEEK). */
-RC_API int rc_open(int fd)
-{
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0)
-        return 1;
-    if (p.revents & (POLLERR | POLLHUP))
-        return 0;
-    char c;
-    ssize_t k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (k == 0)
-        return 0;
-    if (k < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-    return 1; /* a reply waits: still open */
-}
+int rc_open(int fd);
 
 /* Waits up to ms for the server to close fd; 1 if it did. */
-RC_API int rc_wait_closed(int fd, int ms)
-{
-    char buf[4096];
-    for (int waited = 0; waited <= ms; waited += 50) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) > 0) {
-            ssize_t k = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR))
-                return 1;
-        }
-    }
-    return 0;
-}
+int rc_wait_closed(int fd, int ms);
 
-RC_API double rc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+double rc_now_ms(void);
 
 /* Open descriptors of process pid (entries of /proc/PID/fd), -1 if unreadable. */
-RC_API int rc_fd_count(int pid)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/fd", pid);
-    DIR *d = opendir(p);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
+int rc_fd_count(int pid);
 
 /* Resident set size of pid in KiB (VmRSS of /proc/PID/status), -1 if unreadable. */
-RC_API long rc_rss_kb(int pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = atol(line + 6);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
+long rc_rss_kb(int pid);
 
 /* Peak resident set size of pid in KiB (VmHWM: the high-water mark since the process
  * started, or since rc_reset_hwm), -1 if unreadable. */
-RC_API long rc_hwm_kb(int pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kb = atol(line + 6);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
+long rc_hwm_kb(int pid);
 
 /* Resets pid's VmHWM to its current RSS (writes 5 to /proc/PID/clear_refs; our own
  * child, so permitted). 0, or -1 when the kernel refuses. */
-RC_API int rc_reset_hwm(int pid)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/clear_refs", pid);
-    FILE *f = fopen(p, "w");
-    if (!f)
-        return -1;
-    int ok = fputs("5", f) >= 0;
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
+int rc_reset_hwm(int pid);
 
 /* Files in dir whose name starts with prefix (-1 if dir is unreadable). */
-RC_API int rc_count_prefix(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    size_t pl = strlen(prefix);
-    struct dirent *de;
-    while ((de = readdir(d)))
-        if (strncmp(de->d_name, prefix, pl) == 0)
-            n++;
-    closedir(d);
-    return n;
-}
+int rc_count_prefix(const char *dir, const char *prefix);
 
 /* Reads what arrives within ms into buf (NUL-terminated, at most n-1 bytes), stopping
  * once it holds stop (NULL: the first read). Bytes read, -1 on EOF/error with none. */
-RC_API long rc_recv_until(int fd, char *buf, size_t n, const char *stop, int ms)
-{
-    size_t got = 0;
-    buf[0] = '\0';
-    for (int waited = 0; waited <= ms && got < n - 1; waited += 50) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        ssize_t k = recv(fd, buf + got, n - 1 - got, MSG_DONTWAIT);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-        buf[got] = '\0';
-        if (!stop || strstr(buf, stop))
-            break;
-    }
-    return got ? (long)got : -1;
-}
+long rc_recv_until(int fd, char *buf, size_t n, const char *stop, int ms);
 
 #endif

@@ -5,19 +5,28 @@
  * nothing, a full disk gives 507 and a consistent store (as root: a small tmpfs), and
  * the bearer token on every mutating route. */
 #include <arpa/inet.h>
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <stdarg.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <jansson.h>
+
+#include "array.h"
 #include "dsstore.h"
+#include "npy.h"
 #include "npz.h"
 #include "serverutil.h"
 

@@ -18,11 +18,11 @@
 START_TEST(manifests_pass)
 {
     char *root = tu_path("");
-    char *solad = solad_path();
+    char *solad = du_solad_path();
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "SOLAD='%s' '%s/tests/deploy/check_manifests.sh' '%s'",
              solad ? solad : "", root, root);
-    run_script("check_manifests.sh", cmd);
+    du_run_script("check_manifests.sh", cmd);
     free(solad);
     free(root);
 }
@@ -46,11 +46,11 @@ static void broken_copy_fails_env(const char *skip, const char *file, const char
              skip, strncmp(file, "deploy/nginx/", 13) ? " nginx" : "",
              strncmp(file, "deploy/systemd/", 15) ? " systemd-analyze" : "", root, dir);
     char *out = NULL;
-    int st = run_logged(cmd, &out);
+    int st = du_run_logged(cmd, &out);
     ck_assert_msg(st == 1, "check_manifests.sh accepted a broken %s (exit %d):\n%s", file, st,
-                  tail(out, 2000));
+                  du_tail(out, 2000));
     ck_assert_msg(strstr(out, expect) != NULL, "the failure does not mention '%s':\n%s", expect,
-                  tail(out, 2000));
+                  du_tail(out, 2000));
     free(out);
     tu_rmtree(dir);
     free(dir);
@@ -211,7 +211,7 @@ START_TEST(nginx_front_behaviour)
     char *root = tu_path("");
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s/tests/deploy/nginx_behaviour.sh'", root);
-    run_script("nginx_behaviour.sh", cmd);
+    du_run_script("nginx_behaviour.sh", cmd);
     free(root);
 }
 END_TEST
@@ -219,7 +219,7 @@ END_TEST
 START_TEST(replicas_behind_nginx)
 {
     char *root = tu_path("");
-    char *solad = solad_path();
+    char *solad = du_solad_path();
     if (!solad) {
         tu_skip("replicas.sh: no solad in %s (build solad too)", tu_bin());
         free(root);
@@ -227,7 +227,7 @@ START_TEST(replicas_behind_nginx)
     }
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s/tests/deploy/replicas.sh' '%s'", root, solad);
-    run_script("replicas.sh", cmd);
+    du_run_script("replicas.sh", cmd);
     free(solad);
     free(root);
 }

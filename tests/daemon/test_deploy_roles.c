@@ -7,14 +7,14 @@
  * mid-job, a new trainer resumes the job to succeeded by itself. */
 START_TEST(serving_replicas_and_trainers)
 {
-    run_with_solad("roles.sh", "");
+    du_run_with_solad("roles.sh", "");
 }
 END_TEST
 
 /* --models-dir on a read-only store (read-only root in a mount namespace). */
 START_TEST(read_only_model_store)
 {
-    run_with_solad("readonly.sh", "");
+    du_run_with_solad("readonly.sh", "");
 }
 END_TEST
 
@@ -23,14 +23,14 @@ END_TEST
  * and activating its model with a real solad, run again as a replaced pod. */
 START_TEST(batch_jobs)
 {
-    run_with_solad("batch.sh", "");
+    du_run_with_solad("batch.sh", "");
 }
 END_TEST
 
 /* READY=1 once the models are loaded, STOPPING=1 on SIGTERM (Type=notify). */
 START_TEST(systemd_notify)
 {
-    run_with_solad("notify.py", "");
+    du_run_with_solad("notify.py", "");
 }
 END_TEST
 

@@ -46,6 +46,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "array.h"
 #include "fsutil.h"
 #include "model.h"
 #include "npy.h"

@@ -10,8 +10,15 @@
  *      with a clear message instead of registering version -2147483648;
  *   M8 cross-site requests (another site's Origin, a form's content type) are refused,
  *      and so is a Host that is not one of the server's names (DNS rebinding). */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "rawconn.h"
 #include "serverutil.h"

@@ -6,10 +6,20 @@
  * --resume-jobs continues by itself; kill -9 at random moments loses no acknowledged
  * upload, job or model version. Models are tiny (C=16, H=16) so each run is quick. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <jansson.h>
+
+#include "array.h"
+#include "npy.h"
 #include "npz.h"
 #include "rng.h"
 #include "serverutil.h"

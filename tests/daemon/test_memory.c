@@ -12,9 +12,16 @@
  *      without being loaded.
  * Under AddressSanitizer RSS says nothing (shadow memory, quarantine): the RSS bounds
  * are reported but not asserted there; everything else is. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "npy.h"
 #include "rawconn.h"
 #include "serverutil.h"
 

@@ -3,9 +3,16 @@
  * solad's event streams send at most one progress event per 250 ms, and the losses
  * they carry add up to exactly the job's loss history, with no GET /jobs/ID needed.
  * Epochs are made very fast (2 videos, C=16, H=8) so that thousands of them pass. */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
+#include "npy.h"
 #include "rawconn.h"
 #include "serverutil.h"
 

@@ -3,10 +3,20 @@
  * with its cause, the bearer token on mutating routes, the model registry (upload,
  * conflict, download, activate, rescan) and the bounded queue (503 + Retry-After). */
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <jansson.h>
+
+#include "array.h"
 #include "fsutil.h"
+#include "npy.h"
 #include "npz.h"
+#include "refine.h"
 #include "serverutil.h"
 
 #define C_DIM 64

@@ -4,8 +4,15 @@
  * under load answers every accepted request, refuses new connections, turns readiness
  * to 503 and exits 0. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "array.h"
+#include "npy.h"
 #include "serverutil.h"
 
 #define C_DIM 64

@@ -2,6 +2,14 @@
  * requests made, the histogram is consistent, promtool accepts the page (when
  * installed), /healthz and /readyz say what they should, and --log-format json writes
  * one parseable line per request. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "npy.h"
 #include "serverutil.h"
 
 /* Value of the sample line that starts with `series` ("name{labels}"); 0 if absent. */

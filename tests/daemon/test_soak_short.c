@@ -5,6 +5,8 @@
  * where it started, and its RSS stays flat after warm-up (not checked under
  * AddressSanitizer, whose quarantine holds freed memory on purpose). */
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "serverutil.h"
 #include "../soak/soakrun.h"

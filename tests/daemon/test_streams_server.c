@@ -10,10 +10,15 @@
  * Errors: each case a user can hit. kill -9: open streams are lost, models and
  * datasets are not. Watchers: GET /streams/ID/events carries the same rows. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
+#include <jansson.h>
+
+#include "array.h"
 #include "fsutil.h"
 #include "model.h"
 #include "npy.h"

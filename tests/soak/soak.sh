@@ -11,7 +11,8 @@ bld=${1:-$src/build}
 secs=${2:-240}
 work=$(mktemp -d /tmp/sola-soak.XXXXXX)
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$work/soak" "$src/tests/soak/soak.c" -lcurl -lpthread
+cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o "$work/soak" "$src/tests/soak/soak.c" \
+    "$src/tests/common/rawconn.c" -lcurl -lpthread
 mkdir -p "$work/data/models/m"
 "$bld/sola" init --dim 256 --hidden 128 --seed 1 -o "$work/data/models/m/1.safetensors" >/dev/null
 "$bld/sola" init --dim 256 --hidden 128 --seed 2 -o "$work/v2.safetensors" >/dev/null

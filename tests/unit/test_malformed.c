@@ -9,6 +9,7 @@
  * no crash, and every refusal carries a message. */
 #include <dirent.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -2,9 +2,12 @@
  * descriptors, ZIP64 directory), the malformed corpus, our writer, and numpy
  * reading what we write. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "fmtcheck.h"
 #include "fsutil.h"

@@ -1,10 +1,14 @@
 /* test_safetensors.c -- reading files laid out as the safetensors package writes
  * them, float conversions, the malformed corpus, our writer's layout, and a
  * struct+json+numpy reader checking the format rules on what we write. */
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "fmtcheck.h"
 #include "fsutil.h"
