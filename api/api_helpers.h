@@ -72,6 +72,10 @@ void api_buf_free(api_buf *b);
 
 /* ---- encode.c ---- */
 
+/* 10^0 .. 10^22, each exact as a double (the decimal <-> float32 conversions' scale:
+ * api_fmt_float here, api_parse_float_fast in jsonfeat.c). */
+extern const double api_pow10[23];
+
 /* Shortest-ish decimal form of a float32 that reads back to exactly the same float
  * (9 significant digits, trailing zeros dropped). Writes at most 16 chars + NUL into
  * out; returns the length. Non-finite values become null. */

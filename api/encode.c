@@ -8,9 +8,9 @@
 #include "api_helpers.h"
 #include "npy.h"
 
-static const double pow10_tab[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+const double api_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                              1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                              1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* d * 10^k for |k| <= 66, with a few roundings of 2^-53 each: far below the
  * tolerance that matters here (see api_fmt_float). */
@@ -21,7 +21,7 @@ static double scale10(double d, int k)
         k = -k;
     while (k > 0) {
         int s = k > 22 ? 22 : k;
-        d = neg ? d / pow10_tab[s] : d * pow10_tab[s];
+        d = neg ? d / api_pow10[s] : d * api_pow10[s];
         k -= s;
     }
     return d;

@@ -183,10 +183,6 @@ static int skip_value(scan *s, int depth)
 
 /* ---- numbers ------------------------------------------------------------------ */
 
-static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
 int api_parse_float_fast(const char *s, size_t n, float *out)
 {
     /* Clinger's fast path, carried to float32: with at most 19 significant digits
@@ -241,7 +237,7 @@ int api_parse_float_fast(const char *s, size_t n, float *out)
     if (m > (1ull << 53) || e10 < -22 || e10 > 22)
         return 0;
     double d = (double)m;
-    d = e10 >= 0 ? d * p10[e10] : d / p10[-e10];
+    d = e10 >= 0 ? d * api_pow10[e10] : d / api_pow10[-e10];
     if (!(d >= 1.17549435e-38 && d < 3.4028234e38)) /* subnormal or overflow: strtof */
         return 0;
     uint64_t bits;
