@@ -17,7 +17,8 @@
 #       (core/CMakeLists.txt builds the core rooms from the same table). A file belongs
 #       to the room whose folder is the longest prefix of its path; it may include
 #       headers of its own room and of the rooms its row lists, nothing else. The
-#       table itself has no cycle.
+#       table itself has no cycle, and is closed as the build's links are (a room
+#       using B lists every room B uses).
 #   (d) private headers: a header under ROOM_FOLDER/internal/ is included only by files
 #       of that room.
 #
@@ -265,6 +266,27 @@ check() {
         echo "  ${cycles//$'\n'/$'\n'  }"
         rc=1
     fi
+    # The build's PUBLIC links are transitive, so the table must be too (or the build
+    # would allow what the table forbids): A uses B and B uses C => A lists C.
+    rooms=$(rooms_table "$root" | awk '
+        { for (i = 3; i <= NF; i++) { uses[$1, $i] = 1; list[$1] = list[$1] " " $i } }
+        END {
+            for (a in list) {
+                if ((a, "*") in uses) continue
+                n = split(list[a], bs, " ")
+                for (i = 1; i <= n; i++) {
+                    m = split(list[bs[i]], cs, " ")
+                    for (j = 1; j <= m; j++)
+                        if (cs[j] != "-" && cs[j] != "*" && !((a, cs[j]) in uses))
+                            print a " uses " bs[i] ", which uses " cs[j] ": list " cs[j] " in the row of " a
+                }
+            }
+        }' | sort -u)
+    if [ -n "$rooms" ]; then
+        echo "check_layering: $ROOMS is not closed under \"uses\" (the build's links are):"
+        echo "  ${rooms//$'\n'/$'\n'  }"
+        rc=1
+    fi
     rooms=$(room_violations "$root" <<<"$edges")
     if [ -n "$rooms" ]; then
         echo "check_layering: includes against the rooms' direction or privacy ($ROOMS):"
@@ -280,7 +302,7 @@ self_test() {
     local rc=0 out tree
     t=$(mktemp -d)
     trap 'rm -rf "$t"' EXIT
-    for tree in clean cycle misplaced direction private roomcycle; do
+    for tree in clean cycle misplaced direction private roomcycle notclosed; do
         mkdir -p "$t/$tree/core/formats/internal" "$t/$tree/core/model"
         printf '#pragma once\n/* a "string" with a b(x); in it */\nint a_one(int x);\nconst char *\na_two(void);\n' >"$t/$tree/core/a.h"
         printf '#pragma once\n#include "a.h"\ntypedef int (*b_fn)(int);\nstruct b { int (*f)(void); };\nint b_one(void);\n' >"$t/$tree/core/b.h"
@@ -306,6 +328,8 @@ self_test() {
     sed -i '1i #include "f_int.h"' "$t/private/core/model/m.c"
     # the table letting the base use formats, which uses the base
     sed -i 's/^base core -$/base core formats/' "$t/roomcycle/core/rooms.txt"
+    # model using formats without listing base, which formats uses
+    sed -i 's/^model core\/model formats base$/model core\/model formats/' "$t/notclosed/core/rooms.txt"
     if ! out=$(check "$t/clean"); then
         echo "self-test: the clean tree failed:"; echo "$out"; rc=1
     fi
@@ -326,14 +350,18 @@ self_test() {
     if out=$(check "$t/roomcycle") || ! grep -q 'base -> formats -> base\|formats -> base -> formats' <<<"$out"; then
         echo "self-test: the cycle in the rooms table was not reported:"; echo "$out"; rc=1
     fi
+    if out=$(check "$t/notclosed") ||
+        ! grep -q 'model uses formats, which uses base: list base in the row of model' <<<"$out"; then
+        echo "self-test: a rooms table not closed under \"uses\" was not reported:"; echo "$out"; rc=1
+    fi
     # The allow-list makes it legal.
     printf '/* implemented in: a.c */\n' >>"$t/misplaced/core/b.h"
     if ! out=$(check "$t/misplaced"); then
         echo "self-test: the allow-list comment was not honoured:"; echo "$out"; rc=1
     fi
     [ $rc -eq 0 ] && echo "check_layering self-test: passed (clean tree passes; cycle, misplaced definition," \
-                          "include against the rooms' direction, private header from another room and" \
-                          "cycle in the rooms table each fail)"
+                          "include against the rooms' direction, private header from another room," \
+                          "cycle in the rooms table and a table not closed each fail)"
     return $rc
 }
 

@@ -1,9 +1,9 @@
 /* gemm.h -- the one seam every matrix product of SoLa goes through.
  *
  * Two backends, chosen when building (CMake SOLA_GEMM):
- *   onednn   (default) core/gemm_onednn.c: oneDNN's sgemm and matmul primitives, which
+ *   onednn   (default) core/model/gemm_onednn.c: oneDNN's sgemm and matmul primitives, which
  *            pick their kernels from the CPU's own instruction set at run time;
- *   openblas core/gemm_openblas.c: OpenBLAS's cblas_sgemm/ssyrk.
+ *   openblas core/model/gemm_openblas.c: OpenBLAS's cblas_sgemm/ssyrk.
  * Both give results within float32 rounding of each other and of the PyTorch fixtures
  * (tests/test_refine.c, test_grad.c, test_trainer.c run on both).
  *

@@ -53,7 +53,7 @@ typedef struct sola_model {
      * w0p [C, k1*H]: w0p[c*k1*H + j*H + h] = w0[h, c, j]
      * w2p [H, k2*H]: same for conv 2. NULL until packed. */
     float *w0p, *w2p;
-    /* The three products' right-hand sides prepared for core/gemm.h (w0p, w2p and w4,
+    /* The three products' right-hand sides prepared for core/model/gemm.h (w0p, w2p and w4,
      * which they may reference), owned; NULL until packed. */
     struct sola_gemm_w *g0, *g2, *g4;
 

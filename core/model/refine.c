@@ -1,4 +1,4 @@
-/* refine.c -- the SoLa forward pass (docs/spec.md section 3) on the GEMM seam (core/gemm.h).
+/* refine.c -- the SoLa forward pass (docs/spec.md section 3) on the GEMM seam (core/model/gemm.h).
  *
  * A conv of kernel k over time is, per output row t,
  *     y[t, :] = b + sum_j x[t + (j - k/2)*d, :] . W_j          (rows out of range = 0)

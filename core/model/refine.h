@@ -2,7 +2,7 @@
  *
  * refine(x) = x + tanh(alpha) * conv4(relu(conv2(relu(conv0(x))))) over the whole
  * sequence, zero padded at both ends (docs/spec.md section 3). Each conv of kernel k is one product
- * against the repacked weight [Cin, k*Cout] (a prepared operand of core/gemm.h, built
+ * against the repacked weight [Cin, k*Cout] (a prepared operand of core/model/gemm.h, built
  * by sola_model_pack) followed by a shifted sum of the k column blocks (no im2col),
  * then bias (+ relu).
  *
@@ -14,7 +14,7 @@
  * pass laid out by sola_refine_layout (sola_refine, sola_refine_batch,
  * sola_refine_padded) computes each row of every product from that row's input alone,
  * with the same instructions whatever the pass's row count and the row's place in it
- * (core/gemm.h; each backend says why). The rest of the pass is row by row in a fixed
+ * (core/model/gemm.h; each backend says why). The rest of the pass is row by row in a fixed
  * order. Hence, bit for bit:
  *   output row t of a sequence depends only on input rows t - R .. t + R of that
  *   sequence (R = (k1/2)*d1 + (k2/2)*d2, the receptive field; rows outside the
@@ -55,7 +55,7 @@ int sola_refine_batch(const sola_model *m, const float *x, const int *lens, int 
 
 /* The layout every pass uses (see "Row independence" above): sequence i starts at row
  * offs[i], a multiple of the plan's seq_align (1 with oneDNN: end to end), and the pass
- * has prows rows, sola_rowplan_rows of the rows it holds (core/gemm.h). The plan depends
+ * has prows rows, sola_rowplan_rows of the rows it holds (core/model/gemm.h). The plan depends
  * on the calling thread's GEMM thread count: compute the layout on the thread, and
  * with the thread count, that refines. offs may be NULL. 0, SOLA_EINVAL (n < 1 or an
  * unpacked model), SOLA_ESHAPE (a length < 1) or SOLA_ETOOBIG. */

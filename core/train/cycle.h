@@ -42,7 +42,7 @@
  *   cycle.optimizer.step [1]
  * and metadata cycle.tau, cycle.lambda, cycle.momentum, cycle.subset.
  *
- * Thread rules: a sola_cycle belongs to one thread at a time. GEMMs use core/gemm.h's
+ * Thread rules: a sola_cycle belongs to one thread at a time. GEMMs use core/model/gemm.h's
  * threads; row loops use sola_parallel_for; results depend only on the seed and the
  * BLAS thread count. */
 /* implemented in: cycle.c cycle_nce.c */

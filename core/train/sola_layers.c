@@ -1,7 +1,7 @@
 /* sola_layers.c -- forward/backward pairs of the SoLa training step (see sola_layers.h).
  *
- * The FLOPs are in the linear layers (sola_sgemm, core/gemm.h); everything else is a streaming
- * loop over memory that is about to be, or has just been, touched by a GEMM. Small
+ * The FLOPs are in the linear layers (sola_sgemm, core/model/gemm.h); everything else is a
+ * streaming loop over memory that is about to be, or has just been, touched by a GEMM. Small
  * reductions (norms, dot products of the loss) use 16 float partial sums, which the
  * compiler vectorises, finished in double: accurate to float rounding, and
  * independent of the batch size. */

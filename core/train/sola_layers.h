@@ -13,7 +13,7 @@
  *
  * Backward functions OVERWRITE their gradient outputs (they never accumulate), except
  * sola_col2im_add whose name says so. Any gradient output may be NULL when not needed.
- * All GEMMs go through core/gemm.h (sola_sgemm) and use its threads. */
+ * All GEMMs go through core/model/gemm.h (sola_sgemm) and use its threads. */
 #ifndef SOLA_LAYERS_H
 #define SOLA_LAYERS_H
 

@@ -18,7 +18,7 @@
  * flat loop over params, grads and its moments.
  *
  * Thread rules: a context belongs to one thread at a time; the model is only read.
- * The GEMMs use core/gemm.h's threads (sola_gemm_set_threads bounds them). */
+ * The GEMMs use core/model/gemm.h's threads (sola_gemm_set_threads bounds them). */
 #ifndef SOLA_LOSS_H
 #define SOLA_LOSS_H
 

@@ -89,7 +89,7 @@ typedef struct sola_trainer_opts {
     int batch;              /* 256 */
     int epochs;             /* 150: total, counting epochs done before a resume */
     uint64_t seed;          /* 0: head init (if created) and epoch plans */
-    int threads;            /* > 0: sola_gemm_set_threads (core/gemm.h); 0: leave */
+    int threads;            /* > 0: sola_gemm_set_threads (core/model/gemm.h); 0: leave */
     const char *checkpoint; /* path or NULL */
     int checkpoint_every;   /* epochs between checkpoints (0: only on cancel) */
     int resume;             /* 1: continue from the state stored in the model, if any */
