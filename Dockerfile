@@ -16,7 +16,7 @@ FROM debian:${DEBIAN_TAG} AS build
 
 # check + libcurl are needed only by the test executables (RUN_TESTS=1 below turns
 # on SOLA_BUILD_TESTS); without them the build needs neither.
-# libdnnl-dev: oneDNN, the default GEMM backend (core/gemm_onednn.c; OpenMP threads).
+# libdnnl-dev: oneDNN, the default GEMM backend (core/model/gemm_onednn.c; OpenMP threads).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \

@@ -160,5 +160,5 @@ int api_buf_json_floats_c(api_buf *b, const float *data, int ndim, const int64_t
 
 size_t api_npy_header(int ndim, const int64_t *shape, char out[192])
 {
-    return sola_npy_header("<f4", ndim, shape, (unsigned char *)out, 192); /* core/npy.h */
+    return sola_npy_header("<f4", ndim, shape, (unsigned char *)out, 192); /* core/formats/npy.h */
 }

@@ -1,7 +1,7 @@
 /* routes_datasets.c -- unlabeled training data over HTTP: upload one item (.npy) or a
  * whole dataset (.npz), list, describe, delete. Bodies arrive as temporary files (the
  * routes carry API_BODY_FILE: the server streams them to disk, never to memory);
- * everything that touches the store runs on a worker, through core/dsstore.h, which
+ * everything that touches the store runs on a worker, through core/data/dsstore.h, which
  * validates before anything becomes visible. */
 #include <stdio.h>
 #include <stdlib.h>

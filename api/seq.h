@@ -6,7 +6,7 @@
  * model version it resolves now) and/or closes it (sequence_end: the tail is flushed
  * with the offline zero padding), appends its chunk [n, C] (n >= 0) and gets back the
  * refined rows that became final with it, with the absolute index of the first one
- * (sequence_offset). The maths is core/stream.h. */
+ * (sequence_offset). The maths is core/model/stream.h. */
 /* implemented in: seq_call.c */
 #ifndef SOLA_API_SEQ_H
 #define SOLA_API_SEQ_H

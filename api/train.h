@@ -29,15 +29,15 @@ typedef struct api_train_spec {
     int epochs, batch;
     double lr;             /* resolved: the objective's default when not given */
     char schedule[16];     /* "constant" or "cosine"; resolved as lr */
-    int stop_on_collapse;  /* the collapse guard ends the job (core/trainer.h) */
-    double collapse_ratio, collapse_share; /* its thresholds (core/collapse.h) */
+    int stop_on_collapse;  /* the collapse guard ends the job (core/train/trainer.h) */
+    double collapse_ratio, collapse_share; /* its thresholds (core/train/collapse.h) */
     uint64_t seed;
     int window, positions, start, step, head;
     double K;
     /* a fresh model's shape (ignored with base_model) */
     int hidden, kernel, kernel2;
     int checkpoint_every; /* epochs between checkpoints */
-    /* cycle and sola+cycle (core/cycle.h; refused with objective sola) */
+    /* cycle and sola+cycle (core/train/cycle.h; refused with objective sola) */
     double temperature, cycle_lambda, momentum;
     int queue, cycle_subset, cycle_hidden, cycle_dim;
     double sola_weight, cycle_weight; /* sola+cycle: the two losses' weights */
@@ -51,7 +51,7 @@ void api_train_spec_default(api_train_spec *s);
  * cannot train; the message names the field. */
 int api_train_spec_parse(json_t *o, api_train_spec *s, sola_err *e);
 
-/* The cycle objective's settings of a spec, as core/cycle.h takes them. */
+/* The cycle objective's settings of a spec, as core/train/cycle.h takes them. */
 struct sola_cycle_cfg;
 void api_train_spec_cycle(const api_train_spec *s, struct sola_cycle_cfg *c);
 

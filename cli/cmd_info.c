@@ -1,5 +1,5 @@
 /* cmd_info.c -- `sola info FILE`: what a .npy, .npz, .safetensors or HDF5 file holds.
- * The kind is decided by the file's first bytes (core/sniff.h), not by its name. */
+ * The kind is decided by the file's first bytes (core/formats/sniff.h), not by its name. */
 #include <stdio.h>
 #include <string.h>
 

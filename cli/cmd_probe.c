@@ -1,5 +1,5 @@
 /* cmd_probe.c -- `sola probe`: linear fg/bg probe of raw or refined features
- * (core/probe.h). */
+ * (core/train/probe.h). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

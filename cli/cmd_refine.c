@@ -2,7 +2,7 @@
  *
  * IN may be one .npy ([T, C] or [B, T, C]), one .npz (every member refined, names
  * kept; with an .npy output only the sequence member "feats"/the single member), or
- * a dataset: a directory in any layout of core/layouts.h (NAME.npy/.npz, video_features
+ * a dataset: a directory in any layout of core/data/layouts.h (NAME.npy/.npz, video_features
  * pairs, BMN CSV) or an HDF5 file. A dataset goes through refine_dataset.c: every video
  * gets a refined twin with the same name and T, float32, so downstream configs only
  * change their feature folder; streamed video by video; each output written

@@ -1,4 +1,4 @@
-/* cmd_synth.c -- `sola synth`: write a synthetic labelled dataset (core/synth.h). */
+/* cmd_synth.c -- `sola synth`: write a synthetic labelled dataset (core/data/synth.h). */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +14,7 @@ static const char help[] =
     "between background gaps. By default the features imitate a frozen video encoder's\n"
     "(non-negative, low-rank, a bright TSM diagonal, each video's style dominating);\n"
     "--simple gives the first generator (signed, full-rank, i.i.d. noise per snippet).\n"
-    "The model of both is in docs/training.md and core/synth.h.\n"
+    "The model of both is in docs/training.md and core/data/synth.h.\n"
     "\n"
     "  -o DIR         output folder (created)\n"
     "  --videos N     number of videos (64)\n"

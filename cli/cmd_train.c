@@ -1,5 +1,5 @@
 /* cmd_train.c -- `sola train`: train the SoLa module on a dataset folder
- * (core/trainer.h), with progress, checkpoints, Ctrl-C and --resume. */
+ * (core/train/trainer.h), with progress, checkpoints, Ctrl-C and --resume. */
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
 /* refine_dataset.h -- `sola refine` of a whole dataset (a folder in any layout of
- * core/layouts.h, or an HDF5 file) into refined files downstream codebases read
+ * core/data/layouts.h, or an HDF5 file) into refined files downstream codebases read
  * unchanged: same names, same T, float32, same orientation and format family. */
 #ifndef SOLA_CLI_REFINE_DATASET_H
 #define SOLA_CLI_REFINE_DATASET_H

@@ -1,7 +1,7 @@
 /* refine_pipe.h -- the loop of `sola refine DIR` as a pipeline.
  *
  * While the calling thread refines video i, one I/O thread writes video i-1 and then
- * reads video i+1 straight into the padded layout of a refine pass (core/refine.h):
+ * reads video i+1 straight into the padded layout of a refine pass (core/model/refine.h):
  * file I/O overlaps the compute instead of following it. Two buffers, each grown to
  * the longest video seen and then reused, and one workspace: no allocation per file
  * once the longest video has passed. A video is refined in place (its input rows

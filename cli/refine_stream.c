@@ -1,6 +1,6 @@
 /* refine_stream.c -- `sola refine --stream`: online refine for pipelines without
  * HTTP. Rows are read from standard input as the producer writes them and each
- * refined row is written out as soon as it is final (core/stream.h: once R more rows
+ * refined row is written out as soon as it is final (core/model/stream.h: once R more rows
  * have arrived; the last R at the end of input), bit-identical to `sola refine` of the
  * whole sequence.
  *

@@ -29,7 +29,7 @@ rc=0
 (cd build && ctest --output-on-failure -j "$jobs") || rc=$?
 why_skipped build
 [ $rc -eq 0 ] || exit $rc
-# The other GEMM backend (core/gemm.h): the numeric tests against the PyTorch fixtures,
+# The other GEMM backend (core/model/gemm.h): the numeric tests against the PyTorch fixtures,
 # batching's (the daemon's batcher too) and streaming's bit-identity and the training
 # step, on OpenBLAS.
 numeric="test_refine test_batcher test_batching test_stream test_streams_server test_grad test_trainer test_model test_adamw test_probe test_cycle"

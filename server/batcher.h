@@ -6,7 +6,7 @@
  * same model version while other workers are still parsing (never when nobody else
  * could join), gathers up to --max-batch-frames snippets, and computes them as one
  * padded pass (sola_refine_padded). The result is bit-identical to a pass of each
- * request alone (core/refine.c explains the layout that makes it so), so batching
+ * request alone (core/model/refine.c explains the layout that makes it so), so batching
  * changes throughput and latency, never a reply's bytes. */
 #ifndef SOLAD_BATCHER_H
 #define SOLAD_BATCHER_H

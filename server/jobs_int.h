@@ -37,7 +37,7 @@ typedef struct job {
     int nhist, hist_cap;
     int resumed_epoch;    /* where the last run started (after a resume) */
     long resumed_step;
-    /* the collapse guard (core/collapse.h), from the epoch ends of the run */
+    /* the collapse guard (core/train/collapse.h), from the epoch ends of the run */
     int guard_epoch;      /* epoch of the last measurement (0: none yet) */
     double norm_ratio, const_share;
     int collapse_epoch;   /* first epoch at whose end it fired (0: never) */

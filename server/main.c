@@ -204,7 +204,7 @@ int main(int argc, char **argv)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (c->threads == 0)
         c->threads = ncpu > c->workers ? (int)(ncpu / c->workers) : 1;
-    sola_gemm_set_threads(c->threads); /* each compute thread takes it (core/gemm.h) */
+    sola_gemm_set_threads(c->threads); /* each compute thread takes it (core/model/gemm.h) */
     signal(SIGPIPE, SIG_IGN);
 
     struct timeval tv;

@@ -1,5 +1,5 @@
 /* streams.c -- see streams.h. A hash table of entries chained per bucket; an entry
- * is a stream (core/stream.h), its pinned model reference and its clock. Closed ids
+ * is a stream (core/model/stream.h), its pinned model reference and its clock. Closed ids
  * are remembered in a small ring for a while so that a late call is told why its
  * stream is gone (ended, dropped as idle, replaced) rather than just "not open". */
 #include "streams_int.h"

@@ -1,5 +1,5 @@
 /* streams.h -- the open streams of online refine (docs/streaming.md): a table from
- * sequence_id to the stream's state (core/stream.h: its last 2R input rows) and the
+ * sequence_id to the stream's state (core/model/stream.h: its last 2R input rows) and the
  * model version it pinned at its start, with the limits (--max-streams, 503 past it;
  * --stream-idle-timeout, after which a stream is dropped and a later call gets 404
  * saying so) and the figures /metrics shows.

@@ -1,5 +1,5 @@
 // plot.js -- drawing on <canvas>: TSM heatmaps in the viridis colormap the daemon's
-// PNGs use (the same anchor colours as core/heatmap.c, linearly interpolated), a
+// PNGs use (the same anchor colours as core/formats/heatmap.c, linearly interpolated), a
 // diverging map for differences and colour legends (loss curves: chart.js). Also
 // reads the .npy replies of GET/POST /tsm (always v1.0 '<f4' C order from solad, but
 // checked) and the header of a dropped .npy.

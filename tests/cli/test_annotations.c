@@ -1,5 +1,5 @@
 /* test_annotations.c -- ActionFormer/OpenTAD annotation JSON to snippet labels
- * (core/annotations.h) and `sola probe --annotations` on the committed fixture
+ * (core/data/annotations.h) and `sola probe --annotations` on the committed fixture
  * tests/data/interop/ann (tests/ref/make_interop_fixtures.py). */
 #include <math.h>
 #include <stdio.h>

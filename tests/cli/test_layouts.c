@@ -1,5 +1,5 @@
 /* test_layouts.c -- the layouts of other codebases behind the dataset interface
- * (core/layouts.h, core/h5io.h), on the committed fixtures of
+ * (core/data/layouts.h, core/formats/h5io.h), on the committed fixtures of
  * tests/ref/make_interop_fixtures.py, and `sola refine` round trips of each layout.
  *
  * Fixture values: val(t, c, s) = s * (t + c / 100). */

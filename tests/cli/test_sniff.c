@@ -1,5 +1,5 @@
 /* test_sniff.c -- a file is named for what it is before any format-specific message:
- * core/sniff.c on each kind, the three readers (npy, npz, safetensors) on files of
+ * core/formats/sniff.c on each kind, the three readers (npy, npz, safetensors) on files of
  * another kind, and `sola info` on mislabelled files. */
 #include <stdio.h>
 #include <stdlib.h>

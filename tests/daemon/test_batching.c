@@ -2,7 +2,7 @@
  *
  * Core: sola_refine_batch over mixed lengths (1..400, up to 40 sequences, k2 = 3 and
  * 1, dilations, odd and narrow widths, the paper's shape) equals separate sola_refine
- * calls byte for byte, with 1 and 2 GEMM threads (each backend's row plan, core/gemm.h,
+ * calls byte for byte, with 1 and 2 GEMM threads (each backend's row plan, core/model/gemm.h,
  * is what makes this hold); and rows of a pass over a window of a sequence equal the
  * whole pass's wherever the window holds their receptive field (streaming).
  * Daemon: concurrent /refine and /v2 infer requests to a solad that batches (a long
@@ -145,7 +145,7 @@ START_TEST(batch_bitwise_paper_shape)
 }
 END_TEST
 
-/* oneDNN's pool path (core/gemm_onednn.c): every task of a prepared product runs on
+/* oneDNN's pool path (core/model/gemm_onednn.c): every task of a prepared product runs on
  * one thread, so where the plan is exact a refine's bits do not depend on the thread
  * count either -- 1, 2 and 3 threads (more than the helpers have cores on a 2-core
  * machine) give the same bytes, for the paper's shape and an odd one. */

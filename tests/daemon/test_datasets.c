@@ -1,4 +1,4 @@
-/* test_datasets.c -- the dataset store (core/dsstore.h) and its routes against a real
+/* test_datasets.c -- the dataset store (core/data/dsstore.h) and its routes against a real
  * solad: uploads item by item and as .npz (a `sola synth` dataset), what GET reports,
  * malformed, truncated and wrong-dimension uploads refused with nothing left behind,
  * traversal and hidden names refused, a client that disconnects mid-upload leaves

@@ -290,7 +290,7 @@ static Suite *suite(void)
 int main(void)
 {
     /* every thread's products on one GEMM thread, the references' included
-     * (batchable is per thread count: core/refine.h) */
+     * (batchable is per thread count: core/model/refine.h) */
     sola_gemm_set_threads(1);
     return tu_run(suite());
 }

@@ -1,4 +1,4 @@
-/* test_cycle.c -- the cycle objective (core/cycle.h): finite-difference checks of
+/* test_cycle.c -- the cycle objective (core/train/cycle.h): finite-difference checks of
  * every new backward (InfoNCE against a queue, the soft nearest neighbour, the whole
  * objective through heads and module, queues held fixed), the soft nearest neighbour
  * against a hand-computed case, queue wrap-around and momentum update, bad settings,

@@ -1,4 +1,4 @@
-/* test_stream.c -- online refine (core/stream.h) gives the offline refine's bits.
+/* test_stream.c -- online refine (core/model/stream.h) gives the offline refine's bits.
  *
  * For several models (k1 = 1, 3, 5, 7, dilation 2, k2 = 3) and lengths around the
  * receptive field, every chunking -- one row at a time, random sizes with empty
