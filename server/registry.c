@@ -123,7 +123,7 @@ reg_ver *reg__unref_locked(reg *r, reg_ver *v)
     return v;
 }
 
-static void model_clear(reg *r, reg_model *m, reg_ver **to_free, int *nfree)
+void reg__model_clear(reg *r, reg_model *m, reg_ver **to_free, int *nfree)
 {
     /* cached versions stay alive through their requests' references */
     for (reg_ver *c = m->cache, *next; c; c = next) {
@@ -513,7 +513,7 @@ static void scan_swap(reg *r, reg_model *nm, int nn)
             nfree = 0;
             pthread_mutex_lock(&r->mu);
         }
-        model_clear(r, &oldm[i], to_free, &nfree);
+        reg__model_clear(r, &oldm[i], to_free, &nfree);
     }
     pthread_mutex_unlock(&r->mu);
     for (int k = 0; k < nfree; k++)
@@ -624,7 +624,7 @@ void reg_free(reg *r)
     reg_ver *to_free[64];
     for (int i = 0; i < r->n; i++) {
         int nfree = 0;
-        model_clear(r, &r->m[i], to_free, &nfree);
+        reg__model_clear(r, &r->m[i], to_free, &nfree);
         for (int k = 0; k < nfree; k++)
             reg__ver_free(to_free[k]);
     }

@@ -64,5 +64,9 @@ int reg__has_version(const reg_model *m, int v);
 reg_ver *reg__unref_locked(reg *r, reg_ver *v);
 void reg__uncache(reg_model *m, reg_ver *v);
 void reg__names_list(reg *r, char *buf, size_t n);
+/* Empties an entry (r->mu held): its cached versions stay alive through their
+ * requests' references, its active reference is dropped; a version that must be freed
+ * goes to to_free[(*nfree)++] (at most one), for the caller to free after unlocking. */
+void reg__model_clear(reg *r, reg_model *m, reg_ver **to_free, int *nfree);
 
 #endif

@@ -200,7 +200,8 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
         nv->refs = 1;
     }
 
-    reg_ver *drop = NULL;
+    reg_ver *f = NULL;
+    int nf = 0;
     pthread_mutex_lock(&r->mu);
     mm = reg__find(r, name);
     if (!mm && r->n == 1 && r->m[0].embedded)
@@ -217,17 +218,8 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
                 memset(mm, 0, sizeof *mm);
             }
         } else {
-            /* reuse the embedded slot: its active reference is dropped below */
-            drop = mm->active;
-            for (reg_ver *c = mm->cache, *nx; c; c = nx) {
-                nx = c->next;
-                c->next = NULL;
-                c->cached = 0;
-            }
-            free(mm->name);
-            free(mm->versions);
-            free(mm->load_error);
-            memset(mm, 0, sizeof *mm);
+            /* reuse the embedded slot: its active reference is dropped */
+            reg__model_clear(r, mm, &f, &nf);
         }
         int *vs = malloc(sizeof(int));
         char *nm = strdup(name);
@@ -258,7 +250,6 @@ int reg_put(reg *r, const char *name, int version, const char *tmp_path, int *co
             mm->nver++;
         }
     }
-    reg_ver *f = drop ? reg__unref_locked(r, drop) : NULL;
     pthread_mutex_unlock(&r->mu);
     reg__ver_free(f);
 out:
