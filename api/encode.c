@@ -33,7 +33,7 @@ int api_fmt_float(float v, char *out)
      * least 2^-25 ~ 3e-8 of its value, while 9 significant digits are spaced at most
      * 1e-8 apart relative to the value; rounding the scaled double (error ~1e-16) to
      * the nearest 9-digit integer lands within one digit step, hence strictly inside
-     * the half-spacing, so strtof reads back exactly v. tests/test_api.c checks it on
+     * the half-spacing, so strtof reads back exactly v. tests/unit/test_api.c checks it on
      * random bit patterns and edge values. This is ~10x faster than printf("%.9g"),
      * which matters: a T=1000, C=2048 reply has two million numbers. */
     char *o = out;

@@ -1,6 +1,6 @@
 /* harness.h -- the bodies of the fuzz harnesses, shared by the libFuzzer entry points
  * (fuzz/fuzz_*.c, built by fuzz/CMakeLists.txt with clang) and by the corpus replay test
- * (tests/test_fuzz_replay.c, built by CMake with gcc, run under ASan+UBSan in CI).
+ * (tests/unit/test_fuzz_replay.c, built by CMake with gcc, run under ASan+UBSan in CI).
  *
  * Each fuzz_one_X(data, size) feeds one input to a parser and checks what the parser
  * promises beyond "does not crash":

@@ -1,5 +1,5 @@
 /* harness_api.h -- fuzz harness bodies for solad's socket-free API (api/api.h), shared
- * like harness.h by fuzz/fuzz_api_*.c (libFuzzer) and tests/test_fuzz_replay.c.
+ * like harness.h by fuzz/fuzz_api_*.c (libFuzzer) and tests/unit/test_fuzz_replay.c.
  *
  *   fuzz_one_api_features: api_parse_features_json, the JSON body scanner of /refine
  *     and /tsm. A refusal is SOLA_EFORMAT-style with a message naming "request body",

@@ -5,7 +5,7 @@
  *            pick their kernels from the CPU's own instruction set at run time;
  *   openblas core/model/gemm_openblas.c: OpenBLAS's cblas_sgemm/ssyrk.
  * Both give results within float32 rounding of each other and of the PyTorch fixtures
- * (tests/test_refine.c, test_grad.c, test_trainer.c run on both).
+ * (tests/unit/test_refine.c, cli/test_grad.c, cli/test_trainer.c run on both).
  *
  * Threads: every product uses the thread count of the thread that calls it.
  * sola_gemm_set_threads(n) sets that count for the calling thread AND the default of

@@ -32,7 +32,7 @@
  * needs nothing (a chunk is a matrix of its own to the library). The row plan makes
  * the rest a count whose every block ends in a group of 4-6 (tile_ok); then a row is
  * computed by the same instructions whatever the tile -- verified by
- * tests/test_batching.c (batches of random make-up against separate calls, and every
+ * tests/daemon/test_batching.c (batches of random make-up against separate calls, and every
  * row of a pass against the same row computed alone). Other oneDNN versions or
  * AVX-512 CPUs (other kernels) are not covered by this reasoning: the plan says
  * exact = 0 there, products are one matmul call each, and a batcher computes

@@ -11,7 +11,7 @@
  * the Haswell/Zen kernels, 4 for SkylakeX/Cooperlake's) and has a multiple of
  * block x 2 x threads rows: every row lands in a full block at the same offset
  * whatever else is in the pass (verified over lengths 1..300, k2 = 1 and 3, 1 and 2
- * threads, both kernel sets: tests/test_batching.c). With several threads OpenBLAS may
+ * threads, both kernel sets: tests/daemon/test_batching.c). With several threads OpenBLAS may
  * also cut the output columns in halves chosen by the row count; each half must be
  * whole micro-kernel blocks, hence K and N multiples of 64. And a GEMM with
  * M*N*K <= 100^3 goes to a separate small-matrix kernel (0.3.21, SkylakeX/Cooperlake

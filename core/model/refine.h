@@ -74,7 +74,7 @@ int sola_refine_batchable(const sola_model *m);
  * gather requests straight into the layout instead of copying twice, and a reader
  * read a file straight into it. yp may be xp (in place: `sola refine DIR` refines each
  * video in its read buffer, cli/refine_pipe.c): every row of yp is written only after
- * the products have read xp, with the same bits (tests/test_cli.c checks them). */
+ * the products have read xp, with the same bits (tests/cli/test_cli.c checks them). */
 int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
                        const int *lens, int n, size_t prows, float *yp, sola_ws *ws,
                        sola_err *e);
