@@ -150,43 +150,45 @@ static int monitor(sola_trainctx *mon, const sola_model *m, const sola_train_cfg
     return 0;
 }
 
-int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
-               sola_train_result *r, sola_err *e)
+/* ---- the phases of a run -------------------------------------------------------------- */
+
+/* The run's hyper-parameters into *h: the options, the objective's defaults where they
+ * say 0, or the checkpoint's when resuming; then every check that needs no allocation
+ * (options, shapes), the similarity head a `sola` objective needs, the GEMM threads. */
+static int resolve_run(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
+                       sola__hyper *h, sola_err *e)
 {
-    sola_train_result dummy;
-    if (!r)
-        r = &dummy;
-    memset(r, 0, sizeof *r);
-    sola__hyper h = {o->cfg, o->lr, o->schedule, o->batch, o->seed, sola__objective_bits(o->objective),
-               o->sola_weight, o->cycle_weight, o->cycle};
-    if (!h.obj)
+    *h = (sola__hyper){o->cfg, o->lr, o->schedule, o->batch, o->seed,
+                       sola__objective_bits(o->objective), o->sola_weight, o->cycle_weight,
+                       o->cycle};
+    if (!h->obj)
         return sola_errf(e, SOLA_EINVAL, "trainer: unknown objective '%s' (sola, cycle, "
                          "sola+cycle)", o->objective);
     float dlr;
     int dsched;
-    sola_trainer_objective_defaults(sola__objective_name(h.obj), &dlr, &dsched, NULL);
-    if (h.lr == 0)
-        h.lr = dlr;
-    if (h.sched == SOLA_SCHED_DEFAULT)
-        h.sched = dsched;
+    sola_trainer_objective_defaults(sola__objective_name(h->obj), &dlr, &dsched, NULL);
+    if (h->lr == 0)
+        h->lr = dlr;
+    if (h->sched == SOLA_SCHED_DEFAULT)
+        h->sched = dsched;
     if (o->resume && sola_model_extra(m, "trainer.epoch"))
-        sola__get_hyper(m, &h);
-    if (h.obj != (OBJ_SOLA | OBJ_CYCLE))
-        h.ws = h.wc = 1.0f; /* the weights only mix the two */
-    int rc = sola_train_cfg_check(&h.cfg, e);
+        sola__get_hyper(m, h);
+    if (h->obj != (OBJ_SOLA | OBJ_CYCLE))
+        h->ws = h->wc = 1.0f; /* the weights only mix the two */
+    int rc = sola_train_cfg_check(&h->cfg, e);
     if (rc)
         return rc;
-    if ((h.obj & OBJ_CYCLE) && (rc = sola_cycle_cfg_check(&h.cycle, e)))
+    if ((h->obj & OBJ_CYCLE) && (rc = sola_cycle_cfg_check(&h->cycle, e)))
         return rc;
-    if (!(h.ws >= 0) || !(h.wc >= 0) || !isfinite(h.ws) || !isfinite(h.wc))
+    if (!(h->ws >= 0) || !(h->wc >= 0) || !isfinite(h->ws) || !isfinite(h->wc))
         return sola_errf(e, SOLA_EINVAL, "trainer: loss weights must be finite and >= 0 (sola "
-                         "%g, cycle %g)", (double)h.ws, (double)h.wc);
-    if (h.batch < 1 || o->epochs < 0 || !(h.lr > 0) || !isfinite(h.lr) ||
-        o->checkpoint_every < 0 || !sola_schedule_name(h.sched))
+                         "%g, cycle %g)", (double)h->ws, (double)h->wc);
+    if (h->batch < 1 || o->epochs < 0 || !(h->lr > 0) || !isfinite(h->lr) ||
+        o->checkpoint_every < 0 || !sola_schedule_name(h->sched))
         return sola_errf(e, SOLA_EINVAL,
                          "trainer: need batch >= 1 (got %d), epochs >= 0 (%d), lr > 0 (%g), "
                          "checkpoint interval >= 0 (%d), a known schedule (%d)",
-                         h.batch, o->epochs, (double)h.lr, o->checkpoint_every, h.sched);
+                         h->batch, o->epochs, (double)h->lr, o->checkpoint_every, h->sched);
     if (!(o->collapse_ratio > 0) || !(o->collapse_share >= 0 && o->collapse_share <= 1))
         return sola_errf(e, SOLA_EINVAL, "trainer: collapse thresholds: need a norm ratio > 0 "
                          "(got %g) and a constant share in [0, 1] (got %g)",
@@ -197,11 +199,48 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                          sola_dataset_could_be_ct(d, m->C)
                              ? " (the files look channel-first, [C, T]: use the ct layout)"
                              : "");
-    if ((h.obj & OBJ_SOLA) && m->P == 0 &&
-        (rc = sola_model_add_head(m, h.cfg.P, h.seed ^ 0x68656164ull, e)))
+    if ((h->obj & OBJ_SOLA) && m->P == 0 &&
+        (rc = sola_model_add_head(m, h->cfg.P, h->seed ^ 0x68656164ull, e)))
         return rc;
     if (o->threads > 0)
         sola_gemm_set_threads(o->threads);
+    return 0;
+}
+
+/* The batch of nb windows from the epoch's plan, from its window k0 on: their
+ * snippets into win (one window every wsz floats), their videos into vids. */
+static int load_batch(const sola_dataset *d, const int *order, const int64_t *start, long k0,
+                      int nb, int W, size_t wsz, float *win, int *vids, sola_err *e)
+{
+    for (int k = 0; k < nb; k++) {
+        int rc = sola_dataset_window(d, order[k0 + k], start[k0 + k], W, win + k * wsz, e);
+        if (rc)
+            return rc;
+        vids[k] = order[k0 + k];
+    }
+    return 0;
+}
+
+/* The learning rate of step `step` (counted from the run's start) of `total`: the
+ * schedule is a function of the step alone, so resuming keeps it. */
+static double lr_at(const sola__hyper *h, long step, long total)
+{
+    if (h->sched == SOLA_SCHED_COSINE && total > 0)
+        return h->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)step / (double)total));
+    return h->lr;
+}
+
+int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
+               sola_train_result *r, sola_err *e)
+{
+    sola_train_result dummy;
+    if (!r)
+        r = &dummy;
+    memset(r, 0, sizeof *r);
+    sola__hyper h;
+    int rc = resolve_run(m, d, o, &h, e);
+    if (rc)
+        return rc;
 
     int W = h.cfg.W, nu = 0;
     int *usable = malloc((size_t)d->n * sizeof *usable + 1);
@@ -334,19 +373,11 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                 goto out;
             }
             int nb = (int)(nu - s * B < B ? nu - s * B : B);
-            for (int k = 0; k < nb; k++) {
-                long idx = s * B + k;
-                if ((rc = sola_dataset_window(d, order[idx], start[idx], W, win + k * wsz, e))) {
-                    rc = at_step(e, rc, ep + 1, s + 1);
-                    goto out;
-                }
-                vids[k] = order[idx];
+            if ((rc = load_batch(d, order, start, s * B, nb, W, wsz, win, vids, e))) {
+                rc = at_step(e, rc, ep + 1, s + 1);
+                goto out;
             }
-            /* the schedule: a function of the step alone, so resuming keeps it */
-            double lr = h.lr;
-            if (h.sched == SOLA_SCHED_COSINE && pr.total_steps > 0)
-                lr = h.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (double)(ep * spe + s) /
-                                             (double)pr.total_steps));
+            double lr = lr_at(&h, (long)ep * spe + s, pr.total_steps);
             opt.lr = lr;
             float loss = 0, lsola = 0, lcyc = 0, lintra = 0, lback = 0;
             if (ctx && (rc = sola_loss_grad(ctx, m, win, nb, &lsola, grads, e))) {
@@ -455,11 +486,7 @@ int sola_train(sola_model *m, const sola_dataset *d, const sola_trainer_opts *o,
                 o->progress(&pr, o->ud);
         }
     }
-    rc = sola__put_state(m, &opt, ep, 0, 0, hist, nhist, e);
-    if (!rc && cy)
-        rc = sola_cycle_store(cy, m, e);
-    if (!rc)
-        rc = sola__put_provenance(m, d, o, sola__objective_name(h.obj), ep, e);
+    rc = store_state(m, o, d, &h, cy, &opt, ep, 0, 0, hist, nhist, e);
     if (!rc)
         rc = sola_model_pack(m, e);
 out:
