@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "npy.h"
 #include "rng.h"
+#include "synth_int.h"
 
 void sola_synth_default_simple(sola_synth_opts *o)
 {

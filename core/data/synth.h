@@ -42,7 +42,6 @@
  * Both: lengths uniform in [T/2, 3T/2]; action segments and gaps have random lengths
  * in the given ranges. Everything is seeded: the directions from `seed`, video i from
  * (seed, i), so the first videos are the same whatever `videos` says. */
-/* implemented in: synth.c synth_real.c */
 #ifndef SOLA_SYNTH_H
 #define SOLA_SYNTH_H
 
@@ -102,13 +101,5 @@ int sola_synth_video(const sola_synth_opts *o, const float *dirs, int i, float *
  * is called after each video. */
 int sola_synth_write(const char *dir, const sola_synth_opts *o,
                      void (*progress)(int done, int total, void *ud), void *ud, sola_err *e);
-
-/* ---- internal: shared by synth.c and synth_real.c ---- */
-struct sola_rng;
-int sola__synth_int(struct sola_rng *r, int lo, int hi);    /* uniform in [lo, hi] */
-int sola__synth_rank(const sola_synth_opts *o, int rank);   /* realistic: min(rank, C) */
-/* The realistic video i (synth_real.c); same contract as sola_synth_video. */
-int sola__synth_real_video(const sola_synth_opts *o, const float *dirs, int i, float **x,
-                           uint8_t **labels, int *T, sola_err *e);
 
 #endif

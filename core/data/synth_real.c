@@ -6,6 +6,7 @@
 
 #include "rng.h"
 #include "synth.h"
+#include "synth_int.h"
 
 typedef struct seg {
     int s0, s1, k; /* [s0, s1), class 0..classes-1 */
