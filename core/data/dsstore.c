@@ -351,17 +351,27 @@ static int cmp_item(const void *a, const void *b)
     return strcmp(((const sola_ds_item *)a)->name, ((const sola_ds_item *)b)->name);
 }
 
+/* Opens dataset `ds`'s folder (its path left in dir): NULL + *rc and e when the name
+ * is not valid or no such dataset exists. */
+static DIR *open_ds_dir(const char *root, const char *ds, char dir[PATHN], int *rc, sola_err *e)
+{
+    if ((*rc = sola_ds__check_names(root, ds, NULL, dir, e)))
+        return NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        *rc = sola_errf(e, errno == ENOENT || errno == ENOTDIR ? SOLA_ENOTFOUND : SOLA_EIO,
+                        "no dataset named \"%s\"", ds);
+    return d;
+}
+
 int sola_ds_stat(const char *root, const char *ds, sola_ds_info *out, sola_err *e)
 {
     memset(out, 0, sizeof *out);
     char dir[PATHN];
-    int rc = sola_ds__check_names(root, ds, NULL, dir, e);
-    if (rc)
-        return rc;
-    DIR *d = opendir(dir);
+    int rc;
+    DIR *d = open_ds_dir(root, ds, dir, &rc, e);
     if (!d)
-        return sola_errf(e, errno == ENOENT || errno == ENOTDIR ? SOLA_ENOTFOUND : SOLA_EIO,
-                         "no dataset named \"%s\"", ds);
+        return rc;
     snprintf(out->name, sizeof out->name, "%s", ds);
     int cap = 0;
     struct dirent *de;
@@ -487,13 +497,10 @@ int sola_ds_list(const char *root, sola_ds_info **out, int *n, sola_err *e)
 int sola_ds_snapshot(const char *root, const char *ds, const char *dst, sola_err *e)
 {
     char dir[PATHN];
-    int rc = sola_ds__check_names(root, ds, NULL, dir, e);
-    if (rc)
-        return rc;
-    DIR *d = opendir(dir);
+    int rc;
+    DIR *d = open_ds_dir(root, ds, dir, &rc, e);
     if (!d)
-        return sola_errf(e, errno == ENOENT ? SOLA_ENOTFOUND : SOLA_EIO,
-                         "no dataset named \"%s\"", ds);
+        return rc;
     if (mkdir(dst, 0755) != 0 && errno != EEXIST) {
         rc = sola_errf(e, sola_errno_code(errno), "%s: %s", dst, strerror(errno));
         closedir(d);
