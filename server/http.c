@@ -46,6 +46,7 @@ typedef struct req {
     struct MHD_Connection *conn;
     srv_conn *k;                 /* the connection's deadlines (conns.c) */
     uint64_t t0;                 /* uv_hrtime at the first callback */
+    uint64_t t_body;             /* uv_hrtime at the last callback (body received) */
     char method[16];
     char *path;                  /* as received (decoded by MHD), owned */
     char remote[64];
@@ -327,7 +328,8 @@ static void after_work_cb(uv_work_t *w, int status)
     r->w.done(r->w.state);
     memset(&r->w, 0, sizeof r->w);
     if (status == 0) /* where the time went, for clients chasing latency */
-        api_set_header(&r->rs, "Server-Timing", "queue;dur=%.3f, work;dur=%.3f",
+        api_set_header(&r->rs, "Server-Timing", "recv;dur=%.3f, queue;dur=%.3f, work;dur=%.3f",
+                       (double)(r->t_body - r->t0) / 1e6,
                        (double)(r->t_start - r->t_submit) / 1e6,
                        (double)(r->t_end - r->t_start) / 1e6);
     send_reply(r); /* allowed while suspended: sent once resumed */
@@ -591,6 +593,7 @@ static enum MHD_Result on_first(req *r, int uri_nul)
 static enum MHD_Result on_last(req *r)
 {
     srv *s = r->s;
+    r->t_body = uv_hrtime();
     if (r->body_fd >= 0) {
         close(r->body_fd);
         r->body_fd = -1;

@@ -42,6 +42,13 @@ START_TEST(refine_over_json_and_npy_equals_sola_refine)
     ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
     ck_assert_str_eq(su_header(&r, "X-Model", h, sizeof h), "m");
     ck_assert_str_eq(su_header(&r, "X-Model-Version", h, sizeof h), "1");
+    /* where the time went: receiving the body, waiting for a worker, the work (ms) */
+    ck_assert_ptr_nonnull(su_header(&r, "Server-Timing", h, sizeof h));
+    double recv_ms = -1, queue_ms = -1, work_ms = -1;
+    ck_assert_msg(sscanf(h, "recv;dur=%lf, queue;dur=%lf, work;dur=%lf", &recv_ms, &queue_ms,
+                         &work_ms) == 3,
+                  "Server-Timing: %s", h);
+    ck_assert(recv_ms >= 0 && queue_ms >= 0 && work_ms >= 0);
     int rows, cols;
     float *got = su_json_matrix(r.body, "features", &rows, &cols);
     ck_assert_int_eq(rows, T);
