@@ -96,4 +96,19 @@ size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows);
 int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float alpha,
                      float *Y, sola_err *e);
 
+/* ---- elementwise work beside the products (the trainer) ------------------------- */
+
+/* Runs fn(arg, begin, end) over [0, n), cut into contiguous ranges of at least `grain`
+ * items handed out on demand, on the team of threads that runs the calling thread's
+ * products, and returns 1 -- if the backend has such a team idling between products
+ * (oneDNN: the calling thread's OpenMP team, whose workers wait for the next parallel
+ * region; the work then runs on the threads that are already awake and on no others,
+ * so it never competes with them for the cores). Returns 0 without calling fn when it
+ * has none (OpenBLAS: its workers busy-wait after a product, and a second set of
+ * threads beside them ran elementwise passes 2x slower than one thread; the caller
+ * then runs fn itself). Ranges must be independent and fn must write only its own
+ * items: then the result does not depend on how the range was cut. */
+typedef void (*sola_gemm_range_fn)(void *arg, size_t begin, size_t end);
+int sola_gemm_team_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg);
+
 #endif

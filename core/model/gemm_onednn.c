@@ -749,3 +749,38 @@ done:
     free(scratch);
     return rc;
 }
+
+/* ---- elementwise work on the OpenMP team (sola_gemm_team_for; the trainer) ------------
+ *
+ * The training step alternates sola_sgemm calls with elementwise passes (im2col, bias
+ * and ReLU, normalize, the loss, AdamW). dnnl_sgemm runs on the calling thread's
+ * OpenMP team, whose workers spin for a while after each product before they sleep:
+ * a pass run by the calling thread alone, or by threads of its own, then shares the
+ * two cores with a spinning worker. Run on the same team instead, the pass uses the
+ * worker that is awake anyway. Ranges are handed out on demand (4 per thread), so a
+ * preempted thread leaves its share to the others. */
+int sola_gemm_team_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg)
+{
+    if (n == 0)
+        return 1;
+    if (grain < 1)
+        grain = 1;
+    int nt = sola_gemm_threads();
+    size_t parts = n / grain;
+    if (nt < 2 || parts < 2 || omp_in_parallel()) {
+        fn(arg, 0, n);
+        return 1;
+    }
+    size_t nr = parts < (size_t)nt * 4 ? parts : (size_t)nt * 4;
+    if ((size_t)nt > nr)
+        nt = (int)nr;
+    atomic_size_t next;
+    atomic_init(&next, 0);
+#pragma omp parallel num_threads(nt)
+    {
+        size_t i;
+        while ((i = atomic_fetch_add(&next, 1)) < nr)
+            fn(arg, n * i / nr, n * (i + 1) / nr);
+    }
+    return 1;
+}

@@ -77,6 +77,17 @@ static void *adamw_run(void *arg)
     return NULL;
 }
 
+/* Blocks [b, e) of ADAMW_BLOCK elements of the chunk in arg (sola_gemm_team_for). */
+enum { ADAMW_BLOCK = 1 << 16 };
+static void adamw_blocks(void *arg, size_t b, size_t e)
+{
+    adamw_chunk k = *(const adamw_chunk *)arg;
+    size_t i0 = b * ADAMW_BLOCK, i1 = e * ADAMW_BLOCK < k.n ? e * ADAMW_BLOCK : k.n;
+    k.p += i0, k.m += i0, k.v += i0, k.g += i0;
+    k.n = i1 - i0;
+    adamw_run(&k);
+}
+
 void sola_adamw_step(sola_adamw *o, float *params, const float *grads)
 {
     o->t++;
@@ -91,7 +102,12 @@ void sola_adamw_step(sola_adamw *o, float *params, const float *grads)
         .a1 = (float)(1.0 - o->beta1), .a2 = (float)(1.0 - o->beta2), .eps = (float)o->eps,
     };
     /* Split big vectors over the compute threads the caller allowed the GEMMs (idle
-     * between them); elements are independent, so the result does not depend on it. */
+     * between them); elements are independent, so the result does not depend on it.
+     * With oneDNN: on the GEMMs' own OpenMP team (sola_gemm_team_for), in ranges of
+     * 64K elements, so no thread is started and none competes with a spinning worker. */
+    if (o->n >= ((size_t)1 << 18) &&
+        sola_gemm_team_for((o->n + ADAMW_BLOCK - 1) / ADAMW_BLOCK, 1, adamw_blocks, &all))
+        return;
     enum { MAXT = 8 };
     int nt = sola_gemm_threads();
     if (nt > MAXT)

@@ -46,6 +46,8 @@ static void *par_run(void *p)
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
 {
     enum { MAXT = 16 };
+    if (sola_gemm_team_for(n, grain, fn, arg))
+        return; /* on the GEMMs' own threads (oneDNN's OpenMP team) */
     int nt = sola_gemm_threads();
     if (grain < 1)
         grain = 1;
@@ -75,15 +77,14 @@ void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
     }
 }
 
-/* The elementwise passes of the training step run on the calling thread. Measured in
- * the step on this project's 2-core machine: splitting them over 2 threads made them
- * 2x SLOWER (im2col 22 ms vs 11 ms at B = 256, C = 2048), because right after each
- * GEMM the BLAS library's worker thread busy-waits for more work on the other core. The
- * split stays available (sola_parallel_for) for work that is not next to a GEMM. */
-static void serial_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
+/* The elementwise passes of the training step run on the GEMMs' own team when the
+ * backend lends it (oneDNN: its OpenMP team; sola_gemm_team_for), else on the calling
+ * thread: with OpenBLAS, splitting them over 2 threads of our own made them 2x SLOWER
+ * (im2col 22 ms vs 11 ms at B = 256, C = 2048), because right after each GEMM
+ * OpenBLAS's worker thread busy-waits for more work on the other core. */
+void sola_pass_for(size_t n, size_t grain, sola_range_fn fn, void *arg)
 {
-    (void)grain;
-    if (n)
+    if (!sola_gemm_team_for(n, grain, fn, arg) && n)
         fn(arg, 0, n);
 }
 
@@ -137,7 +138,7 @@ void sola_im2col(float *col, const float *inp, const int *src, int R, int IC, in
         return;
     }
     im2col_job a = {col, inp, src, zeros, IC, k};
-    serial_for((size_t)R, sola_grain((size_t)IC * k), im2col_rows, &a);
+    sola_pass_for((size_t)R, sola_grain((size_t)IC * k), im2col_rows, &a);
     free(zeros);
 }
 
@@ -224,13 +225,13 @@ static void relu_bwd_range(void *p, size_t b, size_t e)
 void sola_relu_forward(float *x, size_t n)
 {
     relu_job a = {x, NULL, NULL};
-    serial_for(n, 1 << 16, relu_fwd_range, &a);
+    sola_pass_for(n, 1 << 16, relu_fwd_range, &a);
 }
 
 void sola_relu_backward(float *dx, const float *dout, const float *out, size_t n)
 {
     relu_job a = {dx, dout, out};
-    serial_for(n, 1 << 16, relu_bwd_range, &a);
+    sola_pass_for(n, 1 << 16, relu_bwd_range, &a);
 }
 
 typedef struct {
@@ -282,14 +283,14 @@ static void norm_bwd_rows(void *p, size_t r0, size_t r1)
 void sola_normalize_forward(float *z, float *norm, const float *r, int R, int C, float eps)
 {
     norm_job a = {.out = z, .norm = norm, .in = r, .C = C, .eps = eps};
-    serial_for((size_t)R, sola_grain((size_t)C), norm_fwd_rows, &a);
+    sola_pass_for((size_t)R, sola_grain((size_t)C), norm_fwd_rows, &a);
 }
 
 void sola_normalize_backward(float *dr, const float *dz, const float *z, const float *norm,
                              int R, int C, float eps)
 {
     norm_job a = {.out = dr, .in = dz, .z = z, .normc = norm, .C = C, .eps = eps};
-    serial_for((size_t)R, sola_grain((size_t)C), norm_bwd_rows, &a);
+    sola_pass_for((size_t)R, sola_grain((size_t)C), norm_bwd_rows, &a);
 }
 
 void sola_simbce_target(double *target, int N, double K)
@@ -354,7 +355,7 @@ double sola_simbce_forward(double *cache, const float *z, const float *g, const 
                            int B, int N, int C, double scale)
 {
     simbce_job a = {cache, z, g, target, NULL, N, C, scale};
-    serial_for((size_t)B, sola_grain((size_t)N * N * C), simbce_fwd_windows, &a);
+    sola_pass_for((size_t)B, sola_grain((size_t)N * N * C), simbce_fwd_windows, &a);
     /* summed in a fixed order: the loss does not depend on the thread count */
     double loss = 0.0;
     for (size_t k = 0; k < (size_t)B * N * N; k++)
@@ -400,5 +401,5 @@ void sola_simbce_backward(float *dg, const double *cache, const float *z, const 
                           int N, int C)
 {
     simbce_job a = {(double *)cache, z, g, NULL, dg, N, C, 0.0};
-    serial_for((size_t)B, sola_grain((size_t)N * N * C), simbce_bwd_windows, &a);
+    sola_pass_for((size_t)B, sola_grain((size_t)N * N * C), simbce_bwd_windows, &a);
 }

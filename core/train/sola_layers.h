@@ -49,11 +49,15 @@ void sola_normalize_backward(float *dr, const float *dz, const float *z, const f
 /* Runs fn(arg, begin, end) over [0, n) split into contiguous ranges of at least
  * `grain` items, on as many threads as the GEMMs are allowed (sola_gemm_threads).
  * Ranges must be independent. Results do not depend on the thread count as long as fn
- * writes only its own items. The layers below do NOT use it for their passes: right
- * after a GEMM, the library's workers busy-wait on the other cores and a split pass ran
- * 2x slower than a serial one (measured; see serial_for in sola_layers.c). */
+ * writes only its own items. With oneDNN the ranges run on the GEMMs' OpenMP team
+ * (sola_gemm_team_for), else on threads started for the call. */
 typedef void (*sola_range_fn)(void *arg, size_t begin, size_t end);
 void sola_parallel_for(size_t n, size_t grain, sola_range_fn fn, void *arg);
+/* The same for a pass next to a GEMM (what the layers below use): on the GEMMs' team
+ * when the backend lends it (oneDNN), else on the calling thread alone -- right after
+ * an OpenBLAS GEMM its workers busy-wait on the other cores, and a pass split over
+ * threads of our own ran 2x slower than a serial one (see sola_layers.c). */
+void sola_pass_for(size_t n, size_t grain, sola_range_fn fn, void *arg);
 /* A grain giving each thread at least ~64K floats of work, so that starting a thread
  * (tens of microseconds, more on a loaded machine) stays small next to its work. */
 static inline size_t sola_grain(size_t floats_per_item)

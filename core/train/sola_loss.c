@@ -452,7 +452,7 @@ static void module_forward(sola_trainctx *c, const sola_model *m, const float *x
     mark(c, 2);
     // refined = x + tanh(alpha) h at the kept rows
     rowjob rj = {c, x, tanhf(m->alpha[0])};
-    residual_rows(&rj, 0, (size_t)rN); /* on this thread: see serial_for in sola_layers.c */
+    sola_pass_for((size_t)rN, sola_grain((size_t)C), residual_rows, &rj);
 }
 
 /* Forward through module, head and loss; leaves every activation for the backward. */
@@ -521,7 +521,7 @@ static void module_backward(sola_trainctx *c, const sola_model *m, int B, float 
     if (c->dhh != c->dr)
         memset(c->dhh, 0, (size_t)rO * C * sizeof *c->dhh);
     rowjob rj = {c, NULL, ta};
-    alpha_rows(&rj, 0, (size_t)rN);
+    sola_pass_for((size_t)rN, sola_grain((size_t)C), alpha_rows, &rj);
     double dot = 0.0;
     for (int r = 0; r < rN; r++)
         dot += c->rowdot[r];
