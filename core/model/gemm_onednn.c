@@ -9,7 +9,8 @@
  * primitive serves only passes that need no row independence (below): prepared
  * products go through "the pool" (far below), whose tasks are plain single-threaded
  * dnnl_sgemm calls -- the same jit sgemm driver the matmul calls -- on a copy of the
- * weights cut into column chunks ("the chunk layout").
+ * weights cut into column chunks ("the chunk layout"), and passes of a few rows on a
+ * second, transposed copy that gives every row the same bits ("short passes").
  *
  * Row independence (gemm.h). Which instructions compute an output row in oneDNN 2.6's
  * avx/avx2 sgemm depends on the row's place in the call (src/cpu/x64/gemm/
@@ -172,7 +173,7 @@ static int rule_verified(void)
             isa == dnnl_cpu_isa_avx2_vnni);
 }
 
-static char g_kernels[160];
+static char g_kernels[200];
 static pthread_once_t g_kern_once = PTHREAD_ONCE_INIT;
 
 static void kernels_once(void)
@@ -182,7 +183,8 @@ static void kernels_once(void)
      * chunks (the pool); else matmul primitives, whatever implementation they pick */
     snprintf(g_kernels, sizeof g_kernels, "oneDNN %d.%d.%d, isa %s, %s", v->major, v->minor,
              v->patch, isa_name(dnnl_get_effective_cpu_isa()),
-             rule_verified() ? "sgemm gemm:jit, nocopy tasks on column chunks of the weights"
+             rule_verified() ? "sgemm gemm:jit, nocopy tasks on column chunks of the weights "
+                               "(a transposed copy for short passes)"
                              : "matmul/sgemm");
 }
 
@@ -217,6 +219,12 @@ struct sola_gemm_w {
     int nchunks, cw[2], cld;
     size_t cstride;
     float *chunks;
+    /* The short-pass layout (see "short passes"): the same weights again, transposed,
+     * in chunks of SHORT_COLS output columns, chunk c at tchunks + c * tstride, each
+     * [width, K] with leading dimension K. NULL: short passes take the chunks above. */
+    int ntchunks;
+    size_t tstride;
+    float *tchunks;
 };
 
 #define DNNL_TRY(call)                                                                     \
@@ -283,6 +291,65 @@ static int make_chunks(sola_gemm_w *w, const float *W)
     return 0;
 }
 
+/* ---- short passes ------------------------------------------------------------------
+ *
+ * A pass of a few rows (a lone short request) streams every weight once and does
+ * little arithmetic on each, so what counts is how the kernel reads the weights. In the
+ * chunk layout the nocopy kernel takes them as its "A" (our rows are its n): it walks
+ * each chunk in 16-column strips down all K rows -- one 64-byte piece of every
+ * 1088-byte row -- and again for every group of 6 rows. Measured on one core (Zen 3,
+ * oneDNN 2.6.3, [16, 2048] x [2048, 2560] streamed from memory): 46-51 GFLOPS in
+ * 256-column chunks, 30-52 in 16- to 128-column ones. Swapping the roles -- our rows
+ * its m (one 16-lane strip), the weights its "B", read as SHORT_COLS rows of W^T side
+ * by side, each contiguous along K -- streams them once, in order: 67-78 GFLOPS
+ * (64-column chunks). The input is transposed into [K, P] first (P = the rows rounded
+ * up to 16, the extra lanes zero) and each chunk's output [width, P] back into Y.
+ *
+ * The bits: every row is then computed by the kernel's full 16-lane strip, and each
+ * lane's arithmetic (the k order, alpha, the sum with Y) was found identical to what
+ * the chunk layout does with a row in a group of 4-6 -- checked bitwise for every row
+ * count the row plan allows up to 263, K = 512 and 2048, alpha 1 and 0.37, with and
+ * without accumulation. So a short pass gives every row the bits the same row gets in
+ * any pass on the chunk layout (test_batching checks it through the refine), and
+ * which layout a pass takes depends only on its row count. Passes of more than
+ * SHORT_ROWS rows keep the chunk layout, which is faster there (87 against 76 GFLOPS
+ * at 100 rows) and needs no transposes. */
+enum { SHORT_COLS = 64, SHORT_ROWS = 32 };
+
+/* 1 if short passes may take the transposed layout for [K, N] weights: the shapes the
+ * bits were checked on (K and N multiples of 64: no partial strip or group of columns
+ * on either side, no short k tail). Other shapes keep the chunk layout for every pass. */
+static int short_ok(int K, int N)
+{
+    return K % 64 == 0 && N % 64 == 0;
+}
+
+/* Copies W ([K, N], or [N, K] when trans) into w->tchunks; 0 or -1 (out of memory). */
+static int make_tchunks(sola_gemm_w *w, const float *W)
+{
+    int n = (w->N + SHORT_COLS - 1) / SHORT_COLS;
+    size_t stride = ((size_t)SHORT_COLS * (size_t)w->K + 15) / 16 * 16;
+    float *p = aligned_alloc(64, stride * (size_t)n * sizeof(float));
+    if (!p)
+        return -1;
+    /* row j of W^T (column j of W) at p + (j / SHORT_COLS) * stride + (j % SHORT_COLS) * K */
+    for (int j = 0; j < w->N && w->trans; j++) {
+        float *d = p + (size_t)(j / SHORT_COLS) * stride + (size_t)(j % SHORT_COLS) * w->K;
+        memcpy(d, W + (size_t)j * w->K, (size_t)w->K * sizeof(float));
+    }
+    if (!w->trans) /* blocks of 16 rows of W, read along the row, so both sides stay in cache */
+        for (int k0 = 0; k0 < w->K; k0 += 16)
+            for (int j = 0; j < w->N; j++) {
+                float *d = p + (size_t)(j / SHORT_COLS) * stride + (size_t)(j % SHORT_COLS) * w->K;
+                for (int k = k0; k < k0 + 16 && k < w->K; k++)
+                    d[k] = W[(size_t)k * w->N + j];
+            }
+    w->tchunks = p;
+    w->tstride = stride;
+    w->ntchunks = n;
+    return 0;
+}
+
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
                              sola_err *e)
 {
@@ -334,7 +401,7 @@ sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const floa
     w->ktrans = dnnl_memory_desc_equal(wmd, &wab) ? 0 : dnnl_memory_desc_equal(wmd, &wba) ? 1 : -1;
     if (rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0) {
         /* the pool path: the chunks are all it reads (no primitive, no reorder) */
-        if (make_chunks(w, W)) {
+        if (make_chunks(w, W) || (short_ok(K, N) && make_tchunks(w, W))) {
             sola_errf(e, SOLA_ENOMEM, "gemm: out of memory for a copy of [%d, %d] weights",
                       K, N);
             goto err;
@@ -390,6 +457,7 @@ void sola_gemm_w_free(sola_gemm_w *w)
     if (w->prim)
         dnnl_primitive_destroy(w->prim);
     free(w->chunks);
+    free(w->tchunks);
     if (w->wmem)
         dnnl_memory_destroy(w->wmem);
     free(w->owned);
@@ -504,6 +572,8 @@ typedef struct taskset {
     const float *X;
     float *Y;
     float alpha;
+    const float *xt;              /* a short pass: the rows transposed, [K, P]; else NULL */
+    size_t P;
     atomic_size_t next, done;
     atomic_int st;                /* the first failure, else dnnl_success */
 } taskset;
@@ -535,6 +605,27 @@ static void cpu_relax(void)
 static dnnl_status_t run_task(taskset *ts, size_t task)
 {
     const sola_gemm_w *w = ts->w;
+    if (ts->xt) { /* a short pass: task = a chunk of SHORT_COLS columns of every row */
+        static _Thread_local float yt[SHORT_COLS * SHORT_ROWS] __attribute__((aligned(64)));
+        size_t c0 = task * SHORT_COLS, P = ts->P, rows = ts->rows;
+        int width = w->N - (int)c0 < SHORT_COLS ? w->N - (int)c0 : SHORT_COLS;
+        float *y = ts->Y + c0;
+        if (w->accumulate) {
+            for (int j = 0; j < width; j++)
+                for (size_t t = 0; t < P; t++)
+                    yt[(size_t)j * P + t] = t < rows ? y[t * (size_t)w->N + (size_t)j] : 0.0f;
+        } else {
+            memset(yt, 0, (size_t)width * P * sizeof(float));
+        }
+        dnnl_status_t st = dnnl_sgemm('N', 'N', width, (dnnl_dim_t)P, w->K, ts->alpha,
+                                      w->tchunks + task * w->tstride, w->K, ts->xt,
+                                      (dnnl_dim_t)P, w->accumulate ? 1.0f : 0.0f, yt,
+                                      (dnnl_dim_t)P);
+        for (size_t t = 0; t < rows; t++)
+            for (int j = 0; j < width; j++)
+                y[t * (size_t)w->N + (size_t)j] = yt[(size_t)j * P + t];
+        return st;
+    }
     size_t tile = task / (size_t)w->nchunks;
     int c = (int)(task % (size_t)w->nchunks);
     size_t r0 = tile * TILE_MAX, n = ts->rows - r0 < TILE_MAX ? ts->rows - r0 : TILE_MAX;
@@ -646,6 +737,32 @@ static pool *thread_pool(int helpers)
     return p;
 }
 
+/* The calling thread's buffer for a short pass's transposed rows, at least n floats
+ * (freed with the thread), or NULL. */
+static pthread_key_t g_short_key;
+static pthread_once_t g_short_once = PTHREAD_ONCE_INIT;
+static _Thread_local size_t t_short_cap;
+
+static void short_key_once(void)
+{
+    pthread_key_create(&g_short_key, free);
+}
+
+static float *short_buffer(size_t n)
+{
+    pthread_once(&g_short_once, short_key_once);
+    float *b = pthread_getspecific(g_short_key);
+    if (b && n <= t_short_cap)
+        return b;
+    float *q = aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);
+    if (!q)
+        return NULL;
+    free(b);
+    pthread_setspecific(g_short_key, q);
+    t_short_cap = n;
+    return q;
+}
+
 /* The pool path of sola_gemm_w_rows (w->nchunks > 0). */
 static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float *X,
                                  float alpha, float *Y)
@@ -654,6 +771,22 @@ static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float 
     taskset ts = {.w = w, .rows = rows, .X = X, .Y = Y, .alpha = alpha};
     ts.ntiles = (rows + TILE_MAX - 1) / TILE_MAX;
     ts.ntasks = ts.ntiles * (size_t)w->nchunks;
+    if (w->tchunks && rows <= SHORT_ROWS) {
+        /* a short pass: X transposed into [K, P] for the tasks (this thread's buffer) */
+        size_t P = (rows + 15) / 16 * 16;
+        float *xt = short_buffer((size_t)w->K * P);
+        if (!xt)
+            return dnnl_out_of_memory;
+        for (size_t k0 = 0; k0 < (size_t)w->K; k0 += 64) {
+            size_t k1 = k0 + 64 < (size_t)w->K ? k0 + 64 : (size_t)w->K;
+            for (size_t t = 0; t < P; t++)
+                for (size_t k = k0; k < k1; k++)
+                    xt[k * P + t] = t < rows ? X[t * (size_t)w->K + k] : 0.0f;
+        }
+        ts.xt = xt;
+        ts.P = P;
+        ts.ntasks = (size_t)w->ntchunks;
+    }
     atomic_init(&ts.next, 0);
     atomic_init(&ts.done, 0);
     atomic_init(&ts.st, dnnl_success);
