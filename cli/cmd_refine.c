@@ -426,16 +426,20 @@ int cmd_refine(int argc, char **argv)
     cli_set_threads((int)threads);
 
     sola_err e = {0};
+    /* a folder: its scan and first read run while the model loads */
+    struct cli_prefetch *pf = in_dir ? cli_refine_prefetch(in, out, &ro) : NULL;
     sola_model *m = cli_load_model(mpath);
-    if (!m)
+    if (!m) {
+        cli_prefetch_free(pf);
         return EXIT_RUNTIME;
+    }
     sola_ws *ws = sola_ws_new();
     int rc = EXIT_OK;
     if (!ws) {
         cli_errorf("out of memory");
         rc = EXIT_RUNTIME;
     } else if (in_dir) {
-        rc = cli_refine_dataset(m, mpath, in, out, &ro, ws);
+        rc = cli_refine_dataset(m, mpath, in, out, &ro, ws, pf);
     } else {
         long frames = 0;
         if (refine_file(m, in, out, ws, &frames, &e)) {
@@ -443,6 +447,7 @@ int cmd_refine(int argc, char **argv)
             rc = EXIT_RUNTIME;
         }
     }
+    cli_prefetch_free(pf);
     sola_ws_free(ws);
     sola_model_free(m);
     return rc;

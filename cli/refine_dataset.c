@@ -298,11 +298,25 @@ typedef struct run {
     size_t tcap;
 } run;
 
+/* SOLA_DEBUG_READ_FAIL_AT_VIDEO=J: reading the run's video J (0-based, in the order
+ * refined) fails as a file gone since the scan would, so a test sees a failed read
+ * skipped and named wherever it happens -- video 0 is read ahead while the model
+ * loads, the others by the pipe (tests/cli/test_cli.c). */
+static int debug_read_fail(int j, const sola_dataset *d, int i, sola_err *e)
+{
+    const char *s = getenv("SOLA_DEBUG_READ_FAIL_AT_VIDEO");
+    if (!s || !*s || atoi(s) != j)
+        return 0;
+    return sola_errf(e, SOLA_EIO, "%s: read failed (SOLA_DEBUG_READ_FAIL_AT_VIDEO)",
+                     d->items[i].name);
+}
+
 /* I/O thread: video i straight into the pass's input rows. */
 static int run_read(void *ud, int i, int64_t T, float *x, sola_err *e)
 {
     run *r = ud;
-    return sola_dataset_window(r->d, r->idx[i], 0, (int)T, x, e);
+    int rc = debug_read_fail(i, r->d, r->idx[i], e);
+    return rc ? rc : sola_dataset_window(r->d, r->idx[i], 0, (int)T, x, e);
 }
 
 /* SOLA_DEBUG_STOP_AFTER_VIDEOS=N: the process stops itself (SIGSTOP) once it has
@@ -425,6 +439,69 @@ static int plan(const sola_dataset *d, const cli_refine_opts *o, const char *out
     return 0;
 }
 
+/* Room before each video's rows for its .npy header, [T, C] or [C, T]: the longest T
+ * of the run has the most digits. */
+static size_t header_room(const sola_dataset *d, const int *idx, int n)
+{
+    int64_t Tmax = 1, shape[2];
+    for (int j = 0; j < n; j++)
+        Tmax = d->items[idx[j]].T > Tmax ? d->items[idx[j]].T : Tmax;
+    shape[0] = Tmax;
+    shape[1] = d->C;
+    unsigned char hdr[512];
+    return sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
+}
+
+/* See refine_dataset.h. */
+struct cli_prefetch {
+    sola_dataset *d; /* the scan, until cli_refine_dataset takes it */
+    int item;        /* the dataset index of the video read ahead */
+    cli_pipe_first first;
+};
+
+static int prefetch_read(void *ud, int64_t T, float *x, sola_err *e)
+{
+    struct cli_prefetch *pf = ud;
+    int rc = debug_read_fail(0, pf->d, pf->item, e);
+    return rc ? rc : sola_dataset_window(pf->d, pf->item, 0, (int)T, x, e);
+}
+
+struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
+                                         const cli_refine_opts *o)
+{
+    struct cli_prefetch *pf = calloc(1, sizeof *pf);
+    sola_err e = {0};
+    sola_dataset_opts dopt = {.ct = o->ct, .skip_bad = 1, .flow_first = o->flow_first};
+    if (!pf || sola_dataset_open_ex(in, &dopt, &pf->d, &e)) {
+        free(pf);
+        return NULL;
+    }
+    unsigned char *mine = NULL;
+    int *idx = NULL, n = 0, kept = 0;
+    if (!plan(pf->d, o, out, &mine, &idx, &n, &kept) && n > 0) {
+        pf->item = idx[0];
+        pf->first.T = pf->d->items[idx[0]].T;
+        pf->first.C = pf->d->C;
+        pf->first.lead = header_room(pf->d, idx, n);
+        pf->first.read = prefetch_read;
+        pf->first.ud = pf;
+        cli_pipe_first_start(&pf->first); /* on failure the pipe reads it itself */
+    }
+    free(mine);
+    free(idx);
+    return pf;
+}
+
+void cli_prefetch_free(struct cli_prefetch *pf)
+{
+    if (!pf)
+        return;
+    cli_pipe_first_free(&pf->first);
+    if (pf->d)
+        sola_dataset_free(pf->d);
+    free(pf);
+}
+
 /* A shard's end: merges the parts when they are all there. 0, or an exit code. */
 static int merge_parts(const char *out, const cli_refine_opts *o)
 {
@@ -446,12 +523,19 @@ static int merge_parts(const char *out, const cli_refine_opts *o)
 }
 
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
-                       const char *out, const cli_refine_opts *o, sola_ws *ws)
+                       const char *out, const cli_refine_opts *o, sola_ws *ws,
+                       struct cli_prefetch *pf)
 {
     sola_err e = {0};
     sola_dataset *d = NULL;
     sola_dataset_opts dopt = {.ct = o->ct, .skip_bad = 1, .flow_first = o->flow_first};
-    if (sola_dataset_open_ex(in, &dopt, &d, &e)) {
+    if (pf && pf->d) {
+        /* the scan made while the model loaded; its read ahead is done before the
+         * dataset can be freed on any path below */
+        cli_pipe_first_wait(&pf->first);
+        d = pf->d;
+        pf->d = NULL;
+    } else if (sola_dataset_open_ex(in, &dopt, &d, &e)) {
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
     }
@@ -554,15 +638,10 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             Ts[j] = d->items[idx[j]].T;
         r.idx = idx;
         r.total = ntodo;
-        /* an .npy header of [T, C] or [C, T]: the longest T has the most digits */
-        int64_t Tmax = 1, shape[2];
-        for (int j = 0; j < ntodo; j++)
-            Tmax = Ts[j] > Tmax ? Ts[j] : Tmax;
-        shape[0] = Tmax;
-        shape[1] = d->C;
-        unsigned char hdr[512];
-        r.lead = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
-        cli_pipe_hooks hk = {run_read, run_finish, &r, r.lead};
+        r.lead = header_room(d, idx, ntodo);
+        /* video 0 as read while the model loaded, when it is this run's first */
+        cli_pipe_hooks hk = {run_read, run_finish, &r, r.lead,
+                             pf && ntodo > 0 && pf->item == idx[0] ? &pf->first : NULL};
         cli_refine_pipe(m, ws, ntodo, Ts, &hk);
         if (r.fatal)
             rc = EXIT_RUNTIME;

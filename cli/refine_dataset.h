@@ -21,6 +21,8 @@ typedef struct cli_refine_opts {
     int skip_existing;          /* --skip-existing: a complete output is kept */
 } cli_refine_opts;
 
+struct cli_prefetch;
+
 /* Refines dataset `in` into `out` (a folder, or an HDF5 file when it ends in .h5 /
  * .hdf5). Writes OUT/refine_meta.json and OUT/missing_files.txt (STEM.refine_meta.json
  * and STEM.missing_files.txt beside an HDF5 output) through refine_meta.h; the list
@@ -28,7 +30,18 @@ typedef struct cli_refine_opts {
  * refines its own videos and writes its part of those two files, merging the parts
  * when it finds them all (refine_shard.h). Returns an exit code. */
 int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
-                       const char *out, const cli_refine_opts *o, sola_ws *ws);
+                       const char *out, const cli_refine_opts *o, sola_ws *ws,
+                       struct cli_prefetch *pf);
+
+/* What a dataset run can do before its model is loaded, started while it loads: the
+ * dataset opened (scanned) and its first video read ahead on a thread of its own
+ * (refine_pipe.h). Pass it to cli_refine_dataset (same in, out, o), which takes over
+ * what fits and redoes the rest; NULL when nothing could be started (no error is
+ * reported here: cli_refine_dataset reports it, after the model's own errors). */
+struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
+                                         const cli_refine_opts *o);
+/* Waits for the read ahead and frees it (NULL: nothing). */
+void cli_prefetch_free(struct cli_prefetch *pf);
 
 /* 1 if path names an HDF5 file by its extension (.h5, .hdf5). */
 int cli_is_h5_name(const char *path);

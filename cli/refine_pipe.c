@@ -58,9 +58,40 @@ static int reserve(pbuf *b, size_t floats, size_t lead)
     return 0;
 }
 
+/* Video 0 handed over from a read ahead (refine_pipe.h) when it fits b's pass; 1 if
+ * taken (b then holds it as fill would have left it), 0 to read it here. */
+static int adopt_first(pipe *P, pbuf *b)
+{
+    cli_pipe_first *f = P->h->first;
+    size_t C = (size_t)P->m->C, need;
+    if (!f || !f->base || f->T != P->T[0] || f->lead != P->lead || f->C != P->m->C)
+        return 0;
+    size_t prows = sola_rowplan_rows(&P->plan, (size_t)f->T);
+    if (sola_mul_size(prows, C, &need) || need > f->cap)
+        return 0;
+    free(b->base);
+    b->base = f->base;
+    b->cap = f->cap;
+    b->p = (float *)(f->base + P->lead);
+    f->base = NULL;
+    b->T = f->T;
+    b->prows = prows;
+    b->stage = 0;
+    b->rc = f->rc;
+    if (f->rc) {
+        b->e = f->e;
+        return 1;
+    }
+    memset(b->p + (size_t)f->T * C, 0, (prows - (size_t)f->T) * C * sizeof(float));
+    b->stage = 1;
+    return 1;
+}
+
 /* Reads video i into b. */
 static void fill(pipe *P, int i, pbuf *b)
 {
+    if (i == 0 && adopt_first(P, b))
+        return;
     int64_t T = P->T[i];
     size_t C = (size_t)P->m->C, floats;
     b->T = T;
@@ -101,6 +132,56 @@ static int finish(pipe *P, int i, pbuf *b)
 {
     return P->h->finish(P->h->ud, i, b->stage, b->stage == 2 ? b->p : NULL, b->T, &b->rc,
                         &b->e);
+}
+
+static void *first_main(void *arg)
+{
+    cli_pipe_first *f = arg;
+    f->rc = f->read(f->ud, f->T, (float *)(f->base + f->lead), &f->e);
+    return NULL;
+}
+
+int cli_pipe_first_start(cli_pipe_first *f)
+{
+    size_t floats, bytes;
+    f->base = NULL;
+    f->started = 0;
+    f->lead = (f->lead + 63) / 64 * 64;
+    if (f->T < 1 || f->T > INT_MAX || f->C < 1 ||
+        sola_mul_size((size_t)f->T + CLI_PIPE_FIRST_SLACK, (size_t)f->C, &floats) ||
+        sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, f->lead, &bytes) ||
+        sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
+        return -1;
+    if (!(f->base = aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN)))
+        return -1;
+    f->cap = floats;
+    pthread_t *t = malloc(sizeof *t);
+    if (!t || pthread_create(t, NULL, first_main, f)) {
+        free(t);
+        free(f->base);
+        f->base = NULL;
+        return -1;
+    }
+    f->thread = t;
+    f->started = 1;
+    return 0;
+}
+
+void cli_pipe_first_wait(cli_pipe_first *f)
+{
+    if (!f->started)
+        return;
+    pthread_join(*(pthread_t *)f->thread, NULL);
+    free(f->thread);
+    f->thread = NULL;
+    f->started = 0;
+}
+
+void cli_pipe_first_free(cli_pipe_first *f)
+{
+    cli_pipe_first_wait(f);
+    free(f->base);
+    f->base = NULL;
 }
 
 static void set_state(pipe *P, pbuf *b, int state, int stop)

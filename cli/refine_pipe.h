@@ -22,6 +22,36 @@
 #include "model.h"
 #include "refine.h"
 
+/* Video 0 read ahead of the run, on a thread of its own, before the model is at hand:
+ * `sola refine DIR` loads the model meanwhile (cmd_refine.c), so the first read no
+ * longer comes after the load. The buffer has room for T + CLI_PIPE_FIRST_SLACK rows;
+ * the pipe takes it over as its first buffer when the pass needs no more rows than
+ * that (otherwise it reads video 0 itself), so results are the same either way. */
+#define CLI_PIPE_FIRST_SLACK 64
+typedef struct cli_pipe_first {
+    char *base;   /* SOLA_DIO_ALIGN-aligned; rows at base + lead; NULL once taken over */
+    size_t cap;   /* floats of rows it holds */
+    size_t lead;  /* the lead it was read with (rounded as the pipe rounds it) */
+    int64_t T;
+    int rc;       /* the read's outcome (0 or SOLA_E*), e says why */
+    sola_err e;
+    /* the read */
+    int (*read)(void *ud, int64_t T, float *x, sola_err *e);
+    void *ud;
+    int C;
+    int started;  /* a thread runs the read: cli_pipe_first_wait joins it */
+    void *thread; /* pthread_t, opaque here */
+} cli_pipe_first;
+
+/* Starts reading through f->read (f->ud, f->T, f->C and f->lead set by the caller,
+ * the rest zero) on a new thread. Returns 0, or -1 when no buffer or thread could be
+ * had (then the pipe simply reads video 0 itself; f stays unusable). */
+int cli_pipe_first_start(cli_pipe_first *f);
+/* Waits for the read. Idempotent. */
+void cli_pipe_first_wait(cli_pipe_first *f);
+/* Waits and frees what the pipe did not take over. */
+void cli_pipe_first_free(cli_pipe_first *f);
+
 typedef struct cli_pipe_hooks {
     /* Fills x [T, C] with video i (the pipe zeroes the padding rows after it). 0 or
      * SOLA_E* with e filled. */
@@ -36,6 +66,9 @@ typedef struct cli_pipe_hooks {
     /* Bytes of room before each video's rows, a multiple of 64 (e.g. for a file
      * header), placed so that rows - lead is aligned to SOLA_DIO_ALIGN. */
     size_t lead;
+    /* Optional: video 0 as read ahead (cli_pipe_first_start; waited for already), or
+     * NULL. The pipe takes its buffer over when it fits (T, lead and room). */
+    cli_pipe_first *first;
 } cli_pipe_hooks;
 
 /* Refines videos 0..n-1 of lengths T[i] through the hooks (a video whose buffer

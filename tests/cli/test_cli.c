@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gemm.h"
 #include "model.h"
@@ -385,6 +386,76 @@ START_TEST(refine_folder_pipeline_is_bitwise_the_library)
 }
 END_TEST
 
+/* The first video of `sola refine DIR` is read while the model loads and handed to the
+ * pipeline (cli/refine_pipe.h, cli_pipe_first): its output is sola_refine's bit for
+ * bit, long (taken over) or short (read again by the pipe), and a failed read -- of
+ * the video read ahead or of a later one (SOLA_DEBUG_READ_FAIL_AT_VIDEO) -- skips and
+ * names that video alone, exit 1, with no output or temporary of it left. */
+static int count_named(const char *sub, const char *prefix, int *temps);
+
+START_TEST(refine_folder_first_video_read_ahead)
+{
+    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 4 -o m.safetensors"), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(p, &e);
+    ck_assert_ptr_nonnull(m);
+    m->alpha[0] = -0.4f;
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
+    static const int Ts[] = {500, 3, 260};
+    enum { NV = sizeof Ts / sizeof Ts[0] };
+    for (int v = 0; v < NV; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "in/v%d.npy", v);
+        write_seq(name, Ts[v], 24, 0.75f + 0.5f * (float)v);
+    }
+    sola_ws *ws = sola_ws_new();
+    sola_gemm_set_threads(2);
+    /* fail = -1: no failure; else the video whose read fails */
+    for (int fail = -1; fail < NV; fail++) {
+        char at[16] = "";
+        if (fail >= 0)
+            snprintf(at, sizeof at, "%d", fail);
+        ck_assert_int_eq(tu_system("rm -rf %s/out", dir), 0);
+        ck_assert_int_eq(tu_system("cd %s && SOLA_DEBUG_READ_FAIL_AT_VIDEO=%s %s refine -m "
+                                   "m.safetensors in -o out --threads 2 2>err.txt >out.txt",
+                                   dir, at, sola),
+                         fail < 0 ? 0 : 1);
+        int temps = 0;
+        ck_assert_int_eq(count_named("out", "v", &temps), fail < 0 ? NV : NV - 1);
+        ck_assert_int_eq(temps, 0);
+        for (int v = 0; v < NV; v++) {
+            char in[64], out[64];
+            snprintf(in, sizeof in, "in/v%d.npy", v);
+            snprintf(out, sizeof out, "%s/out/v%d.npy", dir, v);
+            if (v == fail) {
+                ck_assert_int_ne(access(out, F_OK), 0);
+                char want[64];
+                snprintf(want, sizeof want, "skipped v%d: v%d: read failed", v, v);
+                assert_stderr_has(want);
+                continue;
+            }
+            snprintf(out, sizeof out, "out/v%d.npy", v);
+            sola_array x = load(in), y = load(out);
+            size_t n = (size_t)Ts[v] * 24;
+            float *want = malloc(sizeof(float) * n);
+            ck_assert_int_eq(sola_refine(m, x.data, Ts[v], want, ws, &e), 0);
+            ck_assert_int_eq(y.shape[0], Ts[v]);
+            ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)),
+                          "%s (T=%d, read %d failing) differs from sola_refine", out, Ts[v],
+                          fail);
+            free(want);
+            sola_array_free(&x);
+            sola_array_free(&y);
+        }
+    }
+    sola_ws_free(ws);
+    sola_model_free(m);
+}
+END_TEST
+
 /* Names in DIR/sub starting with `prefix` or holding ".tmp." (an atomic write's
  * temporary). */
 static int count_named(const char *sub, const char *prefix, int *temps)
@@ -450,6 +521,7 @@ int main(void)
     tcase_add_test(tc, init_then_refine_matches_library);
     tcase_add_test(tc, refine_folder_keeps_names_and_reports_bad_files);
     tcase_add_test(tc, refine_folder_pipeline_is_bitwise_the_library);
+    tcase_add_test(tc, refine_folder_first_video_read_ahead);
     tcase_add_test(tc, refine_stopped_midway_commits_no_partial_h5);
     tcase_add_test(tc, npz_in_npz_out_keeps_members);
     tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
