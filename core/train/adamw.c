@@ -2,11 +2,10 @@
 #include "adamw.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
+#include "sola_layers.h"
 
 #ifdef __SSE2__
 #include <immintrin.h>
@@ -39,9 +38,8 @@ typedef struct {
     float decay, step, bc2s, b1, b2, a1, a2, eps;
 } adamw_chunk;
 
-static void *adamw_run(void *arg)
+static void adamw_run(const adamw_chunk *k)
 {
-    const adamw_chunk *k = arg;
     float *restrict params = k->p, *restrict m = k->m, *restrict v = k->v;
     const float *restrict grads = k->g;
     const float decay = k->decay, step = k->step, bc2s = k->bc2s, b1 = k->b1, b2 = k->b2,
@@ -74,10 +72,9 @@ static void *adamw_run(void *arg)
         v[i] = vi;
         params[i] = p - step * (mi / (sqrtf(vi) / bc2s + eps));
     }
-    return NULL;
 }
 
-/* Blocks [b, e) of ADAMW_BLOCK elements of the chunk in arg (sola_gemm_team_for). */
+/* Blocks [b, e) of ADAMW_BLOCK elements of the chunk in arg (sola_parallel_for). */
 enum { ADAMW_BLOCK = 1 << 16 };
 static void adamw_blocks(void *arg, size_t b, size_t e)
 {
@@ -102,41 +99,13 @@ void sola_adamw_step(sola_adamw *o, float *params, const float *grads)
         .a1 = (float)(1.0 - o->beta1), .a2 = (float)(1.0 - o->beta2), .eps = (float)o->eps,
     };
     /* Split big vectors over the compute threads the caller allowed the GEMMs (idle
-     * between them); elements are independent, so the result does not depend on it.
-     * With oneDNN: on the GEMMs' own OpenMP team (sola_gemm_team_for), in ranges of
-     * 64K elements, so no thread is started and none competes with a spinning worker. */
-    if (o->n >= ((size_t)1 << 18) &&
-        sola_gemm_team_for((o->n + ADAMW_BLOCK - 1) / ADAMW_BLOCK, 1, adamw_blocks, &all))
-        return;
-    enum { MAXT = 8 };
-    int nt = sola_gemm_threads();
-    if (nt > MAXT)
-        nt = MAXT;
-    if (o->n < ((size_t)1 << 18) || nt < 2) {
+     * between them), in blocks of 64K elements (sola_parallel_for: with oneDNN on the
+     * GEMMs' own OpenMP team, else on threads started for the call); elements are
+     * independent, so the result does not depend on the split. */
+    if (o->n >= ((size_t)1 << 18))
+        sola_parallel_for((o->n + ADAMW_BLOCK - 1) / ADAMW_BLOCK, 1, adamw_blocks, &all);
+    else
         adamw_run(&all);
-        return;
-    }
-    adamw_chunk ch[MAXT];
-    pthread_t th[MAXT];
-    int started[MAXT] = {0};
-    size_t per = (o->n + (size_t)nt - 1) / (size_t)nt;
-    per = (per + 15) & ~(size_t)15;
-    for (int i = 0; i < nt; i++) {
-        size_t b = per * (size_t)i, e = b + per > o->n ? o->n : b + per;
-        ch[i] = all;
-        ch[i].p += b, ch[i].m += b, ch[i].v += b, ch[i].g += b;
-        ch[i].n = e > b ? e - b : 0;
-        /* chunk 0 runs here; if a thread cannot start, its chunk runs here too */
-        if (i > 0)
-            started[i] = pthread_create(&th[i], NULL, adamw_run, &ch[i]) == 0;
-    }
-    adamw_run(&ch[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            adamw_run(&ch[i]);
-    }
 }
 
 void sola_adamw_free(sola_adamw *o)
