@@ -233,6 +233,29 @@ struct sola_gemm_w {
             goto fail;                                                                     \
     } while (0)
 
+/* ---- copies between layouts ---------------------------------------------------- */
+
+/* d[c * ldd + r] = s[r * lds + c] for r < rows, c < cols (s [rows, cols] transposed
+ * into d [cols, rows]), in blocks of 16 x 16 so that both sides stay in cache. */
+static void transpose(float *d, size_t ldd, const float *s, size_t lds, size_t rows,
+                      size_t cols)
+{
+    for (size_t r0 = 0; r0 < rows; r0 += 16)
+        for (size_t c0 = 0; c0 < cols; c0 += 16) {
+            size_t r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++)
+                    d[c * ldd + r] = s[r * lds + c];
+        }
+}
+
+/* Zeroes columns [c0, c1) of the `rows` rows of d (leading dimension ld). */
+static void zero_cols(float *d, size_t ld, size_t rows, size_t c0, size_t c1)
+{
+    for (size_t r = 0; r < rows && c1 > c0; r++)
+        memset(d + r * ld + c0, 0, (c1 - c0) * sizeof(float));
+}
+
 /* ---- the chunk layout ----------------------------------------------------------
  *
  * The nocopy kernel reads the weights straight from memory (no packing), so their
@@ -265,22 +288,13 @@ static int make_chunks(sola_gemm_w *w, const float *W)
     for (int c = 0; c < nchunks; c++) {
         int c0 = c * cw, n = c == nchunks - 1 && widths[1] ? widths[1] : cw;
         float *d = p + (size_t)c * stride;
-        if (!w->trans) {
-            for (int k = 0; k < w->K; k++) {
-                memcpy(d + (size_t)k * ld, W + (size_t)k * w->N + c0,
-                       (size_t)n * sizeof(float));
-                memset(d + (size_t)k * ld + n, 0, (size_t)(ld - n) * sizeof(float));
-            }
-        } else {
-            /* W [N, K]: blocks of 16 x 16 so that both sides stay in cache */
-            for (int k0 = 0; k0 < w->K; k0 += 16)
-                for (int j0 = 0; j0 < n; j0 += 16)
-                    for (int j = j0; j < j0 + 16 && j < n; j++)
-                        for (int k = k0; k < k0 + 16 && k < w->K; k++)
-                            d[(size_t)k * ld + j] = W[(size_t)(c0 + j) * w->K + k];
+        if (!w->trans)
             for (int k = 0; k < w->K; k++)
-                memset(d + (size_t)k * ld + n, 0, (size_t)(ld - n) * sizeof(float));
-        }
+                memcpy(d + (size_t)k * ld, W + (size_t)k * w->N + c0, (size_t)n * sizeof(float));
+        else /* W [N, K]: its rows c0.. are the chunk's columns */
+            transpose(d, (size_t)ld, W + (size_t)c0 * w->K, (size_t)w->K, (size_t)n,
+                      (size_t)w->K);
+        zero_cols(d, (size_t)ld, (size_t)w->K, (size_t)n, (size_t)ld);
     }
     w->chunks = p;
     w->cld = ld;
@@ -333,17 +347,15 @@ static int make_tchunks(sola_gemm_w *w, const float *W)
     if (!p)
         return -1;
     /* row j of W^T (column j of W) at p + (j / SHORT_COLS) * stride + (j % SHORT_COLS) * K */
-    for (int j = 0; j < w->N && w->trans; j++) {
-        float *d = p + (size_t)(j / SHORT_COLS) * stride + (size_t)(j % SHORT_COLS) * w->K;
-        memcpy(d, W + (size_t)j * w->K, (size_t)w->K * sizeof(float));
+    for (int c = 0; c < n; c++) {
+        size_t j0 = (size_t)c * SHORT_COLS;
+        size_t width = (size_t)w->N - j0 < SHORT_COLS ? (size_t)w->N - j0 : SHORT_COLS;
+        float *d = p + (size_t)c * stride;
+        if (w->trans) /* W [N, K]: already rows of W^T */
+            memcpy(d, W + j0 * (size_t)w->K, width * (size_t)w->K * sizeof(float));
+        else
+            transpose(d, (size_t)w->K, W + j0, (size_t)w->N, (size_t)w->K, width);
     }
-    if (!w->trans) /* blocks of 16 rows of W, read along the row, so both sides stay in cache */
-        for (int k0 = 0; k0 < w->K; k0 += 16)
-            for (int j = 0; j < w->N; j++) {
-                float *d = p + (size_t)(j / SHORT_COLS) * stride + (size_t)(j % SHORT_COLS) * w->K;
-                for (int k = k0; k < k0 + 16 && k < w->K; k++)
-                    d[k] = W[(size_t)k * w->N + j];
-            }
     w->tchunks = p;
     w->tstride = stride;
     w->ntchunks = n;
@@ -611,9 +623,8 @@ static dnnl_status_t run_task(taskset *ts, size_t task)
         int width = w->N - (int)c0 < SHORT_COLS ? w->N - (int)c0 : SHORT_COLS;
         float *y = ts->Y + c0;
         if (w->accumulate) {
-            for (int j = 0; j < width; j++)
-                for (size_t t = 0; t < P; t++)
-                    yt[(size_t)j * P + t] = t < rows ? y[t * (size_t)w->N + (size_t)j] : 0.0f;
+            transpose(yt, P, y, (size_t)w->N, rows, (size_t)width);
+            zero_cols(yt, P, (size_t)width, rows, P);
         } else {
             memset(yt, 0, (size_t)width * P * sizeof(float));
         }
@@ -621,9 +632,7 @@ static dnnl_status_t run_task(taskset *ts, size_t task)
                                       w->tchunks + task * w->tstride, w->K, ts->xt,
                                       (dnnl_dim_t)P, w->accumulate ? 1.0f : 0.0f, yt,
                                       (dnnl_dim_t)P);
-        for (size_t t = 0; t < rows; t++)
-            for (int j = 0; j < width; j++)
-                y[t * (size_t)w->N + (size_t)j] = yt[(size_t)j * P + t];
+        transpose(y, (size_t)w->N, yt, P, (size_t)width, rows);
         return st;
     }
     size_t tile = task / (size_t)w->nchunks;
@@ -777,12 +786,8 @@ static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float 
         float *xt = short_buffer((size_t)w->K * P);
         if (!xt)
             return dnnl_out_of_memory;
-        for (size_t k0 = 0; k0 < (size_t)w->K; k0 += 64) {
-            size_t k1 = k0 + 64 < (size_t)w->K ? k0 + 64 : (size_t)w->K;
-            for (size_t t = 0; t < P; t++)
-                for (size_t k = k0; k < k1; k++)
-                    xt[k * P + t] = t < rows ? X[t * (size_t)w->K + k] : 0.0f;
-        }
+        transpose(xt, P, X, (size_t)w->K, rows, (size_t)w->K);
+        zero_cols(xt, P, (size_t)w->K, rows, P);
         ts.xt = xt;
         ts.P = P;
         ts.ntasks = (size_t)w->ntchunks;
