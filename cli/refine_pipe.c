@@ -39,16 +39,30 @@ typedef struct pipe {
     int halted; /* finish asked for the stop */
 } pipe;
 
+/* The lead before the rows as the pipe uses it: the caller's, rounded up to 64 bytes. */
+static size_t lead_rounded(size_t lead)
+{
+    return (lead + 63) / 64 * 64;
+}
+
+/* A buffer for `lead` bytes then `floats` floats of rows, SOLA_DIO_ALIGN-aligned and a
+ * whole number of SOLA_DIO_ALIGN blocks long (O_DIRECT writes it as it is); NULL when
+ * the size overflows or no memory is left. */
+static char *dio_alloc(size_t floats, size_t lead)
+{
+    size_t bytes;
+    if (sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, lead, &bytes) ||
+        sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
+        return NULL;
+    return aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
+}
+
 /* Room for `floats` floats of rows in b (contents not kept); 0 or -1. */
 static int reserve(pbuf *b, size_t floats, size_t lead)
 {
     if (floats <= b->cap)
         return 0;
-    size_t bytes;
-    if (sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, lead, &bytes) ||
-        sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
-        return -1;
-    char *q = aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
+    char *q = dio_alloc(floats, lead);
     if (!q)
         return -1;
     free(b->base);
@@ -143,26 +157,20 @@ static void *first_main(void *arg)
 
 int cli_pipe_first_start(cli_pipe_first *f)
 {
-    size_t floats, bytes;
+    size_t floats;
     f->base = NULL;
     f->started = 0;
-    f->lead = (f->lead + 63) / 64 * 64;
+    f->lead = lead_rounded(f->lead);
     if (f->T < 1 || f->T > INT_MAX || f->C < 1 ||
         sola_mul_size((size_t)f->T + CLI_PIPE_FIRST_SLACK, (size_t)f->C, &floats) ||
-        sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, f->lead, &bytes) ||
-        sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
-        return -1;
-    if (!(f->base = aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN)))
+        !(f->base = dio_alloc(floats, f->lead)))
         return -1;
     f->cap = floats;
-    pthread_t *t = malloc(sizeof *t);
-    if (!t || pthread_create(t, NULL, first_main, f)) {
-        free(t);
+    if (pthread_create(&f->thread, NULL, first_main, f)) {
         free(f->base);
         f->base = NULL;
         return -1;
     }
-    f->thread = t;
     f->started = 1;
     return 0;
 }
@@ -171,9 +179,7 @@ void cli_pipe_first_wait(cli_pipe_first *f)
 {
     if (!f->started)
         return;
-    pthread_join(*(pthread_t *)f->thread, NULL);
-    free(f->thread);
-    f->thread = NULL;
+    pthread_join(f->thread, NULL);
     f->started = 0;
 }
 
@@ -233,7 +239,7 @@ int cli_refine_pipe(const sola_model *m, sola_ws *ws, int n, const int64_t *T,
                     const cli_pipe_hooks *h)
 {
     pipe P = {.m = m, .ws = ws, .h = h, .T = T, .n = n,
-              .lead = (h->lead + 63) / 64 * 64};
+              .lead = lead_rounded(h->lead)};
     pthread_mutex_init(&P.mu, NULL);
     pthread_cond_init(&P.cv, NULL);
     /* the plan depends on this thread's GEMM thread count: it refines */

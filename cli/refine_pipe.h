@@ -15,6 +15,7 @@
 #ifndef SOLA_CLI_REFINE_PIPE_H
 #define SOLA_CLI_REFINE_PIPE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,7 +41,7 @@ typedef struct cli_pipe_first {
     void *ud;
     int C;
     int started;  /* a thread runs the read: cli_pipe_first_wait joins it */
-    void *thread; /* pthread_t, opaque here */
+    pthread_t thread;
 } cli_pipe_first;
 
 /* Starts reading through f->read (f->ud, f->T, f->C and f->lead set by the caller,
