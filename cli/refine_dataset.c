@@ -455,6 +455,10 @@ static size_t header_room(const sola_dataset *d, const int *idx, int n)
 /* See refine_dataset.h. */
 struct cli_prefetch {
     sola_dataset *d; /* the scan, until cli_refine_dataset takes it */
+    /* plan()'s answer for d (planned 0: not made, out of memory), taken with it */
+    int planned, n, kept;
+    unsigned char *mine;
+    int *idx;
     int item;        /* the dataset index of the video read ahead */
     cli_pipe_first first;
 };
@@ -476,19 +480,16 @@ struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
         free(pf);
         return NULL;
     }
-    unsigned char *mine = NULL;
-    int *idx = NULL, n = 0, kept = 0;
-    if (!plan(pf->d, o, out, &mine, &idx, &n, &kept) && n > 0) {
-        pf->item = idx[0];
-        pf->first.T = pf->d->items[idx[0]].T;
+    pf->planned = !plan(pf->d, o, out, &pf->mine, &pf->idx, &pf->n, &pf->kept);
+    if (pf->planned && pf->n > 0) {
+        pf->item = pf->idx[0];
+        pf->first.T = pf->d->items[pf->item].T;
         pf->first.C = pf->d->C;
-        pf->first.lead = header_room(pf->d, idx, n);
+        pf->first.lead = header_room(pf->d, pf->idx, pf->n);
         pf->first.read = prefetch_read;
         pf->first.ud = pf;
         cli_pipe_first_start(&pf->first); /* on failure the pipe reads it itself */
     }
-    free(mine);
-    free(idx);
     return pf;
 }
 
@@ -499,6 +500,8 @@ void cli_prefetch_free(struct cli_prefetch *pf)
     cli_pipe_first_free(&pf->first);
     if (pf->d)
         sola_dataset_free(pf->d);
+    free(pf->mine);
+    free(pf->idx);
     free(pf);
 }
 
@@ -529,12 +532,14 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
     sola_err e = {0};
     sola_dataset *d = NULL;
     sola_dataset_opts dopt = {.ct = o->ct, .skip_bad = 1, .flow_first = o->flow_first};
+    int took = 0; /* d is pf's: its plan is pf's too (pf frees it unless taken) */
     if (pf && pf->d) {
         /* the scan made while the model loaded; its read ahead is done before the
          * dataset can be freed on any path below */
         cli_pipe_first_wait(&pf->first);
         d = pf->d;
         pf->d = NULL;
+        took = 1;
     } else if (sola_dataset_open_ex(in, &dopt, &d, &e)) {
         cli_errorf("%s", e.msg);
         return EXIT_RUNTIME;
@@ -620,12 +625,16 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
             cli_errorf("skipped %s: %s", d->skipped[i], d->skip_why[i]);
     int scan_skipped = d->nskipped;
     unsigned char *mine = NULL;
-    int *idx = NULL, ntodo = 0, kept = 0;
+    int *idx = NULL, ntodo = 0, kept = 0, planned = took && pf->planned;
+    if (planned) { /* the plan made with the scan, while the model loaded */
+        mine = pf->mine, idx = pf->idx, ntodo = pf->n, kept = pf->kept;
+        pf->mine = NULL, pf->idx = NULL;
+    }
     cli_progress p;
     cli_progress_init(&p);
     run r = {.d = d, .o = o, .os = &os, .p = &p};
     int64_t *Ts = malloc(sizeof *Ts * (size_t)(d->n + 1));
-    if (!Ts || plan(d, o, out, &mine, &idx, &ntodo, &kept)) {
+    if (!Ts || (!planned && plan(d, o, out, &mine, &idx, &ntodo, &kept))) {
         cli_errorf("out of memory");
         rc = EXIT_RUNTIME;
     } else {
