@@ -109,7 +109,8 @@ int rc_fd_count(int pid)
     return n;
 }
 
-long rc_rss_kb(int pid)
+/* The value in kB of one "Key:" line of /proc/PID/status, or -1. */
+static long status_kb(int pid, const char *key)
 {
     char p[64], line[256];
     snprintf(p, sizeof p, "/proc/%d/status", pid);
@@ -117,30 +118,24 @@ long rc_rss_kb(int pid)
     if (!f)
         return -1;
     long kb = -1;
+    size_t n = strlen(key);
     while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = atol(line + 6);
+        if (strncmp(line, key, n) == 0) {
+            kb = atol(line + n);
             break;
         }
     fclose(f);
     return kb;
 }
 
+long rc_rss_kb(int pid)
+{
+    return status_kb(pid, "VmRSS:");
+}
+
 long rc_hwm_kb(int pid)
 {
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kb = atol(line + 6);
-            break;
-        }
-    fclose(f);
-    return kb;
+    return status_kb(pid, "VmHWM:");
 }
 
 int rc_reset_hwm(int pid)

@@ -84,6 +84,16 @@ int su_start(su_server *s, const char *logdir, const char *const *args)
     return 0;
 }
 
+int su_start_data(su_server *s, const char *dir, const char *const *extra)
+{
+    const char *args[40] = {"--data", dir, "--workers", "1", "--threads", "1"};
+    int n = 6;
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return su_start(s, dir, args);
+}
+
 int su_stop_sig(su_server *s, int sig)
 {
     if (s->pid <= 0)

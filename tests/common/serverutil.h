@@ -38,6 +38,9 @@ typedef struct su_server {
 /* Starts solad with the given extra arguments (NULL-terminated); logdir receives
  * solad.log. Returns 0 when the server printed its address. */
 int su_start(su_server *s, const char *logdir, const char *const *args);
+/* su_start on data directory dir (its log there too) with one worker of one thread,
+ * then `extra` (NULL-terminated, NULL for none; at most 32). */
+int su_start_data(su_server *s, const char *dir, const char *const *extra);
 
 /* Exit status after `sig` (SIGTERM), -1 if it did not exit normally within ~30 s. */
 int su_stop_sig(su_server *s, int sig);

@@ -73,15 +73,7 @@ static double budget_peak(const su_server *s)
 static char *start(su_server *s, const char *const *extra)
 {
     char *dir = tu_tmpdir();
-    const char *args[40];
-    int n = 0;
-    const char *base[] = {"--data", dir, "--workers", "1", "--threads", "1", NULL};
-    for (int i = 0; base[i]; i++)
-        args[n++] = base[i];
-    for (int i = 0; extra && extra[i] && n < 38; i++)
-        args[n++] = extra[i];
-    args[n] = NULL;
-    ck_assert_int_eq(su_start(s, dir, args), 0);
+    ck_assert_int_eq(su_start_data(s, dir, extra), 0);
     return dir;
 }
 
