@@ -172,6 +172,20 @@ class Solad:
                 total += int(float(line.rsplit(' ', 1)[1]))
         return total
 
+    def requests_settled(self, exclude=r'route="/metrics"', quiet=0.5, timeout=15.0):
+        """requests(exclude) once the count has not moved for `quiet` seconds: a page that
+        shows its first error while the rest of its requests are still being answered
+        (a redraw sends several at once) is not a place to start counting from."""
+        n, since, end = self.requests(exclude), time.monotonic(), time.monotonic() + timeout
+        while time.monotonic() < end:
+            time.sleep(0.1)
+            m = self.requests(exclude)
+            if m != n:
+                n, since = m, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return n
+        raise AssertionError(f'solad kept answering requests for {timeout} s (count {n})')
+
     def metric(self, name_re):
         """Sum of the /metrics samples whose name{labels} matches name_re."""
         with urllib.request.urlopen(self.url + '/metrics', timeout=10) as r:

@@ -428,7 +428,8 @@ def main(c, tmp):
                 f'a failed redraw replaces the readout: {b.text("#tsm-readout")[:80]}')
         # a dropped file whose C the model does not have is refused before sending
         b.select('#tsm-model', 'syn')
-        posts = sd.requests(r'/metrics|method="(GET|PUT|DELETE)"|route="/(train|models)')
+        # the failed redraw's other requests may still be in flight: count once they are answered
+        posts = sd.requests_settled(r'/metrics|method="(GET|PUT|DELETE)"|route="/(train|models)')
         b.files('#tsm-file', [c64])
         b.wait_js("return !document.getElementById('tsm-file-error').hidden", 'the C check')
         err = b.text('#tsm-file-error')
