@@ -35,6 +35,7 @@ both unset, run the same command under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -221,17 +222,30 @@ def header(a, sides):
 
 # ---- modes --------------------------------------------------------------------------------
 
+def fma_ceiling(a):
+    """GFLOPS of this CPU's FMA pipes on a.threads threads (bench_peak), or None."""
+    out = subprocess.run([f"{a.build}/bench_peak", "--threads", str(a.threads), "--seconds",
+                          "0.5", "--n", "1024"], capture_output=True, text=True).stdout
+    m = re.search(r"fma ceiling: [\d.]+ GFLOPS on 1 thread, ([\d.]+) on", out)
+    return float(m.group(1)) if m else None
+
+
 def mode_compute(a):
     sides = [ours(a), Torch(a), ort(a)]
     header(a, sides)
     Ts = [int(t) for t in a.T.split(",")]
     r = interleave(a, sides, Ts)
-    print(f"{'T':>6} {'ours ms':>9} {'GFLOPS':>7} {'torch ms':>9} {'ORT ms':>9} "
+    peak = fma_ceiling(a)
+    print(f"# FMA ceiling of {a.threads} threads (bench_peak, after the rounds): "
+          f"{f'{peak:.1f} GFLOPS' if peak else 'not measured'}")
+    print(f"{'T':>6} {'ours ms':>9} {'GFLOPS':>7} {'of FMA':>7} {'torch ms':>9} {'ORT ms':>9} "
           f"{'vs torch':>9} {'vs ORT':>7}")
     for T in Ts:
         o, t, x = r["ours"][T], r["torch"][T], r["onnxruntime"][T]
         gf = flops(T, a.C, a.H, a.k1, a.k2) / o * 1e-6
-        print(f"{T:>6} {o:>9.3f} {gf:>7.1f} {t:>9.3f} {x:>9.3f} {t / o:>8.2f}x {x / o:>6.2f}x")
+        share = f"{100 * gf / peak:6.0f}%" if peak else f"{'-':>7}"
+        print(f"{T:>6} {o:>9.3f} {gf:>7.1f} {share} {t:>9.3f} {x:>9.3f} {t / o:>8.2f}x "
+              f"{x / o:>6.2f}x")
     for sd in sides:
         if hasattr(sd, "close"):
             sd.close()
