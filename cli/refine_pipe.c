@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "fsutil.h"
 
 enum { FREE, READY, DONE };
@@ -54,7 +55,7 @@ static char *dio_alloc(size_t floats, size_t lead)
     if (sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, lead, &bytes) ||
         sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
         return NULL;
-    return aligned_alloc(SOLA_DIO_ALIGN, bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
+    return sola_bigbuf_alloc(bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
 }
 
 /* Room for `floats` floats of rows in b (contents not kept); 0 or -1. */

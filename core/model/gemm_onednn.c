@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "clock.h"
 
 enum { TILE_MAX = 240, CHUNK_COLS = 256 };
@@ -282,7 +283,7 @@ static int make_chunks(sola_gemm_w *w, const float *W)
     int nchunks = w->N / cw + (widths[1] ? 1 : 0);
     int ld = (cw + 7) / 8 * 8 + CHUNK_PAD;
     size_t stride = ((size_t)w->K * (size_t)ld + 15) / 16 * 16;
-    float *p = aligned_alloc(64, stride * (size_t)nchunks * sizeof(float));
+    float *p = sola_bigbuf_alloc(stride * (size_t)nchunks * sizeof(float));
     if (!p)
         return -1;
     for (int c = 0; c < nchunks; c++) {
@@ -343,7 +344,7 @@ static int make_tchunks(sola_gemm_w *w, const float *W)
 {
     int n = (w->N + SHORT_COLS - 1) / SHORT_COLS;
     size_t stride = ((size_t)SHORT_COLS * (size_t)w->K + 15) / 16 * 16;
-    float *p = aligned_alloc(64, stride * (size_t)n * sizeof(float));
+    float *p = sola_bigbuf_alloc(stride * (size_t)n * sizeof(float));
     if (!p)
         return -1;
     /* row j of W^T (column j of W) at p + (j / SHORT_COLS) * stride + (j % SHORT_COLS) * K */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "gemm.h"
 #include "rng.h"
 
@@ -104,9 +105,11 @@ sola_model *sola_model_new(int C, int H, int k1, int k2, int P, sola_err *e)
     if (!m)
         goto nomem;
     m->C = C, m->H = H, m->k1 = k1, m->k2 = k2, m->P = P, m->d1 = 1, m->d2 = 1;
-    m->params = calloc(n, sizeof(float));
+    /* n <= SIZE_MAX / sizeof(float): count_params checked it */
+    m->params = sola_bigbuf_alloc(n * sizeof(float));
     if (!m->params)
         goto nomem;
+    memset(m->params, 0, n * sizeof(float));
     set_ptrs(m);
     return m;
 nomem:
@@ -257,7 +260,7 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
 static float *pack_conv(const float *w, int Cout, int Cin, int k)
 {
     size_t n = (size_t)Cout * (size_t)Cin * (size_t)k;
-    float *wp = malloc(n * sizeof(float));
+    float *wp = sola_bigbuf_alloc(n * sizeof(float));
     if (!wp)
         return NULL;
     size_t row = (size_t)k * (size_t)Cout;

@@ -23,8 +23,10 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "bigbuf.h"
 
 struct sola_ws {
     float *z;    /* [rows, kmax*H] tap products, only when a kernel is > 1 */
@@ -63,8 +65,9 @@ static int grow(float **p, size_t *cap, size_t n)
 {
     if (n <= *cap)
         return 0;
-    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
-    float *q = aligned_alloc(64, bytes);
+    if (n > SIZE_MAX / sizeof(float))
+        return -1;
+    float *q = sola_bigbuf_alloc(n * sizeof(float));
     if (!q)
         return -1;
     free(*p);

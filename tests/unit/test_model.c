@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigbuf.h"
 #include "model.h"
 #include "refine.h"
 #include "safetensors.h"
@@ -223,6 +224,27 @@ START_TEST(pack_layout)
         for (int c = 0; c < H; c++)
             ck_assert(m->w2p[c * H + h] == m->w2[h * H + c]);
     sola_model_free(m);
+}
+END_TEST
+
+/* Large buffers come 2 MiB aligned and rounded to whole 2 MiB pages (so that they can
+ * be huge pages), small ones 64-byte aligned; both are writable to the size asked and
+ * released by free(). */
+START_TEST(bigbuf_alignment)
+{
+    static const size_t sizes[] = {1, 63, 4096, SOLA_BIGBUF_MIN - 1, SOLA_BIGBUF_MIN,
+                                   SOLA_BIGBUF_MIN + 1, 19u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        unsigned char *p = sola_bigbuf_alloc(sizes[i]);
+        ck_assert_ptr_nonnull(p);
+        uintptr_t a = (uintptr_t)p;
+        ck_assert_msg(a % (sizes[i] >= SOLA_BIGBUF_MIN ? SOLA_BIGBUF_PAGE : 64) == 0,
+                      "%zu bytes at %p", sizes[i], (void *)p);
+        memset(p, 0xab, sizes[i]);
+        ck_assert_int_eq(p[sizes[i] - 1], 0xab);
+        free(p);
+    }
+    ck_assert_ptr_null(sola_bigbuf_alloc(SIZE_MAX - 1));
 }
 END_TEST
 
@@ -560,6 +582,7 @@ int main(void)
     tcase_add_test(tc, init_matches_pytorch_default);
     tcase_add_test(tc, add_head_keeps_module);
     tcase_add_test(tc, pack_layout);
+    tcase_add_test(tc, bigbuf_alignment);
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, missing_file_is_notfound);
     tcase_add_test(tc, minimal_torch_checkpoint_loads);
