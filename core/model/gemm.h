@@ -111,4 +111,12 @@ int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float al
 typedef void (*sola_gemm_range_fn)(void *arg, size_t begin, size_t end);
 int sola_gemm_team_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg);
 
+/* The same for work beside prepared products (sola_gemm_w_rows: a refine's elementwise
+ * passes, packing weights): fn over [0, n) on the threads that run the calling
+ * thread's prepared products, ranges handed out on demand, and returns 1 -- or
+ * returns 0 without calling fn when the backend has no such threads to lend (OpenBLAS;
+ * the caller then runs fn itself). With one thread, or fewer than 2 * grain items,
+ * fn runs on the calling thread over all of [0, n). Same rules for fn as above. */
+int sola_gemm_pool_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg);
+
 #endif

@@ -275,6 +275,40 @@ static void zero_cols(float *d, size_t ld, size_t rows, size_t c0, size_t c1)
  * same arithmetic either way). */
 enum { CHUNK_PAD = 16 };
 
+/* A copy of W into one of the layouts below, one chunk per item, as a range pass on
+ * the pool (sola_gemm_pool_for): the copies of a large model take a few tens of ms. */
+typedef struct chunkcopy {
+    sola_gemm_w *w;
+    const float *W;
+} chunkcopy;
+
+static void run_copies(sola_gemm_range_fn fn, sola_gemm_w *w, const float *W, size_t n)
+{
+    chunkcopy cc = {w, W};
+    if (!sola_gemm_pool_for(n, 1, fn, &cc))
+        fn(&cc, 0, n);
+}
+
+/* Chunks [c0, c1) of w->chunks from W. */
+static void copy_chunks(void *arg, size_t c0, size_t c1)
+{
+    const chunkcopy *cc = arg;
+    const sola_gemm_w *w = cc->w;
+    int cw = w->cw[0], ld = w->cld;
+    for (size_t c = c0; c < c1; c++) {
+        int j0 = (int)c * cw, n = (int)c == w->nchunks - 1 && w->cw[1] ? w->cw[1] : cw;
+        float *d = w->chunks + c * w->cstride;
+        if (!w->trans)
+            for (int k = 0; k < w->K; k++)
+                memcpy(d + (size_t)k * ld, cc->W + (size_t)k * w->N + j0,
+                       (size_t)n * sizeof(float));
+        else /* W [N, K]: its rows j0.. are the chunk's columns */
+            transpose(d, (size_t)ld, cc->W + (size_t)j0 * w->K, (size_t)w->K, (size_t)n,
+                      (size_t)w->K);
+        zero_cols(d, (size_t)ld, (size_t)w->K, (size_t)n, (size_t)ld);
+    }
+}
+
 /* Copies W ([K, N], or [N, K] when trans) into w->chunks; 0 or -1 (out of memory). */
 static int make_chunks(sola_gemm_w *w, const float *W)
 {
@@ -286,23 +320,13 @@ static int make_chunks(sola_gemm_w *w, const float *W)
     float *p = sola_bigbuf_alloc(stride * (size_t)nchunks * sizeof(float));
     if (!p)
         return -1;
-    for (int c = 0; c < nchunks; c++) {
-        int c0 = c * cw, n = c == nchunks - 1 && widths[1] ? widths[1] : cw;
-        float *d = p + (size_t)c * stride;
-        if (!w->trans)
-            for (int k = 0; k < w->K; k++)
-                memcpy(d + (size_t)k * ld, W + (size_t)k * w->N + c0, (size_t)n * sizeof(float));
-        else /* W [N, K]: its rows c0.. are the chunk's columns */
-            transpose(d, (size_t)ld, W + (size_t)c0 * w->K, (size_t)w->K, (size_t)n,
-                      (size_t)w->K);
-        zero_cols(d, (size_t)ld, (size_t)w->K, (size_t)n, (size_t)ld);
-    }
     w->chunks = p;
     w->cld = ld;
     w->cstride = stride;
     w->cw[0] = widths[0];
     w->cw[1] = widths[1];
     w->nchunks = nchunks;
+    run_copies(copy_chunks, w, W, (size_t)nchunks);
     return 0;
 }
 
@@ -339,6 +363,23 @@ static int short_ok(int K, int N)
     return K % 64 == 0 && N % 64 == 0;
 }
 
+/* Chunks [c0, c1) of w->tchunks from W: row j of W^T (column j of W) at
+ * tchunks + (j / SHORT_COLS) * tstride + (j % SHORT_COLS) * K. */
+static void copy_tchunks(void *arg, size_t c0, size_t c1)
+{
+    const chunkcopy *cc = arg;
+    const sola_gemm_w *w = cc->w;
+    for (size_t c = c0; c < c1; c++) {
+        size_t j0 = c * SHORT_COLS;
+        size_t width = (size_t)w->N - j0 < SHORT_COLS ? (size_t)w->N - j0 : SHORT_COLS;
+        float *d = w->tchunks + c * w->tstride;
+        if (w->trans) /* W [N, K]: already rows of W^T */
+            memcpy(d, cc->W + j0 * (size_t)w->K, width * (size_t)w->K * sizeof(float));
+        else
+            transpose(d, (size_t)w->K, cc->W + j0, (size_t)w->N, (size_t)w->K, width);
+    }
+}
+
 /* Copies W ([K, N], or [N, K] when trans) into w->tchunks; 0 or -1 (out of memory). */
 static int make_tchunks(sola_gemm_w *w, const float *W)
 {
@@ -347,19 +388,10 @@ static int make_tchunks(sola_gemm_w *w, const float *W)
     float *p = sola_bigbuf_alloc(stride * (size_t)n * sizeof(float));
     if (!p)
         return -1;
-    /* row j of W^T (column j of W) at p + (j / SHORT_COLS) * stride + (j % SHORT_COLS) * K */
-    for (int c = 0; c < n; c++) {
-        size_t j0 = (size_t)c * SHORT_COLS;
-        size_t width = (size_t)w->N - j0 < SHORT_COLS ? (size_t)w->N - j0 : SHORT_COLS;
-        float *d = p + (size_t)c * stride;
-        if (w->trans) /* W [N, K]: already rows of W^T */
-            memcpy(d, W + j0 * (size_t)w->K, width * (size_t)w->K * sizeof(float));
-        else
-            transpose(d, (size_t)w->K, W + j0, (size_t)w->N, (size_t)w->K, width);
-    }
     w->tchunks = p;
     w->tstride = stride;
     w->ntchunks = n;
+    run_copies(copy_tchunks, w, W, (size_t)n);
     return 0;
 }
 
@@ -580,6 +612,11 @@ size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
 #define SPIN_S 200e-6 /* how long a helper spins after a product */
 
 typedef struct taskset {
+    /* a range pass (sola_gemm_pool_for) instead of a product: task i is items
+     * [n * i / ntasks, n * (i + 1) / ntasks) of fn */
+    sola_gemm_range_fn fn;
+    void *arg;
+    size_t n;
     const sola_gemm_w *w;
     size_t rows, ntiles, ntasks;
     const float *X;
@@ -617,6 +654,10 @@ static void cpu_relax(void)
  * has set this thread's OpenMP count to 1). */
 static dnnl_status_t run_task(taskset *ts, size_t task)
 {
+    if (ts->fn) {
+        ts->fn(ts->arg, ts->n * task / ts->ntasks, ts->n * (task + 1) / ts->ntasks);
+        return dnnl_success;
+    }
     const sola_gemm_w *w = ts->w;
     if (ts->xt) { /* a short pass: task = a chunk of SHORT_COLS columns of every row */
         static _Thread_local float yt[SHORT_COLS * SHORT_ROWS] __attribute__((aligned(64)));
@@ -773,6 +814,38 @@ static float *short_buffer(size_t n)
     return q;
 }
 
+/* Runs the tasks of ts on the calling thread and its pool (nthr threads in all). */
+static dnnl_status_t run_pooled(taskset *ts, int nthr)
+{
+    atomic_init(&ts->next, 0);
+    atomic_init(&ts->done, 0);
+    atomic_init(&ts->st, dnnl_success);
+    pool *p = nthr > 1 && ts->ntasks > 1 ? thread_pool(nthr - 1) : NULL;
+    if (p && p->nhelpers) {
+        atomic_store(&p->cur, ts);
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->gen, 1); /* odd: work */
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    omp_set_num_threads(1);
+    take_tasks(ts);
+    omp_set_num_threads(nthr);
+    if (p && p->nhelpers) {
+        atomic_fetch_add(&p->gen, 1); /* even: no helper looks at ts from now on */
+        for (int i = 0; atomic_load(&p->inside) > 0; i++)
+            if (i > 1000)
+                sched_yield();
+            else
+                cpu_relax();
+        atomic_store(&p->cur, NULL);
+    }
+    /* every task was taken; wait for the ones still running elsewhere */
+    while (atomic_load_explicit(&ts->done, memory_order_acquire) < ts->ntasks)
+        sched_yield();
+    return (dnnl_status_t)atomic_load(&ts->st);
+}
+
 /* The pool path of sola_gemm_w_rows (w->nchunks > 0). */
 static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float *X,
                                  float alpha, float *Y)
@@ -793,33 +866,30 @@ static dnnl_status_t rows_pooled(const sola_gemm_w *w, size_t rows, const float 
         ts.P = P;
         ts.ntasks = (size_t)w->ntchunks;
     }
-    atomic_init(&ts.next, 0);
-    atomic_init(&ts.done, 0);
-    atomic_init(&ts.st, dnnl_success);
-    pool *p = nthr > 1 && ts.ntasks > 1 ? thread_pool(nthr - 1) : NULL;
-    if (p && p->nhelpers) {
-        atomic_store(&p->cur, &ts);
-        pthread_mutex_lock(&p->mu);
-        atomic_fetch_add(&p->gen, 1); /* odd: work */
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+    return run_pooled(&ts, nthr);
+}
+
+/* ---- range passes on the pool (sola_gemm_pool_for) ----------------------------------
+ *
+ * Work between the products of a pass (a refine's shifted sums and bias passes) and the
+ * copies of a pack run as tasks of the same pool, on the threads that are awake for
+ * the products anyway, handed out on demand. */
+int sola_gemm_pool_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg)
+{
+    if (n == 0)
+        return 1;
+    if (grain < 1)
+        grain = 1;
+    int nthr = sola_gemm_threads();
+    size_t parts = n / grain;
+    if (nthr < 2 || parts < 2) {
+        fn(arg, 0, n);
+        return 1;
     }
-    omp_set_num_threads(1);
-    take_tasks(&ts);
-    omp_set_num_threads(nthr);
-    if (p && p->nhelpers) {
-        atomic_fetch_add(&p->gen, 1); /* even: no helper looks at ts from now on */
-        for (int i = 0; atomic_load(&p->inside) > 0; i++)
-            if (i > 1000)
-                sched_yield();
-            else
-                cpu_relax();
-        atomic_store(&p->cur, NULL);
-    }
-    /* every task was taken; wait for the ones still running elsewhere */
-    while (atomic_load_explicit(&ts.done, memory_order_acquire) < ts.ntasks)
-        sched_yield();
-    return (dnnl_status_t)atomic_load(&ts.st);
+    taskset ts = {.fn = fn, .arg = arg, .n = n};
+    ts.ntasks = parts < (size_t)nthr * 4 ? parts : (size_t)nthr * 4;
+    (void)run_pooled(&ts, nthr);
+    return 1;
 }
 
 int sola_gemm_w_rows(const sola_gemm_w *w, size_t rows, const float *X, float alpha,

@@ -210,3 +210,9 @@ int sola_gemm_team_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg)
     (void)arg;
     return 0;
 }
+
+/* The same holds beside the prepared products: the caller runs fn. */
+int sola_gemm_pool_for(size_t n, size_t grain, sola_gemm_range_fn fn, void *arg)
+{
+    return sola_gemm_team_for(n, grain, fn, arg);
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bigbuf.h"
+#include "gemm.h"
 #include "model.h"
 #include "refine.h"
 #include "safetensors.h"
@@ -211,19 +212,63 @@ END_TEST
 
 START_TEST(pack_layout)
 {
-    sola_err e = {0};
-    int C = 5, H = 4, k = 3;
-    sola_model *m = sola_model_new(C, H, k, 1, 0, &e);
-    sola_model_init(m, 3);
-    ck_assert_int_eq(sola_model_pack(m, &e), 0);
-    for (int h = 0; h < H; h++)
-        for (int c = 0; c < C; c++)
-            for (int j = 0; j < k; j++)
-                ck_assert(m->w0p[c * k * H + j * H + h] == m->w0[(h * C + c) * k + j]);
-    for (int h = 0; h < H; h++)
-        for (int c = 0; c < H; c++)
-            ck_assert(m->w2p[c * H + h] == m->w2[h * H + c]);
-    sola_model_free(m);
+    /* shapes inside one block of the pack's copy, and across blocks with ragged edges on
+     * both sides (the copy goes in blocks of 16 channels by 16, shared among threads) */
+    static const int shapes[][4] = {{5, 4, 3, 1}, {37, 21, 3, 1}, {48, 33, 5, 3}};
+    for (int threads = 1; threads <= 2; threads++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            sola_gemm_set_threads(threads);
+            sola_err e = {0};
+            int C = shapes[s][0], H = shapes[s][1], k = shapes[s][2], k2 = shapes[s][3];
+            sola_model *m = sola_model_new(C, H, k, k2, 0, &e);
+            sola_model_init(m, 3);
+            ck_assert_int_eq(sola_model_pack(m, &e), 0);
+            for (int h = 0; h < H; h++)
+                for (int c = 0; c < C; c++)
+                    for (int j = 0; j < k; j++)
+                        ck_assert(m->w0p[c * k * H + j * H + h] == m->w0[(h * C + c) * k + j]);
+            for (int h = 0; h < H; h++)
+                for (int c = 0; c < H; c++)
+                    for (int j = 0; j < k2; j++)
+                        ck_assert(m->w2p[c * k2 * H + j * H + h] == m->w2[(h * H + c) * k2 + j]);
+            sola_model_free(m);
+        }
+    sola_gemm_set_threads(2);
+}
+END_TEST
+
+/* Every item of a range pass on the product threads is run exactly once, however the
+ * range is cut (sola_gemm_pool_for; the OpenBLAS build runs none and says so). */
+typedef struct countrun {
+    unsigned char *hits;
+} countrun;
+
+static void count_range(void *arg, size_t b, size_t e)
+{
+    countrun *c = arg;
+    for (size_t i = b; i < e; i++)
+        c->hits[i]++;
+}
+
+START_TEST(pool_for_covers_each_item_once)
+{
+    static const size_t ns[] = {1, 2, 7, 64, 1000, 100003};
+    for (int threads = 1; threads <= 3; threads++)
+        for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++)
+            for (size_t grain = 1; grain <= 64; grain *= 8) {
+                sola_gemm_set_threads(threads);
+                size_t n = ns[t];
+                countrun c = {calloc(n, 1)};
+                if (!sola_gemm_pool_for(n, grain, count_range, &c)) {
+                    ck_assert_str_eq(sola_gemm_backend(), "OpenBLAS");
+                    count_range(&c, 0, n);
+                }
+                for (size_t i = 0; i < n; i++)
+                    ck_assert_msg(c.hits[i] == 1, "n=%zu grain=%zu threads=%d: item %zu run %d "
+                                  "times", n, grain, threads, i, c.hits[i]);
+                free(c.hits);
+            }
+    sola_gemm_set_threads(2);
 }
 END_TEST
 
@@ -582,6 +627,7 @@ int main(void)
     tcase_add_test(tc, init_matches_pytorch_default);
     tcase_add_test(tc, add_head_keeps_module);
     tcase_add_test(tc, pack_layout);
+    tcase_add_test(tc, pool_for_covers_each_item_once);
     tcase_add_test(tc, bigbuf_alignment);
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, missing_file_is_notfound);
