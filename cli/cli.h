@@ -51,6 +51,8 @@ double cli_now(void);
 /* Loads the model at `path`; on failure prints why ("sola: ...") and returns NULL,
  * for the caller to return EXIT_RUNTIME. */
 struct sola_model *cli_load_model(const char *path);
+/* The same for a run whose passes have at least min_rows rows (sola_model_load_ex). */
+struct sola_model *cli_load_model_ex(const char *path, size_t min_rows);
 
 /* Sets OpenBLAS threads (and records it for the trainer). n <= 0: leave default. */
 void cli_set_threads(int n);

@@ -428,7 +428,8 @@ int cmd_refine(int argc, char **argv)
     sola_err e = {0};
     /* a folder: its scan and first read run while the model loads */
     struct cli_prefetch *pf = in_dir ? cli_refine_prefetch(in, out, &ro) : NULL;
-    sola_model *m = cli_load_model(mpath);
+    /* packed for the shortest video planned (no layouts only shorter passes would use) */
+    sola_model *m = cli_load_model_ex(mpath, (size_t)cli_prefetch_min_T(pf));
     if (!m) {
         cli_prefetch_free(pf);
         return EXIT_RUNTIME;

@@ -493,6 +493,17 @@ struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
     return pf;
 }
 
+int64_t cli_prefetch_min_T(const struct cli_prefetch *pf)
+{
+    if (!pf || !pf->planned || pf->n < 1)
+        return 0;
+    int64_t T = pf->d->items[pf->idx[0]].T;
+    for (int j = 1; j < pf->n; j++)
+        if (pf->d->items[pf->idx[j]].T < T)
+            T = pf->d->items[pf->idx[j]].T;
+    return T > 0 ? T : 0;
+}
+
 void cli_prefetch_free(struct cli_prefetch *pf)
 {
     if (!pf)

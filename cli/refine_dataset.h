@@ -42,6 +42,10 @@ struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
                                          const cli_refine_opts *o);
 /* Waits for the read ahead and frees it (NULL: nothing). */
 void cli_prefetch_free(struct cli_prefetch *pf);
+/* The shortest T among the videos the run will refine, as planned with the scan; 0
+ * when that is not known (no plan, nothing to refine). The model can then be packed
+ * for passes of no fewer rows (sola_model_load_ex). */
+int64_t cli_prefetch_min_T(const struct cli_prefetch *pf);
 
 /* 1 if path names an HDF5 file by its extension (.h5, .hdf5). */
 int cli_is_h5_name(const char *path);

@@ -112,8 +112,13 @@ void cli_progress_end(cli_progress *p)
 
 sola_model *cli_load_model(const char *path)
 {
+    return cli_load_model_ex(path, 0);
+}
+
+sola_model *cli_load_model_ex(const char *path, size_t min_rows)
+{
     sola_err e = {0};
-    sola_model *m = sola_model_load(path, &e);
+    sola_model *m = sola_model_load_ex(path, min_rows, &e);
     if (!m)
         cli_errorf("%s", e.msg);
     return m;

@@ -62,10 +62,13 @@ int sola_gemm_env_warning(char *buf, size_t n);
  * reorder W into its own layout (then W is not referenced after the call) or keep a
  * pointer to it (then W must outlive the result): the caller keeps W either way
  * (model.c owns both). Immutable once made: any number of threads may apply it at
- * once. NULL + e on failure. */
+ * once. NULL + e on failure.
+ * min_rows: the fewest rows a product will have (0: not known, any M may come). A
+ * backend may then leave out a layout that serves only shorter products (oneDNN: the
+ * short-pass copy, for M <= 32); such products still give the same bits, only slower. */
 typedef struct sola_gemm_w sola_gemm_w;
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
-                             sola_err *e);
+                             size_t min_rows, sola_err *e);
 void sola_gemm_w_free(sola_gemm_w *w);
 
 /* How a pass of rows must be laid out for row independence (see above):

@@ -396,7 +396,7 @@ static int make_tchunks(sola_gemm_w *w, const float *W)
 }
 
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
-                             sola_err *e)
+                             size_t min_rows, sola_err *e)
 {
     sola_gemm_w *w = calloc(1, sizeof *w);
     dnnl_primitive_attr_t attr = NULL;
@@ -445,8 +445,10 @@ sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const floa
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wba, 2, wd, dnnl_f32, dnnl_ba));
     w->ktrans = dnnl_memory_desc_equal(wmd, &wab) ? 0 : dnnl_memory_desc_equal(wmd, &wba) ? 1 : -1;
     if (rule_verified() && !strcmp(w->impl, "gemm:jit") && w->ktrans >= 0) {
-        /* the pool path: the chunks are all it reads (no primitive, no reorder) */
-        if (make_chunks(w, W) || (short_ok(K, N) && make_tchunks(w, W))) {
+        /* the pool path: the chunks are all it reads (no primitive, no reorder); the
+         * short-pass copy only when short passes may come */
+        int shorts = short_ok(K, N) && (min_rows == 0 || min_rows <= SHORT_ROWS);
+        if (make_chunks(w, W) || (shorts && make_tchunks(w, W))) {
             sola_errf(e, SOLA_ENOMEM, "gemm: out of memory for a copy of [%d, %d] weights",
                       K, N);
             goto err;

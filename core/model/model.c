@@ -305,6 +305,11 @@ static float *pack_conv(const float *w, int Cout, int Cin, int k)
 
 int sola_model_pack(sola_model *m, sola_err *e)
 {
+    return sola_model_pack_ex(m, 0, e);
+}
+
+int sola_model_pack_ex(sola_model *m, size_t min_rows, sola_err *e)
+{
     unpack(m);
     m->w0p = pack_conv(m->w0, m->H, m->C, m->k1);
     m->w2p = pack_conv(m->w2, m->H, m->H, m->k2);
@@ -316,9 +321,9 @@ int sola_model_pack(sola_model *m, sola_err *e)
     /* conv0 and conv2 write their products; conv4 (W4 [C, H] as stored, i.e. the
      * transpose of the [H, C] it multiplies by) accumulates into x + tanh(alpha) b4 */
     sola_err le = {0}, *ep = e ? e : &le;
-    if (!(m->g0 = sola_gemm_w_new(m->C, m->k1 * m->H, 0, 0, m->w0p, ep)) ||
-        !(m->g2 = sola_gemm_w_new(m->H, m->k2 * m->H, 0, 0, m->w2p, ep)) ||
-        !(m->g4 = sola_gemm_w_new(m->H, m->C, 1, 1, m->w4, ep))) {
+    if (!(m->g0 = sola_gemm_w_new(m->C, m->k1 * m->H, 0, 0, m->w0p, min_rows, ep)) ||
+        !(m->g2 = sola_gemm_w_new(m->H, m->k2 * m->H, 0, 0, m->w2p, min_rows, ep)) ||
+        !(m->g4 = sola_gemm_w_new(m->H, m->C, 1, 1, m->w4, min_rows, ep))) {
         unpack(m);
         return ep->code;
     }

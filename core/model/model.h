@@ -87,6 +87,11 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e);
 
 /* Builds w0p/w2p and g0/g2/g4 from params; call after load or after params change. */
 int sola_model_pack(sola_model *m, sola_err *e);
+/* The same for a model that will refine no pass shorter than min_rows rows (0: not
+ * known; sola_model_pack's case): the backend may then leave out layouts only shorter
+ * passes use (sola_gemm_w_new), which makes the pack quicker and smaller. Every pass
+ * still gives the same bits; a shorter one only runs slower. */
+int sola_model_pack_ex(sola_model *m, size_t min_rows, sola_err *e);
 
 /* Metadata: returns the value or NULL; set replaces or appends (copies strings). */
 const char *sola_model_meta(const sola_model *m, const char *key);
@@ -112,6 +117,8 @@ int sola_model_is_param_name(const char *name);
  * float32). Missing or mis-shaped tensors fail with SOLA_EFORMAT / SOLA_ESHAPE naming
  * the tensor. `name` is used in messages. */
 sola_model *sola_model_load(const char *path, sola_err *e);
+/* The same, packed with sola_model_pack_ex(min_rows). */
+sola_model *sola_model_load_ex(const char *path, size_t min_rows, sola_err *e);
 sola_model *sola_model_from_buffer(const void *buf, size_t len, const char *name,
                                    sola_err *e);
 /* Writes atomically as safetensors with PyTorch names, metadata format="sola",

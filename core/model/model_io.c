@@ -206,7 +206,8 @@ static int parse_dilation(const sola_st_file *f, const char *file, const char *k
     return 0;
 }
 
-static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_err *e)
+static sola_model *model_from_st(const sola_st_file *f, const char *file, size_t min_rows,
+                                 sola_err *e)
 {
     src S = {.f = f, .file = file}, *sp = &S;
     if (find_prefix(sp, e))
@@ -334,7 +335,7 @@ static sola_model *model_from_st(const sola_st_file *f, const char *file, sola_e
         if (read_extra(m, t, nm, file, e))
             goto err;
     }
-    if (sola_model_pack(m, e))
+    if (sola_model_pack_ex(m, min_rows, e))
         goto err;
     return m;
 err:
@@ -347,17 +348,22 @@ sola_model *sola_model_from_buffer(const void *buf, size_t len, const char *name
     sola_st_file f;
     if (sola_st_parse(buf, len, name, &f, e))
         return NULL;
-    sola_model *m = model_from_st(&f, name, e);
+    sola_model *m = model_from_st(&f, name, 0, e);
     sola_st_close(&f);
     return m;
 }
 
 sola_model *sola_model_load(const char *path, sola_err *e)
 {
+    return sola_model_load_ex(path, 0, e);
+}
+
+sola_model *sola_model_load_ex(const char *path, size_t min_rows, sola_err *e)
+{
     sola_st_file f;
     if (sola_st_open(path, &f, e))
         return NULL;
-    sola_model *m = model_from_st(&f, path, e);
+    sola_model *m = model_from_st(&f, path, min_rows, e);
     sola_st_close(&f);
     return m;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "model.h"
 #include "npy.h"
 #include "refine.h"
@@ -312,6 +313,43 @@ START_TEST(batch_equals_separate_calls)
 }
 END_TEST
 
+/* A model packed for long passes only (sola_model_pack_ex with min_rows: the oneDNN
+ * build then leaves out its short-pass copy of the weights) still refines short
+ * sequences, to the same bits as the model packed for every pass (shapes whose weights
+ * get that copy: multiples of 64). */
+START_TEST(pack_for_long_passes_gives_same_bits)
+{
+    sola_model *all = random_model(128, 64, 5, 1, 1, 1, 21);
+    sola_err e = {0};
+    sola_model *lng = sola_model_clone(all, &e);
+    ck_assert_ptr_nonnull(lng);
+    ck_assert_int_eq(sola_model_pack_ex(lng, 1000, &e), 0);
+    int Ts[] = {1, 3, 4, 16, 31, 32, 33, 100, 250};
+    sola_rng r;
+    sola_rng_seed(&r, 13);
+    sola_ws *ws = sola_ws_new();
+    for (int threads = 1; threads <= 2; threads++) {
+        sola_gemm_set_threads(threads);
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            size_t n = (size_t)Ts[i] * 128;
+            float *x = random_x(&r, n), *ya = malloc(n * sizeof(float)),
+                  *yl = malloc(n * sizeof(float));
+            ck_assert_int_eq(sola_refine(all, x, Ts[i], ya, ws, &e), 0);
+            ck_assert_int_eq(sola_refine(lng, x, Ts[i], yl, ws, &e), 0);
+            ck_assert_msg(!memcmp(ya, yl, n * sizeof(float)), "T=%d, %d threads: other bits",
+                          Ts[i], threads);
+            free(x);
+            free(ya);
+            free(yl);
+        }
+    }
+    sola_gemm_set_threads(2);
+    sola_ws_free(ws);
+    sola_model_free(all);
+    sola_model_free(lng);
+}
+END_TEST
+
 START_TEST(fresh_model_is_identity)
 {
     sola_err e = {0};
@@ -426,6 +464,7 @@ int main(void)
     tcase_add_test(tc, f16_model_matches_pytorch);
     tcase_add_test(tc, matches_direct_convolution);
     tcase_add_test(tc, batch_equals_separate_calls);
+    tcase_add_test(tc, pack_for_long_passes_gives_same_bits);
     tcase_add_test(tc, fresh_model_is_identity);
     tcase_add_test(tc, bad_calls_refused);
     tcase_add_test(tc, workspace_grows_to_largest_and_stays);
