@@ -94,38 +94,95 @@ nomem:
                      m->H);
 }
 
-/* y[r, :] = relu(y[r, :] + b) for `rows` rows of width n. */
-static void bias_relu(float *y, size_t rows, int n, const float *b)
+/* The passes between the products, row by row: each output row is computed from its
+ * own rows of the inputs by the same operations in the same order whoever computes it,
+ * so they are cut into row ranges shared among the threads of the products
+ * (sola_gemm_pool_for) -- with the same bits. ROW_GRAIN rows at least per range: a
+ * short pass stays on the calling thread. */
+enum { ROW_GRAIN = 32 };
+
+typedef struct rowpass {
+    /* bias_relu: y, n, b; shift_sum: z, k, d, offs, lens, nseq as well; gate: x, C, ta */
+    float *y;
+    const float *z, *b, *x;
+    int n, k, d, nseq;
+    const size_t *offs;
+    const int *lens;
+    size_t C;
+    float ta;
+} rowpass;
+
+static void run_rows(rowpass *p, size_t rows, sola_gemm_range_fn fn)
 {
-    for (size_t r = 0; r < rows; r++) {
-        float *yr = y + r * (size_t)n;
-        for (int h = 0; h < n; h++) {
-            float v = yr[h] + b[h];
+    if (!sola_gemm_pool_for(rows, ROW_GRAIN, fn, p))
+        fn(p, 0, rows);
+}
+
+/* y[r, :] = relu(y[r, :] + b) for rows [r0, r1) of width n. */
+static void bias_relu_rows(void *arg, size_t r0, size_t r1)
+{
+    const rowpass *p = arg;
+    for (size_t r = r0; r < r1; r++) {
+        float *yr = p->y + r * (size_t)p->n;
+        for (int h = 0; h < p->n; h++) {
+            float v = yr[h] + p->b[h];
             yr[h] = v > 0.0f ? v : 0.0f;
         }
     }
 }
 
-/* One sequence's shifted sum: z [L, k*n] (this sequence's rows of Z) -> y [L, n],
- * y[t] = relu(b + sum_j z[t + (j - k/2)*d, block j]) over rows inside [0, L). */
-static void shift_sum_relu(const float *z, int L, int k, int d, int n, const float *b,
-                           float *y)
+/* Rows [r0, r1) of a pass's shifted sum: z [rows, k*n] -> y [rows, n]; a row t of
+ * sequence i (rows offs[i] .. offs[i] + lens[i]) gets
+ * relu(b + sum_j z[t + (j - k/2)*d, block j]) over the rows inside that sequence; a row
+ * outside every sequence gets zeros. */
+static void shift_sum_rows(void *arg, size_t r0, size_t r1)
 {
-    size_t zs = (size_t)k * (size_t)n;
-    int half = k / 2;
-    for (int t = 0; t < L; t++) {
-        float *yr = y + (size_t)t * (size_t)n;
-        memcpy(yr, b, (size_t)n * sizeof(float));
-        for (int j = 0; j < k; j++) {
-            long tt = (long)t + (long)(j - half) * d;
+    const rowpass *p = arg;
+    size_t n = (size_t)p->n, zs = (size_t)p->k * n;
+    int half = p->k / 2, i = 0;
+    /* the first sequence that does not end at or before r0 (offs ascend) */
+    int lo = 0, hi = p->nseq;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (p->offs[mid] + (size_t)p->lens[mid] <= r0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    i = lo;
+    for (size_t r = r0; r < r1; r++) {
+        float *yr = p->y + r * n;
+        while (i < p->nseq && p->offs[i] + (size_t)p->lens[i] <= r)
+            i++;
+        if (i == p->nseq || r < p->offs[i]) { /* a gap */
+            memset(yr, 0, n * sizeof(float));
+            continue;
+        }
+        long t = (long)(r - p->offs[i]), L = p->lens[i];
+        const float *z = p->z + p->offs[i] * zs;
+        memcpy(yr, p->b, n * sizeof(float));
+        for (int j = 0; j < p->k; j++) {
+            long tt = t + (long)(j - half) * p->d;
             if (tt < 0 || tt >= L)
                 continue;
-            const float *zr = z + (size_t)tt * zs + (size_t)j * (size_t)n;
-            for (int h = 0; h < n; h++)
+            const float *zr = z + (size_t)tt * zs + (size_t)j * n;
+            for (size_t h = 0; h < n; h++)
                 yr[h] += zr[h];
         }
-        for (int h = 0; h < n; h++)
+        for (size_t h = 0; h < n; h++)
             yr[h] = yr[h] > 0.0f ? yr[h] : 0.0f;
+    }
+}
+
+/* Rows [r0, r1) of y = x + ta * b4 (the gate's start; y may be x). */
+static void gate_rows(void *arg, size_t r0, size_t r1)
+{
+    const rowpass *p = arg;
+    for (size_t r = r0; r < r1; r++) {
+        const float *xr = p->x + r * p->C;
+        float *yr = p->y + r * p->C;
+        for (size_t c = 0; c < p->C; c++)
+            yr[c] = xr[c] + p->ta * p->b[c];
     }
 }
 
@@ -137,25 +194,17 @@ static int conv_relu(const float *x, size_t rows, const sola_gemm_w *g, const fl
                      float *z, float *out, sola_err *e)
 {
     int rc;
+    rowpass p = {.y = out, .b = b, .n = cout};
     if (k == 1) {
         if ((rc = sola_gemm_w_rows(g, rows, x, 1.0f, out, e)))
             return rc;
-        bias_relu(out, rows, cout, b);
+        run_rows(&p, rows, bias_relu_rows);
         return 0;
     }
-    size_t kc = (size_t)k * (size_t)cout;
     if ((rc = sola_gemm_w_rows(g, rows, x, 1.0f, z, e)))
         return rc;
-    size_t r = 0;
-    for (int i = 0; i <= n; i++) {
-        size_t r0 = i < n ? offs[i] : rows;
-        if (r0 > r) /* the gap before this sequence (or after the last) */
-            memset(out + r * (size_t)cout, 0, (r0 - r) * (size_t)cout * sizeof(float));
-        if (i == n)
-            break;
-        shift_sum_relu(z + r0 * kc, lens[i], k, d, cout, b, out + r0 * (size_t)cout);
-        r = r0 + (size_t)lens[i];
-    }
+    p.z = z, p.k = k, p.d = d, p.offs = offs, p.lens = lens, p.nseq = n;
+    run_rows(&p, rows, shift_sum_rows);
     return 0;
 }
 
@@ -216,10 +265,16 @@ int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
         return rc;
     if (n < 1 || !lens || !offs || !xp || !yp || !ws || prows > INT_MAX)
         return sola_errf(e, SOLA_EINVAL, "refine: need at least one sequence, input and output");
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (lens[i] < 1 || offs[i] + (size_t)lens[i] > prows)
             return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d (rows %zu + %d) is outside "
                                              "the %zu-row layout", i, offs[i], lens[i], prows);
+        /* the layout's order (sola_refine_layout), which the row passes rely on */
+        if (i > 0 && offs[i] < offs[i - 1] + (size_t)lens[i - 1])
+            return sola_errf(e, SOLA_ESHAPE, "refine: sequence %d (rows %zu + %d) starts "
+                             "before sequence %d ends (the layout puts them in order, apart)",
+                             i, offs[i], lens[i], i - 1);
+    }
     size_t C = (size_t)m->C, total;
     if (sola_mul_size(prows, C, &total))
         return sola_errf(e, SOLA_ETOOBIG, "refine: %zu x %zu floats overflow", prows, C);
@@ -242,12 +297,8 @@ int sola_refine_padded(const sola_model *m, const float *xp, const size_t *offs,
         return rc;
 
     /* y = x + ta*b4, then y += ta * h2 . W4^T  (W4 is [C, H]: no repack needed) */
-    for (size_t r = 0; r < prows; r++) {
-        const float *xr = xp + r * C;
-        float *yr = yp + r * C;
-        for (size_t c = 0; c < C; c++)
-            yr[c] = xr[c] + ta * m->b4[c];
-    }
+    rowpass p = {.y = yp, .x = xp, .b = m->b4, .C = C, .ta = ta};
+    run_rows(&p, prows, gate_rows);
     return sola_gemm_w_rows(m->g4, prows, ws->h2, ta, yp, e);
 }
 

@@ -389,6 +389,15 @@ START_TEST(bad_calls_refused)
     ck_assert_int_eq(sola_refine_batch(m, x, lens, 2, y, ws, &e), SOLA_ESHAPE);
     ck_assert_ptr_nonnull(strstr(e.msg, "sequence 1"));
     ck_assert_int_eq(sola_refine_batch(m, x, lens, 0, y, ws, &e), SOLA_EINVAL);
+    /* a layout whose sequences overlap or run backwards */
+    size_t offs[] = {0, 1};
+    int lens2[] = {2, 2};
+    ck_assert_int_eq(sola_refine_padded(m, x, offs, lens2, 2, 4, y, ws, &e), SOLA_ESHAPE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "sequence 1"));
+    size_t back[] = {2, 0};
+    ck_assert_int_eq(sola_refine_padded(m, x, back, lens2, 2, 4, y, ws, &e), SOLA_ESHAPE);
+    size_t apart[] = {0, 2};
+    ck_assert_int_eq(sola_refine_padded(m, x, apart, lens2, 2, 4, y, ws, &e), 0);
     ck_assert_int_eq(sola_tsm(x, 0, 8, y, &e), SOLA_ESHAPE);
     sola_ws_free(ws);
     sola_model_free(m);
