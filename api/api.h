@@ -154,6 +154,10 @@ typedef struct api_work {
     /* Loop thread, exactly once, after run or instead of it (cancelled): releases
      * references and frees state. */
     void (*done)(void *state);
+    /* Set by the handler when run does little besides its compute (an .npy body used
+     * in place): the server may then run it on an idle compute thread itself instead
+     * of a worker that hands the compute on (server/batcher.h, batcher_post). */
+    int direct;
 } api_work;
 
 enum { API_REPLY = 0, API_DEFER = 1 };

@@ -195,6 +195,8 @@ static int prepare(const api_ctx *ctx, api_request *rq, api_response *rs, api_wo
         }
     }
     w->state = st;
+    /* an .npy body is viewed in place (npy_view): nothing heavy before the compute */
+    w->direct = st->in_mt == API_MT_NPY;
     return API_DEFER;
 bad:
     api_error_from(rs, &e);

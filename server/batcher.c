@@ -19,6 +19,8 @@ typedef struct job {
     int solo;          /* computed alone (not batchable, or too big) */
     void (*fn)(void *); /* batcher_run: a function to run instead of a refine */
     void *arg;
+    void (*posted)(void *); /* batcher_post: called with arg when fn has run (the job
+                             * is the batcher's, freed first); NULL: a waiting submitter */
     int done, rc;
     sola_err e;
     pthread_cond_t cv;
@@ -28,7 +30,9 @@ struct batcher {
     pthread_mutex_t mu;
     pthread_cond_t cv_work; /* a job arrived, or stop */
     job *head, *tail;
-    int inside;             /* submitters in batcher_refine (queued or being computed) */
+    int inside;             /* submitters in batcher_refine (queued or being computed)
+                             * and posted jobs not yet done */
+    int idle;               /* compute threads waiting for a job */
     int stop;
     int window_us;
     long max_frames;
@@ -39,14 +43,15 @@ struct batcher {
 };
 
 /* Per compute thread: the padded input/output and the layout, grown as needed. */
-typedef struct cthread {
+struct cthread {
     sola_ws *ws;
     float *xp, *yp;
     size_t cap;     /* floats each */
     int *lens;
     size_t *offs;
     int lcap;
-} cthread;
+};
+typedef struct cthread cthread;
 
 static void deadline_after(struct timespec *ts, int us)
 {
@@ -62,6 +67,11 @@ static int past(const struct timespec *ts)
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec > ts->tv_sec || (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
 }
+
+/* The batcher whose compute thread this is (NULL elsewhere), and its buffers: a
+ * refine or a function asked for from a posted job runs right here (batcher_post). */
+static _Thread_local batcher *t_batcher;
+static _Thread_local struct cthread *t_cthread;
 
 /* Frames of queued batchable jobs of model m (lock held). */
 static long joinable_frames(batcher *b, const sola_model *m)
@@ -209,10 +219,14 @@ static void *compute_main(void *arg)
     batcher *b = arg;
     cthread t = {0};
     t.ws = sola_ws_new();
+    t_batcher = b;
+    t_cthread = &t;
     pthread_mutex_lock(&b->mu);
     for (;;) {
+        b->idle++;
         while (!b->stop && !b->head)
             pthread_cond_wait(&b->cv_work, &b->mu);
+        b->idle--;
         if (!b->head) /* stop, and nothing left to serve */
             break;
         job *first = b->head;
@@ -245,6 +259,16 @@ static void *compute_main(void *arg)
         if (!list->fn) { /* refine passes only */
             b->stats.passes++;
             b->stats.requests += count;
+        }
+        if (list->posted) { /* alone in its pass (a function job); its refines counted */
+            void (*posted)(void *) = list->posted;
+            void *arg = list->arg;
+            b->inside--;
+            free(list);
+            pthread_mutex_unlock(&b->mu);
+            posted(arg);
+            pthread_mutex_lock(&b->mu);
+            continue;
         }
         for (job *j = list, *nx; j; j = nx) {
             nx = j->next;
@@ -355,16 +379,59 @@ int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *l
     }
     j.y = y;
     j.solo = !sola_refine_batchable(m) || j.frames > b->max_frames;
+    if (t_batcher == b) { /* from a posted job: a pass of its own, on this thread */
+        cthread *t = t_cthread;
+        if (!t->ws)
+            j.rc = sola_errf(&j.e, SOLA_ENOMEM, "out of memory for a workspace");
+        else
+            compute(t, &j);
+        pthread_mutex_lock(&b->mu);
+        b->stats.passes++;
+        b->stats.requests++;
+        b->stats.frames += j.frames;
+        pthread_mutex_unlock(&b->mu);
+        if (j.rc)
+            *e = j.e;
+        return j.rc;
+    }
     return submit(b, &j, e);
 }
 
 int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e)
 {
+    if (t_batcher == b) { /* from a posted job: already on a compute thread */
+        fn(arg);
+        return 0;
+    }
     job j = {0};
     j.fn = fn;
     j.arg = arg;
     j.solo = 1;
     return submit(b, &j, e); /* a function job's rc is 0 */
+}
+
+int batcher_post(batcher *b, void (*fn)(void *arg), void (*posted)(void *arg), void *arg)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->fn = fn;
+    j->arg = arg;
+    j->posted = posted;
+    j->solo = 1;
+    pthread_mutex_lock(&b->mu);
+    /* nothing waits (so nobody is overtaken, and no leader waits for company) and a
+     * compute thread is free to take it now */
+    if (b->stop || b->head || b->idle == 0) {
+        pthread_mutex_unlock(&b->mu);
+        free(j);
+        return -1;
+    }
+    b->head = b->tail = j;
+    b->inside++;
+    pthread_cond_signal(&b->cv_work); /* only idle threads wait on it when head is NULL */
+    pthread_mutex_unlock(&b->mu);
+    return 0;
 }
 
 void batcher_get_stats(batcher *b, batcher_stats *st)

@@ -47,6 +47,16 @@ int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *l
  * when the batcher is stopping (fn not run). */
 int batcher_run(batcher *b, void (*fn)(void *arg), void *arg, sola_err *e);
 
+/* Any thread, never blocks: when no job waits and a compute thread is idle, queues
+ * fn(arg) to run on that thread at once and returns 0; posted(arg) is then called on
+ * the same thread right after fn returns (the batcher has let go of the job by then,
+ * so posted may hand arg over to another thread). Else -1, and nothing is queued (the
+ * caller takes the usual way: a worker, then batcher_refine). batcher_refine and
+ * batcher_run called from fn compute right there, as a pass of their own -- the same
+ * bits as every other pass. This saves a lone request two thread hand-offs (worker to
+ * compute thread and back). */
+int batcher_post(batcher *b, void (*fn)(void *arg), void (*posted)(void *arg), void *arg);
+
 void batcher_get_stats(batcher *b, batcher_stats *st);
 
 #endif

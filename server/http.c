@@ -17,6 +17,10 @@
  *                       request takes its slot here, else 503); the connection is
  *                       suspended, its socket watched for the client going away
  *                       (which cancels the work), and the work goes to uv_queue_work
+ *                       -- or, for work that is mostly its compute (api_work.direct)
+ *                       while a compute thread is idle and nothing waits, straight to
+ *                       that thread (batcher_post), which hands it back through an
+ *                       async handle: two thread hand-offs instead of four
  *   after_work (loop)   done(), reply queued (its bytes counted against the budget
  *                       until sent), slot freed, connection resumed, MHD run at once
  *   completed callback  log line, metrics, budget given back, state freed
@@ -35,6 +39,7 @@
 #include <unistd.h>
 
 #include "api_helpers.h"
+#include "batcher.h"
 #include "bufcache.h"
 #include "guard.h"
 #include "server.h"
@@ -73,6 +78,8 @@ typedef struct req {
     int early;                   /* refused from the headers; reply at the last callback */
     int dead;                    /* a reply could not be built: close the connection */
     int deferred;                /* work submitted, not yet after_work'd */
+    int direct;                  /* the work went to a compute thread (batcher_post) */
+    struct req *next_done;       /* s->direct_done's list */
     int close;                   /* the reply ends the connection (framing unknown) */
     int slot;                    /* holds one of workers + queue (s->admitted) */
     size_t body_held;            /* budget held for the in-memory body (its capacity) */
@@ -237,9 +244,8 @@ static enum MHD_Result send_reply(req *r)
 
 /* ---- compute ----------------------------------------------------------------- */
 
-static void work_cb(uv_work_t *w)
+static void run_work(req *r)
 {
-    req *r = w->data;
     srv *s = r->s;
     atomic_fetch_add(&s->running, 1);
     r->t_start = uv_hrtime();
@@ -256,6 +262,11 @@ static void work_cb(uv_work_t *w)
     srv_ws_put(s, ws);
     r->t_end = uv_hrtime();
     atomic_fetch_sub(&s->running, 1);
+}
+
+static void work_cb(uv_work_t *w)
+{
+    run_work(w->data);
 }
 
 static void slot_free(req *r)
@@ -292,7 +303,8 @@ static void on_gone(uv_poll_t *p, int status, int events)
     r->gone = 1;
     atomic_store(&r->cancel, 1);
     uv_poll_stop(p);
-    uv_cancel((uv_req_t *)&r->work); /* only succeeds while it waits for a thread */
+    if (!r->direct) /* a posted work has its compute thread already */
+        uv_cancel((uv_req_t *)&r->work); /* only succeeds while it waits for a thread */
 }
 
 static void watch_start(req *r)
@@ -336,6 +348,47 @@ static void after_work_cb(uv_work_t *w, int status)
     MHD_resume_connection(r->conn);
     srv_mhd_run(s);
     srv_check_drained(s);
+}
+
+/* ---- work run on a compute thread itself (batcher_post): two hand-offs (loop to
+ * compute thread and back) instead of four (loop, worker, compute thread, worker,
+ * loop), for a lone request whose run is mostly its compute (api_work.direct) ---- */
+
+static void direct_run(void *arg) /* compute thread */
+{
+    run_work(arg);
+}
+
+static void direct_posted(void *arg) /* compute thread, after direct_run */
+{
+    req *r = arg;
+    srv *s = r->s;
+    pthread_mutex_lock(&s->direct_mu);
+    r->next_done = s->direct_done;
+    s->direct_done = r;
+    pthread_mutex_unlock(&s->direct_mu);
+    uv_async_send(&s->direct_async);
+}
+
+static void on_direct_done(uv_async_t *a) /* loop thread */
+{
+    srv *s = a->data;
+    pthread_mutex_lock(&s->direct_mu);
+    req *list = s->direct_done;
+    s->direct_done = NULL;
+    pthread_mutex_unlock(&s->direct_mu);
+    req *fifo = NULL;
+    while (list) {
+        req *nx = list->next_done;
+        list->next_done = fifo;
+        fifo = list;
+        list = nx;
+    }
+    while (fifo) {
+        req *nx = fifo->next_done;
+        after_work_cb(&fifo->work, 0);
+        fifo = nx;
+    }
 }
 
 static void reply_503_busy(req *r)
@@ -623,7 +676,11 @@ static enum MHD_Result on_last(req *r)
     r->rs.cancel = &r->cancel;
     srv_conn_phase(r->k, SRV_CONN_WORK);
     MHD_suspend_connection(r->conn);
-    int err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
+    int err = 0;
+    if (r->w.direct && s->batcher && !batcher_post(s->batcher, direct_run, direct_posted, r))
+        r->direct = 1;
+    else
+        err = uv_queue_work(s->loop, &r->work, work_cb, after_work_cb);
     if (!err)
         watch_start(r);
     if (err) {
@@ -746,7 +803,8 @@ static void quiesce(srv *s)
 /* Stopping: the poll and timer handles go (MHD itself stops in srv_http_run). */
 static void close_handles(srv *s)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll, (uv_handle_t *)&s->timer};
+    uv_handle_t *hs[] = {(uv_handle_t *)&s->poll, (uv_handle_t *)&s->timer,
+                         (uv_handle_t *)&s->direct_async};
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
         if (!uv_is_closing(hs[i]))
             uv_close(hs[i], NULL);
@@ -781,6 +839,9 @@ int srv_http_start(srv *s)
     }
     uv_poll_init(s->loop, &s->poll, di->epoll_fd);
     uv_timer_init(s->loop, &s->timer);
+    pthread_mutex_init(&s->direct_mu, NULL);
+    uv_async_init(s->loop, &s->direct_async, on_direct_done);
+    s->direct_async.data = s;
     s->poll.data = s;
     s->timer.data = s;
     uv_poll_start(&s->poll, UV_READABLE, on_poll);

@@ -73,6 +73,10 @@ typedef struct srv {
     char bound[128]; /* "127.0.0.1:8080" as actually bound */
     uv_poll_t poll;
     uv_timer_t timer, drain_timer, rescan_timer, deadline_timer;
+    /* work run on a compute thread itself (batcher_post) comes back through here */
+    uv_async_t direct_async;
+    pthread_mutex_t direct_mu;
+    struct req *direct_done; /* finished, for the loop (http.c), newest first */
     uv_signal_t sigterm, sigint, sighup;
     /* The front end (http.c: MHD and its poll and timer handles) as the layers below
      * it see it, set by srv_http_start: lifecycle.c and conns.c call these and never

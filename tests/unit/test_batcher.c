@@ -6,7 +6,10 @@
  * Batching is bit-exact: requests that meet in one pass (the leader waits while
  * "workers" are busy) get the bytes of a sola_refine of each alone, on one compute
  * thread or two; so do requests split over passes by max_frames.
- * A function job (batcher_run) runs on a compute thread, in turn with the refines. */
+ * A function job (batcher_run) runs on a compute thread, in turn with the refines.
+ * A posted job (batcher_post) is taken only by an idle compute thread with nothing
+ * queued, runs there, and the refines and function jobs it asks for run right there
+ * (with one compute thread, anything queued instead would never run): the same bits. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
@@ -274,6 +277,147 @@ START_TEST(run_and_stop)
 }
 END_TEST
 
+/* What a posted job does on its compute thread: one refine and one function job,
+ * then posted() tells the test thread. */
+typedef struct post {
+    batcher *b;
+    const sola_model *m;
+    float *x, *y;
+    int T, rc_refine, rc_run, ran, posted;
+    pthread_t fn_thread, posted_thread;
+    sola_err e;
+    gate g;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} post;
+
+static void post_fn(void *arg)
+{
+    post *p = arg;
+    p->fn_thread = pthread_self();
+    p->rc_refine = batcher_refine(p->b, p->m, p->x, &p->T, 1, p->y, &p->e);
+    p->rc_run = batcher_run(p->b, gate_fn, &p->g, &p->e);
+    p->ran = 1;
+}
+
+static void post_done(void *arg)
+{
+    post *p = arg;
+    pthread_mutex_lock(&p->mu);
+    p->posted_thread = pthread_self();
+    p->posted = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* batcher_post until it takes the job (its compute thread may still be starting). */
+static void post_when_idle(batcher *b, post *p)
+{
+    struct timespec ms1 = {0, 1000000L};
+    int rc = -1;
+    for (int i = 0; i < 60000 && (rc = batcher_post(b, post_fn, post_done, p)); i++)
+        nanosleep(&ms1, NULL);
+    ck_assert_msg(rc == 0, "batcher_post never found the idle compute thread");
+}
+
+/* Until posted() ran (60 s at most: a refine queued from the job would hang it). */
+static void wait_posted(post *p)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 60;
+    pthread_mutex_lock(&p->mu);
+    while (!p->posted && pthread_cond_timedwait(&p->cv, &p->mu, &dl) != ETIMEDOUT)
+        ;
+    int done = p->posted;
+    pthread_mutex_unlock(&p->mu);
+    ck_assert_msg(done, "the posted job never finished (a refine it asked for was queued "
+                        "behind it?)");
+}
+
+START_TEST(posted_job_computes_on_its_thread_bit_for_bit)
+{
+    sola_model *m = model(5, 1, 15);
+    atomic_int busy = 1; /* as if a worker were parsing: a queued leader would wait */
+    sola_err e = {0};
+    batcher *b = batcher_new(1, 60 * 1000000, 4096, &busy, &e);
+    ck_assert_msg(b != NULL, "%s", e.msg);
+    post p = {.b = b, .m = m, .T = 23};
+    p.x = randx(21, (size_t)p.T * C);
+    p.y = malloc((size_t)p.T * C * sizeof(float));
+    p.g.open = 1;
+    pthread_mutex_init(&p.g.mu, NULL);
+    pthread_cond_init(&p.g.cv, NULL);
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    post_when_idle(b, &p);
+    wait_posted(&p);
+    ck_assert(p.ran);
+    ck_assert_msg(p.rc_refine == 0, "%s", p.e.msg);
+    ck_assert_int_eq(p.rc_run, 0);
+    ck_assert_int_eq(p.g.running, 1);
+    ck_assert(!pthread_equal(p.fn_thread, pthread_self()));
+    ck_assert(pthread_equal(p.fn_thread, p.posted_thread));
+    float *ref = alone(m, p.x, p.T);
+    ck_assert_msg(!memcmp(ref, p.y, (size_t)p.T * C * sizeof(float)),
+                  "the refine of a posted job differs from the sequence refined alone");
+    free(ref);
+    batcher_stats st = stats(b);
+    ck_assert_int_eq(st.passes, 1); /* its refine is a pass; the job itself is not */
+    ck_assert_int_eq(st.requests, 1);
+    ck_assert_int_eq(st.frames, 23);
+    ck_assert_int_eq(st.inside, 0);
+
+    /* no idle compute thread (a function job holds it), then a refine queued behind
+     * it: neither may be overtaken by a posted job */
+    gate g = {.b = b};
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    pthread_t gt;
+    ck_assert_int_eq(pthread_create(&gt, NULL, gate_main, &g), 0);
+    pthread_mutex_lock(&g.mu);
+    while (!g.running)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    post p2 = {0};
+    ck_assert_int_eq(batcher_post(b, post_fn, post_done, &p2), -1);
+    req q;
+    req_start(&q, b, m, 9, 22);
+    wait_inside(b, 2);
+    ck_assert_int_eq(batcher_post(b, post_fn, post_done, &p2), -1);
+    pthread_mutex_lock(&g.mu);
+    g.open = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(gt, NULL);
+    req_finish(&q, "queued behind a function job");
+    ck_assert(!p2.ran);
+
+    /* idle again: a second posted job is taken */
+    post p3 = {.b = b, .m = m, .T = 5};
+    p3.x = randx(23, (size_t)p3.T * C);
+    p3.y = malloc((size_t)p3.T * C * sizeof(float));
+    p3.g.open = 1;
+    pthread_mutex_init(&p3.g.mu, NULL);
+    pthread_cond_init(&p3.g.cv, NULL);
+    pthread_mutex_init(&p3.mu, NULL);
+    pthread_cond_init(&p3.cv, NULL);
+    post_when_idle(b, &p3);
+    wait_posted(&p3);
+    ck_assert_msg(p3.rc_refine == 0, "%s", p3.e.msg);
+    ref = alone(m, p3.x, p3.T);
+    ck_assert(!memcmp(ref, p3.y, (size_t)p3.T * C * sizeof(float)));
+    free(ref);
+    ck_assert_int_eq(stats(b).requests, 3);
+    batcher_free(b);
+    free(p.x);
+    free(p.y);
+    free(p3.x);
+    free(p3.y);
+    sola_model_free(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("batcher");
@@ -283,6 +427,7 @@ static Suite *suite(void)
     tcase_add_test(tc, requests_that_meet_share_a_pass_bit_for_bit);
     tcase_add_test(tc, max_frames_splits_passes_bit_for_bit);
     tcase_add_test(tc, run_and_stop);
+    tcase_add_test(tc, posted_job_computes_on_its_thread_bit_for_bit);
     suite_add_tcase(s, tc);
     return s;
 }
