@@ -2,6 +2,8 @@
  * own condition variable, so finishing a pass wakes exactly its members. */
 #include "batcher.h"
 
+#include "gemm.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -256,6 +258,8 @@ static void *compute_main(void *arg)
             compute(&t, list);
         }
         pthread_mutex_lock(&b->mu);
+        if (!b->head) /* no pass follows at once: the helpers need not spin for one */
+            sola_gemm_rest();
         if (!list->fn) { /* refine passes only */
             b->stats.passes++;
             b->stats.requests += count;
@@ -386,6 +390,8 @@ int batcher_refine(batcher *b, const sola_model *m, const float *x, const int *l
         else
             compute(t, &j);
         pthread_mutex_lock(&b->mu);
+        if (!b->head)
+            sola_gemm_rest();
         b->stats.passes++;
         b->stats.requests++;
         b->stats.frames += j.frames;

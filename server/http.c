@@ -41,6 +41,7 @@
 #include "api_helpers.h"
 #include "batcher.h"
 #include "bufcache.h"
+#include "gemm.h"
 #include "guard.h"
 #include "server.h"
 
@@ -259,6 +260,8 @@ static void run_work(req *r)
         api_error(&r->rs, 503, "out of memory for a compute workspace");
     else
         r->w.run(r->w.state, ws, &r->rs);
+    sola_gemm_rest(); /* a pass computed on this thread is over (no batching, or a
+                       * posted job): its helpers need not spin for the next */
     srv_ws_put(s, ws);
     r->t_end = uv_hrtime();
     atomic_fetch_sub(&s->running, 1);

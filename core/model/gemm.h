@@ -44,6 +44,10 @@ void sola_ssyrk_upper(int T, int C, const float *Y, float *S);
 void sola_gemm_set_threads(int n);
 /* The count a product on the calling thread would use now. */
 int sola_gemm_threads(void);
+/* No product follows soon on the calling thread (a server's pass is over): its
+ * helpers sleep now instead of spinning for the next one, which would keep a core
+ * from the threads that send the reply. Harmless (a no-op with OpenBLAS). */
+void sola_gemm_rest(void);
 
 /* "oneDNN" or "OpenBLAS". */
 const char *sola_gemm_backend(void);

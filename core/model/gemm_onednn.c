@@ -639,6 +639,7 @@ typedef struct pool {
     atomic_int inside;            /* helpers looking at cur */
     taskset *_Atomic cur;
     atomic_int stop;
+    atomic_int rest;              /* sola_gemm_rest: sleep now, no product follows soon */
 } pool;
 
 static _Thread_local pool *t_pool;
@@ -718,7 +719,8 @@ static void *helper_main(void *arg)
                 if (((g & 1) && g != seen) || atomic_load(&p->stop))
                     break;
                 cpu_relax();
-                if ((i & 255) == 255 && sola_now_s() - t0 > SPIN_S) {
+                if (atomic_load_explicit(&p->rest, memory_order_relaxed) ||
+                    ((i & 255) == 255 && sola_now_s() - t0 > SPIN_S)) {
                     pthread_mutex_lock(&p->mu);
                     while (g = atomic_load(&p->gen), (!(g & 1) || g == seen) &&
                                                          !atomic_load(&p->stop))
@@ -790,6 +792,12 @@ static pool *thread_pool(int helpers)
     return p;
 }
 
+void sola_gemm_rest(void)
+{
+    if (t_pool)
+        atomic_store_explicit(&t_pool->rest, 1, memory_order_relaxed);
+}
+
 /* The calling thread's buffer for a short pass's transposed rows, at least n floats
  * (freed with the thread), or NULL. */
 static pthread_key_t g_short_key;
@@ -824,6 +832,7 @@ static dnnl_status_t run_pooled(taskset *ts, int nthr)
     atomic_init(&ts->st, dnnl_success);
     pool *p = nthr > 1 && ts->ntasks > 1 ? thread_pool(nthr - 1) : NULL;
     if (p && p->nhelpers) {
+        atomic_store_explicit(&p->rest, 0, memory_order_relaxed);
         atomic_store(&p->cur, ts);
         pthread_mutex_lock(&p->mu);
         atomic_fetch_add(&p->gen, 1); /* odd: work */

@@ -51,6 +51,10 @@ int sola_gemm_threads(void)
     return openblas_get_num_threads();
 }
 
+void sola_gemm_rest(void)
+{
+}
+
 const char *sola_gemm_backend(void)
 {
     return "OpenBLAS";

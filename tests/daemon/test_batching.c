@@ -178,6 +178,13 @@ START_TEST(pool_bits_independent_of_threads)
                 ck_assert_int_eq(sola_refine(m, x, Ts[t], yn, ws, &e), 0);
                 ck_assert_msg(!memcmp(y1, yn, sizeof(float) * (size_t)Ts[t] * C),
                               "C=%d T=%d: %d threads differ from 1", m->C, Ts[t], n);
+                /* helpers sent to sleep (as solad does after a pass) wake for the next */
+                sola_gemm_rest();
+                memset(yn, 0, sizeof(float) * (size_t)Ts[t] * C);
+                ck_assert_int_eq(sola_refine(m, x, Ts[t], yn, ws, &e), 0);
+                ck_assert_msg(!memcmp(y1, yn, sizeof(float) * (size_t)Ts[t] * C),
+                              "C=%d T=%d: %d threads after sola_gemm_rest differ from 1",
+                              m->C, Ts[t], n);
             }
         }
         sola_ws_free(ws);
