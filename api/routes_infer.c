@@ -195,8 +195,12 @@ static int prepare(const api_ctx *ctx, api_request *rq, api_response *rs, api_wo
         }
     }
     w->state = st;
-    /* an .npy body is viewed in place (npy_view): nothing heavy before the compute */
-    w->direct = st->in_mt == API_MT_NPY;
+    /* an .npy body is viewed in place (npy_view): nothing heavy before the compute.
+     * Not a stream's call: a stream's state would then be allocated on a compute
+     * thread, between the buffers that thread keeps, and could not leave the process
+     * when the stream closes (test_streams_memory) */
+    w->direct = st->in_mt == API_MT_NPY && !st->seq.has_id && !st->seq.has_start &&
+                !st->seq.has_end;
     return API_DEFER;
 bad:
     api_error_from(rs, &e);
