@@ -488,6 +488,7 @@ struct cli_prefetch *cli_refine_prefetch(const char *in, const char *out,
         pf->first.lead = header_room(pf->d, pf->idx, pf->n);
         pf->first.read = prefetch_read;
         pf->first.ud = pf;
+        pf->first.warm = 1;
         cli_pipe_first_start(&pf->first); /* on failure the pipe reads it itself */
     }
     return pf;

@@ -153,6 +153,8 @@ static void *first_main(void *arg)
 {
     cli_pipe_first *f = arg;
     f->rc = f->read(f->ud, f->T, (float *)(f->base + f->lead), &f->e);
+    if (f->warm)
+        sola_gemm_warm();
     return NULL;
 }
 

@@ -40,6 +40,8 @@ typedef struct cli_pipe_first {
     int (*read)(void *ud, int64_t T, float *x, sola_err *e);
     void *ud;
     int C;
+    int warm;     /* then also the GEMM backend's one-time setup (sola_gemm_warm), off
+                   * the path of the first refine */
     int started;  /* a thread runs the read: cli_pipe_first_wait joins it */
     pthread_t thread;
 } cli_pipe_first;

@@ -140,6 +140,18 @@ void sola_ssyrk_upper(int T, int C, const float *Y, float *S)
     }
 }
 
+void sola_gemm_warm(void)
+{
+    /* one small product of the shape the pool's tasks run (nocopy, one thread): the
+     * library's kernels are made on its first call, for every later one */
+    enum { M = 8, N = 16, K = 64 };
+    static _Thread_local float ta[M * K], tb[K * N], tc[M * N];
+    int keep = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dnnl_sgemm('N', 'N', M, N, K, 1.0f, ta, K, tb, N, 0.0f, tc, N);
+    omp_set_num_threads(keep);
+}
+
 /* ---- what runs --------------------------------------------------------------------- */
 
 const char *sola_gemm_backend(void)

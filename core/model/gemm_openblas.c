@@ -202,6 +202,11 @@ size_t sola_rowplan_rows(const sola_rowplan *p, size_t rows)
     return (r + q - 1) / q * q;
 }
 
+void sola_gemm_warm(void)
+{
+    /* OpenBLAS picks its kernels when it loads */
+}
+
 /* ---- elementwise work (sola_gemm_team_for) ---------------------------------------------
  *
  * OpenBLAS's workers busy-wait after a product, so there is no idle team to lend: a

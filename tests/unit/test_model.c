@@ -1,6 +1,7 @@
 /* test_model.c -- the SoLa model: layout, PyTorch-default init, file round trips, and
  * refusal of files that are not a SoLa model (with the offending tensor named). */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,6 +270,44 @@ START_TEST(pool_for_covers_each_item_once)
                 free(c.hits);
             }
     sola_gemm_set_threads(2);
+}
+END_TEST
+
+/* sola_gemm_warm (the backend's one-time setup, which `sola refine DIR` runs on a
+ * thread of its own while the model loads) may run beside products on other threads:
+ * they still give the right numbers. */
+static void *warm_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3; i++)
+        sola_gemm_warm();
+    return NULL;
+}
+
+START_TEST(gemm_warm_beside_products)
+{
+    enum { M = 37, N = 29, K = 70 };
+    static float a[M * K], b[K * N], c[M * N];
+    for (int i = 0; i < M * K; i++)
+        a[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < K * N; i++)
+        b[i] = (float)(i % 5) - 2.0f;
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        ck_assert_int_eq(pthread_create(&th[t], NULL, warm_main, NULL), 0);
+    for (int rep = 0; rep < 20; rep++) {
+        sola_sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = 0; /* small integers: exact in any order */
+                for (int k = 0; k < K; k++)
+                    s += a[i * K + k] * b[k * N + j];
+                ck_assert_msg(c[i * N + j] == s, "c[%d, %d] = %g, want %g", i, j, c[i * N + j], s);
+            }
+    }
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    sola_gemm_warm(); /* and again, on a thread that already ran products */
 }
 END_TEST
 
@@ -629,6 +668,7 @@ int main(void)
     tcase_add_test(tc, pack_layout);
     tcase_add_test(tc, pool_for_covers_each_item_once);
     tcase_add_test(tc, bigbuf_alignment);
+    tcase_add_test(tc, gemm_warm_beside_products);
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, missing_file_is_notfound);
     tcase_add_test(tc, minimal_torch_checkpoint_loads);
