@@ -601,6 +601,48 @@ START_TEST(non_finite_and_integer_params_refused)
     int64_t ia[1] = {0};
     t[6] = (raw_t){"alpha", "I64", 1, {1}, ia, 8};
     expect_refused(t, n, NULL, SOLA_EUNSUP, "alpha");
+    /* a weight of many blocks of the check (1024 floats each): NaN, +Inf, -Inf at the
+     * first, a middle and the last element are each found, at the right index */
+    enum { H = 8, C = 300, K = 3, NW = H * C * K };
+    static float w[NW];
+    static const size_t at[] = {0, 1023, 1024, 2500, NW - 1};
+    static const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t a = 0; a < sizeof at / sizeof at[0]; a++)
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            for (size_t i = 0; i < NW; i++)
+                w[i] = (float)((int)(i % 13) - 6) * 5e37f; /* large but finite */
+            w[at[a]] = bad[b];
+            static float zeros[C * H];
+            raw_t big[] = {
+                {"conv_network.0.weight", "F32", 3, {H, C, K}, w, sizeof w},
+                {"conv_network.0.bias", "F32", 1, {H}, zeros, H * 4},
+                {"conv_network.2.weight", "F32", 3, {H, H, 1}, zeros, H * H * 4},
+                {"conv_network.2.bias", "F32", 1, {H}, zeros, H * 4},
+                {"conv_network.4.weight", "F32", 3, {C, H, 1}, zeros, C * H * 4},
+                {"conv_network.4.bias", "F32", 1, {C}, zeros, C * 4},
+                {"alpha", "F32", 1, {1}, zeros, 4},
+            };
+            char needle[96];
+            snprintf(needle, sizeof needle, "conv_network.0.weight holds NaN or Inf at element %zu",
+                     at[a]);
+            expect_refused(big, 7, NULL, SOLA_EFORMAT, needle);
+        }
+    /* and the same weights, all finite, load */
+    for (size_t i = 0; i < NW; i++)
+        w[i] = (float)((int)(i % 13) - 6) * 5e37f;
+    sola_err e = {0};
+    raw_t ok[] = {
+        {"conv_network.0.weight", "F32", 3, {H, C, K}, w, sizeof w},
+        {"conv_network.0.bias", "F32", 1, {H}, w, H * 4},
+        {"conv_network.2.weight", "F32", 3, {H, H, 1}, w, H * H * 4},
+        {"conv_network.2.bias", "F32", 1, {H}, w, H * 4},
+        {"conv_network.4.weight", "F32", 3, {C, H, 1}, w, C * H * 4},
+        {"conv_network.4.bias", "F32", 1, {C}, w, C * 4},
+        {"alpha", "F32", 1, {1}, w, 4},
+    };
+    sola_model *m = load_raw(ok, 7, NULL, &e);
+    ck_assert_msg(m != NULL, "%s", e.msg);
+    sola_model_free(m);
 }
 END_TEST
 
