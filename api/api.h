@@ -56,6 +56,14 @@ typedef struct api_request {
     const char *body;
     size_t body_len;
     const char *body_path;
+    /* An in-memory body that starts as an .npy does (magic, version, header length)
+     * has its every 4-byte word after the header read as a float32 while it arrives,
+     * in cache: body_f32_off is where those words start (0: not done -- another body,
+     * or non-finite values allowed) and body_f32_bad the index of the first NaN or
+     * infinity among the body_f32_words of them (body_f32_words if none). A handler
+     * that finds <f4 data there uses it instead of a scan of its own (the same
+     * answer: sola_first_nonfinite). */
+    size_t body_f32_off, body_f32_words, body_f32_bad;
 
     /* Filled by api_route_match: the {params} of the pattern, in order. */
     const struct api_route *route;

@@ -43,6 +43,7 @@ typedef struct infer {
     int version;     /* from the query; 0 = active */
     const char *body; /* borrowed: the server keeps the body until done() */
     size_t len;
+    size_t f32_off, f32_words, f32_bad; /* the body's check on arrival (api_request) */
     char *item_path; /* GET /tsm: data/datasets/D/I.npy (owned) */
     api_seq_args seq; /* online refine: sequence_id & co (api/seq.h) */
 } infer;
@@ -159,6 +160,9 @@ static int prepare(const api_ctx *ctx, api_request *rq, api_response *rs, api_wo
         st->in_mt = mt;
         st->body = rq->body;
         st->len = rq->body_len;
+        st->f32_off = rq->body_f32_off;
+        st->f32_words = rq->body_f32_words;
+        st->f32_bad = rq->body_f32_bad;
     }
 
     /* Reply format: ?format= beats Accept; the request's own format comes first. */
@@ -653,8 +657,21 @@ static int load_item(run *u, size_t *held)
     return rc;
 }
 
+/* Index of the first NaN or infinity of x, or its count when none: the server's check
+ * of the body on arrival when x is the body's own <f4 data in place (borrowed), else a
+ * scan. */
+static size_t first_nonfinite(const infer *st, const sola_array *x, int borrowed)
+{
+    size_t n = sola_array_numel(x);
+    if (borrowed && st->f32_off && (const char *)x->data == st->body + st->f32_off &&
+        st->f32_words == n)
+        return st->f32_bad < n ? st->f32_bad : n;
+    return n ? sola_first_nonfinite(x->data, n) : 0;
+}
+
 /* One call of a stream (api/seq.h): x is its chunk [n, C], n >= 0. */
-static void stream_call(infer *st, const sola_array *x, sola_ws *ws, api_response *rs)
+static void stream_call(infer *st, const sola_array *x, int borrowed, sola_ws *ws,
+                        api_response *rs)
 {
     const api_ctx *ctx = st->ctx;
     sola_err e = {0};
@@ -678,7 +695,7 @@ static void stream_call(infer *st, const sola_array *x, sola_ws *ws, api_respons
                            "dimensions", x->ndim);
         return;
     }
-    size_t n = sola_array_numel(x), bad = n ? sola_first_nonfinite(x->data, n) : 0;
+    size_t n = sola_array_numel(x), bad = first_nonfinite(st, x, borrowed);
     if (!ctx->allow_nonfinite && bad < n) {
         api_error(rs, 400, "features[%zu][%zu] is %s: feature values must be finite (this "
                            "server refuses NaN and Inf; see --allow-nonfinite)",
@@ -753,7 +770,7 @@ static int run_limits(run *u, int64_t *B, int64_t *T, int64_t *C)
     if ((rc = plan_sizes(st, st->tsm, *B, *T, *C, &u->z, e)))
         return rc;
     if (!ctx->allow_nonfinite) {
-        size_t n = sola_array_numel(&u->x), bad = sola_first_nonfinite(u->x.data, n);
+        size_t n = sola_array_numel(&u->x), bad = first_nonfinite(st, &u->x, u->x_borrowed);
         if (bad < n)
             return sola_errf(e, SOLA_EFORMAT,
                              "features[%zu][%zu] is %s: feature values must be finite (this "
@@ -901,7 +918,7 @@ static void infer_run(void *state, sola_ws *ws, api_response *rs)
     int64_t B = 0, T = 0, C = 0;
     int rc = run_decode(&u);
     if (!rc && (st->seq.has_id || st->seq.has_start || st->seq.has_end)) {
-        stream_call(st, &u.x, ws, rs);
+        stream_call(st, &u.x, u.x_borrowed, ws, rs);
         rc = REPLIED;
     }
     if (!rc)

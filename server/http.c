@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include "api_helpers.h"
+#include "array.h"
 #include "batcher.h"
 #include "bufcache.h"
 #include "gemm.h"
@@ -69,6 +71,8 @@ typedef struct req {
     int lock_fd;                 /* a dup of it holding its flock until completion */
     char *body_path;             /* owned; unlinked at completion */
     int over;                    /* body exceeded --max-body (or could not be stored) */
+    int scan;                    /* .npy float check on arrival: 0 undecided, 1 on, -1 off */
+    size_t scan_off, scanned, bad; /* words from scan_off: checked, first non-finite */
     size_t discarded;            /* bytes dropped after that */
 
     api_response rs;
@@ -430,6 +434,47 @@ static int body_open_file(req *r)
     return 0;
 }
 
+/* The body's words after an .npy header, checked for NaN and infinity as they arrive
+ * (api_request.body_f32_*): the bytes are in cache now, where a scan by the handler
+ * later would read a large body from memory again. Only the 12-byte preamble is
+ * read (magic, version, header length); whether the data are <f4 is the handler's
+ * to see. */
+static void scan_arrived(req *r)
+{
+    if (r->scan == 0) {
+        const unsigned char *b = (const unsigned char *)r->body;
+        if (r->blen < 12)
+            return;
+        size_t off = 0;
+        if (memcmp(b, "\x93NUMPY", 6) == 0) {
+            if (b[6] == 1)
+                off = 10 + ((size_t)b[8] | (size_t)b[9] << 8);
+            else if (b[6] == 2 || b[6] == 3)
+                off = 12 + ((size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
+                            (size_t)b[11] << 24);
+        }
+        /* (off is within the body's length or past it; checked as words arrive) */
+        if (!off || off % sizeof(float)) { /* (a body's buffer is 16-byte aligned) */
+            r->scan = -1;
+            return;
+        }
+        r->scan = 1;
+        r->scan_off = off;
+        r->scanned = 0;
+        r->bad = SIZE_MAX;
+    }
+    if (r->blen <= r->scan_off || r->bad != SIZE_MAX)
+        return;
+    size_t words = (r->blen - r->scan_off) / sizeof(float);
+    if (words > r->scanned) {
+        const float *f = (const float *)(void *)(r->body + r->scan_off) + r->scanned;
+        size_t k = sola_first_nonfinite(f, words - r->scanned);
+        if (k < words - r->scanned)
+            r->bad = r->scanned + k;
+        r->scanned = words;
+    }
+}
+
 /* 0, or an HTTP status to answer with (413, 500, 507). */
 static int body_append(req *r, const char *data, size_t n)
 {
@@ -497,6 +542,8 @@ static int body_append(req *r, const char *data, size_t n)
     memcpy(r->body + r->blen, data, n);
     r->blen += n;
     r->body[r->blen] = '\0';
+    if (r->scan >= 0)
+        scan_arrived(r);
     return 0;
 }
 
@@ -525,6 +572,7 @@ static req *req_new(srv *s, struct MHD_Connection *c, const char *url, const cha
     r->body_fd = -1;
     r->lock_fd = -1;
     r->limit = s->cfg.max_body;
+    r->scan = s->cfg.allow_nonfinite ? -1 : 0; /* nobody would ask */
     snprintf(r->method, sizeof r->method, "%s", method);
     r->label = "unmatched";
     const union MHD_ConnectionInfo *ci =
@@ -657,6 +705,11 @@ static enum MHD_Result on_last(req *r)
     } else {
         r->rq.body = r->body;
         r->rq.body_len = r->blen;
+        if (r->scan == 1 && r->blen >= r->scan_off) {
+            r->rq.body_f32_off = r->scan_off;
+            r->rq.body_f32_words = r->scanned;
+            r->rq.body_f32_bad = r->bad == SIZE_MAX ? r->scanned : r->bad;
+        }
     }
     int rc = api_handle(&s->ctx, &r->rq, &r->rs, &r->w);
     if (rc == API_REPLY) {

@@ -2,8 +2,10 @@
  * JSON and .npy equals sola_refine of the same model, TSM formats, every error status
  * with its cause, the bearer token on mutating routes, the model registry (upload,
  * conflict, download, activate, rescan) and the bounded queue (503 + Retry-After). */
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +151,89 @@ static size_t chunk_read(char *buf, size_t sz, size_t nm, void *ud)
     c->left -= n;
     return n;
 }
+
+/* A [T, 64] <f4 .npy of su_input with one value replaced (at row, col; row < 0: none). */
+static void *npy_with(int T, float v, int row, int col, size_t *len)
+{
+    float *x = su_input(T, C_DIM, 5);
+    if (row >= 0)
+        x[(size_t)row * C_DIM + (size_t)col] = v;
+    void *npy = su_npy_of(x, T, C_DIM, len);
+    free(x);
+    return npy;
+}
+
+/* NaN and infinities in an .npy body: refused with where they are, whether the
+ * server checked the values as the body arrived (<f4 data, found where the handler
+ * reads them) or the handler converted the body (<f8); values whose 4-byte halves
+ * only look like NaN as float32 are no NaN; --allow-nonfinite takes them. */
+START_TEST(nonfinite_npy_bodies_refused_with_their_place)
+{
+    char *dir = tu_tmpdir();
+    const char *args[] = {"--dim", "64", NULL};
+    su_server s;
+    ck_assert_int_eq(su_start(&s, dir, args), 0);
+    const char *hn[] = {"Content-Type: application/x-npy", NULL};
+    const char *ho[] = {"Content-Type: application/octet-stream", NULL};
+    su_resp r;
+    size_t len;
+    /* 300 x 64 floats: 75 KiB, more than one read of the socket */
+    void *npy = npy_with(300, NAN, 250, 5, &len);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, len, &r);
+    expect_err(&r, 400, "features[250][5] is NaN");
+    free(npy);
+    npy = npy_with(300, INFINITY, 299, 63, &len);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, len, &r);
+    expect_err(&r, 400, "features[299][63] is infinite");
+    free(npy);
+    npy = npy_with(3, -INFINITY, 0, 0, &len); /* an .npy sent as octet-stream */
+    su_http(NULL, "POST", su_url(&s, "/tsm"), ho, npy, len, &r);
+    expect_err(&r, 400, "features[0][0] is infinite");
+    free(npy);
+    npy = npy_with(300, 0, -1, 0, &len);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, len, &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    su_resp_free(&r);
+    free(npy);
+    /* <f8, each value's low half 0x7fc00000 (a float32 NaN): finite doubles */
+    enum { T8 = 40 };
+    int64_t sh[2] = {T8, C_DIM};
+    unsigned char hdr[256];
+    size_t hl = sola_npy_header("<f8", 2, sh, hdr, sizeof hdr);
+    ck_assert_uint_gt(hl, 0);
+    len = hl + (size_t)T8 * C_DIM * 8;
+    unsigned char *b8 = malloc(len);
+    ck_assert_ptr_nonnull(b8);
+    memcpy(b8, hdr, hl);
+    for (size_t i = 0; i < (size_t)T8 * C_DIM; i++) {
+        uint64_t u = (uint64_t)0x3ff00000u << 32 | 0x7fc00000u; /* 1.0000000018... */
+        memcpy(b8 + hl + i * 8, &u, 8);
+    }
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, b8, len, &r);
+    ck_assert_msg(r.status == 200, "a <f8 body of finite values: %ld %s", r.status, r.body);
+    su_resp_free(&r);
+    ((unsigned char *)b8)[hl + 7 * 8 + 7] = 0x7f; /* element 7: exponent all ones */
+    ((unsigned char *)b8)[hl + 7 * 8 + 6] = 0xf0;
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, b8, len, &r);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_msg(strstr(r.body, "NaN") || strstr(r.body, "Inf") || strstr(r.body, "finite"),
+                  "%s", r.body);
+    su_resp_free(&r);
+    free(b8);
+    ck_assert_int_eq(su_stop(&s), 0);
+
+    const char *args2[] = {"--dim", "64", "--allow-nonfinite", NULL};
+    ck_assert_int_eq(su_start(&s, dir, args2), 0);
+    npy = npy_with(300, NAN, 250, 5, &len);
+    su_http(NULL, "POST", su_url(&s, "/refine"), hn, npy, len, &r);
+    ck_assert_msg(r.status == 200, "--allow-nonfinite: %ld %s", r.status, r.body);
+    su_resp_free(&r);
+    free(npy);
+    ck_assert_int_eq(su_stop(&s), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
 
 START_TEST(error_statuses_over_http)
 {
@@ -561,6 +646,7 @@ static Suite *suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, refine_over_json_and_npy_equals_sola_refine);
     tcase_add_test(t, error_statuses_over_http);
+    tcase_add_test(t, nonfinite_npy_bodies_refused_with_their_place);
     tcase_add_test(t, token_guards_registry_writes);
     tcase_add_test(t, full_queue_answers_503_with_retry_after);
     tcase_add_test(t, replicas_sharing_a_directory_follow_each_other);
