@@ -1,6 +1,15 @@
-/* h5io.c -- HDF5 feature files through libhdf5 (see h5io.h). */
+/* h5io.c -- HDF5 feature files through libhdf5 (see h5io.h).
+ *
+ * libhdf5 is opened on first use (dlopen), not linked: Debian's pulls in libcurl and,
+ * through it, gnutls, krb5, ldap, ssh2 and more, whose loading cost every start of
+ * `sola` and `solad` 11.5 ms on this machine (an empty program linked with our other
+ * libraries started in 5.6-7.1 ms, with libhdf5 as well in 17.4-19.0) -- also the many
+ * runs that never touch an HDF5 file. We compile against its headers and call it
+ * through the table below, filled once from the library the build found
+ * (SOLA_HDF5_LIB, its SONAME; SOLA_DEBUG_HDF5_LIB names another, for tests). */
 #include "h5io.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -12,20 +21,172 @@
 
 #include "fsutil.h"
 
+#ifndef SOLA_HDF5_LIB
+#define SOLA_HDF5_LIB "libhdf5.so"
+#endif
+
+/* The functions and global IDs of libhdf5 this file uses. */
+static struct {
+    __typeof__(&H5open) open;
+    hid_t *native_float, *ieee_f32le, *lcpl_class; /* H5T_NATIVE_FLOAT, ... after H5open */
+    __typeof__(&H5Eset_auto2) Eset_auto2;
+    __typeof__(&H5Fopen) Fopen;
+    __typeof__(&H5Fcreate) Fcreate;
+    __typeof__(&H5Fclose) Fclose;
+    __typeof__(&H5Dopen2) Dopen2;
+    __typeof__(&H5Dcreate2) Dcreate2;
+    __typeof__(&H5Dget_space) Dget_space;
+    __typeof__(&H5Dget_type) Dget_type;
+    __typeof__(&H5Dread) Dread;
+    __typeof__(&H5Dwrite) Dwrite;
+    __typeof__(&H5Dclose) Dclose;
+    __typeof__(&H5Sget_simple_extent_ndims) Sget_simple_extent_ndims;
+    __typeof__(&H5Sget_simple_extent_dims) Sget_simple_extent_dims;
+    __typeof__(&H5Screate_simple) Screate_simple;
+    __typeof__(&H5Sselect_hyperslab) Sselect_hyperslab;
+    __typeof__(&H5Sclose) Sclose;
+    __typeof__(&H5Tget_class) Tget_class;
+    __typeof__(&H5Tclose) Tclose;
+    __typeof__(&H5Gget_info) Gget_info;
+    __typeof__(&H5Lget_name_by_idx) Lget_name_by_idx;
+    __typeof__(&H5Oopen) Oopen;
+    __typeof__(&H5Oclose) Oclose;
+    __typeof__(&H5Iget_type) Iget_type;
+    __typeof__(&H5Pcreate) Pcreate;
+    __typeof__(&H5Pset_create_intermediate_group) Pset_create_intermediate_group;
+    __typeof__(&H5Pclose) Pclose;
+} h5;
+
+/* From here on the names of the API are the table's entries. */
+#define H5Eset_auto2 h5.Eset_auto2
+#define H5Fopen h5.Fopen
+#define H5Fcreate h5.Fcreate
+#define H5Fclose h5.Fclose
+#define H5Dopen2 h5.Dopen2
+#define H5Dcreate2 h5.Dcreate2
+#define H5Dget_space h5.Dget_space
+#define H5Dget_type h5.Dget_type
+#define H5Dread h5.Dread
+#define H5Dwrite h5.Dwrite
+#define H5Dclose h5.Dclose
+#define H5Sget_simple_extent_ndims h5.Sget_simple_extent_ndims
+#define H5Sget_simple_extent_dims h5.Sget_simple_extent_dims
+#define H5Screate_simple h5.Screate_simple
+#define H5Sselect_hyperslab h5.Sselect_hyperslab
+#define H5Sclose h5.Sclose
+#define H5Tget_class h5.Tget_class
+#define H5Tclose h5.Tclose
+#define H5Gget_info h5.Gget_info
+#define H5Lget_name_by_idx h5.Lget_name_by_idx
+#define H5Oopen h5.Oopen
+#define H5Oclose h5.Oclose
+#define H5Iget_type h5.Iget_type
+#define H5Pcreate h5.Pcreate
+#define H5Pset_create_intermediate_group h5.Pset_create_intermediate_group
+#define H5Pclose h5.Pclose
+/* the headers' constants call H5check_version() and H5open() first; h5_load opens the
+ * library once instead */
+#undef H5CHECK
+#define H5CHECK
+#undef H5OPEN
+#define H5OPEN
+#undef H5T_NATIVE_FLOAT
+#define H5T_NATIVE_FLOAT (*h5.native_float)
+#undef H5T_IEEE_F32LE
+#define H5T_IEEE_F32LE (*h5.ieee_f32le)
+#undef H5P_LINK_CREATE
+#define H5P_LINK_CREATE (*h5.lcpl_class)
+
 /* The serial library keeps global state (open-object tables, error stacks); one lock
  * serialises every use of it from this process. */
 static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static char h5_why[512]; /* why the library could not be had ("" once loaded) */
 
-static void h5_quiet(void)
+/* Opens the library and fills the table (h5_why says why not). */
+static void h5_load(void)
 {
+    const char *name = getenv("SOLA_DEBUG_HDF5_LIB");
+    if (!name || !*name)
+        name = SOLA_HDF5_LIB;
+    void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        const char *why = dlerror();
+        snprintf(h5_why, sizeof h5_why, "the HDF5 library %s cannot be loaded (%s); install it "
+                 "(Debian: libhdf5-103-1)", name, why ? why : "not found");
+        return;
+    }
+    struct {
+        void *slot;
+        const char *sym;
+    } want[] = {
+        {&h5.open, "H5open"},
+        {&h5.native_float, "H5T_NATIVE_FLOAT_g"},
+        {&h5.ieee_f32le, "H5T_IEEE_F32LE_g"},
+        {&h5.lcpl_class, "H5P_CLS_LINK_CREATE_ID_g"},
+        {&h5.Eset_auto2, "H5Eset_auto2"},
+        {&h5.Fopen, "H5Fopen"},
+        {&h5.Fcreate, "H5Fcreate"},
+        {&h5.Fclose, "H5Fclose"},
+        {&h5.Dopen2, "H5Dopen2"},
+        {&h5.Dcreate2, "H5Dcreate2"},
+        {&h5.Dget_space, "H5Dget_space"},
+        {&h5.Dget_type, "H5Dget_type"},
+        {&h5.Dread, "H5Dread"},
+        {&h5.Dwrite, "H5Dwrite"},
+        {&h5.Dclose, "H5Dclose"},
+        {&h5.Sget_simple_extent_ndims, "H5Sget_simple_extent_ndims"},
+        {&h5.Sget_simple_extent_dims, "H5Sget_simple_extent_dims"},
+        {&h5.Screate_simple, "H5Screate_simple"},
+        {&h5.Sselect_hyperslab, "H5Sselect_hyperslab"},
+        {&h5.Sclose, "H5Sclose"},
+        {&h5.Tget_class, "H5Tget_class"},
+        {&h5.Tclose, "H5Tclose"},
+        {&h5.Gget_info, "H5Gget_info"},
+        {&h5.Lget_name_by_idx, "H5Lget_name_by_idx"},
+        {&h5.Oopen, "H5Oopen"},
+        {&h5.Oclose, "H5Oclose"},
+        {&h5.Iget_type, "H5Iget_type"},
+        {&h5.Pcreate, "H5Pcreate"},
+        {&h5.Pset_create_intermediate_group, "H5Pset_create_intermediate_group"},
+        {&h5.Pclose, "H5Pclose"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        void *p = dlsym(lib, want[i].sym);
+        if (!p) {
+            snprintf(h5_why, sizeof h5_why, "the HDF5 library %s lacks %s (another HDF5 "
+                     "version than the one sola was built with?)", name, want[i].sym);
+            dlclose(lib);
+            memset(&h5, 0, sizeof h5);
+            return;
+        }
+        memcpy(want[i].slot, &p, sizeof p); /* object pointer to function pointer */
+    }
+    /* the global IDs hold their values once the library is initialised */
+    if (h5.open() < 0) {
+        snprintf(h5_why, sizeof h5_why, "the HDF5 library %s failed to initialise", name);
+        memset(&h5, 0, sizeof h5);
+        return;
+    }
     /* The default handler prints error stacks to stderr; ours are in sola_err. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    h5_why[0] = 0;
 }
 
+/* Takes the lock, the library loaded first: 0, or SOLA_EUNSUP with e saying why
+ * (path: the file it was for). */
+static int lock_for(const char *path, sola_err *e)
+{
+    pthread_once(&h5_once, h5_load);
+    if (!h5.Fopen)
+        return sola_errf(e, SOLA_EUNSUP, "%s: %s", path, h5_why);
+    pthread_mutex_lock(&h5_lock);
+    return 0;
+}
+
+/* Takes the lock where the library is loaded already (a writer exists). */
 static void lock(void)
 {
-    pthread_once(&h5_once, h5_quiet);
     pthread_mutex_lock(&h5_lock);
 }
 
@@ -174,9 +335,11 @@ int sola_h5_list(const char *path, sola_h5_entry **out, int *n, sola_err *e)
 {
     *out = NULL;
     *n = 0;
-    lock();
+    int rc = lock_for(path, e);
+    if (rc)
+        return rc;
     hid_t f;
-    int rc = open_file(path, &f, e);
+    rc = open_file(path, &f, e);
     if (rc) {
         unlock();
         return rc;
@@ -252,10 +415,12 @@ static int open_ds(hid_t f, const char *path, const char *name, hid_t *ds, hsize
 
 int sola_h5_shape(const char *path, const char *name, int64_t shape[2], sola_err *e)
 {
-    lock();
+    int rc = lock_for(path, e);
+    if (rc)
+        return rc;
     hid_t f, ds;
     hsize_t dims[2];
-    int rc = open_file(path, &f, e);
+    rc = open_file(path, &f, e);
     if (!rc) {
         if (!(rc = open_ds(f, path, name, &ds, dims, e))) {
             shape[0] = (int64_t)dims[0];
@@ -271,10 +436,12 @@ int sola_h5_shape(const char *path, const char *name, int64_t shape[2], sola_err
 int sola_h5_read(const char *path, const char *name, sola_array *out, sola_err *e)
 {
     memset(out, 0, sizeof *out);
-    lock();
+    int rc = lock_for(path, e);
+    if (rc)
+        return rc;
     hid_t f, ds;
     hsize_t dims[2];
-    int rc = open_file(path, &f, e);
+    rc = open_file(path, &f, e);
     if (rc)
         goto done;
     if ((rc = open_ds(f, path, name, &ds, dims, e)))
@@ -310,10 +477,12 @@ done:
 int sola_h5_read_rows(const char *path, const char *name, int64_t r0, int64_t nr,
                       int64_t cols, float *out, sola_err *e)
 {
-    lock();
+    int rc = lock_for(path, e);
+    if (rc)
+        return rc;
     hid_t f, ds, fs = -1, ms = -1;
     hsize_t dims[2];
-    int rc = open_file(path, &f, e);
+    rc = open_file(path, &f, e);
     if (rc)
         goto done;
     if ((rc = open_ds(f, path, name, &ds, dims, e)))
@@ -369,7 +538,13 @@ int sola_h5w_open(const char *path, sola_h5w **out, sola_err *e)
     const char *slash = strrchr(path, '/');
     int dl = slash ? (int)(slash - path + 1) : 0;
     snprintf(w->tmp, n, "%.*s.%s.tmp.%ld", dl, path, slash ? slash + 1 : path, (long)getpid());
-    lock();
+    int lrc = lock_for(path, e);
+    if (lrc) {
+        free(w->path);
+        free(w->tmp);
+        free(w);
+        return lrc;
+    }
     w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     unlock();
     if (w->f < 0) {

@@ -427,6 +427,58 @@ START_TEST(refine_hdf5_to_folder_and_to_hdf5)
 }
 END_TEST
 
+/* 1 if a library whose file name holds `name` is mapped into this process. */
+static int mapped(const char *name)
+{
+    FILE *f = fopen("/proc/self/maps", "r"); /* size 0 to stat: read line by line */
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* libhdf5 is opened on first use (core/formats/h5io.c), not linked: a run that reads no
+ * HDF5 file does not need it, and one that does names the library it could not load. */
+START_TEST(hdf5_library_loaded_on_first_use)
+{
+    init_model(4);
+    const char *no = "SOLA_DEBUG_HDF5_LIB=/nonexistent/libhdf5_missing.so.0";
+    ck_assert_int_eq(tu_system("mkdir -p %s/npys", tmp), 0);
+    float x[5 * 4];
+    for (int t = 0; t < 5; t++)
+        for (int c = 0; c < 4; c++)
+            x[t * 4 + c] = val(t, c, 1);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/npys/v.npy", tmp);
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npy_save(p, x, 2, (int64_t[]){5, 4}, &e), 0);
+    ck_assert_int_eq(tu_system("cd %s && %s %s/sola refine -m m4.safetensors npys -o outn "
+                               "2>err.txt >out.txt", tmp, no, tu_bin()), 0);
+    check_npy("outn/v.npy", 5, 4, val(4, 3, 1));
+    ck_assert_int_eq(tu_system("cd %s && %s %s/sola refine -m m4.safetensors "
+                               "%s/tests/data/interop/tsp.h5 -o outh 2>err.txt >out.txt", tmp,
+                               no, tu_bin(), tu_src()), 1);
+    char *err = slurp("err.txt");
+    assert_has(err, "tsp.h5: the HDF5 library /nonexistent/libhdf5_missing.so.0 cannot be "
+                    "loaded");
+    free(err);
+    /* this process links no libhdf5 either: mapped only once an HDF5 file is read (each
+     * test runs in a child of its own, unless CK_FORK=no shares one process) */
+    const char *fork = getenv("CK_FORK");
+    if (!fork || strcmp(fork, "no"))
+        ck_assert_msg(!mapped("libhdf5"), "libhdf5 is mapped before any HDF5 call");
+    sola_h5_entry *en;
+    int n;
+    snprintf(p, sizeof p, "%s/tests/data/interop/tsp.h5", tu_src());
+    ck_assert_int_eq(sola_h5_list(p, &en, &n, &e), 0);
+    sola_h5_list_free(en, n);
+    ck_assert(mapped("libhdf5"));
+}
+END_TEST
+
 START_TEST(refine_channel_first_writes_channel_first)
 {
     init_model(4);
@@ -497,6 +549,7 @@ void layouts_cli_cases(TCase *tc)
 {
     tcase_add_test(tc, refine_video_features_pairs_keeps_names_and_t);
     tcase_add_test(tc, refine_hdf5_to_folder_and_to_hdf5);
+    tcase_add_test(tc, hdf5_library_loaded_on_first_use);
     tcase_add_test(tc, refine_channel_first_writes_channel_first);
     tcase_add_test(tc, refine_csv_and_npz_keep_their_format);
     tcase_add_test(tc, refine_skips_missing_videos_and_lists_them);
