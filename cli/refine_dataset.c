@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "annotations.h"
+#include "bytes.h"
 #include "cli.h"
 #include "cli_io.h"
 #include "csvfeat.h"
@@ -296,6 +297,13 @@ typedef struct run {
     char *tbase;        /* a --layout ct output transposed back to [C, T] at tbase + lead,
                          * reused */
     size_t tcap;
+    /* the last video's .npy written in parts as its rows become final (run_part):
+     * pstate 0 none yet, 1 open (pf, pdone bytes of header and rows written), 2 a
+     * write failed (prc, pe: finish reports it), 3 not written in parts */
+    int pstate, prc;
+    sola_afile pf;
+    size_t pdone;
+    sola_err pe;
 } run;
 
 /* SOLA_DEBUG_READ_FAIL_AT_VIDEO=J: reading the run's video J (0-based, in the order
@@ -345,6 +353,84 @@ static int debug_oom_at(int j)
     return s && *s && atoi(s) == j;
 }
 
+/* SOLA_DEBUG_PART_WRITE_FAIL=1: the first write of a part of the last video fails as
+ * a full disk would, so a test sees that failure path (the video skipped, no
+ * temporary left: tests/cli/test_cli.c). I/O thread only. */
+static int debug_part_fail(const char *path, sola_err *e)
+{
+    const char *s = getenv("SOLA_DEBUG_PART_WRITE_FAIL");
+    if (!s || strcmp(s, "1"))
+        return 0;
+    return sola_errf(e, SOLA_ENOSPC, "%s: write failed (SOLA_DEBUG_PART_WRITE_FAIL)", path);
+}
+
+/* I/O thread: rows [0, rows) of the last video j are final (refine_pipe.h). A plain
+ * .npy output gets its temporary file opened and the whole 4096-byte blocks of its
+ * image (header then rows, contiguous in the pipe's buffer) written now, with
+ * O_DIRECT where the buffer is aligned (sola_afile_write_direct), while the rest is
+ * computed; run_finish writes the remainder and commits. Any
+ * other output waits for run_finish as before. */
+static void run_part(void *ud, int j, float *y, int64_t T, int64_t rows)
+{
+    run *r = ud;
+    const sola_dataset *d = r->d;
+    const sola_dataset_item *it = &d->items[r->idx[j]];
+    int64_t shape[2] = {T, d->C};
+    unsigned char hdr[512];
+    if (r->pstate == 0) {
+        size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
+        char op[4096];
+        r->pstate = 3;
+        if (!r->os->dir || r->os->joined || r->o->ct || it->kind == SOLA_ITEM_NPZ ||
+            it->kind == SOLA_ITEM_CSV || it->kind == SOLA_ITEM_H5DIR || !hl ||
+            hl > r->lead || !sola_host_is_le() || !out_path(it, r->os->dir, op, sizeof op))
+            return;
+        memcpy((char *)y - hl, hdr, hl);
+        if ((r->prc = sola_afile_open(&r->pf, op, &r->pe))) {
+            r->pstate = 2;
+            return;
+        }
+        r->pstate = 1;
+        r->pdone = 0; /* bytes of the image (header, rows) in the file */
+    }
+    if (r->pstate != 1)
+        return;
+    size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
+    size_t upto = (hl + (size_t)rows * (size_t)d->C * sizeof(float)) / SOLA_DIO_ALIGN *
+                  SOLA_DIO_ALIGN;
+    if (upto <= r->pdone)
+        return;
+    char *img = (char *)y - hl;
+    if ((r->prc = debug_part_fail(r->pf.path, &r->pe)) ||
+        (r->prc = sola_afile_write_direct(&r->pf, img + r->pdone, upto - r->pdone, &r->pe))) {
+        sola_afile_abort(&r->pf);
+        r->pstate = 2;
+        return;
+    }
+    r->pdone = upto;
+}
+
+/* The rest of a video run_part began: written and committed, or the failure it met.
+ * 0 or SOLA_E* with e filled. */
+static int finish_parts(run *r, float *y, int64_t T, sola_err *e)
+{
+    if (r->pstate == 2) {
+        *e = r->pe;
+        return r->prc;
+    }
+    int64_t shape[2] = {T, r->d->C};
+    unsigned char hdr[512];
+    size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
+    size_t len = hl + (size_t)T * (size_t)r->d->C * sizeof(float);
+    char *img = (char *)y - hl;
+    int rc = sola_afile_write_direct(&r->pf, img + r->pdone, len - r->pdone, e);
+    if (rc) {
+        sola_afile_abort(&r->pf);
+        return rc;
+    }
+    return sola_afile_commit(&r->pf, e);
+}
+
 /* I/O thread: writes a refined video, or records why video i was skipped. */
 static int run_finish(void *ud, int j, int stage, float *y, int64_t T, int *rc,
                       sola_err *e)
@@ -354,7 +440,15 @@ static int run_finish(void *ud, int j, int stage, float *y, int64_t T, int *rc,
     sola_dataset *d = r->d;
     if (stage >= 1)
         r->frames += (long)T;
-    if (stage == 2) {
+    int parts = r->pstate == 1 || r->pstate == 2;
+    if (parts) { /* the last video, begun by run_part */
+        if (stage == 2)
+            *rc = finish_parts(r, y, T, e);
+        else if (r->pstate == 1)
+            sola_afile_abort(&r->pf);
+        r->pstate = 3;
+    }
+    if (stage == 2 && !parts) {
         int64_t C = d->C;
         sola_array ya = {.data = y, .ndim = 2, .shape = {T, C}};
         size_t n = (size_t)T * (size_t)C;
@@ -661,9 +755,13 @@ int cli_refine_dataset(const sola_model *m, const char *mpath, const char *in,
         r.total = ntodo;
         r.lead = header_room(d, idx, ntodo);
         /* video 0 as read while the model loaded, when it is this run's first */
-        cli_pipe_hooks hk = {run_read, run_finish, &r, r.lead,
-                             pf && ntodo > 0 && pf->item == idx[0] ? &pf->first : NULL};
+        cli_pipe_hooks hk = {.read = run_read, .finish = run_finish, .part = run_part,
+                             .ud = &r, .lead = r.lead,
+                             .first = pf && ntodo > 0 && pf->item == idx[0] ? &pf->first
+                                                                           : NULL};
         cli_refine_pipe(m, ws, ntodo, Ts, &hk);
+        if (r.pstate == 1) /* the run stopped before the last video's finish */
+            sola_afile_abort(&r.pf);
         if (r.fatal)
             rc = EXIT_RUNTIME;
     }

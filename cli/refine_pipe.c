@@ -11,6 +11,7 @@
 
 #include "bigbuf.h"
 #include "fsutil.h"
+#include "stream.h"
 
 enum { FREE, READY, DONE };
 
@@ -23,6 +24,8 @@ typedef struct pbuf {
     int stage, rc; /* how far the video got (refine_pipe.h), and why it stopped */
     sola_err e;
     int state;
+    size_t stable; /* the last video refined in pieces: rows [0, stable) are final and
+                    * no later piece touches them (guarded by the mutex) */
 } pbuf;
 
 typedef struct pipe {
@@ -55,7 +58,10 @@ static char *dio_alloc(size_t floats, size_t lead)
     if (sola_mul_size(floats, sizeof(float), &bytes) || sola_add_size(bytes, lead, &bytes) ||
         sola_add_size(bytes, SOLA_DIO_ALIGN - 1, &bytes))
         return NULL;
-    return sola_bigbuf_alloc(bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN);
+    bytes = bytes / SOLA_DIO_ALIGN * SOLA_DIO_ALIGN;
+    /* sola_bigbuf_alloc aligns a small buffer to 64 bytes only */
+    return bytes < SOLA_BIGBUF_MIN ? aligned_alloc(SOLA_DIO_ALIGN, bytes)
+                                   : sola_bigbuf_alloc(bytes);
 }
 
 /* Room for `floats` floats of rows in b (contents not kept); 0 or -1. */
@@ -90,6 +96,7 @@ static int adopt_first(pipe *P, pbuf *b)
     b->p = (float *)(f->base + P->lead);
     f->base = NULL;
     b->T = f->T;
+    b->stable = 0;
     b->prows = prows;
     b->stage = 0;
     b->rc = f->rc;
@@ -110,6 +117,7 @@ static void fill(pipe *P, int i, pbuf *b)
     int64_t T = P->T[i];
     size_t C = (size_t)P->m->C, floats;
     b->T = T;
+    b->stable = 0;
     b->stage = 0;
     b->rc = 0;
     if (T < 1 || T > INT_MAX) {
@@ -128,13 +136,126 @@ static void fill(pipe *P, int i, pbuf *b)
     b->stage = 1;
 }
 
+static void set_stable(pipe *P, pbuf *b, size_t rows);
+
+/* The last video of a run is refined in pieces of rows so that the I/O thread writes
+ * the first rows while the last ones are computed: nothing else is left to overlap
+ * its write. Piece k keeps output rows [s_k, s_k+1); cuts at 1/2, 3/4, 7/8 ... of T
+ * while every piece has at least PIECE_MIN rows, at most PIECES_MAX pieces. */
+enum { PIECE_MIN = 32, PIECES_MAX = 6 };
+
+/* The cuts s_0 = 0 < s_1 < ... < s_K = T of video b into *K pieces, or 0 when the
+ * video is not cut: the plan is not row-independent (refine.h), the video is short,
+ * or a piece's pass would not fit in the buffer. */
+static int cut_pieces(const pipe *P, const pbuf *b, size_t R, size_t *s, int *K)
+{
+    size_t T = (size_t)b->T, C = (size_t)P->m->C, align = P->plan.seq_align;
+    if (!P->h->part || !P->plan.exact || align < 1 || T < 2 * PIECE_MIN)
+        return 0;
+    size_t room = b->cap / C; /* rows a pass may span in b */
+    int k = 1;
+    s[0] = 0;
+    while (k < PIECES_MAX) {
+        size_t at = s[k - 1], a = k > 1 ? at - R : 0, c = at + (T - at) / 2, got = 0;
+        /* a window starts at c - R: a multiple of the plan's seq_align (OpenBLAS); the
+         * piece before the cut and the rest after it (should it be the last piece) must
+         * each fit in b with their padding rows: a few cuts are tried */
+        for (int tries = 0; tries < 64 && c >= 2 * R && c >= at + PIECE_MIN; tries++) {
+            c = R + (c - R) / align * align;
+            if (c < 2 * R || c < at + PIECE_MIN || c + PIECE_MIN > T)
+                break;
+            size_t e = c + R < T ? c + R : T;
+            if (a + sola_rowplan_rows(&P->plan, e - a) <= room &&
+                c - R + sola_rowplan_rows(&P->plan, T - (c - R)) <= room) {
+                got = c;
+                break;
+            }
+            if (c < align + 1)
+                break;
+            c -= align;
+        }
+        if (!got)
+            break;
+        s[k++] = got;
+    }
+    s[k] = T;
+    if (k < 2)
+        return 0;
+    *K = k;
+    return 1;
+}
+
+/* Video b refined in the pieces of cut_pieces, each an ordinary pass over its window
+ * [s_k - R, s_k+1 + R) (clipped to the video) in place in b. Row independence
+ * (refine.h) makes every kept row the same bits as in one pass over the whole video.
+ * A pass writes all its rows: the rows of the window's edges are put back afterwards
+ * -- the previous piece's outputs before it, the following input after it -- and the
+ * R input rows before each cut, which the previous piece overwrites, are kept for the
+ * next. After each piece the rows no later piece touches are published (set_stable).
+ * 0, or an error in b->rc / b->e. */
+static int compute_pieces(pipe *P, pbuf *b, size_t R, const size_t *s, int K)
+{
+    size_t T = (size_t)b->T, C = (size_t)P->m->C, row = C * sizeof(float), most = 0;
+    for (int k = 0; k < K; k++) {
+        size_t a = k ? s[k] - R : 0, e = s[k + 1] + R < T ? s[k + 1] + R : T;
+        size_t end = a + sola_rowplan_rows(&P->plan, e - a);
+        if (k + 1 < K && end - (s[k + 1] - R) > most)
+            most = end - (s[k + 1] - R);
+    }
+    float *keep = malloc((most + 1) * row), *prev = malloc((R + 1) * row);
+    if (!keep || !prev) {
+        free(keep);
+        free(prev);
+        return -1; /* refined in one pass instead */
+    }
+    int rc = 0;
+    for (int k = 0; k < K && !rc; k++) {
+        size_t a = k ? s[k] - R : 0, e = s[k + 1] + R < T ? s[k + 1] + R : T;
+        size_t rows = sola_rowplan_rows(&P->plan, e - a), end = a + rows;
+        float *w = b->p + a * C;
+        if (k) {
+            /* rows [a, s_k): the previous piece's outputs aside, their inputs back */
+            memcpy(prev, w, R * row);
+            memcpy(w, keep, R * row);
+        }
+        if (k + 1 < K) /* the inputs from s_k+1 - R on, to put back */
+            memcpy(keep, b->p + (s[k + 1] - R) * C, (end - (s[k + 1] - R)) * row);
+        memset(b->p + e * C, 0, (end - e) * row); /* the pass's padding rows */
+        size_t off = 0;
+        int len = (int)(e - a);
+        rc = sola_refine_padded(P->m, w, &off, &len, 1, rows, w, P->ws, &b->e);
+        if (k)
+            memcpy(w, prev, R * row);
+        if (k + 1 < K) {
+            memcpy(b->p + s[k + 1] * C, keep + R * C, (end - s[k + 1]) * row);
+            if (!rc)
+                set_stable(P, b, s[k + 1] - R);
+        }
+    }
+    free(keep);
+    free(prev);
+    b->rc = rc;
+    return rc ? 1 : 0;
+}
+
 /* Refines the video in b in place: sola_refine_padded reads each input row before it
  * writes the output row of that place (refine.h), so the output is the same as into
- * a second buffer. */
-static void compute(pipe *P, pbuf *b)
+ * a second buffer. The last video goes in pieces (compute_pieces) when it can. */
+static void compute(pipe *P, pbuf *b, int last)
 {
     if (b->stage < 1)
         return;
+    size_t s[PIECES_MAX + 1], R = (size_t)sola_stream_radius(P->m);
+    int K = 0;
+    if (last && cut_pieces(P, b, R, s, &K)) {
+        int rc = compute_pieces(P, b, R, s, K);
+        if (rc > 0)
+            return;
+        if (rc == 0) {
+            b->stage = 2;
+            return;
+        }
+    }
     size_t off = 0;
     int T = (int)b->T;
     if ((b->rc = sola_refine_padded(P->m, b->p, &off, &T, 1, b->prows, b->p, P->ws, &b->e)))
@@ -203,6 +324,37 @@ static void set_state(pipe *P, pbuf *b, int state, int stop)
     pthread_mutex_unlock(&P->mu);
 }
 
+static void set_stable(pipe *P, pbuf *b, size_t rows)
+{
+    pthread_mutex_lock(&P->mu);
+    b->stable = rows;
+    pthread_cond_broadcast(&P->cv);
+    pthread_mutex_unlock(&P->mu);
+}
+
+/* The I/O thread's wait for the last video: hands each newly final range of rows to
+ * the part hook until the video is DONE; 1 if it may go on. */
+static int await_parts(pipe *P, pbuf *b, int i)
+{
+    size_t sent = 0;
+    pthread_mutex_lock(&P->mu);
+    /* a range published before the video was DONE is handed over even if the I/O
+     * thread comes late (whatever the timing, the hook sees the same calls) */
+    while (!P->stop && (b->state != DONE || b->stable > sent)) {
+        if (b->stable > sent) {
+            sent = b->stable;
+            pthread_mutex_unlock(&P->mu);
+            P->h->part(P->h->ud, i, b->p, b->T, (int64_t)sent);
+            pthread_mutex_lock(&P->mu);
+            continue;
+        }
+        pthread_cond_wait(&P->cv, &P->mu);
+    }
+    int go = !P->stop;
+    pthread_mutex_unlock(&P->mu);
+    return go;
+}
+
 /* Waits until b is in `state` or the run stops; 1 if it may go on. */
 static int await(pipe *P, pbuf *b, int state)
 {
@@ -225,7 +377,7 @@ static void *io_main(void *arg)
     }
     for (int i = 0; i < P->n; i++) {
         pbuf *b = &P->b[i & 1];
-        if (!await(P, b, DONE))
+        if (!(i == P->n - 1 && P->h->part ? await_parts(P, b, i) : await(P, b, DONE)))
             break;
         if (finish(P, i, b)) {
             set_state(P, b, FREE, 1);
@@ -253,7 +405,7 @@ int cli_refine_pipe(const sola_model *m, sola_ws *ws, int n, const int64_t *T,
             pbuf *b = &P.b[i & 1];
             if (!await(&P, b, READY))
                 break;
-            compute(&P, b);
+            compute(&P, b, i == n - 1);
             set_state(&P, b, DONE, 0);
         }
         pthread_join(io, NULL);
@@ -261,7 +413,7 @@ int cli_refine_pipe(const sola_model *m, sola_ws *ws, int n, const int64_t *T,
         /* no thread to be had: the same stages one after the other */
         for (int i = 0; i < n && !P.halted; i++) {
             fill(&P, i, &P.b[0]);
-            compute(&P, &P.b[0]);
+            compute(&P, &P.b[0], 0);
             P.halted = finish(&P, i, &P.b[0]);
         }
     }

@@ -69,6 +69,13 @@ typedef struct cli_pipe_hooks {
     /* Bytes of room before each video's rows, a multiple of 64 (e.g. for a file
      * header), placed so that rows - lead is aligned to SOLA_DIO_ALIGN. */
     size_t lead;
+    /* Optional (NULL: none): the last video is then refined in pieces of rows when
+     * the plan allows (row independence, refine.h) and `part` is called on the I/O
+     * thread, in order, each time more of it is final: rows [0, rows) of y [T, C]
+     * (rows < T) are its output and stay as they are until finish, which follows as
+     * for every video (with stage 1 if a later piece fails). The hook may write the
+     * `lead` bytes before y; it reports its own failures through finish. */
+    void (*part)(void *ud, int i, float *y, int64_t T, int64_t rows);
     /* Optional: video 0 as read ahead (cli_pipe_first_start; waited for already), or
      * NULL. The pipe takes its buffer over when it fits (T, lead and room). */
     cli_pipe_first *first;

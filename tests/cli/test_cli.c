@@ -474,6 +474,70 @@ static int count_named(const char *sub, const char *prefix, int *temps)
     return n;
 }
 
+/* The last video of `sola refine DIR` is refined in pieces of rows and its .npy written
+ * in parts while the rest is computed (cli/refine_pipe.c, run_part): the file is
+ * sola_refine's bit for bit; when a part's write fails (SOLA_DEBUG_PART_WRITE_FAIL)
+ * that video is skipped with the reason, named in missing_files.txt, exit 1, and
+ * neither it nor a temporary is left, the other video intact. */
+START_TEST(refine_last_video_written_in_parts)
+{
+    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 7 -o m.safetensors"), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(p, &e);
+    ck_assert_ptr_nonnull(m);
+    m->alpha[0] = 0.5f;
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
+    static const int Ts[] = {200, 700};
+    enum { NV = sizeof Ts / sizeof Ts[0] };
+    for (int v = 0; v < NV; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "in/v%d.npy", v);
+        write_seq(name, Ts[v], 24, 0.5f + 0.75f * (float)v);
+    }
+    sola_ws *ws = sola_ws_new();
+    sola_gemm_set_threads(2);
+    for (int fault = 0; fault <= 1; fault++) {
+        ck_assert_int_eq(tu_system("rm -rf %s/out", dir), 0);
+        ck_assert_int_eq(tu_system("cd %s && SOLA_DEBUG_PART_WRITE_FAIL=%d %s refine -m "
+                                   "m.safetensors in -o out --threads 2 2>err.txt >out.txt",
+                                   dir, fault, sola),
+                         fault);
+        int temps = 0;
+        ck_assert_int_eq(count_named("out", "v", &temps), fault ? NV - 1 : NV);
+        ck_assert_int_eq(temps, 0);
+        if (fault) {
+            assert_stderr_has("skipped v1: ");
+            assert_stderr_has("write failed (SOLA_DEBUG_PART_WRITE_FAIL)");
+            snprintf(p, sizeof p, "%s/out/missing_files.txt", dir);
+            char *miss = tu_read(p, NULL);
+            ck_assert_ptr_nonnull(miss);
+            ck_assert_msg(strstr(miss, "v1") != NULL, "missing_files.txt: %s", miss);
+            free(miss);
+        }
+        for (int v = 0; v < NV - fault; v++) {
+            char in[64], out[64];
+            snprintf(in, sizeof in, "in/v%d.npy", v);
+            snprintf(out, sizeof out, "out/v%d.npy", v);
+            sola_array x = load(in), y = load(out);
+            size_t n = (size_t)Ts[v] * 24;
+            float *want = malloc(sizeof(float) * n);
+            ck_assert_int_eq(sola_refine(m, x.data, Ts[v], want, ws, &e), 0);
+            ck_assert_int_eq(y.shape[0], Ts[v]);
+            ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)),
+                          "%s (T=%d) differs from sola_refine", out, Ts[v]);
+            free(want);
+            sola_array_free(&x);
+            sola_array_free(&y);
+        }
+    }
+    sola_ws_free(ws);
+    sola_model_free(m);
+}
+END_TEST
+
 /* A run that stops midway (out of memory for its bookkeeping: SOLA_DEBUG_OOM_AT_VIDEO
  * makes video 1's fail) commits no HDF5 file -- neither -o FILE.h5 nor --h5-out --
  * and leaves no temporary; the folder outputs written before the stop are complete.
@@ -522,6 +586,7 @@ int main(void)
     tcase_add_test(tc, refine_folder_keeps_names_and_reports_bad_files);
     tcase_add_test(tc, refine_folder_pipeline_is_bitwise_the_library);
     tcase_add_test(tc, refine_folder_first_video_read_ahead);
+    tcase_add_test(tc, refine_last_video_written_in_parts);
     tcase_add_test(tc, refine_stopped_midway_commits_no_partial_h5);
     tcase_add_test(tc, npz_in_npz_out_keeps_members);
     tcase_add_test(tc, wrong_dimension_names_file_and_both_dims);
