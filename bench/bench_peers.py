@@ -390,17 +390,21 @@ def mode_dir(a):
         xs.append(torch.from_numpy(x))
     write_model(a, f"{d}/m.safetensors")
 
+    def refine_dir(build, out):
+        shutil.rmtree(out, ignore_errors=True)
+        subprocess.run([f"{build}/sola", "refine", "-m", f"{d}/m.safetensors", f"{d}/in",
+                        "-o", out, "--threads", str(a.threads)],
+                       check=True, stderr=subprocess.DEVNULL)
+
     class Whole:
-        name = "sola refine DIR"
+        def __init__(s, build, name):
+            s.build, s.name = build, name
 
         def block(s, _T, reps):
             ts = []
             for _ in range(reps):
-                shutil.rmtree(f"{d}/out", ignore_errors=True)
                 t = time.perf_counter()
-                subprocess.run([f"{a.build}/sola", "refine", "-m", f"{d}/m.safetensors",
-                                f"{d}/in", "-o", f"{d}/out", "--threads", str(a.threads)],
-                               check=True, stderr=subprocess.DEVNULL)
+                refine_dir(s.build, f"{d}/out")
                 ts.append(time.perf_counter() - t)
             return statistics.median(ts) * 1e3
 
@@ -425,7 +429,19 @@ def mode_dir(a):
         def block(s, _T, reps):
             return n * o.block(T, reps)
 
-    sides = [Whole(), TorchAll(), OursAll()]
+    sides = [Whole(a.build, "sola refine DIR"), TorchAll(), OursAll()]
+    if a.other:
+        # the other build's whole process interleaved with ours, and its outputs
+        # compared byte for byte with ours
+        sides.append(Whole(a.other, "other build"))
+        refine_dir(a.build, f"{d}/out_a")
+        refine_dir(a.other, f"{d}/out_b")
+        for i in range(n):
+            with open(f"{d}/out_a/v{i}.npy", "rb") as fa, open(f"{d}/out_b/v{i}.npy", "rb") as fb:
+                same = fa.read() == fb.read()
+            print(f"  v{i}.npy: {'identical' if same else 'DIFFERS'} between the two builds")
+        shutil.rmtree(f"{d}/out_a")
+        shutil.rmtree(f"{d}/out_b")
     print(f"# {n} files of [{T}, {a.C}] float32 .npy in a folder; `sola refine` as a whole "
           f"process (start, model load, read, refine, atomic write) vs torch's bare "
           f"forward over the same tensors vs our compute alone ({n} x bench_refine T={T})")
@@ -434,6 +450,10 @@ def mode_dir(a):
     w, t, c = r["sola refine DIR"][T], r["torch"][T], r["compute"][T]
     print(f"  whole process {w:9.1f} ms   torch forward {t:9.1f} ms   our compute {c:9.1f} ms")
     print(f"  torch / whole = {t / w:.2f}x    whole / compute = {w / c:.2f}x")
+    if a.other:
+        ob = r["other build"][T]
+        print(f"  other build ({a.other}) whole process {ob:9.1f} ms: torch / whole = "
+              f"{t / ob:.2f}x    whole / compute = {ob / c:.2f}x")
     o.close()
     shutil.rmtree(d, ignore_errors=True)
 
@@ -468,7 +488,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["compute", "lone", "load", "dir", "train"])
     ap.add_argument("--build", default="build", help="our build directory")
-    ap.add_argument("--other", help="train: the other build (-DSOLA_GEMM=openblas)")
+    ap.add_argument("--other", help="train: the other build (-DSOLA_GEMM=openblas); dir: "
+                    "a second build whose whole process is interleaved with ours")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--T", default=None)
     ap.add_argument("--C", type=int, default=2048)
