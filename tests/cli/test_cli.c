@@ -297,20 +297,51 @@ START_TEST(info_prints_shapes_and_metadata)
 END_TEST
 
 
+/* m.safetensors in the test folder: `sola init --dim 24 --hidden 16 --kernel 5` with
+ * `seed`, saved again with alpha set to `alpha` (refine is then not the identity);
+ * returns the model as saved. */
+static sola_model *init_model_alpha(int seed, float alpha)
+{
+    ck_assert_int_eq(tu_system("cd %s && %s init --dim 24 --hidden 16 --kernel 5 --seed %d -o "
+                               "m.safetensors 2>err.txt >out.txt", dir, sola, seed), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/m.safetensors", dir);
+    sola_err e = {0};
+    sola_model *m = sola_model_load(p, &e);
+    ck_assert_ptr_nonnull(m);
+    m->alpha[0] = alpha;
+    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    return m;
+}
+
+/* The .npy `out` (test-folder relative) holds sola_refine's output for the [T, 24]
+ * `in`, bit for bit (at the GEMM threads set now); `what` goes into the message. */
+static void assert_refined_as_library(const sola_model *m, sola_ws *ws, const char *in,
+                                      const char *out, int T, const char *what)
+{
+    sola_err e = {0};
+    sola_array x = load(in), y = load(out);
+    size_t n = (size_t)T * 24;
+    float *want = malloc(sizeof(float) * n);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_int_eq(sola_refine(m, x.data, T, want, ws, &e), 0);
+    ck_assert_int_eq(y.shape[0], T);
+    ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)), "%s (T=%d, %s) differs from "
+                  "sola_refine", out, T, what);
+    free(want);
+    sola_array_free(&x);
+    sola_array_free(&y);
+}
+
 /* `sola refine DIR` runs a pipeline (cli/refine_pipe.c: reads ahead, writes behind,
  * reuses its buffers as lengths go up and down, a bad file in the middle): every
  * output is the library's sola_refine of that file bit for bit, channel-first too,
  * with 1 and 2 threads, and nothing but the outputs and the run's sidecars is left. */
 START_TEST(refine_folder_pipeline_is_bitwise_the_library)
 {
-    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 9 -o m.safetensors"), 0);
+    sola_model *m = init_model_alpha(9, 0.6f);
     char p[4096];
-    snprintf(p, sizeof p, "%s/m.safetensors", dir);
     sola_err e = {0};
-    sola_model *m = sola_model_load(p, &e);
-    ck_assert_ptr_nonnull(m);
-    m->alpha[0] = 0.6f;
-    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
     ck_assert_int_eq(tu_system("mkdir -p %s/in %s/inct", dir, dir), 0);
     static const int Ts[] = {1, 300, 7, 64, 2, 301, 18, 95};
     enum { NV = sizeof Ts / sizeof Ts[0] };
@@ -395,14 +426,7 @@ static int count_named(const char *sub, const char *prefix, int *temps);
 
 START_TEST(refine_folder_first_video_read_ahead)
 {
-    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 4 -o m.safetensors"), 0);
-    char p[4096];
-    snprintf(p, sizeof p, "%s/m.safetensors", dir);
-    sola_err e = {0};
-    sola_model *m = sola_model_load(p, &e);
-    ck_assert_ptr_nonnull(m);
-    m->alpha[0] = -0.4f;
-    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
+    sola_model *m = init_model_alpha(4, -0.4f);
     ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
     static const int Ts[] = {500, 3, 260};
     enum { NV = sizeof Ts / sizeof Ts[0] };
@@ -438,17 +462,9 @@ START_TEST(refine_folder_first_video_read_ahead)
                 continue;
             }
             snprintf(out, sizeof out, "out/v%d.npy", v);
-            sola_array x = load(in), y = load(out);
-            size_t n = (size_t)Ts[v] * 24;
-            float *want = malloc(sizeof(float) * n);
-            ck_assert_int_eq(sola_refine(m, x.data, Ts[v], want, ws, &e), 0);
-            ck_assert_int_eq(y.shape[0], Ts[v]);
-            ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)),
-                          "%s (T=%d, read %d failing) differs from sola_refine", out, Ts[v],
-                          fail);
-            free(want);
-            sola_array_free(&x);
-            sola_array_free(&y);
+            char what[32];
+            snprintf(what, sizeof what, "read %d failing", fail);
+            assert_refined_as_library(m, ws, in, out, Ts[v], what);
         }
     }
     sola_ws_free(ws);
@@ -481,14 +497,8 @@ static int count_named(const char *sub, const char *prefix, int *temps)
  * neither it nor a temporary is left, the other video intact. */
 START_TEST(refine_last_video_written_in_parts)
 {
-    ck_assert_int_eq(RUN("init --dim 24 --hidden 16 --kernel 5 --seed 7 -o m.safetensors"), 0);
+    sola_model *m = init_model_alpha(7, 0.5f);
     char p[4096];
-    snprintf(p, sizeof p, "%s/m.safetensors", dir);
-    sola_err e = {0};
-    sola_model *m = sola_model_load(p, &e);
-    ck_assert_ptr_nonnull(m);
-    m->alpha[0] = 0.5f;
-    ck_assert_int_eq(sola_model_save(m, p, 0, &e), 0);
     ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
     static const int Ts[] = {200, 700};
     enum { NV = sizeof Ts / sizeof Ts[0] };
@@ -521,16 +531,7 @@ START_TEST(refine_last_video_written_in_parts)
             char in[64], out[64];
             snprintf(in, sizeof in, "in/v%d.npy", v);
             snprintf(out, sizeof out, "out/v%d.npy", v);
-            sola_array x = load(in), y = load(out);
-            size_t n = (size_t)Ts[v] * 24;
-            float *want = malloc(sizeof(float) * n);
-            ck_assert_int_eq(sola_refine(m, x.data, Ts[v], want, ws, &e), 0);
-            ck_assert_int_eq(y.shape[0], Ts[v]);
-            ck_assert_msg(!memcmp(want, y.data, n * sizeof(float)),
-                          "%s (T=%d) differs from sola_refine", out, Ts[v]);
-            free(want);
-            sola_array_free(&x);
-            sola_array_free(&y);
+            assert_refined_as_library(m, ws, in, out, Ts[v], fault ? "part write failing" : "in parts");
         }
     }
     sola_ws_free(ws);
