@@ -464,9 +464,9 @@ FUZZ_UNUSED static int fuzz_one_model(const uint8_t *data, size_t size)
     float *x = NULL, *y = NULL;
     sola_ws *ws = NULL;
     if (m->C < 1 || m->H < 1 || m->k1 < 1 || m->k2 < 1 || !(m->k1 & 1) || !(m->k2 & 1) ||
-        m->d1 < 1 || m->d2 < 1 || !m->w0p || !m->w2p) {
+        m->d1 < 1 || m->d2 < 1 || !m->g0 || !m->g2 || !m->g4) {
         res = fuzz_violation("model: accepted with C=%d H=%d k1=%d k2=%d d1=%d d2=%d packed=%d",
-                             m->C, m->H, m->k1, m->k2, m->d1, m->d2, m->w0p && m->w2p);
+                             m->C, m->H, m->k1, m->k2, m->d1, m->d2, m->g0 && m->g2 && m->g4);
         goto out;
     }
     for (int train = 1; train >= 0; train--) {

@@ -81,6 +81,10 @@ typedef struct sola_gemm_w sola_gemm_w;
 sola_gemm_w *sola_gemm_w_new(int K, int N, int trans, int accumulate, const float *W,
                              size_t min_rows, sola_err *e);
 void sola_gemm_w_free(sola_gemm_w *w);
+/* 1 if w reads the W it was made from at every product (the caller keeps W alive and
+ * unchanged), 0 if it made a copy of its own and W may be freed (oneDNN's column chunks
+ * or its reordered layout; OpenBLAS always reads W). */
+int sola_gemm_w_borrows(const sola_gemm_w *w);
 
 /* How a pass of rows must be laid out for row independence (see above):
  *   seq_align  a sequence starts on a multiple of this row (1: anywhere),

@@ -523,6 +523,13 @@ void sola_gemm_w_free(sola_gemm_w *w)
     free(w);
 }
 
+int sola_gemm_w_borrows(const sola_gemm_w *w)
+{
+    /* the pool path reads its chunks only; the primitive reads wmem, which is the
+     * caller's W unless it was reordered into w->owned */
+    return w->wmem && !w->owned;
+}
+
 /* ---- the row plan ------------------------------------------------------------------- */
 
 /* 1 if one thread's nocopy driver cuts n rows into blocks (jit_avx_gemm_f32.cpp,

@@ -129,6 +129,12 @@ void sola_gemm_w_free(sola_gemm_w *w)
     free(w);
 }
 
+int sola_gemm_w_borrows(const sola_gemm_w *w)
+{
+    (void)w;
+    return 1;
+}
+
 /* The rows of a GEMM micro-kernel block: 12 for the Haswell kernels (also used on
  * Zen), 4 for SkylakeX/Cooperlake's; 12 is a multiple of both, so unknown kernel sets
  * get 12. The name is fixed once OpenBLAS has loaded; compute threads ask

@@ -177,7 +177,7 @@ sola_model *sola_model_clone(const sola_model *m, sola_err *e)
             goto err;
     }
     /* A clone of a packed model is packed, so it can serve at once. */
-    if (m->w0p && sola_model_pack(c, e))
+    if (m->g0 && sola_model_pack(c, e))
         goto err;
     return c;
 nomem:
@@ -255,7 +255,7 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
     return 0;
 }
 
-/* pack_conv's copy, cut into blocks of PACK_BLOCK input channels by PACK_BLOCK output
+/* sola_model_pack_conv's copy, cut into blocks of PACK_BLOCK input channels by PACK_BLOCK output
  * channels so that what a block reads (PACK_BLOCK rows of w) and writes (k * PACK_BLOCK
  * rows of wp) stays in cache: w walked in the order of wp's rows read each line of w
  * for one float, and took 35-55 ms for C = 2048, H = 512, k = 5 where this takes a few. */
@@ -290,7 +290,7 @@ static void pack_blocks(void *arg, size_t b0, size_t b1)
 /* Packs w [Cout, Cin, k] into wp [Cin, k*Cout] with wp[c, j*Cout + o] = w[o, c, j], so
  * one GEMM X[T, Cin] . wp gives every tap's contribution side by side. A copy: the
  * threads of the products share it (sola_gemm_pool_for). */
-static float *pack_conv(const float *w, int Cout, int Cin, int k)
+float *sola_model_pack_conv(const float *w, int Cout, int Cin, int k)
 {
     size_t n = (size_t)Cout * (size_t)Cin * (size_t)k;
     float *wp = sola_bigbuf_alloc(n * sizeof(float));
@@ -311,8 +311,8 @@ int sola_model_pack(sola_model *m, sola_err *e)
 int sola_model_pack_ex(sola_model *m, size_t min_rows, sola_err *e)
 {
     unpack(m);
-    m->w0p = pack_conv(m->w0, m->H, m->C, m->k1);
-    m->w2p = pack_conv(m->w2, m->H, m->H, m->k2);
+    m->w0p = sola_model_pack_conv(m->w0, m->H, m->C, m->k1);
+    m->w2p = sola_model_pack_conv(m->w2, m->H, m->H, m->k2);
     if (!m->w0p || !m->w2p) {
         unpack(m);
         return sola_errf(e, SOLA_ENOMEM, "model C=%d H=%d: out of memory packing weights",
@@ -326,6 +326,15 @@ int sola_model_pack_ex(sola_model *m, size_t min_rows, sola_err *e)
         !(m->g4 = sola_gemm_w_new(m->H, m->C, 1, 1, m->w4, min_rows, ep))) {
         unpack(m);
         return ep->code;
+    }
+    /* a backend that copied the weights into its own layout never reads these again */
+    if (!sola_gemm_w_borrows(m->g0)) {
+        free(m->w0p);
+        m->w0p = NULL;
+    }
+    if (!sola_gemm_w_borrows(m->g2)) {
+        free(m->w2p);
+        m->w2p = NULL;
     }
     return 0;
 }

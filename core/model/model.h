@@ -51,7 +51,10 @@ typedef struct sola_model {
 
     /* Weights repacked once for GEMM (built by sola_model_pack, owned):
      * w0p [C, k1*H]: w0p[c*k1*H + j*H + h] = w0[h, c, j]
-     * w2p [H, k2*H]: same for conv 2. NULL until packed. */
+     * w2p [H, k2*H]: same for conv 2. NULL until packed, and NULL again once packed
+     * when the backend made a copy of its own (sola_gemm_w_borrows: the oneDNN build
+     * keeps its column chunks only, 21 MB less per model at C = 2048, H = 512). A
+     * model is packed when g0 is not NULL. */
     float *w0p, *w2p;
     /* The three products' right-hand sides prepared for core/model/gemm.h (w0p, w2p and w4,
      * which they may reference), owned; NULL until packed. */
@@ -85,13 +88,17 @@ void sola_model_init(sola_model *m, uint64_t seed);
 /* Resize to add a head of width P (keeps module params). */
 int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e);
 
-/* Builds w0p/w2p and g0/g2/g4 from params; call after load or after params change. */
+/* Builds g0/g2/g4 (through w0p/w2p) from params; call after load or after params change. */
 int sola_model_pack(sola_model *m, sola_err *e);
 /* The same for a model that will refine no pass shorter than min_rows rows (0: not
  * known; sola_model_pack's case): the backend may then leave out layouts only shorter
  * passes use (sola_gemm_w_new), which makes the pack quicker and smaller. Every pass
  * still gives the same bits; a shorter one only runs slower. */
 int sola_model_pack_ex(sola_model *m, size_t min_rows, sola_err *e);
+/* The conv weights w [Cout, Cin, k] as one GEMM's right-hand side: a new [Cin, k*Cout]
+ * array (free()) with wp[c*k*Cout + j*Cout + o] = w[o, c, j], so X[T, Cin] . wp gives
+ * every tap's contribution side by side; NULL when out of memory. */
+float *sola_model_pack_conv(const float *w, int Cout, int Cin, int k);
 
 /* Metadata: returns the value or NULL; set replaces or appends (copies strings). */
 const char *sola_model_meta(const sola_model *m, const char *key);

@@ -210,7 +210,7 @@ static int conv_relu(const float *x, size_t rows, const sola_gemm_w *g, const fl
 
 static int check_model(const sola_model *m, sola_err *e)
 {
-    if (!m || !m->w0p || !m->w2p || !m->g0 || !m->g2 || !m->g4)
+    if (!m || !m->g0 || !m->g2 || !m->g4)
         return sola_errf(e, SOLA_EINVAL, "refine: model is not packed (call sola_model_pack)");
     return 0;
 }
