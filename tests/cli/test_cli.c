@@ -509,16 +509,25 @@ START_TEST(refine_last_video_written_in_parts)
     }
     sola_ws *ws = sola_ws_new();
     sola_gemm_set_threads(2);
+    /* Pieces only where the row plan is row-independent (refine.h): oneDNN's pool path
+     * is; the OpenBLAS build's plan for these narrow shapes is not, so there the video
+     * is written whole and the part-write fault never fires. */
+    const sola_gemm_w *gs[3] = {m->g0, m->g2, m->g4};
+    sola_rowplan plan;
+    sola_gemm_rowplan(gs, 3, &plan);
+    if (strstr(sola_gemm_kernels(), "column chunks"))
+        ck_assert_msg(plan.exact, "oneDNN's plan for C=24 H=16 is not row-independent");
     for (int fault = 0; fault <= 1; fault++) {
+        int fails = fault && plan.exact;
         ck_assert_int_eq(tu_system("rm -rf %s/out", dir), 0);
         ck_assert_int_eq(tu_system("cd %s && SOLA_DEBUG_PART_WRITE_FAIL=%d %s refine -m "
                                    "m.safetensors in -o out --threads 2 2>err.txt >out.txt",
                                    dir, fault, sola),
-                         fault);
+                         fails);
         int temps = 0;
-        ck_assert_int_eq(count_named("out", "v", &temps), fault ? NV - 1 : NV);
+        ck_assert_int_eq(count_named("out", "v", &temps), fails ? NV - 1 : NV);
         ck_assert_int_eq(temps, 0);
-        if (fault) {
+        if (fails) {
             assert_stderr_has("skipped v1: ");
             assert_stderr_has("write failed (SOLA_DEBUG_PART_WRITE_FAIL)");
             snprintf(p, sizeof p, "%s/out/missing_files.txt", dir);
@@ -527,11 +536,11 @@ START_TEST(refine_last_video_written_in_parts)
             ck_assert_msg(strstr(miss, "v1") != NULL, "missing_files.txt: %s", miss);
             free(miss);
         }
-        for (int v = 0; v < NV - fault; v++) {
+        for (int v = 0; v < NV - fails; v++) {
             char in[64], out[64];
             snprintf(in, sizeof in, "in/v%d.npy", v);
             snprintf(out, sizeof out, "out/v%d.npy", v);
-            assert_refined_as_library(m, ws, in, out, Ts[v], fault ? "part write failing" : "in parts");
+            assert_refined_as_library(m, ws, in, out, Ts[v], fails ? "part write failing" : "in parts");
         }
     }
     sola_ws_free(ws);
