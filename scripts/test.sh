@@ -30,9 +30,10 @@ rc=0
 why_skipped build
 [ $rc -eq 0 ] || exit $rc
 # The other GEMM backend (core/model/gemm.h): the numeric tests against the PyTorch fixtures,
-# batching's (the daemon's batcher too) and streaming's bit-identity and the training
-# step, on OpenBLAS.
-numeric="test_refine test_batcher test_batching test_stream test_streams_server test_grad test_trainer test_model test_adamw test_probe test_cycle"
+# batching's (the daemon's batcher too) and streaming's bit-identity, the training step,
+# and `sola refine`'s outputs against the library bit for bit (test_cli: its folder
+# pipeline plans rows by the backend's rules), on OpenBLAS.
+numeric="test_refine test_batcher test_batching test_stream test_streams_server test_grad test_trainer test_model test_adamw test_probe test_cycle test_cli"
 step "configure the OpenBLAS build (build-openblas/)" "$logs/configure-openblas.log" \
   cmake -S . -B build-openblas -DCMAKE_BUILD_TYPE=Release -DSOLA_BUILD_TESTS=ON -DSOLA_GEMM=openblas
 # shellcheck disable=SC2086
