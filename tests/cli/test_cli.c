@@ -333,6 +333,18 @@ static void assert_refined_as_library(const sola_model *m, sola_ws *ws, const ch
     sola_array_free(&y);
 }
 
+/* in/v0.npy, in/v1.npy, ... in the test folder: video v a [Ts[v], 24] sequence of
+ * write_seq's with scale base + step * v. */
+static void write_videos(const int *Ts, int n, float base, float step)
+{
+    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
+    for (int v = 0; v < n; v++) {
+        char name[64];
+        snprintf(name, sizeof name, "in/v%d.npy", v);
+        write_seq(name, Ts[v], 24, base + step * (float)v);
+    }
+}
+
 /* `sola refine DIR` runs a pipeline (cli/refine_pipe.c: reads ahead, writes behind,
  * reuses its buffers as lengths go up and down, a bad file in the middle): every
  * output is the library's sola_refine of that file bit for bit, channel-first too,
@@ -427,14 +439,9 @@ static int count_named(const char *sub, const char *prefix, int *temps);
 START_TEST(refine_folder_first_video_read_ahead)
 {
     sola_model *m = init_model_alpha(4, -0.4f);
-    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
     static const int Ts[] = {500, 3, 260};
     enum { NV = sizeof Ts / sizeof Ts[0] };
-    for (int v = 0; v < NV; v++) {
-        char name[64];
-        snprintf(name, sizeof name, "in/v%d.npy", v);
-        write_seq(name, Ts[v], 24, 0.75f + 0.5f * (float)v);
-    }
+    write_videos(Ts, NV, 0.75f, 0.5f);
     sola_ws *ws = sola_ws_new();
     sola_gemm_set_threads(2);
     /* fail = -1: no failure; else the video whose read fails */
@@ -499,14 +506,9 @@ START_TEST(refine_last_video_written_in_parts)
 {
     sola_model *m = init_model_alpha(7, 0.5f);
     char p[4096];
-    ck_assert_int_eq(tu_system("mkdir -p %s/in", dir), 0);
     static const int Ts[] = {200, 700};
     enum { NV = sizeof Ts / sizeof Ts[0] };
-    for (int v = 0; v < NV; v++) {
-        char name[64];
-        snprintf(name, sizeof name, "in/v%d.npy", v);
-        write_seq(name, Ts[v], 24, 0.5f + 0.75f * (float)v);
-    }
+    write_videos(Ts, NV, 0.5f, 0.75f);
     sola_ws *ws = sola_ws_new();
     sola_gemm_set_threads(2);
     /* Pieces only where the row plan is row-independent (refine.h): oneDNN's pool path

@@ -310,6 +310,20 @@ static void post_done(void *arg)
     pthread_mutex_unlock(&p->mu);
 }
 
+/* A posted job on b refining T random rows (seed) with m; its gate open, so the
+ * function job it runs returns at once. */
+static void post_init(post *p, batcher *b, const sola_model *m, int T, uint64_t seed)
+{
+    *p = (post){.b = b, .m = m, .T = T};
+    p->x = randx(seed, (size_t)T * C);
+    p->y = malloc((size_t)T * C * sizeof(float));
+    p->g.open = 1;
+    pthread_mutex_init(&p->g.mu, NULL);
+    pthread_cond_init(&p->g.cv, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+}
+
 /* batcher_post until it takes the job (its compute thread may still be starting). */
 static void post_when_idle(batcher *b, post *p)
 {
@@ -342,14 +356,8 @@ START_TEST(posted_job_computes_on_its_thread_bit_for_bit)
     sola_err e = {0};
     batcher *b = batcher_new(1, 60 * 1000000, 4096, &busy, &e);
     ck_assert_msg(b != NULL, "%s", e.msg);
-    post p = {.b = b, .m = m, .T = 23};
-    p.x = randx(21, (size_t)p.T * C);
-    p.y = malloc((size_t)p.T * C * sizeof(float));
-    p.g.open = 1;
-    pthread_mutex_init(&p.g.mu, NULL);
-    pthread_cond_init(&p.g.cv, NULL);
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
+    post p;
+    post_init(&p, b, m, 23, 21);
     post_when_idle(b, &p);
     wait_posted(&p);
     ck_assert(p.ran);
@@ -394,14 +402,8 @@ START_TEST(posted_job_computes_on_its_thread_bit_for_bit)
     ck_assert(!p2.ran);
 
     /* idle again: a second posted job is taken */
-    post p3 = {.b = b, .m = m, .T = 5};
-    p3.x = randx(23, (size_t)p3.T * C);
-    p3.y = malloc((size_t)p3.T * C * sizeof(float));
-    p3.g.open = 1;
-    pthread_mutex_init(&p3.g.mu, NULL);
-    pthread_cond_init(&p3.g.cv, NULL);
-    pthread_mutex_init(&p3.mu, NULL);
-    pthread_cond_init(&p3.cv, NULL);
+    post p3;
+    post_init(&p3, b, m, 5, 23);
     post_when_idle(b, &p3);
     wait_posted(&p3);
     ck_assert_msg(p3.rc_refine == 0, "%s", p3.e.msg);

@@ -64,19 +64,27 @@ static void *build_st(const raw_t *t, int n, const char *meta_json, size_t *len)
 /* The 7 module tensors of a C=4, H=3, k1=3, k2=1 model as F32, from one zero pool, with
  * one entry replaceable by the test. Returns the count written into t. */
 static float pool[4096];
-static int module_tensors(raw_t *t)
+/* The seven tensors of a module of C channels, H hidden and kernel k (k2 = 1): conv 0's
+ * weight from w0, every other tensor's bytes from `rest` (at least C * H floats). */
+static int module_tensors_of(raw_t *t, int64_t C, int64_t H, int64_t k, const float *w0,
+                             const float *rest)
 {
     raw_t m[] = {
-        {"conv_network.0.weight", "F32", 3, {3, 4, 3}, pool, 36 * 4},
-        {"conv_network.0.bias", "F32", 1, {3}, pool, 3 * 4},
-        {"conv_network.2.weight", "F32", 3, {3, 3, 1}, pool, 9 * 4},
-        {"conv_network.2.bias", "F32", 1, {3}, pool, 3 * 4},
-        {"conv_network.4.weight", "F32", 3, {4, 3, 1}, pool, 12 * 4},
-        {"conv_network.4.bias", "F32", 1, {4}, pool, 4 * 4},
-        {"alpha", "F32", 1, {1}, pool, 4},
+        {"conv_network.0.weight", "F32", 3, {H, C, k}, w0, (size_t)(H * C * k) * 4},
+        {"conv_network.0.bias", "F32", 1, {H}, rest, (size_t)H * 4},
+        {"conv_network.2.weight", "F32", 3, {H, H, 1}, rest, (size_t)(H * H) * 4},
+        {"conv_network.2.bias", "F32", 1, {H}, rest, (size_t)H * 4},
+        {"conv_network.4.weight", "F32", 3, {C, H, 1}, rest, (size_t)(C * H) * 4},
+        {"conv_network.4.bias", "F32", 1, {C}, rest, (size_t)C * 4},
+        {"alpha", "F32", 1, {1}, rest, 4},
     };
     memcpy(t, m, sizeof m);
     return 7;
+}
+
+static int module_tensors(raw_t *t)
+{
+    return module_tensors_of(t, 4, 3, 3, pool, pool);
 }
 
 static sola_model *load_raw(const raw_t *t, int n, const char *meta, sola_err *e)
@@ -655,15 +663,8 @@ START_TEST(non_finite_and_integer_params_refused)
                 w[i] = (float)((int)(i % 13) - 6) * 5e37f; /* large but finite */
             w[at[a]] = bad[b];
             static float zeros[C * H];
-            raw_t big[] = {
-                {"conv_network.0.weight", "F32", 3, {H, C, K}, w, sizeof w},
-                {"conv_network.0.bias", "F32", 1, {H}, zeros, H * 4},
-                {"conv_network.2.weight", "F32", 3, {H, H, 1}, zeros, H * H * 4},
-                {"conv_network.2.bias", "F32", 1, {H}, zeros, H * 4},
-                {"conv_network.4.weight", "F32", 3, {C, H, 1}, zeros, C * H * 4},
-                {"conv_network.4.bias", "F32", 1, {C}, zeros, C * 4},
-                {"alpha", "F32", 1, {1}, zeros, 4},
-            };
+            raw_t big[7];
+            module_tensors_of(big, C, H, K, w, zeros);
             char needle[96];
             snprintf(needle, sizeof needle, "conv_network.0.weight holds NaN or Inf at element %zu",
                      at[a]);
@@ -673,15 +674,8 @@ START_TEST(non_finite_and_integer_params_refused)
     for (size_t i = 0; i < NW; i++)
         w[i] = (float)((int)(i % 13) - 6) * 5e37f;
     sola_err e = {0};
-    raw_t ok[] = {
-        {"conv_network.0.weight", "F32", 3, {H, C, K}, w, sizeof w},
-        {"conv_network.0.bias", "F32", 1, {H}, w, H * 4},
-        {"conv_network.2.weight", "F32", 3, {H, H, 1}, w, H * H * 4},
-        {"conv_network.2.bias", "F32", 1, {H}, w, H * 4},
-        {"conv_network.4.weight", "F32", 3, {C, H, 1}, w, C * H * 4},
-        {"conv_network.4.bias", "F32", 1, {C}, w, C * 4},
-        {"alpha", "F32", 1, {1}, w, 4},
-    };
+    raw_t ok[7];
+    module_tensors_of(ok, C, H, K, w, w);
     sola_model *m = load_raw(ok, 7, NULL, &e);
     ck_assert_msg(m != NULL, "%s", e.msg);
     sola_model_free(m);
