@@ -45,6 +45,7 @@
 #include "bufcache.h"
 #include "gemm.h"
 #include "guard.h"
+#include "npy.h"
 #include "server.h"
 
 #define MAX_QUERY 32
@@ -436,23 +437,15 @@ static int body_open_file(req *r)
 
 /* The body's words after an .npy header, checked for NaN and infinity as they arrive
  * (api_request.body_f32_*): the bytes are in cache now, where a scan by the handler
- * later would read a large body from memory again. Only the 12-byte preamble is
- * read (magic, version, header length); whether the data are <f4 is the handler's
- * to see. */
+ * later would read a large body from memory again. Only the preamble is read
+ * (sola_npy_data_offset: magic, version, header length); whether the data are <f4 is
+ * the handler's to see. */
 static void scan_arrived(req *r)
 {
     if (r->scan == 0) {
-        const unsigned char *b = (const unsigned char *)r->body;
-        if (r->blen < 12)
+        if (r->blen < 12) /* the longest preamble (versions 2 and 3) */
             return;
-        size_t off = 0;
-        if (memcmp(b, "\x93NUMPY", 6) == 0) {
-            if (b[6] == 1)
-                off = 10 + ((size_t)b[8] | (size_t)b[9] << 8);
-            else if (b[6] == 2 || b[6] == 3)
-                off = 12 + ((size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 |
-                            (size_t)b[11] << 24);
-        }
+        size_t off = sola_npy_data_offset(r->body, r->blen);
         /* (off is within the body's length or past it; checked as words arrive) */
         if (!off || off % sizeof(float)) { /* (a body's buffer is 16-byte aligned) */
             r->scan = -1;

@@ -232,6 +232,28 @@ static int parse_shape(scan *s, const char *name, npy_hdr *h, sola_err *e)
 
 /* Parses magic, version, header length and the dict. Checks only what the header
  * says (and that it fits in len); the caller checks the payload size. */
+/* The preamble of format version major (1-3): its length, and the header length it
+ * holds (b has at least the preamble's bytes). */
+static size_t preamble_len(int major)
+{
+    return major == 1 ? 10 : 12;
+}
+
+static size_t header_len(const unsigned char *b, int major)
+{
+    return major == 1 ? (size_t)load_uint(b + 8, 2, 0) : (size_t)load_uint(b + 8, 4, 0);
+}
+
+size_t sola_npy_data_offset(const void *buf, size_t len)
+{
+    const unsigned char *b = buf;
+    if (len < 10 || memcmp(b, npy_magic, 6) != 0 || b[6] < 1 || b[6] > 3 || b[7] != 0 ||
+        len < preamble_len(b[6]))
+        return 0;
+    size_t hlen = header_len(b, b[6]);
+    return hlen > SOLA_NPY_MAX_HEADER ? 0 : preamble_len(b[6]) + hlen;
+}
+
 static int parse_header(const unsigned char *b, size_t len, const char *name, int flags,
                         npy_hdr *h, sola_err *e)
 {
@@ -252,10 +274,10 @@ static int parse_header(const unsigned char *b, size_t len, const char *name, in
     if (major < 1 || major > 3 || minor != 0)
         return sola_errf(e, SOLA_EUNSUP, "%s: .npy format version %d.%d is not supported "
                          "(1.0, 2.0 and 3.0 are)", name, major, minor);
-    size_t pre = major == 1 ? 10 : 12;
+    size_t pre = preamble_len(major);
     if (len < pre)
         return sola_errf(e, SOLA_EFORMAT, "%s: truncated .npy header (%zu bytes)", name, len);
-    size_t hlen = major == 1 ? (size_t)load_uint(b + 8, 2, 0) : (size_t)load_uint(b + 8, 4, 0);
+    size_t hlen = header_len(b, major);
     if (hlen > SOLA_NPY_MAX_HEADER)
         return sola_errf(e, SOLA_ETOOBIG, "%s: .npy header length %zu exceeds the limit of %d "
                          "bytes", name, hlen, SOLA_NPY_MAX_HEADER);

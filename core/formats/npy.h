@@ -41,6 +41,12 @@ int sola_npy_parse(const void *buf, size_t len, const char *name, int flags,
 int sola_npy_peek(const void *buf, size_t len, const char *name, sola_array *shape_out,
                   size_t *data_off, size_t *data_len, sola_err *e);
 
+/* Where the payload of an .npy image starts, from its preamble alone (magic, version
+ * 1.0-3.0, header length up to SOLA_NPY_MAX_HEADER; the header itself is not read):
+ * for a check that runs as the bytes arrive. 0 when buf[0..len) holds no such
+ * preamble (yet): not an .npy, or fewer than its 10 or 12 bytes. */
+size_t sola_npy_data_offset(const void *buf, size_t len);
+
 /* What a header says, for `sola info` and callers that want the dtype as written. */
 typedef struct sola_npy_info {
     int major;          /* format version 1, 2 or 3 */

@@ -254,6 +254,43 @@ START_TEST(encode_layout_and_roundtrip)
 }
 END_TEST
 
+/* sola_npy_data_offset reads the preamble only: the payload's offset of what our
+ * writer makes (the same as sola_npy_peek's), of versions 2 and 3, and 0 for a
+ * preamble that is not there (yet) or that the parser would refuse. */
+START_TEST(data_offset_from_the_preamble)
+{
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    int64_t sh[2] = {2, 3};
+    void *buf;
+    size_t len, off, dlen;
+    sola_err e = {0};
+    ck_assert_int_eq(sola_npy_encode(x, 2, sh, &buf, &len, &e), 0);
+    sola_array a;
+    ck_assert_int_eq(sola_npy_peek(buf, len, "x", &a, &off, &dlen, &e), 0);
+    ck_assert_uint_eq(sola_npy_data_offset(buf, len), off);
+    ck_assert_uint_eq(sola_npy_data_offset(buf, 10), off); /* the preamble is enough */
+    ck_assert_uint_eq(sola_npy_data_offset(buf, 9), 0);
+    unsigned char *b = buf;
+    b[7] = 1; /* version 1.1 */
+    ck_assert_uint_eq(sola_npy_data_offset(buf, len), 0);
+    b[7] = 0;
+    b[0] = 'x';
+    ck_assert_uint_eq(sola_npy_data_offset(buf, len), 0);
+    free(buf);
+    /* versions 2.0 and 3.0: a 4-byte header length after a 12-byte preamble */
+    unsigned char v2[16] = {0x93, 'N', 'U', 'M', 'P', 'Y', 2, 0, 0x74, 0x01, 0, 0};
+    ck_assert_uint_eq(sola_npy_data_offset(v2, 11), 0);
+    ck_assert_uint_eq(sola_npy_data_offset(v2, 12), 12 + 0x174);
+    v2[6] = 3;
+    ck_assert_uint_eq(sola_npy_data_offset(v2, 16), 12 + 0x174);
+    v2[6] = 4;
+    ck_assert_uint_eq(sola_npy_data_offset(v2, 16), 0);
+    v2[6] = 2;
+    v2[10] = 0x01; /* a header of 64 KiB + 0x174 bytes: over SOLA_NPY_MAX_HEADER */
+    ck_assert_uint_eq(sola_npy_data_offset(v2, 16), 0);
+}
+END_TEST
+
 START_TEST(save_is_atomic_and_loads)
 {
     char *dir = tu_tmpdir();
@@ -450,6 +487,7 @@ int main(void)
     tcase_add_test(tc, check_values_names_first_nonfinite);
     tcase_add_test(tc, malformed_corpus_refused);
     tcase_add_test(tc, encode_layout_and_roundtrip);
+    tcase_add_test(tc, data_offset_from_the_preamble);
     tcase_add_test(tc, save_is_atomic_and_loads);
     tcase_add_test(tc, peek_on_header_prefix);
     tcase_add_test(tc, inspect_reports_dtype_order_version);
