@@ -255,8 +255,8 @@ int sola_model_add_head(sola_model *m, int P, uint64_t seed, sola_err *e)
     return 0;
 }
 
-/* sola_model_pack_conv's copy, cut into blocks of PACK_BLOCK input channels by PACK_BLOCK output
- * channels so that what a block reads (PACK_BLOCK rows of w) and writes (k * PACK_BLOCK
+/* sola_model_pack_conv's copy, cut into blocks of PACK_BLOCK input channels by PACK_BLOCK
+ * output channels so that what a block reads (PACK_BLOCK rows of w) and writes (k * PACK_BLOCK
  * rows of wp) stays in cache: w walked in the order of wp's rows read each line of w
  * for one float, and took 35-55 ms for C = 2048, H = 512, k = 5 where this takes a few. */
 enum { PACK_BLOCK = 16 };

@@ -401,7 +401,8 @@ static int run_step(run *R, int ep, long s, int *nb_out, sola_err *e)
     if (R->cy) {
         sola_cycle_set_lr(R->cy, lr);
         /* the batch's draws (positions, soft-NN subset) from (seed, epoch, step) */
-        uint64_t bs = h->seed ^ (0xd1b54a32d192ed03ull * ((uint64_t)ep * 1000003u + (uint64_t)s + 1));
+        uint64_t bs =
+            h->seed ^ (0xd1b54a32d192ed03ull * ((uint64_t)ep * 1000003u + (uint64_t)s + 1));
         rc = sola_cycle_loss_grad(R->cy, m, R->win, R->vids, nb, bs, h->wc, &lcyc, &lintra,
                                   &lback, R->grads2 ? R->grads2 : R->grads, e);
         if (rc == SOLA_EFORMAT) /* a non-finite loss: say why below */

@@ -542,7 +542,8 @@ START_TEST(refine_last_video_written_in_parts)
             char in[64], out[64];
             snprintf(in, sizeof in, "in/v%d.npy", v);
             snprintf(out, sizeof out, "out/v%d.npy", v);
-            assert_refined_as_library(m, ws, in, out, Ts[v], fails ? "part write failing" : "in parts");
+            assert_refined_as_library(m, ws, in, out, Ts[v],
+                                      fails ? "part write failing" : "in parts");
         }
     }
     sola_ws_free(ws);

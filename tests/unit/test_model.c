@@ -241,15 +241,15 @@ START_TEST(pack_keeps_no_unread_copy)
     ck_assert_ptr_nonnull(c);
     ck_assert_ptr_nonnull(c->g0);
     int T = 70;
-    float *x = malloc(sizeof(float) * (size_t)T * 128), *y1 = malloc(sizeof(float) * (size_t)T * 128),
-          *y2 = malloc(sizeof(float) * (size_t)T * 128);
+    size_t bytes = sizeof(float) * (size_t)T * 128;
+    float *x = malloc(bytes), *y1 = malloc(bytes), *y2 = malloc(bytes);
     for (int i = 0; i < T * 128; i++)
         x[i] = (float)((i * 7919) % 263) / 131.0f - 1.0f;
     sola_ws *ws = sola_ws_new();
     ck_assert_int_eq(sola_refine(m, x, T, y1, ws, &e), 0);
     ck_assert_int_eq(sola_refine(c, x, T, y2, ws, &e), 0);
-    ck_assert_mem_eq(y1, y2, sizeof(float) * (size_t)T * 128);
-    ck_assert(memcmp(x, y1, sizeof(float) * (size_t)T * 128) != 0);
+    ck_assert_mem_eq(y1, y2, bytes);
+    ck_assert(memcmp(x, y1, bytes) != 0);
     sola_ws_free(ws);
     free(x), free(y1), free(y2);
     sola_model_free(c);
