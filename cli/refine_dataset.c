@@ -299,10 +299,11 @@ typedef struct run {
     size_t tcap;
     /* the last video's .npy written in parts as its rows become final (run_part):
      * pstate 0 none yet, 1 open (pf, pdone bytes of header and rows written), 2 a
-     * write failed (prc, pe: finish reports it), 3 not written in parts */
+     * write failed (prc, pe: finish reports it), 3 not written in parts; phl: the
+     * length of its .npy header, which stands just before the rows */
     int pstate, prc;
     sola_afile pf;
-    size_t pdone;
+    size_t pdone, phl;
     sola_err pe;
 } run;
 
@@ -375,9 +376,9 @@ static void run_part(void *ud, int j, float *y, int64_t T, int64_t rows)
     run *r = ud;
     const sola_dataset *d = r->d;
     const sola_dataset_item *it = &d->items[r->idx[j]];
-    int64_t shape[2] = {T, d->C};
-    unsigned char hdr[512];
     if (r->pstate == 0) {
+        int64_t shape[2] = {T, d->C};
+        unsigned char hdr[512];
         size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
         char op[4096];
         r->pstate = 3;
@@ -392,15 +393,15 @@ static void run_part(void *ud, int j, float *y, int64_t T, int64_t rows)
         }
         r->pstate = 1;
         r->pdone = 0; /* bytes of the image (header, rows) in the file */
+        r->phl = hl;
     }
     if (r->pstate != 1)
         return;
-    size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
-    size_t upto = (hl + (size_t)rows * (size_t)d->C * sizeof(float)) / SOLA_DIO_ALIGN *
+    size_t upto = (r->phl + (size_t)rows * (size_t)d->C * sizeof(float)) / SOLA_DIO_ALIGN *
                   SOLA_DIO_ALIGN;
     if (upto <= r->pdone)
         return;
-    char *img = (char *)y - hl;
+    char *img = (char *)y - r->phl;
     if ((r->prc = debug_part_fail(r->pf.path, &r->pe)) ||
         (r->prc = sola_afile_write_direct(&r->pf, img + r->pdone, upto - r->pdone, &r->pe))) {
         sola_afile_abort(&r->pf);
@@ -418,11 +419,8 @@ static int finish_parts(run *r, float *y, int64_t T, sola_err *e)
         *e = r->pe;
         return r->prc;
     }
-    int64_t shape[2] = {T, r->d->C};
-    unsigned char hdr[512];
-    size_t hl = sola_npy_header("<f4", 2, shape, hdr, sizeof hdr);
-    size_t len = hl + (size_t)T * (size_t)r->d->C * sizeof(float);
-    char *img = (char *)y - hl;
+    size_t len = r->phl + (size_t)T * (size_t)r->d->C * sizeof(float);
+    char *img = (char *)y - r->phl;
     int rc = sola_afile_write_direct(&r->pf, img + r->pdone, len - r->pdone, e);
     if (rc) {
         sola_afile_abort(&r->pf);
