@@ -25,37 +25,22 @@
 #define SOLA_HDF5_LIB "libhdf5.so"
 #endif
 
+/* The functions of libhdf5 this file calls (each by its own name: the defines below
+ * point the names at this table), one list for the table and for the lookup. */
+#define H5_FUNCS(X) X(Eset_auto2) X(Fopen) X(Fcreate) X(Fclose) X(Dopen2) X(Dcreate2) \
+    X(Dget_space) X(Dget_type) X(Dread) X(Dwrite) X(Dclose) X(Sget_simple_extent_ndims) \
+    X(Sget_simple_extent_dims) X(Screate_simple) X(Sselect_hyperslab) X(Sclose) X(Tget_class) \
+    X(Tclose) X(Gget_info) X(Lget_name_by_idx) X(Oopen) X(Oclose) X(Iget_type) X(Pcreate) \
+    X(Pset_create_intermediate_group) X(Pclose)
+
 /* The functions and global IDs of libhdf5 this file uses. */
+#define H5_SLOT(name) __typeof__(&H5##name) name;
 static struct {
     __typeof__(&H5open) open;
     hid_t *native_float, *ieee_f32le, *lcpl_class; /* H5T_NATIVE_FLOAT, ... after H5open */
-    __typeof__(&H5Eset_auto2) Eset_auto2;
-    __typeof__(&H5Fopen) Fopen;
-    __typeof__(&H5Fcreate) Fcreate;
-    __typeof__(&H5Fclose) Fclose;
-    __typeof__(&H5Dopen2) Dopen2;
-    __typeof__(&H5Dcreate2) Dcreate2;
-    __typeof__(&H5Dget_space) Dget_space;
-    __typeof__(&H5Dget_type) Dget_type;
-    __typeof__(&H5Dread) Dread;
-    __typeof__(&H5Dwrite) Dwrite;
-    __typeof__(&H5Dclose) Dclose;
-    __typeof__(&H5Sget_simple_extent_ndims) Sget_simple_extent_ndims;
-    __typeof__(&H5Sget_simple_extent_dims) Sget_simple_extent_dims;
-    __typeof__(&H5Screate_simple) Screate_simple;
-    __typeof__(&H5Sselect_hyperslab) Sselect_hyperslab;
-    __typeof__(&H5Sclose) Sclose;
-    __typeof__(&H5Tget_class) Tget_class;
-    __typeof__(&H5Tclose) Tclose;
-    __typeof__(&H5Gget_info) Gget_info;
-    __typeof__(&H5Lget_name_by_idx) Lget_name_by_idx;
-    __typeof__(&H5Oopen) Oopen;
-    __typeof__(&H5Oclose) Oclose;
-    __typeof__(&H5Iget_type) Iget_type;
-    __typeof__(&H5Pcreate) Pcreate;
-    __typeof__(&H5Pset_create_intermediate_group) Pset_create_intermediate_group;
-    __typeof__(&H5Pclose) Pclose;
+    H5_FUNCS(H5_SLOT)
 } h5;
+#undef H5_SLOT
 
 /* From here on the names of the API are the table's entries. */
 #define H5Eset_auto2 h5.Eset_auto2
@@ -124,32 +109,9 @@ static void h5_load(void)
         {&h5.native_float, "H5T_NATIVE_FLOAT_g"},
         {&h5.ieee_f32le, "H5T_IEEE_F32LE_g"},
         {&h5.lcpl_class, "H5P_CLS_LINK_CREATE_ID_g"},
-        {&h5.Eset_auto2, "H5Eset_auto2"},
-        {&h5.Fopen, "H5Fopen"},
-        {&h5.Fcreate, "H5Fcreate"},
-        {&h5.Fclose, "H5Fclose"},
-        {&h5.Dopen2, "H5Dopen2"},
-        {&h5.Dcreate2, "H5Dcreate2"},
-        {&h5.Dget_space, "H5Dget_space"},
-        {&h5.Dget_type, "H5Dget_type"},
-        {&h5.Dread, "H5Dread"},
-        {&h5.Dwrite, "H5Dwrite"},
-        {&h5.Dclose, "H5Dclose"},
-        {&h5.Sget_simple_extent_ndims, "H5Sget_simple_extent_ndims"},
-        {&h5.Sget_simple_extent_dims, "H5Sget_simple_extent_dims"},
-        {&h5.Screate_simple, "H5Screate_simple"},
-        {&h5.Sselect_hyperslab, "H5Sselect_hyperslab"},
-        {&h5.Sclose, "H5Sclose"},
-        {&h5.Tget_class, "H5Tget_class"},
-        {&h5.Tclose, "H5Tclose"},
-        {&h5.Gget_info, "H5Gget_info"},
-        {&h5.Lget_name_by_idx, "H5Lget_name_by_idx"},
-        {&h5.Oopen, "H5Oopen"},
-        {&h5.Oclose, "H5Oclose"},
-        {&h5.Iget_type, "H5Iget_type"},
-        {&h5.Pcreate, "H5Pcreate"},
-        {&h5.Pset_create_intermediate_group, "H5Pset_create_intermediate_group"},
-        {&h5.Pclose, "H5Pclose"},
+#define H5_WANT(name) {&h5.name, "H5" #name},
+        H5_FUNCS(H5_WANT)
+#undef H5_WANT
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         void *p = dlsym(lib, want[i].sym);
