@@ -8,11 +8,11 @@
  * on save, so that a checkpoint of a richer objective round-trips through us. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -117,29 +117,6 @@ static int dim_ok(int64_t v, int64_t max)
     return v >= 1 && v <= max;
 }
 
-/* The index of the first NaN or Inf of x [n], or n. Blocks of 1024 are checked with
- * a branch-free test of the exponent bits (which the compiler vectorizes: isfinite()
- * with an early exit per element took 9-15 ms over the 6.5 M weights of C = 2048), and
- * only a block that holds one is searched element by element. */
-static size_t first_nonfinite(const float *x, size_t n)
-{
-    enum { BLOCK = 1024 };
-    for (size_t b = 0; b < n; b += BLOCK) {
-        size_t end = n - b < BLOCK ? n : b + BLOCK;
-        uint32_t any = 0;
-        for (size_t i = b; i < end; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], sizeof u);
-            any |= (u & 0x7f800000u) == 0x7f800000u;
-        }
-        if (any)
-            for (size_t i = b; i < end; i++)
-                if (!isfinite(x[i]))
-                    return i;
-    }
-    return n;
-}
-
 /* Converts t into out (numel floats) and refuses NaN/Inf: a model holding them would
  * answer every request with NaN, which is worse than refusing it at load. */
 static int read_param(const sola_st_tensor *t, const char *file, float *out, sola_err *e)
@@ -151,7 +128,7 @@ static int read_param(const sola_st_tensor *t, const char *file, float *out, sol
     int rc = sola_st_to_f32(t, out, e);
     if (rc)
         return rc;
-    size_t n = sola_st_numel(t), i = first_nonfinite(out, n);
+    size_t n = sola_st_numel(t), i = sola_first_nonfinite(out, n);
     if (i < n)
         return sola_errf(e, SOLA_EFORMAT, "%s: tensor %s holds NaN or Inf at element %zu",
                          file, t->name, i);
